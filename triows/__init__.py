@@ -1,0 +1,40 @@
+"""triows: a trio-native WebSocket framework.
+
+Each connection's view runs in its own trio nursery, inside cancel scopes that
+keep the protocol's order (accept, then send/receive, then close), so a client's
+departure cancels the view promptly and no task outlives its connection.
+"""
+
+from __future__ import annotations
+
+from . import status
+from ._app import App
+from ._datastructures import URL, Headers, QueryParams
+from ._exceptions import BadMessage, MessageDecodeError, MessageTypeError, WebSocketDisconnect
+from ._http import Request, Response
+from ._providers import ProviderError
+from ._routing import ParameterError
+from ._server import serve
+from ._state import ConnectionState
+from ._websocket import WebSocket
+
+__all__ = [
+    "URL",
+    "App",
+    "BadMessage",
+    "ConnectionState",
+    "Headers",
+    "MessageDecodeError",
+    "MessageTypeError",
+    "ParameterError",
+    "ProviderError",
+    "QueryParams",
+    "Request",
+    "Response",
+    "WebSocket",
+    "WebSocketDisconnect",
+    "serve",
+    "status",
+]
+
+__version__ = "0.1.0"

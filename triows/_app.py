@@ -1,0 +1,354 @@
+"""The App: routes, providers, lifespan, and its ASGI entry point."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar, overload
+
+import attrs
+import trio
+
+from ._codecs import MessageType, check_message_type
+from ._http import (
+    BodyTooLarge,
+    Request,
+    Response,
+    allow_header,
+    read_body,
+    send_response,
+    to_response,
+)
+from ._providers import ProviderRegistry, ProviderScope
+from ._routing import ParameterError, Pattern, ViewSignature
+from ._runner import refuse, run_websocket_view
+from ._types import ASGIApp, Receive, Scope, Send
+from ._websocket import WebSocket, WebSocketOptions
+
+__all__ = ["App"]
+
+logger = logging.getLogger("triows")
+
+F = TypeVar("F", bound=Callable[..., Any])
+WebSocketView = Callable[..., Awaitable[None]]
+
+
+class _AllCodes(Container[int]):
+    """What ``caught_close_codes=all`` turns into: contains every code."""
+
+    def __contains__(self, code: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "all"
+
+
+@attrs.frozen
+class WebSocketRoute:
+    pattern: Pattern
+    view: WebSocketView
+    signature: ViewSignature
+    options: WebSocketOptions
+
+
+@attrs.frozen
+class HTTPRoute:
+    pattern: Pattern
+    view: Callable[..., Awaitable[Any]]
+    signature: ViewSignature
+    methods: tuple[str, ...]
+
+
+@attrs.frozen
+class Mount:
+    prefix: str
+    app: ASGIApp
+
+
+class App:
+    """A triows application: an ASGI 3 app serving WebSocket and HTTP routes.
+
+    Serve it with ``triows.serve(app)``, ``triows run module:app``, or any ASGI
+    server running trio (``hypercorn -k trio module:app``).
+    """
+
+    def __init__(self) -> None:
+        self.providers = ProviderRegistry()
+        self._websocket_routes: list[WebSocketRoute] = []
+        self._http_routes: list[HTTPRoute] = []
+        self._mounts: list[Mount] = []
+        self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._connections: set[WebSocket] = set()
+        self._closing: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- registration ------------------------------------------------------------------
+
+    def websocket_route(
+        self,
+        pattern: str,
+        *,
+        value_type: MessageType | None = None,
+        receive_type: MessageType = "text",
+        send_type: MessageType = "text",
+        auto_accept: bool = True,
+        caught_close_codes: Iterable[int] | Callable[..., Any] = (1000, 1001),
+    ) -> Callable[[F], F]:
+        """Register a WebSocket view for ``pattern`` (``{name}`` segments allowed).
+
+        ``value_type`` sets both ``receive_type`` and ``send_type`` (each one of
+        ``"text"``, ``"json"``, ``"bytes"``).  With ``auto_accept`` the connection is
+        accepted before the view runs and closed with 1000 after it returns.
+        ``caught_close_codes`` are the client close codes that end the view silently
+        (pass the built-in ``all`` for every code, ``()`` for none).
+
+        Raises TypeError for a view that is not ``async def`` or lacks a route
+        parameter, ValueError for an unknown message type or annotation.
+        """
+        if value_type is not None:
+            receive_type = send_type = check_message_type(value_type, "value_type")
+        options = WebSocketOptions(
+            receive_type=check_message_type(receive_type, "receive_type"),
+            send_type=check_message_type(send_type, "send_type"),
+            auto_accept=auto_accept,
+            caught_close_codes=(
+                _AllCodes() if caught_close_codes is all else frozenset(caught_close_codes)  # type: ignore[arg-type]
+            ),
+        )
+        compiled = Pattern.compile(pattern)
+
+        def register(view: F) -> F:
+            signature = ViewSignature.of(view, compiled, "websocket")
+            self._websocket_routes.append(WebSocketRoute(compiled, view, signature, options))
+            return view
+
+        return register
+
+    def route(self, pattern: str, *, methods: Sequence[str] = ("GET",)) -> Callable[[F], F]:
+        """Register an HTTP view: ``async def view(request, ...)`` returning
+        ``str`` (HTML), ``bytes``, a ``dict``/``list`` (JSON) or a Response."""
+        compiled = Pattern.compile(pattern)
+        allowed = tuple(m.upper() for m in methods)
+        if "GET" in allowed and "HEAD" not in allowed:
+            allowed += ("HEAD",)
+
+        def register(view: F) -> F:
+            signature = ViewSignature.of(view, compiled, "http")
+            self._http_routes.append(HTTPRoute(compiled, view, signature, allowed))
+            return view
+
+        return register
+
+    @overload
+    def provider(self, func: F, /) -> F: ...
+    @overload
+    def provider(self, *, scope: ProviderScope = "connection") -> Callable[[F], F]: ...
+
+    def provider(
+        self, func: F | None = None, /, *, scope: ProviderScope = "connection"
+    ) -> F | Callable[[F], F]:
+        """Register a provider, injected into views by its function name.
+
+        ``@app.provider`` makes one value per connection; ``@app.provider(scope="app")``
+        one for the App's lifetime.  Raises ProviderError on a dependency cycle.
+        """
+
+        def register(f: F) -> F:
+            self.providers.register(f, scope)
+            return f
+
+        return register if func is None else register(func)
+
+    def mount(self, prefix: str, app: ASGIApp) -> None:
+        """Hand every HTTP and WebSocket request under ``prefix`` to another ASGI app.
+
+        The mounted app sees ``root_path`` extended by ``prefix`` and ``path`` without it.
+        """
+        prefix = "/" + prefix.strip("/")
+        self._mounts.append(Mount(prefix, app))
+
+    def on_startup(self, func: F) -> F:
+        """Run ``async def func()`` at startup, after app-scoped providers are created.
+        An exception aborts the server's startup."""
+        self._startup_hooks.append(func)
+        return func
+
+    def on_shutdown(self, func: F) -> F:
+        """Run ``async def func()`` at shutdown, before app-scoped providers are torn down."""
+        self._shutdown_hooks.append(func)
+        return func
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """A nursery for app-wide background tasks: open from startup to shutdown.
+
+        Tasks started here are cancelled at shutdown, before app-scoped providers
+        are torn down.  Raises RuntimeError outside the App's lifespan.
+        """
+        if self._nursery is None:
+            raise RuntimeError(
+                "app.nursery is only open while the App runs (between startup and shutdown); "
+                "use it from an on_startup hook, a view, or a provider"
+            )
+        return self._nursery
+
+    # -- ASGI --------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope["path"]
+        for mount in self._mounts:
+            if path == mount.prefix or path.startswith(mount.prefix + "/"):
+                child = dict(scope)
+                child["root_path"] = scope.get("root_path", "") + mount.prefix
+                child["path"] = path[len(mount.prefix) :] or "/"
+                await mount.app(child, receive, send)
+                return
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        else:
+            raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return  # the client left before the handshake reached the app
+        path: str = scope["path"]
+        for route in self._websocket_routes:
+            values = route.pattern.match(path)
+            if values is not None:
+                break
+        else:
+            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        ws = WebSocket(scope, receive, send, route.options)
+        if self._closing is not None:
+            await refuse(ws, 503, {"detail": "server shutting down"})
+            return
+        providers = self.providers.providers
+        try:
+            kwargs = route.signature.bind(values, ws.query_parameters, providers)
+        except ParameterError as exc:
+            # Validation refuses the handshake: never accept-then-close.
+            await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
+            return
+        names = route.signature.provider_names(providers)
+
+        async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
+            return await self.providers.resolve(names, stack)
+
+        self._connections.add(ws)
+        try:
+            await run_websocket_view(ws, route.view, kwargs, resolve)
+        finally:
+            self._connections.discard(ws)
+            if self._closing is not None and not self._connections:
+                self._closing.set()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        for route in self._http_routes:
+            values = route.pattern.match(path)
+            if values is not None:
+                break
+        else:
+            if any(r.pattern.match(path) is not None for r in self._websocket_routes):
+                response = Response("this URL speaks WebSocket only", 426, {"upgrade": "websocket"})
+            else:
+                response = Response("not found", 404)
+            await send_response(send, response)
+            return
+        if method not in route.methods:
+            await send_response(
+                send, Response("method not allowed", 405, allow_header(route.methods))
+            )
+            return
+        try:
+            body = await read_body(receive)
+        except BodyTooLarge:
+            await send_response(send, Response("request body too large", 413))
+            return
+        request = Request(scope, body)
+        providers = self.providers.providers
+        try:
+            kwargs = route.signature.bind(values, request.query_parameters, providers)
+        except ParameterError as exc:
+            await send_response(
+                send, Response.json({"detail": exc.detail, "parameter": exc.parameter}, 400)
+            )
+            return
+        try:
+            async with AsyncExitStack() as stack:
+                kwargs.update(
+                    await self.providers.resolve(route.signature.provider_names(providers), stack)
+                )
+                response = to_response(await route.view(request, **kwargs))
+        except Exception:
+            await send_response(send, Response("internal server error", 500))
+            raise
+        await send_response(send, response, head=method == "HEAD")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        self._closing = None
+        async with trio.open_nursery() as nursery:
+            stack = AsyncExitStack()
+            try:
+                await self.providers.start_app(stack)
+                self._nursery = nursery
+                stack.callback(self._close_nursery, nursery)
+                for hook in self._startup_hooks:
+                    await hook()
+                for hook in reversed(self._shutdown_hooks):
+                    stack.push_async_callback(hook)
+            except Exception as exc:
+                logger.exception("triows: startup failed")
+                with trio.CancelScope(shield=True):
+                    await stack.aclose()
+                await send({"type": "lifespan.startup.failed", "message": _describe(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+            message = await receive()
+            try:
+                await self.close_connections()
+                await stack.aclose()
+            except Exception as exc:
+                logger.exception("triows: shutdown failed")
+                await send({"type": "lifespan.shutdown.failed", "message": _describe(exc)})
+                return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _close_nursery(self, nursery: trio.Nursery) -> None:
+        self._nursery = None
+        nursery.cancel_scope.cancel()
+
+    async def close_connections(self, timeout: float = 5.0) -> None:
+        """Close every open WebSocket with 1001 (Going Away) and wait for their views.
+
+        Views are cancelled (their ``finally`` blocks run); connections not yet
+        accepted are refused with 503, and new ones are refused from now on.
+        Returns when every view has finished, or after ``timeout`` seconds.
+        """
+        if self._closing is None:
+            self._closing = trio.Event()
+        if not self._connections:
+            return
+        for ws in list(self._connections):
+            ws._cancel_for_shutdown()
+        with trio.move_on_after(timeout):
+            await self._closing.wait()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,89 @@
+"""The command line: ``triows run module:app`` (also ``python -m triows run``)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._app import App
+from ._server import serve
+
+__all__ = ["load_app", "main"]
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` (attribute defaults to ``app``) from the current directory."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name:
+        raise SystemExit(f"triows: {target!r} is not of the form module:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise SystemExit(f"triows: cannot import {module_name!r}: {exc}") from None
+        raise
+    obj: object = module
+    for part in (attribute or "app").split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise SystemExit(
+                f"triows: module {module_name!r} has no attribute {attribute or 'app'!r}"
+            ) from None
+    if not isinstance(obj, App):
+        raise SystemExit(f"triows: {target} is a {type(obj).__name__}, not a triows.App")
+    return obj
+
+
+async def _run(app: App, target: str, args: argparse.Namespace) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                functools.partial(
+                    serve,
+                    app,
+                    host=args.host,
+                    port=args.port,
+                    shutdown_timeout=args.shutdown_timeout,
+                    max_message_size=args.max_message_size,
+                    access_log=args.access_log,
+                )
+            )
+            print(
+                f"triows: serving {target} on http://{args.host}:{port} (Ctrl+C to stop)",
+                flush=True,
+            )
+            async for signum in signals:
+                print(f"triows: {signal.Signals(signum).name}, shutting down", flush=True)
+                break
+            nursery.cancel_scope.cancel()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="triows", description="Run a triows App.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve module:app with the embedded server")
+    run.add_argument("target", help="the App to serve, as module:attribute (e.g. chat:app)")
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8000, help="port to bind (default 8000; 0: any)")
+    run.add_argument(
+        "--shutdown-timeout", type=float, default=5.0, help="grace period at shutdown, seconds"
+    )
+    run.add_argument(
+        "--max-message-size", type=int, default=1024 * 1024, help="largest message, bytes"
+    )
+    run.add_argument("--access-log", action="store_true", help="log each handshake and request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = load_app(args.target)
+    trio.run(_run, app, args.target, args)

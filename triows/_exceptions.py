@@ -1,0 +1,47 @@
+"""The exceptions triows raises to views and to the server."""
+
+from __future__ import annotations
+
+from . import status
+
+__all__ = ["BadMessage", "MessageDecodeError", "MessageTypeError", "WebSocketDisconnect"]
+
+
+class WebSocketDisconnect(Exception):
+    """The client closed the connection, or it was lost.
+
+    Raised by ``receive()`` (and ``send()``) once the client has gone.  ``code`` is the
+    close code the client sent (1006 when the connection dropped without a close
+    frame); ``reason`` its close reason.
+    """
+
+    def __init__(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        text = f"client disconnected with code {self.code}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+class BadMessage(ValueError):
+    """A message from the client could not be turned into the requested type.
+
+    The view may catch it and carry on.  Uncaught, the connection is closed with
+    ``close_code`` and the error is logged as a client error, not a server crash.
+    """
+
+    close_code: int = status.WS_1003_UNSUPPORTED_DATA
+
+
+class MessageTypeError(BadMessage):
+    """A text frame arrived where bytes were expected, or the reverse (closes with 1003)."""
+
+    close_code = status.WS_1003_UNSUPPORTED_DATA
+
+
+class MessageDecodeError(BadMessage):
+    """The payload is not valid JSON (closes with 1007)."""
+
+    close_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA

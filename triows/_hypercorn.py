@@ -1,0 +1,128 @@
+"""The two hypercorn fixes that ``triows.serve`` and ``triows run`` apply.
+
+hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
+
+1. reports every client-initiated close to the app as code 1006, dropping the code
+   and reason from the client's close frame; and after a 1009 (message too big) it
+   tells the app nothing until the socket closes;
+2. silently discards ``websocket.send`` events once the client has gone, where the
+   ASGI spec asks for an ``OSError`` so the app can tell.
+
+(hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
+that in the App itself, see ``App.close_connections``, so it needs no patch.)
+
+The fix wraps three methods of ``WSStream`` once per process.  The wrappers act
+only on streams whose config is a :class:`TriowsConfig`, the config ``serve()``
+builds; a plain ``hypercorn -k trio`` server in the same process, or any other
+config, runs hypercorn's code unchanged.  The patch refuses to install on a
+hypercorn series it was not tested with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+from hypercorn.config import Config
+from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import StreamClosed
+from wsproto.events import CloseConnection
+
+__all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
+
+#: The hypercorn release series these wrappers were written and tested against.
+TESTED_SERIES = ("0.18.",)
+
+_installed = False
+
+
+class TriowsConfig(Config):
+    """A hypercorn Config that turns on triows' fixes for the streams it serves."""
+
+
+class ClientGone(OSError):
+    """Raised to the app for a send after the client left (ASGI: an OSError subclass)."""
+
+
+def _ours(stream: Any) -> bool:
+    return isinstance(stream.config, TriowsConfig)
+
+
+def install() -> None:
+    """Install the wrappers (idempotent).  Raises RuntimeError on an untested hypercorn."""
+    global _installed
+    if _installed:
+        return
+    found = version("hypercorn")
+    if not found.startswith(TESTED_SERIES):
+        raise RuntimeError(
+            f"triows.serve patches hypercorn's WebSocket close handling and was tested with "
+            f"hypercorn {', '.join(s + '*' for s in TESTED_SERIES)}; found {found}. "
+            "Install a tested version (pip install 'hypercorn>=0.18,<0.19')."
+        )
+    cls = ws_stream.WSStream
+    original_handle: Callable[[Any, Any], Awaitable[None]] = cls.handle
+    original_app_send: Callable[[Any, Any], Awaitable[None]] = cls.app_send
+    original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
+
+    async def handle(self: Any, event: Any) -> None:
+        if (
+            _ours(self)
+            and isinstance(event, StreamClosed)
+            and not self.closed
+            and self.app_put is not None
+        ):
+            # The same as hypercorn, but with the client's own close code.
+            self.closed = True
+            code, reason = getattr(self, "_triows_close", (None, ""))
+            if code is None:
+                closed_by_app = self.state in {
+                    ws_stream.ASGIWebsocketState.HTTPCLOSED,
+                    ws_stream.ASGIWebsocketState.CLOSED,
+                }
+                code = 1000 if closed_by_app else 1006
+            await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
+            return
+        await original_handle(self, event)
+
+    async def app_send(self: Any, message: Any) -> None:
+        if (
+            _ours(self)
+            and self.closed
+            and message is not None
+            and message["type"] == "websocket.send"
+        ):
+            raise ClientGone("the client has closed this WebSocket")
+        await original_app_send(self, message)
+
+    async def handle_events(self: Any) -> None:
+        if not _ours(self):
+            await original_handle_events(self)
+            return
+        # hypercorn's loop, recording the client's close frame (and our own 1009)
+        # so that handle() can report the real code.
+        for event in self.connection.events():
+            if isinstance(event, ws_stream.Message):
+                try:
+                    self.buffer.extend(event)
+                except ws_stream.FrameTooLargeError:
+                    self._triows_close = (1009, "message too big")
+                    await self._send_wsproto_event(CloseConnection(code=1009))
+                    break
+                if event.message_finished:
+                    await self.app_put(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, ws_stream.Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if not hasattr(self, "_triows_close"):
+                    self._triows_close = (event.code, event.reason or "")
+                if self.connection.state == ws_stream.ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                await self.send(StreamClosed(stream_id=self.stream_id))
+
+    cls.handle = handle  # type: ignore[method-assign]
+    cls.app_send = app_send  # type: ignore[method-assign]
+    cls._handle_events = handle_events  # type: ignore[method-assign]
+    _installed = True

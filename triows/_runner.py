@@ -1,0 +1,132 @@
+"""The view runner: one nursery per connection, cancel scopes in protocol order.
+
+For each connection the runner opens a nursery holding two things: the receive
+pump (see ``_websocket``) and the view, inside its own cancel scope.  It then
+enforces the protocol's order whatever the view does:
+
+* before the view: providers are created, and with ``auto_accept`` the handshake
+  is accepted;
+* the view runs; the pump cancels it if the client leaves while nobody receives,
+  and the App cancels it at shutdown;
+* after the view: providers are torn down (even on error), the connection is
+  closed (1000 after a normal return, 1001 at shutdown, 1011 after an error,
+  1003/1007 after an uncaught bad message) or, if never accepted, refused (HTTP
+  403, or 500 after an error);
+* the pump is cancelled, so no task outlives the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import trio
+
+from . import status
+from ._exceptions import BadMessage, WebSocketDisconnect
+from ._state import CONNECTED, CONNECTING
+from ._websocket import WebSocket, _Rejected
+
+__all__ = ["run_websocket_view"]
+
+logger = logging.getLogger("triows")
+
+Resolver = Callable[[AsyncExitStack], Awaitable[dict[str, Any]]]
+
+
+def _disconnects(error: BaseException) -> list[WebSocketDisconnect] | None:
+    """The WebSocketDisconnects that make up ``error``, or None if it holds anything else."""
+    if isinstance(error, WebSocketDisconnect):
+        return [error]
+    if isinstance(error, BaseExceptionGroup):
+        found: list[WebSocketDisconnect] = []
+        for inner in error.exceptions:
+            if isinstance(inner, trio.Cancelled):
+                continue
+            leaves = _disconnects(inner)
+            if leaves is None:
+                return None
+            found.extend(leaves)
+        return found or None
+    return None
+
+
+async def refuse(ws: WebSocket, status_code: int, payload: dict[str, Any]) -> None:
+    """Refuse the handshake with an HTTP status and a JSON body (403 without the extension)."""
+    body = json.dumps(payload).encode()
+    await ws.reject(status_code, headers=[("content-type", "application/json")], body=body)
+
+
+async def run_websocket_view(
+    ws: WebSocket,
+    view: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    resolve_providers: Resolver,
+) -> None:
+    """Run ``view`` for ``ws`` to completion; see the module docstring for the order.
+
+    Returns when the view has finished and the connection is closed.  Re-raises
+    the view's unhandled exception (after closing with 1011, or refusing with HTTP
+    500 before accept), and WebSocketDisconnect for close codes the route does not
+    catch.  Cancellation from outside (the server) cancels the view and the pump.
+    """
+    options = ws._options
+    error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws._pump)
+        with trio.CancelScope() as view_scope:
+            ws._view_scope = view_scope
+            try:
+                async with AsyncExitStack() as stack:
+                    kwargs.update(await resolve_providers(stack))
+                    if options.auto_accept:
+                        await ws.accept()
+                    await view(ws, **kwargs)
+            except _Rejected:
+                pass
+            except Exception as exc:
+                error = exc
+        ws._view_scope = None
+
+        if view_scope.cancelled_caught and ws._ended_by == "disconnect":
+            if not ws._disconnect_caught:
+                error = ws._machine.disconnect_error()
+        elif view_scope.cancelled_caught and ws._ended_by == "shutdown":
+            if ws.state is CONNECTED:
+                await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+            elif ws.state is CONNECTING:
+                await refuse(ws, 503, {"detail": "server shutting down"})
+        elif error is None:
+            await ws.ensure_closed()
+        else:
+            error = await _finish_with_error(ws, error)
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | None:
+    """Close the connection after the view raised; return what to re-raise."""
+    disconnects = _disconnects(error)
+    if disconnects is not None:
+        caught = ws._options.caught_close_codes
+        silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
+        return None if silenced else error
+    if isinstance(error, BadMessage):
+        # The client's fault, not the server's: close with the precise code and log
+        # it as a client error.
+        logger.warning("closing %r: bad message from client: %s", ws, error)
+        if ws.state is CONNECTED:
+            reason = str(error).encode()[:120].decode(errors="ignore")
+            await ws.close(error.close_code, reason)
+        else:
+            await ws.ensure_closed()
+        return None
+    if ws.state is CONNECTED:
+        await ws.close(status.WS_1011_INTERNAL_ERROR)
+    elif ws.state is CONNECTING:
+        await refuse(ws, 500, {"detail": "internal server error"})
+    return error

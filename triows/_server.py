@@ -1,0 +1,87 @@
+"""The embedded server: hypercorn's trio worker, in-process, with triows' fixes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+
+from . import _hypercorn
+from ._app import App
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("triows")
+
+
+async def serve(
+    app: App,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    shutdown_timeout: float = 5.0,
+    max_message_size: int = 1024 * 1024,
+    ping_interval: float | None = None,
+    access_log: bool = False,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    **hypercorn_options: Any,
+) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled.
+
+    Use it with ``nursery.start``: the value passed to ``task_status.started()`` is
+    the bound TCP port (useful with ``port=0``)::
+
+        port = await nursery.start(functools.partial(triows.serve, app, port=0))
+
+    Runs hypercorn's trio worker in this process, with the fixes of
+    ``triows._hypercorn`` so views see the client's exact close code.
+
+    Cancellation is a graceful shutdown: new connections are refused, every open
+    WebSocket view is cancelled and its client gets close code 1001 (Going Away),
+    then hypercorn stops and the App's shutdown runs (app-scoped providers are
+    torn down).  This takes at most about ``shutdown_timeout`` seconds, after
+    which remaining connections are dropped.  ``max_message_size`` bounds an
+    incoming message (1009 past it); other keyword arguments set hypercorn
+    ``Config`` attributes.
+    """
+    _hypercorn.install()
+    config = _hypercorn.TriowsConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.websocket_max_message_size = max_message_size
+    config.websocket_ping_interval = ping_interval
+    config.graceful_timeout = shutdown_timeout
+    config.accesslog = logging.getLogger("triows.access") if access_log else None
+    for name, value in hypercorn_options.items():
+        if not hasattr(config, name):
+            raise TypeError(f"serve() got an unknown option {name!r} (not a hypercorn Config field)")
+        setattr(config, name, value)
+
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        # The server runs shielded: cancelling serve() must become a graceful
+        # shutdown, not an abrupt cancel of every connection.
+        server_scope = trio.CancelScope(shield=True)
+
+        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+            with server_scope:
+                await hypercorn_serve(
+                    app,  # type: ignore[arg-type]
+                    config,
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
+                )
+
+        try:
+            binds: list[str] = await nursery.start(run_server)
+            task_status.started(int(binds[0].rsplit(":", 1)[1]))
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(shutdown_timeout):
+                    await app.close_connections(shutdown_timeout)
+                stop.set()
+                # hypercorn now finishes its connections (bounded by graceful_timeout)
+                # and runs the App's lifespan shutdown; force it after twice the budget.
+                server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1

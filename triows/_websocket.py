@@ -1,0 +1,448 @@
+"""The WebSocket object a view receives, and its receive pump.
+
+Every connection has one *receive pump*: a task that reads the transport's events
+into a small bounded inbox.  It exists so that a client's departure is noticed even
+when the view is not receiving (sleeping, sending in a loop, waiting on another
+channel): the pump then cancels the view's cancel scope and the runner reports the
+client's close code.  A view that *is* receiving gets the messages that arrived
+before the close, then :class:`~triows.WebSocketDisconnect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from . import status
+from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
+from ._datastructures import URL, Headers, QueryParams
+from ._exceptions import WebSocketDisconnect
+from ._state import CONNECTED, CONNECTING, REJECTED, ConnectionState, StateMachine
+from ._types import Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["WebSocket", "WebSocketOptions"]
+
+# How many messages the pump reads ahead of the view.  Small, because the server
+# already buffers, and a view that stops reading must push back on the client.
+READ_AHEAD = 4
+
+
+@attrs.frozen
+class WebSocketOptions:
+    """A route's per-connection settings, resolved once at decoration time."""
+
+    receive_type: MessageType = "text"
+    send_type: MessageType = "text"
+    auto_accept: bool = True
+    caught_close_codes: Container[int] = (1000, 1001)
+    decode: Decoder = attrs.field(init=False)
+    encode: Encoder = attrs.field(init=False)
+
+    @decode.default
+    def _decode(self) -> Decoder:
+        return DECODERS[self.receive_type]
+
+    @encode.default
+    def _encode(self) -> Encoder:
+        return ENCODERS[self.send_type]
+
+
+DEFAULT_OPTIONS = WebSocketOptions()
+
+
+def _check_close_code(code: int, reason: str) -> None:
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        raise ValueError(
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1014, or 3000-4999 "
+            "(4000-4999 for application errors)"
+        )
+    if len(reason.encode()) > 123:
+        raise ValueError(
+            f"close reason is {len(reason.encode())} bytes; a close frame allows at most 123"
+        )
+
+
+class _Rejected(Exception):
+    """Ends a view that enters ``async with ws`` after ``reject()``; swallowed by the runner."""
+
+
+class WebSocket:
+    """One WebSocket connection, as seen by a view.
+
+    Cancellation: every ``await`` here is a trio checkpoint.  ``receive()`` is
+    cancel-safe (a cancelled receive loses no message).  A cancelled ``send()`` may
+    or may not have handed its message to the server.  ``close()`` moves the state
+    machine before sending, so a cancelled close still counts as a close.
+    """
+
+    __slots__ = (
+        "_catching",
+        "_disconnect_caught",
+        "_ended_by",
+        "_headers",
+        "_inbox",
+        "_inbox_send",
+        "_machine",
+        "_options",
+        "_query",
+        "_receivers",
+        "_transport_receive",
+        "_transport_send",
+        "_view_scope",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        options: WebSocketOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        self.scope = scope
+        self._transport_receive = receive
+        self._transport_send = send
+        self._options = options
+        self._machine = StateMachine()
+        self._inbox_send, self._inbox = trio.open_memory_channel[Message](READ_AHEAD)
+        self._receivers = 0
+        # >0 while a client's disconnect is silenced: auto_accept, or inside `async with`.
+        self._catching = 1 if options.auto_accept else 0
+        self._disconnect_caught = False
+        self._ended_by: str | None = None
+        self._view_scope: trio.CancelScope | None = None
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+
+    # -- the request ---------------------------------------------------------------
+
+    @property
+    def url(self) -> URL:
+        """The full URL of the connection request (``str(ws.url)``)."""
+        return URL.from_scope(self.scope)
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's HTTP headers: immutable and case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers", ()))
+        return self._headers
+
+    @property
+    def query_parameters(self) -> QueryParams:
+        """The query string's parameters: an immutable mapping."""
+        if self._query is None:
+            self._query = QueryParams(self.scope.get("query_string", b""))
+        return self._query
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)``, when the server knows it."""
+        client = self.scope.get("client")
+        return None if client is None else (str(client[0]), int(client[1]))
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return list(self.scope.get("subprotocols", ()))
+
+    @property
+    def session(self) -> Mapping[str, Any]:
+        """The session: not available until sessions are enabled on the App."""
+        raise RuntimeError(
+            "ws.session is not available: sessions are not enabled on this App. "
+            "Session support (App(session_secret=...)) is not implemented in this "
+            "version of triows; read the cookie from ws.headers['cookie'] meanwhile"
+        )
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's :class:`~triows.ConnectionState`."""
+        return self._machine.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the server closed with, or ``None`` if it has not closed."""
+        return self._machine.close_code
+
+    # -- handshake -------------------------------------------------------------------
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Accept the connection (complete the handshake).
+
+        Raises RuntimeError if it was already accepted or is over, and
+        WebSocketDisconnect if the client left before it could be accepted.
+        """
+        self._machine.accept()
+        await self._send_or_disconnect(
+            {
+                "type": "websocket.accept",
+                "subprotocol": subprotocol,
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+        )
+
+    async def reject(
+        self,
+        status: int = 403,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | str = b"",
+    ) -> None:
+        """Refuse the handshake: the client gets an HTTP error (403 by default).
+
+        Must be called before ``accept()``: afterwards it raises RuntimeError (with
+        ``auto_accept=True`` the connection is accepted before the view runs, so pass
+        ``auto_accept=False``).  A status, headers or body other than the plain 403
+        need the server's ``websocket.http.response`` extension (hypercorn has it);
+        without it the client gets a plain 403.  After ``reject()``, entering
+        ``async with ws`` ends the view without running the block.
+        """
+        if not self._machine.reject():
+            return
+        await self._send_refusal(status, headers, body)
+
+    async def _send_refusal(
+        self, status: int, headers: Sequence[tuple[str, str]], body: bytes | str
+    ) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+        plain = status == 403 and not headers and not body
+        if plain or "websocket.http.response" not in self.scope.get("extensions", {}):
+            message: Message = {"type": "websocket.close", "code": 1000, "reason": ""}
+            await self._send_quietly(message)
+            return
+        raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+        await self._send_quietly(
+            {"type": "websocket.http.response.start", "status": status, "headers": raw_headers}
+        )
+        await self._send_quietly({"type": "websocket.http.response.body", "body": body})
+
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``.
+
+        Before ``accept()`` this refuses the handshake (HTTP 403).  Calling it twice
+        raises RuntimeError: use ``ensure_closed()`` when unsure.  If the client has
+        already gone there is nothing to send and this returns at once.
+        """
+        _check_close_code(code, reason)
+        was_connecting = self._machine.state is CONNECTING
+        if self._machine.close(code):
+            if was_connecting:
+                await self._send_refusal(403, (), b"")
+            else:
+                await self._send_quietly({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def ensure_closed(
+        self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = ""
+    ) -> None:
+        """Close the connection unless it is already over.  Idempotent.
+
+        An earlier close keeps its code.  Before ``accept()`` this refuses the
+        handshake.  Never raises because of the connection's state.
+        """
+        if self._machine.state in (CONNECTED, CONNECTING):
+            await self.close(code, reason)
+
+    async def __aenter__(self) -> WebSocket:
+        state = self._machine.state
+        if state is CONNECTING:
+            await self.accept()
+        elif state is not CONNECTED:
+            if state is REJECTED:
+                raise _Rejected
+            self._machine.check_send("async with ws")
+        self._catching += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._catching -= 1
+        if exc is None:
+            await self.ensure_closed()
+            return False
+        return isinstance(exc, WebSocketDisconnect) and (
+            exc.code in self._options.caught_close_codes
+        )
+
+    # -- messages --------------------------------------------------------------------
+
+    async def receive(self) -> Any:
+        """Wait for the next message, decoded as the route's ``receive_type``.
+
+        Raises WebSocketDisconnect once the client has gone (after the messages it
+        sent before closing), and a :class:`~triows.BadMessage` subclass if the
+        message does not fit the type.  Cancel-safe: no message is lost.
+        """
+        return self._options.decode(await self._next_message("receive()"))
+
+    async def receive_text(self) -> str:
+        """Wait for the next message as text (a binary one raises MessageTypeError)."""
+        return DECODERS["text"](await self._next_message("receive_text()"))  # type: ignore[no-any-return]
+
+    async def receive_bytes(self) -> bytes:
+        """Wait for the next message as bytes (a text one raises MessageTypeError)."""
+        return DECODERS["bytes"](await self._next_message("receive_bytes()"))  # type: ignore[no-any-return]
+
+    async def receive_json(self) -> Any:
+        """Wait for the next message and parse it as JSON (MessageDecodeError if invalid)."""
+        return DECODERS["json"](await self._next_message("receive_json()"))
+
+    async def receive_event(self) -> Message:
+        """Wait for the next raw ASGI event.
+
+        Returns ``{"type": "websocket.receive", "text"|"bytes": ...}`` events, and a
+        ``{"type": "websocket.disconnect", "code": ..., "reason": ...}`` event once the
+        client has gone (on every later call too).
+        """
+        machine = self._machine
+        if machine.state is not CONNECTED and machine.disconnect_code is None:
+            machine.check_receive("receive_event()")
+        try:
+            return await self._next_message("receive_event()")
+        except WebSocketDisconnect as exc:
+            return {"type": "websocket.disconnect", "code": exc.code, "reason": exc.reason}
+
+    async def _next_message(self, call: str) -> Message:
+        machine = self._machine
+        if machine.state is not CONNECTED:
+            machine.check_receive(call)
+        self._receivers += 1
+        try:
+            return await self._inbox.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise machine.disconnect_error() from None
+        finally:
+            self._receivers -= 1
+
+    async def send(self, message: Any) -> None:
+        """Send ``message``, encoded as the route's ``send_type``.
+
+        Raises WebSocketDisconnect if the client has gone (a message is never
+        silently dropped), RuntimeError before accept or after close, TypeError if
+        the value does not fit the type.
+        """
+        await self._send_message(self._options.encode(message), "send()")
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message."""
+        await self._send_message(ENCODERS["text"](data), "send_text()")
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message."""
+        await self._send_message(ENCODERS["bytes"](data), "send_bytes()")
+
+    async def send_json(self, data: Any) -> None:
+        """Send ``data`` as JSON in a text message."""
+        await self._send_message(ENCODERS["json"](data), "send_json()")
+
+    async def send_event(self, event: Message) -> None:
+        """Send a raw ASGI event; the state machine still tracks it.
+
+        ``websocket.accept``, ``websocket.send``, ``websocket.close`` and the
+        ``websocket.http.response.*`` denial events are accepted.
+        """
+        kind = event.get("type")
+        if kind == "websocket.send":
+            await self._send_message(event, "send_event()")
+        elif kind == "websocket.accept":
+            self._machine.accept()
+            await self._send_or_disconnect(event)
+        elif kind == "websocket.close":
+            await self.close(int(event.get("code", 1000)), event.get("reason") or "")
+        elif kind == "websocket.http.response.start":
+            if self._machine.reject():
+                await self._send_quietly(event)
+        elif kind == "websocket.http.response.body":
+            if self._machine.state is not REJECTED:
+                raise RuntimeError(
+                    "send_event(websocket.http.response.body) called in state "
+                    f"{self._machine.state.value}: send websocket.http.response.start first"
+                )
+            await self._send_quietly(event)
+        else:
+            raise ValueError(
+                f"send_event() got an event of type {kind!r}; a WebSocket view can send "
+                "websocket.accept, websocket.send, websocket.close and "
+                "websocket.http.response.start/body"
+            )
+
+    async def _send_message(self, message: Message, call: str) -> None:
+        if self._machine.state is not CONNECTED:
+            self._machine.check_send(call)
+        await self._send_or_disconnect(message)
+
+    async def _send_or_disconnect(self, message: Message) -> None:
+        try:
+            await self._transport_send(message)
+        except OSError:
+            # ASGI servers raise OSError (or a subclass) when the client has gone.
+            self._machine.client_left(1006, "")
+            raise self._machine.disconnect_error() from None
+
+    async def _send_quietly(self, message: Message) -> None:
+        # Closing a connection whose client already left is not an error.
+        try:
+            await self._transport_send(message)
+        except OSError:
+            self._machine.client_left(1006, "")
+
+    # -- iteration -------------------------------------------------------------------
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> Any:
+        # `async for message in ws` is `while True: message = await ws.receive()`:
+        # a departure raises WebSocketDisconnect instead of ending the loop quietly.
+        return await self.receive()
+
+    # -- used by the runner ------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        """Read the transport until the client leaves; runs for the connection's life."""
+        receive = self._transport_receive
+        inbox = self._inbox_send
+        try:
+            while True:
+                event = await receive()
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    await inbox.send(event)
+                elif kind == "websocket.disconnect":
+                    self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
+                    return
+        finally:
+            inbox.close()
+
+    def _client_left(self, code: int, reason: str) -> None:
+        if not self._machine.client_left(code, reason):
+            return
+        self._disconnect_caught = self._catching > 0 and code in self._options.caught_close_codes
+        if self._receivers == 0 and self._view_scope is not None:
+            # Nobody is receiving, so nobody would learn that the client left.
+            self._ended_by = "disconnect"
+            self._view_scope.cancel()
+
+    def _cancel_for_shutdown(self) -> None:
+        if self._view_scope is not None and self._ended_by is None:
+            self._ended_by = "shutdown"
+            self._view_scope.cancel()
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self.scope.get('path', '?')} {self._machine.state.value}>"
+
