@@ -29,7 +29,7 @@ def check_message_type(name: str, argument: str) -> MessageType:
             f"{argument}={name!r} is not a message type; choose one of "
             + ", ".join(repr(t) for t in MESSAGE_TYPES)
         )
-    return name  # type: ignore[return-value]
+    return name
 
 
 def decode_text(event: Message) -> str:
@@ -51,7 +51,7 @@ def decode_bytes(event: Message) -> bytes:
 def decode_json(event: Message) -> Any:
     payload = event.get("text")
     if payload is None:
-        payload = event.get("bytes")
+        payload = event.get("bytes") or b""
     try:
         return json.loads(payload)
     except (ValueError, TypeError) as exc:

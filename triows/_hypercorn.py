@@ -27,7 +27,8 @@ from typing import Any
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import StreamClosed
-from wsproto.events import CloseConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Message, Ping
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
 
@@ -103,7 +104,7 @@ def install() -> None:
         # hypercorn's loop, recording the client's close frame (and our own 1009)
         # so that handle() can report the real code.
         for event in self.connection.events():
-            if isinstance(event, ws_stream.Message):
+            if isinstance(event, Message):
                 try:
                     self.buffer.extend(event)
                 except ws_stream.FrameTooLargeError:
@@ -113,12 +114,12 @@ def install() -> None:
                 if event.message_finished:
                     await self.app_put(self.buffer.to_message())
                     self.buffer.clear()
-            elif isinstance(event, ws_stream.Ping):
+            elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
             elif isinstance(event, CloseConnection):
                 if not hasattr(self, "_triows_close"):
                     self._triows_close = (event.code, event.reason or "")
-                if self.connection.state == ws_stream.ConnectionState.REMOTE_CLOSING:
+                if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 

@@ -138,15 +138,15 @@ class ViewSignature:
         try:
             signature = inspect.signature(view, eval_str=True)
         except NameError as exc:
-            raise ValueError(f"{kind} view {name}(): unknown type name in annotations: {exc}")
+            raise ValueError(
+                f"{kind} view {name}(): unknown type name in annotations: {exc}"
+            ) from None
         positional = list(signature.parameters.values())
         if not positional or positional[0].kind not in (
             inspect.Parameter.POSITIONAL_ONLY,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
         ):
-            raise TypeError(
-                f"{kind} view {name}() must take the connection as its first argument"
-            )
+            raise TypeError(f"{kind} view {name}() must take the connection as its first argument")
         parameters: list[Parameter] = []
         accepts_extra = False
         for param in positional[1:]:
@@ -176,7 +176,11 @@ class ViewSignature:
         )
 
     def provider_names(self, providers: Mapping[str, object]) -> list[str]:
-        return [p.name for p in self.parameters if p.name in providers and p.name not in self.route_names]
+        return [
+            p.name
+            for p in self.parameters
+            if p.name in providers and p.name not in self.route_names
+        ]
 
     def bind(
         self,

@@ -74,7 +74,7 @@ async def run_websocket_view(
     catch.  Cancellation from outside (the server) cancels the view and the pump.
     """
     options = ws._options
-    error: BaseException | None = None
+    error: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws._pump)
         with trio.CancelScope() as view_scope:

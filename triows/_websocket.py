@@ -241,7 +241,9 @@ class WebSocket:
             if was_connecting:
                 await self._send_refusal(403, (), b"")
             else:
-                await self._send_quietly({"type": "websocket.close", "code": code, "reason": reason})
+                await self._send_quietly(
+                    {"type": "websocket.close", "code": code, "reason": reason}
+                )
 
     async def ensure_closed(
         self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = ""
@@ -445,4 +447,3 @@ class WebSocket:
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.scope.get('path', '?')} {self._machine.state.value}>"
-
