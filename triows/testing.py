@@ -32,7 +32,15 @@ import trio
 from ._datastructures import Headers
 from ._types import ASGIApp, Message, Scope
 
-__all__ = ["HandshakeRejected", "ServerClosed", "TestClient", "TestResponse", "TestWebSocket"]
+__all__ = [
+    "HandshakeRejected",
+    "LiveServer",
+    "ServerClosed",
+    "TestClient",
+    "TestResponse",
+    "TestWebSocket",
+    "live_server",
+]
 
 
 class HandshakeRejected(Exception):
@@ -431,3 +439,47 @@ class TestClient:
     ) -> TestResponse:
         """Send a GET request."""
         return await self.request("GET", path, query=query, headers=headers)
+
+
+@attrs.frozen
+class LiveServer:
+    """A real server started by :func:`live_server`."""
+
+    host: str
+    port: int
+
+    def url(self, path: str = "/", scheme: str = "ws") -> str:
+        """The URL of ``path`` on this server (``ws://127.0.0.1:PORT/path``)."""
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+
+@asynccontextmanager
+async def live_server(
+    app: Any, *, host: str = "127.0.0.1", **serve_options: Any
+) -> AsyncIterator[LiveServer]:
+    """Serve ``app`` with :func:`triows.serve` on a free loopback port for a block.
+
+    Leaving the block shuts the server down gracefully (clients get 1001) and
+    waits for it to stop.  Use a real client such as trio-websocket against
+    ``server.url("/path")``.
+    """
+    from ._server import serve
+
+    error: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        server_scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[int]) -> None:
+            with server_scope:
+                await serve(app, host=host, port=0, task_status=task_status, **serve_options)
+
+        port: int = await nursery.start(run)
+        try:
+            yield LiveServer(host, port)
+        except Exception as exc:
+            # Raised below, outside the nursery, so tests see it unwrapped.
+            error = exc
+        finally:
+            server_scope.cancel()
+    if error is not None:
+        raise error
