@@ -10,20 +10,30 @@ from __future__ import annotations
 from . import status
 from ._app import App
 from ._datastructures import URL, Headers, QueryParams
-from ._exceptions import BadMessage, MessageDecodeError, MessageTypeError, WebSocketDisconnect
+from ._exceptions import (
+    BadMessage,
+    ClientError,
+    MessageDecodeError,
+    MessageTypeError,
+    WebSocketDisconnect,
+)
 from ._http import Request, Response
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
 from ._state import ConnectionState
 from ._websocket import WebSocket
+from .hub import Hub, HubUnavailable, SlowConsumer, Subscription
 
 __all__ = [
     "URL",
     "App",
     "BadMessage",
+    "ClientError",
     "ConnectionState",
     "Headers",
+    "Hub",
+    "HubUnavailable",
     "MessageDecodeError",
     "MessageTypeError",
     "ParameterError",
@@ -31,6 +41,8 @@ __all__ = [
     "QueryParams",
     "Request",
     "Response",
+    "SlowConsumer",
+    "Subscription",
     "WebSocket",
     "WebSocketDisconnect",
     "serve",

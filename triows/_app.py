@@ -25,6 +25,7 @@ from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_websocket_view
 from ._types import ASGIApp, Receive, Scope, Send
 from ._websocket import WebSocket, WebSocketOptions
+from .hub import Hub
 
 __all__ = ["App"]
 
@@ -73,8 +74,10 @@ class App:
     server running trio (``hypercorn -k trio module:app``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, hub: Hub | None = None) -> None:
         self.providers = ProviderRegistry()
+        #: The App's Hub, run for the App's lifetime and injected as the provider ``hub``.
+        self.hub = hub
         self._websocket_routes: list[WebSocketRoute] = []
         self._http_routes: list[HTTPRoute] = []
         self._mounts: list[Mount] = []
@@ -83,6 +86,13 @@ class App:
         self._connections: set[WebSocket] = set()
         self._closing: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
+        if hub is not None:
+
+            async def hub_provider() -> Hub:
+                return hub
+
+            hub_provider.__name__ = "hub"
+            self.providers.register(hub_provider, "app")
 
     # -- registration ------------------------------------------------------------------
 
@@ -306,6 +316,8 @@ class App:
             stack = AsyncExitStack()
             try:
                 await self.providers.start_app(stack)
+                if self.hub is not None:
+                    await stack.enter_async_context(self.hub)
                 self._nursery = nursery
                 stack.callback(self._close_nursery, nursery)
                 for hook in self._startup_hooks:

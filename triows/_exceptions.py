@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from . import status
 
-__all__ = ["BadMessage", "MessageDecodeError", "MessageTypeError", "WebSocketDisconnect"]
+__all__ = [
+    "BadMessage",
+    "ClientError",
+    "MessageDecodeError",
+    "MessageTypeError",
+    "WebSocketDisconnect",
+]
 
 
 class WebSocketDisconnect(Exception):
@@ -25,7 +31,17 @@ class WebSocketDisconnect(Exception):
         return f"{text} ({self.reason})" if self.reason else text
 
 
-class BadMessage(ValueError):
+class ClientError(Exception):
+    """The client broke a rule; the connection should end with ``close_code``.
+
+    Uncaught in a view, the runner closes the connection with ``close_code`` and
+    logs a warning: a client error, not a server crash (never 1011).
+    """
+
+    close_code: int = status.WS_1008_POLICY_VIOLATION
+
+
+class BadMessage(ClientError, ValueError):
     """A message from the client could not be turned into the requested type.
 
     The view may catch it and carry on.  Uncaught, the connection is closed with

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from . import status
-from ._exceptions import BadMessage, WebSocketDisconnect
+from ._exceptions import ClientError, WebSocketDisconnect
 from ._state import CONNECTED, CONNECTING
 from ._websocket import WebSocket, _Rejected
 
@@ -115,10 +115,10 @@ async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | Non
         caught = ws._options.caught_close_codes
         silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
         return None if silenced else error
-    if isinstance(error, BadMessage):
+    if isinstance(error, ClientError):
         # The client's fault, not the server's: close with the precise code and log
         # it as a client error.
-        logger.warning("closing %r: bad message from client: %s", ws, error)
+        logger.warning("closing %r: client error: %s", ws, error)
         if ws.state is CONNECTED:
             reason = str(error).encode()[:120].decode(errors="ignore")
             await ws.close(error.close_code, reason)

@@ -1,0 +1,213 @@
+"""The Hub: topics, subscriptions, and fan-out through a pluggable backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Protocol
+
+import trio
+
+from ._subscription import OverflowPolicy, Subscription
+
+__all__ = ["Backend", "Hub", "HubUnavailable"]
+
+#: Default buffer of a subscription, in messages.
+DEFAULT_MAX_BUFFER = 100
+
+
+class HubUnavailable(Exception):
+    """``publish()`` could not reach the hub's engine (e.g. Redis is down)."""
+
+
+class Backend(Protocol):
+    """How a Hub moves messages: in this process, or through an engine like Redis."""
+
+    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
+        """Run for the hub's lifetime; call ``task_status.started()`` once usable."""
+
+    async def publish(self, topic: str, message: Any) -> None:
+        """Send ``message`` to every subscriber of ``topic`` (all processes)."""
+
+    async def watch(self, topic: str) -> None:
+        """A first local subscriber appeared for ``topic``."""
+
+
+def check_message(message: Any) -> None:
+    if not isinstance(message, str | bytes):
+        try:
+            json.dumps(message)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"hub messages are str, bytes or JSON-able values; got {type(message).__name__}"
+            ) from exc
+
+
+class MemoryBackend:
+    """Delivers inside this process: publish hands the message straight to subscribers."""
+
+    def __init__(self) -> None:
+        self._hub: Hub | None = None
+
+    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
+        self._hub = hub
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._hub = None
+
+    async def publish(self, topic: str, message: Any) -> None:
+        check_message(message)
+        await trio.lowlevel.checkpoint()
+        assert self._hub is not None
+        self._hub._deliver(topic, message)
+
+    async def watch(self, topic: str) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+class Hub:
+    """Publish/subscribe by topic, with a bounded buffer per subscriber.
+
+    ``Hub()`` works inside one process.  ``Hub("redis://host:6379/0")`` shares
+    topics between processes and hosts through Redis pub/sub.  Run it with
+    ``App(hub=hub)`` (for the App's lifetime; views get it as the provider ``hub``)
+    or standalone with ``async with hub:``.
+
+    Delivery is at-most-once: a message published while a subscriber's buffer is
+    full may be dropped (``drop_oldest``), and with Redis, messages published
+    while a process is disconnected from Redis are not delivered to it.
+    Messages of one topic reach each subscriber in publish order (per publisher).
+    In memory, every subscriber receives the *same* object: do not mutate it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        on_overflow: OverflowPolicy = "drop_oldest",
+    ) -> None:
+        self.url = url
+        self.max_buffer = max_buffer
+        self.on_overflow: OverflowPolicy = on_overflow
+        self._topics: dict[str, set[Subscription]] = {}
+        self._backend: Backend
+        if url is None:
+            self._backend = MemoryBackend()
+        elif url.startswith(("redis://", "rediss://", "unix://")):
+            from ._redis import RedisBackend
+
+            self._backend = RedisBackend(url)
+        else:
+            raise ValueError(f"Hub({url!r}): use no URL (in memory) or a redis:// URL")
+        self._nursery_manager: Any = None
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the hub until cancelled (``nursery.start(hub.run)``)."""
+        if self._running:
+            raise RuntimeError("this Hub is already running; run it once")
+        self._running = True
+        try:
+            await self._backend.run(self, task_status=task_status)
+        finally:
+            self._running = False
+
+    async def __aenter__(self) -> Hub:
+        self._nursery_manager = trio.open_nursery()
+        nursery = self._nursery = await self._nursery_manager.__aenter__()
+        try:
+            await nursery.start(self.run)
+        except BaseException:
+            await self._nursery_manager.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        manager, self._nursery_manager = self._nursery_manager, None
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        self._nursery = None
+        return await manager.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
+
+    async def publish(self, topic: str, message: str | bytes | Any) -> None:
+        """Publish ``message`` (str, bytes, or a JSON-able value) to ``topic``.
+
+        Never waits for subscribers.  Raises RuntimeError if the hub is not
+        running, HubUnavailable if its engine cannot be reached (a Redis outage).
+        """
+        if not self._running:
+            raise RuntimeError(
+                "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
+            )
+        await self._backend.publish(topic, message)
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        topic: str,
+        *,
+        max_buffer: int | None = None,
+        on_overflow: OverflowPolicy | None = None,
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe to ``topic`` for the duration of the block.
+
+        ``max_buffer`` (default 100 messages) and ``on_overflow`` (default
+        ``"drop_oldest"``) default to the hub's settings.  With Redis, the
+        subscription is confirmed by Redis before the block starts (unless Redis
+        is down: then it starts receiving when Redis returns).  Leaving the block,
+        normally or by cancellation, unsubscribes.
+        """
+        if not self._running:
+            raise RuntimeError(
+                "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
+            )
+        subscription = Subscription(
+            topic,
+            self.max_buffer if max_buffer is None else max_buffer,
+            self.on_overflow if on_overflow is None else on_overflow,
+        )
+        subscribers = self._topics.get(topic)
+        if subscribers is None:
+            subscribers = self._topics[topic] = set()
+            subscribers.add(subscription)
+            await self._backend.watch(topic)
+        else:
+            subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._remove(subscription)
+
+    def _remove(self, subscription: Subscription) -> None:
+        subscribers = self._topics.get(subscription.topic)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._topics[subscription.topic]
+
+    def has_subscribers(self, topic: str) -> bool:
+        """Whether this process has a subscriber to ``topic``."""
+        return topic in self._topics
+
+    def _deliver(self, topic: str, message: Any) -> None:
+        subscribers = self._topics.get(topic)
+        if not subscribers:
+            return
+        overflowed = [s for s in subscribers if not s._put(message)]
+        for subscription in overflowed:
+            self._remove(subscription)

@@ -1,0 +1,125 @@
+"""One subscriber's bounded buffer, and what happens when it fills up."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Literal
+
+import trio
+
+from .._exceptions import ClientError
+
+__all__ = ["OverflowPolicy", "SlowConsumer", "Subscription"]
+
+OverflowPolicy = Literal["drop_oldest", "disconnect"]
+OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "disconnect")
+
+
+class SlowConsumer(ClientError):
+    """A subscription with ``on_overflow="disconnect"`` fell ``max_buffer`` messages behind.
+
+    Raised by the subscription's next receive.  Uncaught in a WebSocket view, the
+    connection is closed with 1008 (Policy Violation) and a warning is logged.
+    """
+
+    close_code = 1008
+
+
+class Subscription:
+    """Messages of one topic for one subscriber, in publish order.
+
+    Publishing never waits for a subscriber: each message is appended to this
+    subscription's buffer of at most ``max_buffer`` messages.  When the buffer is
+    full, ``on_overflow`` decides: ``"drop_oldest"`` discards the oldest message
+    (counted in :attr:`dropped`), ``"disconnect"`` ends the subscription, whose
+    next receive raises :class:`SlowConsumer`.
+
+    Only one task may receive from a subscription at a time.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_overflowed",
+        "_waiter",
+        "dropped",
+        "max_buffer",
+        "on_overflow",
+        "topic",
+    )
+
+    def __init__(self, topic: str, max_buffer: int, on_overflow: OverflowPolicy) -> None:
+        if max_buffer < 1:
+            raise ValueError(f"max_buffer={max_buffer}: a subscription needs room for one message")
+        if on_overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"on_overflow={on_overflow!r}; choose 'drop_oldest' or 'disconnect'")
+        self.topic = topic
+        self.max_buffer = max_buffer
+        self.on_overflow: OverflowPolicy = on_overflow
+        #: How many messages ``drop_oldest`` discarded so far.
+        self.dropped = 0
+        self._buffer: deque[Any] = deque()
+        self._overflowed = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def _put(self, message: Any) -> bool:
+        """Buffer ``message``; False if the subscription overflowed and must be removed."""
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffer:
+            if self.on_overflow == "disconnect":
+                self._overflowed = True
+                buffer.clear()
+                self._wake()
+                return False
+            buffer.popleft()
+            self.dropped += 1
+        buffer.append(message)
+        if self._waiter is not None:
+            self._wake()
+        return True
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            trio.lowlevel.reschedule(waiter)
+
+    async def receive(self) -> Any:
+        """Wait for the next message.
+
+        Raises SlowConsumer if the subscription overflowed under the
+        ``"disconnect"`` policy.  Cancel-safe: a cancelled receive loses nothing.
+        It yields to the scheduler only when it has to wait.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._buffer:
+            if self._overflowed:
+                raise SlowConsumer(
+                    f"subscriber to {self.topic!r} fell {self.max_buffer} messages behind"
+                )
+            if self._waiter is not None:
+                raise trio.BusyResourceError(
+                    "another task is already receiving on this subscription"
+                )
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        return self._buffer.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.receive()
+
+    def __len__(self) -> int:
+        """How many messages are waiting in the buffer."""
+        return len(self._buffer)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Subscription {self.topic!r} {len(self._buffer)}/{self.max_buffer} "
+            f"{self.on_overflow} dropped={self.dropped}>"
+        )
