@@ -16,17 +16,17 @@ def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_many_clients_receive_consecutive_ticks() -> None:
-    async with TestClient(ticker.app) as client:
-        async with (
-            client.websocket_connect("/ticker") as a,
-            client.websocket_connect("/ticker") as b,
-        ):
-            first_a = (await a.receive_json())["tick"]
-            first_b = (await b.receive_json())["tick"]
-            for expected in range(first_a + 1, first_a + 5):
-                assert (await a.receive_json())["tick"] == expected
-            for expected in range(first_b + 1, first_b + 5):
-                assert (await b.receive_json())["tick"] == expected
+    async with (
+        TestClient(ticker.app) as client,
+        client.websocket_connect("/ticker") as a,
+        client.websocket_connect("/ticker") as b,
+    ):
+        first_a = (await a.receive_json())["tick"]
+        first_b = (await b.receive_json())["tick"]
+        for expected in range(first_a + 1, first_a + 5):
+            assert (await a.receive_json())["tick"] == expected
+        for expected in range(first_b + 1, first_b + 5):
+            assert (await b.receive_json())["tick"] == expected
 
 
 async def test_a_client_that_stops_reading_is_dropped_with_1008(
@@ -52,4 +52,5 @@ async def test_a_client_that_stops_reading_is_dropped_with_1008(
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         await slow.get_message()
+                assert closed.value.reason is not None
                 assert closed.value.reason.code == 1008
