@@ -6,7 +6,12 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
    and reason from the client's close frame; and after a 1009 (message too big) it
    tells the app nothing until the socket closes;
 2. silently discards ``websocket.send`` events once the client has gone, where the
-   ASGI spec asks for an ``OSError`` so the app can tell.
+   ASGI spec asks for an ``OSError`` so the app can tell;
+3. sends pings but never checks that pongs come back, so a peer that vanished
+   without closing (or stopped reading) holds its connection and view forever.
+   With a TriowsConfig, a ping unanswered after ``triows_ping_timeout`` seconds
+   closes the connection: the view sees a disconnect with code 1006 and reason
+   ``"ping timeout"``.
 
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
@@ -20,15 +25,18 @@ hypercorn series it was not tested with.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
+
+import trio
 
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import StreamClosed
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Message, Ping
+from wsproto.events import CloseConnection, Message, Ping, Pong
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
 
@@ -38,8 +46,14 @@ TESTED_SERIES = ("0.18.",)
 _installed = False
 
 
+logger = logging.getLogger("triows")
+
+
 class TriowsConfig(Config):
     """A hypercorn Config that turns on triows' fixes for the streams it serves."""
+
+    #: Seconds a ping may go unanswered before the connection is closed.
+    triows_ping_timeout: float = 20.0
 
 
 class ClientGone(OSError):
@@ -66,6 +80,7 @@ def install() -> None:
     original_handle: Callable[[Any, Any], Awaitable[None]] = cls.handle
     original_app_send: Callable[[Any, Any], Awaitable[None]] = cls.app_send
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
+    original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
 
     async def handle(self: Any, event: Any) -> None:
         if (
@@ -116,6 +131,8 @@ def install() -> None:
                     self.buffer.clear()
             elif isinstance(event, Ping):
                 await self._send_wsproto_event(event.response())
+            elif isinstance(event, Pong):
+                self._triows_ping_at = None
             elif isinstance(event, CloseConnection):
                 if not hasattr(self, "_triows_close"):
                     self._triows_close = (event.code, event.reason or "")
@@ -123,7 +140,38 @@ def install() -> None:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
+    async def send_pings(self: Any) -> None:
+        if not _ours(self):
+            await original_send_pings(self)
+            return
+        # The watchdog runs beside the pinger because a ping to a peer that stopped
+        # reading blocks in hypercorn's (shielded) socket write: only closing the
+        # stream can end it.
+        self._triows_ping_at = None
+        self.task_group.spawn(watch_pongs, self)
+        interval = self.config.websocket_ping_interval
+        while not self.closed:
+            await trio.sleep(interval)
+            if not self.closed and self._triows_ping_at is None:
+                self._triows_ping_at = trio.current_time()
+                await self._send_wsproto_event(Ping(b"triows"))
+
+    async def watch_pongs(self: Any) -> None:
+        timeout = self.config.triows_ping_timeout
+        step = max(min(timeout, self.config.websocket_ping_interval) / 4, 0.01)
+        while not self.closed:
+            await trio.sleep(step)
+            sent = self._triows_ping_at
+            if sent is not None and trio.current_time() - sent > timeout and not self.closed:
+                logger.info("closing a WebSocket whose pong did not come in %.1f s", timeout)
+                self._triows_close = (1006, "ping timeout")
+                # hypercorn's StreamClosed path reports the disconnect to the app
+                # and closes the socket, which also ends any write stuck on it.
+                await self.send(StreamClosed(stream_id=self.stream_id))
+                return
+
     cls.handle = handle  # type: ignore[method-assign]
     cls.app_send = app_send  # type: ignore[method-assign]
     cls._handle_events = handle_events  # type: ignore[method-assign]
+    cls._send_pings = send_pings  # type: ignore[method-assign]
     _installed = True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from hypercorn.trio import serve as hypercorn_serve
@@ -23,8 +23,10 @@ async def serve(
     port: int = 8000,
     shutdown_timeout: float = 5.0,
     max_message_size: int = 1024 * 1024,
-    ping_interval: float | None = None,
+    ping_interval: float | None = 20.0,
     access_log: bool = False,
+    backend: Literal["hypercorn", "native"] = "hypercorn",
+    ping_timeout: float = 20.0,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
 ) -> None:
@@ -43,14 +45,41 @@ async def serve(
     then hypercorn stops and the App's shutdown runs (app-scoped providers are
     torn down).  This takes at most about ``shutdown_timeout`` seconds, after
     which remaining connections are dropped.  ``max_message_size`` bounds an
-    incoming message (1009 past it); other keyword arguments set hypercorn
-    ``Config`` attributes.
+    incoming message (1009 past it).  Keepalive: every ``ping_interval``
+    seconds (``None``: never) the server pings each client, and closes one whose
+    pong has not come ``ping_timeout`` seconds later (its view sees a disconnect
+    with code 1006, reason ``"ping timeout"``, and is cancelled).  Other keyword
+    arguments set hypercorn ``Config`` attributes.
+
+    ``backend="native"`` serves the same App on trio sockets without hypercorn
+    (see ``triows._native.serve_native``): same semantics and close codes, a
+    faster path per message, and ``handshake_timeout`` as an extra option;
+    hypercorn options are refused there.
     """
+    if backend == "native":
+        from ._native import serve_native
+
+        await serve_native(
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout=shutdown_timeout,
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            access_log=access_log,
+            task_status=task_status,
+            **hypercorn_options,
+        )
+        return
+    if backend != "hypercorn":
+        raise ValueError(f"serve() got backend={backend!r}; use 'hypercorn' or 'native'")
     _hypercorn.install()
     config = _hypercorn.TriowsConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.websocket_max_message_size = max_message_size
     config.websocket_ping_interval = ping_interval
+    config.triows_ping_timeout = ping_timeout
     config.graceful_timeout = shutdown_timeout
     config.accesslog = logging.getLogger("triows.access") if access_log else None
     for name, value in hypercorn_options.items():

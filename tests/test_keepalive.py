@@ -1,0 +1,64 @@
+"""Keepalive under triows.serve: pings go out, a peer that stops answering is closed."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import trio
+from trio_websocket import open_websocket_url
+
+import triows
+from triows.testing import live_server
+
+
+def _app(ended: list[tuple[int | None, str]]) -> triows.App:
+    app = triows.App()
+
+    @app.websocket_route("/idle", caught_close_codes=all)
+    async def idle(ws: triows.WebSocket) -> None:
+        try:
+            await ws.send("ready")
+            await trio.sleep_forever()
+        finally:
+            ended.append((ws._machine.disconnect_code, ws._machine.disconnect_reason))
+
+    return app
+
+
+async def _raw_handshake(port: int) -> trio.socket.SocketType:
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await sock.send(
+        (
+            "GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    assert (await sock.recv(12)) == b"HTTP/1.1 101"
+    return sock
+
+
+async def test_a_peer_that_never_answers_pings_is_closed_and_its_view_cancelled() -> None:
+    ended: list[tuple[int | None, str]] = []
+    async with live_server(_app(ended), ping_interval=0.1, ping_timeout=0.3) as server:
+        sock = await _raw_handshake(server.port)
+        with sock, trio.fail_after(5):
+            # The raw client reads nothing and answers no ping.
+            while not ended:  # noqa: ASYNC110 - polls the view's finally; bounded
+                await trio.sleep(0.02)
+    assert ended == [(1006, "ping timeout")]
+
+
+async def test_a_peer_that_answers_pings_stays_connected() -> None:
+    ended: list[tuple[int | None, str]] = []
+    async with live_server(_app(ended), ping_interval=0.05, ping_timeout=0.2) as server:
+        with trio.fail_after(5):
+            async with open_websocket_url(server.url("/idle")) as client:
+                assert await client.get_message() == "ready"
+                # trio-websocket answers pings by itself: five timeouts' worth of pings.
+                with trio.move_on_after(1):
+                    await client.get_message()
+                assert client.closed is None
+                assert ended == []
