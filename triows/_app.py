@@ -72,10 +72,25 @@ class App:
 
     Serve it with ``triows.serve(app)``, ``triows run module:app``, or any ASGI
     server running trio (``hypercorn -k trio module:app``).
+
+    ``hub``: a :class:`~triows.Hub` run for the App's lifetime and injected into
+    views as the provider ``hub``.  ``allowed_origins``: origins (such as
+    ``"https://example.com"``) whose pages may open WebSockets here besides the
+    App's own; ``["*"]`` allows every origin.  By default a handshake whose
+    ``Origin`` header does not match its ``Host`` is refused with 403, which stops
+    Cross-Site WebSocket Hijacking; clients that send no ``Origin`` are accepted.
     """
 
-    def __init__(self, *, hub: Hub | None = None) -> None:
+    def __init__(
+        self, *, hub: Hub | None = None, allowed_origins: Iterable[str] | None = None
+    ) -> None:
         self.providers = ProviderRegistry()
+        # Cross-Site WebSocket Hijacking: a browser always sends Origin, so by
+        # default a page from another site cannot open a socket with the user's
+        # cookies.  Clients that send no Origin (not browsers) are not affected.
+        origins = [o.rstrip("/").lower() for o in allowed_origins or ()]
+        self._any_origin = "*" in origins
+        self._allowed_origins = frozenset(origins)
         #: The App's Hub, run for the App's lifetime and injected as the provider ``hub``.
         self.hub = hub
         self._websocket_routes: list[WebSocketRoute] = []
@@ -239,6 +254,10 @@ class App:
             # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
             await send({"type": "websocket.close", "code": 1000, "reason": ""})
             return
+        if not self._origin_allowed(scope):
+            logger.warning("refused a cross-origin WebSocket handshake to %s", path)
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
         ws = WebSocket(scope, receive, send, route.options)
         if self._closing is not None:
             await refuse(ws, 503, {"detail": "server shutting down"})
@@ -262,6 +281,18 @@ class App:
             self._connections.discard(ws)
             if self._closing is not None and not self._connections:
                 self._closing.set()
+
+    def _origin_allowed(self, scope: Scope) -> bool:
+        """Same-origin (Origin's host:port equals Host), listed, or no Origin at all."""
+        origin = host = None
+        for name, value in scope.get("headers", ()):
+            if name == b"origin":
+                origin = value.decode("latin-1").rstrip("/").lower()
+            elif name == b"host":
+                host = value.decode("latin-1").lower()
+        if origin is None or self._any_origin or origin in self._allowed_origins:
+            return True
+        return host is not None and origin.partition("://")[2] == host
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
