@@ -1,0 +1,68 @@
+"""The benchmark harness (benchmarks/): a smoke test, never a speed assertion.
+
+Runs one tiny scenario (echo, ``--quick``) for triows on hypercorn and the
+reference in a subprocess, as ``python -m benchmarks.run`` would, and checks the
+harness produces well-formed result rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.run import Measurement, Summary, paired_ratios
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_ratios_are_paired_within_each_repeat() -> None:
+    runs = [Measurement(20.0), None, Measurement(30.0), Measurement(12.0)]
+    reference = [Measurement(10.0), Measurement(10.0), None, Measurement(12.0)]
+    assert paired_ratios(runs, reference) == [2.0, 1.0]
+    assert Summary.of([2.0, 1.0, 4.0]) == Summary(2.0, 1.0, 4.0)
+    assert Summary.of([]) is None
+
+
+def test_harness_produces_a_result_row(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--quick",
+        "--servers",
+        "raw-asgi,triows",
+        "--scenarios",
+        "echo",
+        "--repeats",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-plot",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    data = json.loads((tmp_path / "quick.json").read_text())
+    assert data["reference"] == "raw-asgi"
+    rows = {row["server"]: row for row in data["rows"]}
+    assert set(rows) == {"raw-asgi", "triows"}
+    for row in rows.values():
+        echo = row["scenarios"]["echo"]
+        (value,) = echo["values"]
+        assert value > 0
+        assert echo["value"]["median"] == value
+        assert echo["client_cpu_pct_max"] >= 0
+        assert echo["ratio"]["median"] > 0
+    assert rows["raw-asgi"]["scenarios"]["echo"]["ratio"]["median"] == 1.0
+
+    table = (tmp_path / "quick.md").read_text()
+    assert "| server | echo msg/s |" in table
+    assert re.search(
+        r"^\| raw ASGI app, hypercorn -k trio \| 1\.00 \(about \S+ msg/s\) \|$", table, re.M
+    )
+    assert re.search(r"^\| triows on hypercorn \(triows\.serve\) \| \d+\.\d\d \|$", table, re.M)
