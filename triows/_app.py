@@ -23,6 +23,7 @@ from ._http import (
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_websocket_view
+from ._sessions import DEFAULT_MAX_AGE, SessionConfig
 from ._types import ASGIApp, Receive, Scope, Send
 from ._websocket import WebSocket, WebSocketOptions
 from .hub import Hub
@@ -79,12 +80,35 @@ class App:
     App's own; ``["*"]`` allows every origin.  By default a handshake whose
     ``Origin`` header does not match its ``Host`` is refused with 403, which stops
     Cross-Site WebSocket Hijacking; clients that send no ``Origin`` are accepted.
+
+    ``session_secret`` enables signed-cookie sessions (``ws.session``, read-only;
+    ``request.session``, writable) in the cookie format of Starlette's
+    ``SessionMiddleware``, so an app sharing the secret and domain can set it.
+    ``session_cookie``, ``session_max_age`` (seconds, default 14 days) and
+    ``session_https_only`` tune the cookie.
     """
 
     def __init__(
-        self, *, hub: Hub | None = None, allowed_origins: Iterable[str] | None = None
+        self,
+        *,
+        hub: Hub | None = None,
+        allowed_origins: Iterable[str] | None = None,
+        session_secret: str | None = None,
+        session_cookie: str = "session",
+        session_max_age: int | None = DEFAULT_MAX_AGE,
+        session_https_only: bool = False,
     ) -> None:
         self.providers = ProviderRegistry()
+        self._sessions = (
+            None
+            if session_secret is None
+            else SessionConfig(
+                session_secret,
+                cookie_name=session_cookie,
+                max_age=session_max_age,
+                https_only=session_https_only,
+            )
+        )
         # Cross-Site WebSocket Hijacking: a browser always sends Origin, so by
         # default a page from another site cannot open a socket with the user's
         # cookies.  Clients that send no Origin (not browsers) are not affected.
@@ -226,6 +250,8 @@ class App:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
+        if self._sessions is not None and "session" not in scope:
+            scope["session"] = self._sessions.load(scope)
         path: str = scope["path"]
         for mount in self._mounts:
             if path == mount.prefix or path.startswith(mount.prefix + "/"):
@@ -319,6 +345,7 @@ class App:
             await send_response(send, Response("request body too large", 413))
             return
         request = Request(scope, body)
+        session_before = None if self._sessions is None else dict(scope["session"])
         providers = self.providers.providers
         try:
             kwargs = route.signature.bind(values, request.query_parameters, providers)
@@ -336,7 +363,11 @@ class App:
         except Exception:
             await send_response(send, Response("internal server error", 500))
             raise
-        await send_response(send, response, head=method == "HEAD")
+        extra_headers: list[tuple[bytes, bytes]] = []
+        if self._sessions is not None and scope["session"] != session_before:
+            cookie = self._sessions.set_cookie(scope["session"])
+            extra_headers.append((b"set-cookie", cookie.encode("latin-1")))
+        await send_response(send, response, head=method == "HEAD", extra_headers=extra_headers)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

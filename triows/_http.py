@@ -47,6 +47,20 @@ class Request:
         """The body parsed as JSON (raises ValueError if it is not JSON)."""
         return json.loads(self.body)
 
+    @property
+    def session(self) -> dict[str, Any]:
+        """The session: a dict the view may change; changes are saved in the cookie.
+
+        Raises RuntimeError unless sessions are enabled with ``App(session_secret=...)``.
+        """
+        session = self.scope.get("session")
+        if session is None:
+            raise RuntimeError(
+                "request.session is not available: sessions are not enabled on this App; "
+                "pass App(session_secret=...) to enable signed-cookie sessions"
+            )
+        return session  # type: ignore[no-any-return]
+
 
 @attrs.frozen
 class Response:
@@ -115,13 +129,19 @@ async def read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def send_response(send: Send, response: Response, *, head: bool = False) -> None:
+async def send_response(
+    send: Send,
+    response: Response,
+    *,
+    head: bool = False,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
     content = response.body.encode() if isinstance(response.body, str) else response.body
     await send(
         {
             "type": "http.response.start",
             "status": response.status,
-            "headers": response.raw_headers(content),
+            "headers": [*response.raw_headers(content), *extra_headers],
         }
     )
     await send({"type": "http.response.body", "body": b"" if head else content})

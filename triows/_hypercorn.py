@@ -31,7 +31,6 @@ from importlib.metadata import version
 from typing import Any
 
 import trio
-
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import StreamClosed
