@@ -1,0 +1,906 @@
+"""The documentation's code: every snippet runs here, and the site builds.
+
+Every ```python block in ``docs/`` must be a ``--8<--`` include of a file under
+``docs/snippets/`` (or ``examples/``) that this module exercises, so no untested
+code can reach the docs.  The claims the guide makes in prose about behaviour
+(close codes, refusals, error messages) are checked here too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from trio_websocket import open_websocket_url
+
+import triows
+import triows.testing
+from triows import WebSocket, WebSocketDisconnect
+from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+SNIPPETS = DOCS / "snippets"
+_counter = itertools.count()
+
+# The snippet files exercised below; the coverage test checks the list is complete.
+TESTED_SNIPPETS = {
+    "accept_close",
+    "asgi_events",
+    "background",
+    "client",
+    "client_closures",
+    "concurrency",
+    "echo",
+    "embedded",
+    "errors",
+    "http_routes",
+    "inspect_request",
+    "iteration",
+    "message_types",
+    "parameters",
+    "providers",
+    "proxy",
+    "reject",
+    "returning_errors",
+    "security",
+    "sessions",
+    "testing_inmemory",
+    "testing_live",
+    "tls",
+}
+
+
+def load(name: str) -> ModuleType:
+    """Import ``docs/snippets/<name>.py`` afresh (each test gets its own App)."""
+    path = SNIPPETS / f"{name}.py"
+    module_name = f"_triows_docs_{name}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def snippet_app(name: str) -> triows.App:
+    app = load(name).app
+    assert isinstance(app, triows.App)
+    return app
+
+
+# -- the docs' own rules ----------------------------------------------------------------
+
+_FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^\n]*)$", re.M)
+_INCLUDE = re.compile(r'^\s*--8<--\s+"(?P<path>[^"]+)"\s*$')
+
+
+def _python_blocks(text: str) -> list[str]:
+    """The bodies of every ```python (or ```py, ```pycon) fenced block in ``text``."""
+    blocks: list[str] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        match = _FENCE.match(lines[index])
+        if match is None:
+            index += 1
+            continue
+        fence = match.group("fence")
+        info = match.group("info").strip().lstrip("{").lstrip(".").split()
+        language = info[0].lower() if info else ""
+        body: list[str] = []
+        index += 1
+        while index < len(lines) and not lines[index].strip().startswith(fence):
+            body.append(lines[index])
+            index += 1
+        index += 1
+        if language in {"python", "py", "python3", "pycon"}:
+            blocks.append("\n".join(body))
+    return blocks
+
+
+def _included_file(block: str) -> str | None:
+    """The path a block includes when it is nothing but one snippets include."""
+    lines = [line for line in block.splitlines() if line.strip()]
+    if len(lines) != 1:
+        return None
+    match = _INCLUDE.match(lines[0])
+    return None if match is None else match.group("path")
+
+
+def _markdown_pages() -> list[Path]:
+    return sorted(DOCS.rglob("*.md"))
+
+
+def _tested_paths() -> set[str]:
+    paths = {f"docs/snippets/{name}.py" for name in TESTED_SNIPPETS}
+    paths.update(_tested_example_paths())
+    return paths
+
+
+def _tested_example_paths() -> set[str]:
+    # examples/ have their own tests (issue 2); the docs may include them verbatim.
+    return {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "examples").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+
+
+def test_fence_parser_finds_untested_code() -> None:
+    page = (
+        "Intro\n\n```python\nprint('untested')\n```\n\n"
+        '```python\n--8<-- "docs/snippets/echo.py"\n```\n\n```bash\ntriows run echo:app\n```\n'
+    )
+    blocks = _python_blocks(page)
+    assert len(blocks) == 2
+    assert _included_file(blocks[0]) is None
+    assert _included_file(blocks[1]) == "docs/snippets/echo.py"
+
+
+def test_every_python_block_includes_a_tested_snippet() -> None:
+    tested = _tested_paths()
+    problems: list[str] = []
+    for page in _markdown_pages():
+        for block in _python_blocks(page.read_text()):
+            included = _included_file(block)
+            if included is None:
+                problems.append(f"{page.relative_to(ROOT)}: inline code: {block[:60]!r}")
+            elif included not in tested:
+                problems.append(f"{page.relative_to(ROOT)}: includes untested {included}")
+            elif not (ROOT / included).is_file():
+                problems.append(f"{page.relative_to(ROOT)}: includes missing {included}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_snippet_file_is_tested_and_used() -> None:
+    on_disk = {path.stem for path in SNIPPETS.glob("*.py")}
+    assert on_disk == TESTED_SNIPPETS
+    text = "\n".join(page.read_text() for page in _markdown_pages())
+    unused = [name for name in sorted(on_disk) if f'"docs/snippets/{name}.py"' not in text]
+    assert not unused, f"snippets no page includes: {unused}"
+
+
+def test_every_public_name_is_documented() -> None:
+    reference = (DOCS / "reference.md").read_text()
+    everything = "\n".join(page.read_text() for page in _markdown_pages())
+    missing = [
+        f"triows.{name}"
+        for name in triows.__all__
+        if f"triows.{name}" not in reference and f"triows.{name}" not in everything
+    ]
+    missing += [
+        f"triows.testing.{name}"
+        for name in triows.testing.__all__
+        if f"triows.testing.{name}" not in reference and f"triows.testing.{name}" not in everything
+    ]
+    assert not missing, f"public names without documentation: {missing}"
+
+
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    assert mkdocs is not None, "mkdocs is not installed: pip install -e '.[test]'"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    built = tmp_path / "site"
+    assert (built / "index.html").is_file()
+    assert (built / "guide" / "websockets" / "index.html").is_file()
+    reference = (built / "reference" / "index.html").read_text()
+    # mkdocstrings rendered the docstrings, not just the headings.
+    assert "Close the connection with" in reference
+    assert "An in-memory client for an App" in reference
+    # Snippets were included, not left as include markers.
+    guide = (built / "guide" / "websockets" / "index.html").read_text()
+    assert "--8&lt;--" not in guide and "--8<--" not in guide
+    assert "You said: " in guide
+
+
+# -- getting started ---------------------------------------------------------------------
+
+
+async def test_echo() -> None:
+    app = snippet_app("echo")
+    async with TestClient(app) as client, client.websocket_connect("/echo") as ws:
+        await ws.send_text("hi")
+        assert await ws.receive_text() == "You said: hi"
+        assert await ws.wait_closed() == 1000
+
+
+async def test_client_against_a_live_echo() -> None:
+    app = snippet_app("echo")
+    talk = load("client").talk
+    async with live_server(app) as server:
+        assert await talk(server.url("/echo")) == "You said: hello"
+
+
+async def test_embedded_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load("embedded")
+    with trio.fail_after(10):
+        await module.main()
+    assert capsys.readouterr().out == "You said: ping\n"
+
+
+def test_cli_help_lists_run() -> None:
+    # getting-started.md shows `triows run` and `python -m triows run`.
+    result = subprocess.run(
+        [sys.executable, "-m", "triows", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--shutdown-timeout", "--max-message-size"):
+        assert option in result.stdout
+
+
+# -- the WebSocket guide -----------------------------------------------------------------
+
+
+async def test_route_and_query_parameters() -> None:
+    app = snippet_app("parameters")
+    async with TestClient(app) as client:
+        async with client.websocket_connect(
+            "/chat/general", query={"anonymous": "yes"}, headers={"user": "ann"}
+        ) as ws:
+            await ws.send_json({"text": "hi"})
+            assert await ws.receive_json() == {
+                "channel": "general",
+                "user": "Anonymous",
+                "message": {"text": "hi"},
+            }
+        async with client.websocket_connect("/chat/general", headers={"user": "ann"}) as ws:
+            await ws.send_json("hello")
+            assert (await ws.receive_json())["user"] == "ann"
+        async with client.websocket_connect(
+            "/boards/7", query={"page": "2", "color": "green"}
+        ) as ws:
+            assert await ws.receive_text() == "board 7, page 2, green"
+        for path, query, parameter in [
+            ("/boards/seven", {"page": "1"}, "board_id"),
+            ("/boards/7", {}, "page"),
+            ("/boards/7", {"page": "1", "color": "blue"}, "color"),
+            ("/chat/general", {"anonymous": "maybe"}, "anonymous"),
+        ]:
+            with pytest.raises(HandshakeRejected) as refused:
+                async with client.websocket_connect(path, query=query):
+                    pass
+            assert refused.value.status == 400
+            assert refused.value.json()["parameter"] == parameter
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/nowhere"):
+                pass
+        assert refused.value.status == 403
+
+
+def test_decoration_time_errors() -> None:
+    app = triows.App()
+
+    def sync_view(ws: WebSocket) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="async def"):
+        app.websocket_route("/sync")(sync_view)
+    with pytest.raises(TypeError, match="channel"):
+
+        @app.websocket_route("/chat/{channel}")
+        async def missing(ws: WebSocket) -> None:
+            pass
+
+    with pytest.raises(ValueError, match="receive_type"):
+        app.websocket_route("/x", receive_type="xml")  # type: ignore[arg-type]
+
+
+async def test_inspect_request() -> None:
+    app = snippet_app("inspect_request")
+    async with (
+        TestClient(app) as client,
+        client.websocket_connect("/whoami?tag=a&tag=b", headers={"user-agent": "docs"}) as ws,
+    ):
+        assert await ws.receive_json() == {
+            "url": "ws://testserver/whoami?tag=a&tag=b",
+            "path": "/whoami",
+            "agent": "docs",
+            "sort": "newest",
+            "tags": ["a", "b"],
+        }
+
+
+async def test_sessions() -> None:
+    app = snippet_app("sessions")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/me") as ws:
+            assert await ws.wait_closed() == 4401
+        response = await client.request("POST", "/login", body='{"user": "ann"}')
+        cookie = response.headers["set-cookie"].split(";")[0]
+        async with client.websocket_connect("/me", headers={"cookie": cookie}) as ws:
+            assert await ws.receive_text() == "hello, ann"
+        tampered = cookie[:-2] + "xx"
+        async with client.websocket_connect("/me", headers={"cookie": tampered}) as ws:
+            assert await ws.wait_closed() == 4401
+
+
+async def test_session_needs_a_secret() -> None:
+    app = triows.App()
+    seen: list[str] = []
+
+    @app.websocket_route("/s")
+    async def view(ws: WebSocket) -> None:
+        try:
+            ws.session  # noqa: B018
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    async with TestClient(app) as client, client.websocket_connect("/s") as ws:
+        await ws.wait_closed()
+    assert "session_secret" in seen[0]
+
+
+async def test_message_types() -> None:
+    app = snippet_app("message_types")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/sum") as ws:
+            await ws.send_json([1, 2, 3])
+            assert await ws.receive_text() == '{"sum":6}'  # JSON arrives as text
+        async with client.websocket_connect("/shout") as ws:
+            await ws.send_bytes(b"hey")
+            assert await ws.receive_text() == "HEY"
+        async with client.websocket_connect("/mixed") as ws:
+            await ws.send_text("ann")
+            await ws.send_json({"dark": True})
+            await ws.send_bytes(b"abc")
+            assert await ws.receive_json() == {"name": "ann", "settings": {"dark": True}, "size": 3}
+            assert await ws.receive_bytes() == b"cba"
+
+
+async def test_iteration_forms_are_equivalent() -> None:
+    app = snippet_app("iteration")
+    async with TestClient(app) as client:
+        for path in ("/echo", "/echo-longhand"):
+            async with client.websocket_connect(path) as ws:
+                for word in ("a", "b"):
+                    await ws.send_text(word)
+                    assert await ws.receive_text() == f"You said: {word}"
+                await ws.close(1000)
+
+
+async def test_asgi_events() -> None:
+    app = snippet_app("asgi_events")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/echo") as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "You said: hi"
+            assert await ws.wait_closed() == 1000
+        async with client.websocket_connect("/raw") as ws:
+            await ws.send_bytes(b"1234")
+            assert await ws.receive_text() == "4 received"
+            await ws.close(4004)  # the view sees the disconnect event and returns
+
+
+async def test_errors_close_with_1011_and_reach_the_server() -> None:
+    app = snippet_app("errors")
+    async with TestClient(app) as client:
+        with pytest.raises(ZeroDivisionError):
+            async with client.websocket_connect("/divide") as ws:
+                await ws.send_json({"a": 1, "b": 2})
+                assert await ws.receive_json() == 0.5
+                await ws.send_json({"a": 1, "b": 0})
+                assert await ws.wait_closed() == triows.status.WS_1011_INTERNAL_ERROR
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/not-ready"):
+                pass
+        assert refused.value.status == 500
+        # The server keeps serving after both.
+        async with client.websocket_connect("/forgiving") as ws:
+            await ws.send_text("{not json")
+            assert "not valid JSON" in (await ws.receive_json())["error"]
+            await ws.send_json([1])
+            assert await ws.receive_json() == {"ok": [1]}
+
+
+async def test_bad_messages_close_with_1003_and_1007() -> None:
+    app = snippet_app("message_types")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/sum") as ws:
+            await ws.send_text("{not json")
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive_text()
+            assert closed.value.code == triows.status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+        async with client.websocket_connect("/shout") as ws:
+            await ws.send_text("text where bytes were expected")
+            assert await ws.wait_closed() == triows.status.WS_1003_UNSUPPORTED_DATA
+
+
+async def test_accept_close() -> None:
+    module = load("accept_close")
+    async with TestClient(module.app) as client:
+        async with client.websocket_connect("/hello") as ws:
+            assert await ws.receive_text() == "hello"
+            assert await ws.wait_closed() == 1000
+        async with client.websocket_connect("/hello-with") as ws:
+            assert await ws.receive_text() == "hello"
+            assert await ws.wait_closed() == 1000
+        async with client.websocket_connect("/maintenance") as ws:
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive()
+            assert (closed.value.code, closed.value.reason) == (1013, "come back later")
+    assert module.log == [
+        "accepting",
+        "closed",
+        "closed normally",
+        "a second close() is an error",
+    ]
+
+
+async def test_reject() -> None:
+    app = snippet_app("reject")
+    async with TestClient(app) as client:
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/private"):
+                pass
+        assert refused.value.status == 403
+        async with client.websocket_connect("/private", headers={"api-key": "s3kr3t"}) as ws:
+            assert await ws.receive_text() == "welcome"
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/members"):
+                pass
+        assert (refused.value.status, refused.value.body) == (401, b"log in first")
+        async with client.websocket_connect(
+            "/members", headers={"authorization": "Bearer let-me-in"}
+        ) as ws:
+            assert await ws.receive_text() == "hello, member"
+
+
+async def test_reject_after_accept_says_how_to_fix_it() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/late")  # auto_accept=True: already accepted
+    async def late(ws: WebSocket) -> None:
+        await ws.reject()
+
+    async with TestClient(app) as client:
+        with pytest.raises(RuntimeError, match="auto_accept=False"):
+            async with client.websocket_connect("/late") as ws:
+                assert await ws.wait_closed() == 1011
+
+
+async def test_returning_errors() -> None:
+    app = snippet_app("returning_errors")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/dangerous") as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "OK"
+            await ws.send_text("boom")
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive_text()
+            assert (closed.value.code, closed.value.reason) == (4003, "you asked for it")
+        async with client.websocket_connect("/strict") as ws:
+            await ws.send_text("yo")
+            assert await ws.wait_closed() == 1008
+        # A ClientError is the client's fault: its close_code, never 1011, not re-raised.
+        async with client.websocket_connect("/admin") as ws:
+            await ws.send_text("status")
+            assert await ws.receive_text() == "status: fine"
+            await ws.send_text("reboot")
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive_text()
+            assert (closed.value.code, closed.value.reason) == (4004, "unknown command 'reboot'")
+    assert 4003 in triows.status.APPLICATION_CODES
+
+
+async def test_unsendable_close_codes_are_refused() -> None:
+    app = triows.App()
+    errors: list[str] = []
+
+    @app.websocket_route("/c")
+    async def view(ws: WebSocket) -> None:
+        for code in (1006, 999, 5000):
+            try:
+                await ws.close(code)
+            except ValueError as exc:
+                errors.append(str(exc))
+
+    async with TestClient(app) as client, client.websocket_connect("/c") as ws:
+        assert await ws.wait_closed() == 1000
+    assert len(errors) == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "silenced"),
+    [
+        ("/default", 1000, True),
+        ("/default", 1001, True),
+        ("/default", 1006, False),
+        ("/browsers", 1006, True),
+        ("/browsers", 4000, False),
+        ("/anything", 4000, True),
+        ("/nothing", 1000, False),
+    ],
+)
+async def test_caught_close_codes(path: str, code: int, silenced: bool) -> None:
+    app = snippet_app("client_closures")
+    async with TestClient(app) as client:
+        if silenced:
+            async with client.websocket_connect(path) as ws:
+                await ws.send_text("x")
+                assert await ws.receive_text() == "x"
+                await ws.close(code)
+        else:
+            with pytest.raises(WebSocketDisconnect) as left:
+                async with client.websocket_connect(path) as ws:
+                    await ws.send_text("x")
+                    assert await ws.receive_text() == "x"
+                    await ws.close(code)
+            assert left.value.code == code
+
+
+async def test_handling_disconnects_by_hand() -> None:
+    module = load("client_closures")
+    async with TestClient(module.app) as client, client.websocket_connect("/by-hand") as ws:
+        await ws.close(1006, "")
+    assert module.log == ["client left with 1006 ''"]
+
+
+# -- structured concurrency --------------------------------------------------------------
+
+
+async def test_client_leaving_cancels_a_view_that_is_not_receiving() -> None:
+    module = load("concurrency")
+    async with TestClient(module.app) as client:
+        started = time.monotonic()
+        async with client.websocket_connect("/report") as ws:
+            assert await ws.receive_text() == "working on it"
+            await ws.close(1001)
+        assert time.monotonic() - started < 1.0
+        assert module.log == ["report cleaned up"]
+
+
+async def test_shutdown_cancels_views_and_sends_1001() -> None:
+    module = load("concurrency")
+    app: triows.App = module.app
+    async with TestClient(app) as client, client.websocket_connect("/report") as ws:
+        assert await ws.receive_text() == "working on it"
+        await app.close_connections()
+        assert await ws.wait_closed() == triows.status.WS_1001_GOING_AWAY
+        assert module.log == ["report cleaned up"]
+
+
+async def test_shielded_cleanup_runs() -> None:
+    module = load("concurrency")
+    async with TestClient(module.app) as client, client.websocket_connect("/job") as ws:
+        await trio.sleep(0.01)
+        await ws.close(1000)
+    assert module.log == ["progress saved"]
+
+
+async def test_unshielded_await_in_finally_is_cancelled() -> None:
+    # What concurrency.md warns about: without the shield the cleanup never runs.
+    app = triows.App()
+    log: list[str] = []
+
+    @app.websocket_route("/job")
+    async def job(ws: WebSocket) -> None:
+        try:
+            await trio.sleep(3600)
+        finally:
+            try:
+                await trio.sleep(0.01)
+                log.append("saved")
+            except trio.Cancelled:
+                log.append("cancelled")
+                raise
+
+    async with TestClient(app) as client, client.websocket_connect("/job") as ws:
+        await trio.sleep(0.01)
+        await ws.close(1000)
+    assert log == ["cancelled"]
+
+
+async def test_per_connection_nursery() -> None:
+    app = snippet_app("concurrency")
+    async with TestClient(app) as client, client.websocket_connect("/clock?interval=0.01") as ws:
+        assert await ws.receive_text() == "tick 1"
+        assert await ws.receive_text() == "tick 2"
+        await ws.send_text("stop")
+        assert await ws.wait_closed() == 1000
+
+
+async def test_background_tasks_live_in_app_nursery() -> None:
+    module = load("background")
+    app: triows.App = module.app
+    async with TestClient(app) as client:
+        await trio.sleep(0.05)
+        async with client.websocket_connect("/stats") as ws:
+            assert (await ws.receive_json())["heartbeats"] > 1
+    stopped = module.stats["heartbeats"]
+    await trio.sleep(0.05)
+    assert module.stats["heartbeats"] == stopped  # cancelled at shutdown
+    with pytest.raises(RuntimeError, match="only open while the App runs"):
+        _ = app.nursery
+
+
+# -- providers, security, HTTP -------------------------------------------------------------
+
+
+async def test_providers() -> None:
+    module = load("providers")
+    async with TestClient(module.app) as client:
+        async with client.websocket_connect("/sign", query={"name": "ann"}) as ws:
+            assert await ws.receive_text() == "ann, you are visitor #1"
+        # A provider is never bound from the query string.
+        async with client.websocket_connect("/sign", query={"guestbook": "x", "visit": "9"}) as ws:
+            assert await ws.receive_text() == "anonymous, you are visitor #2"
+    assert module.log == ["visit ended", "visit ended", "guestbook closed with 2 entries"]
+
+
+def test_provider_cycles_are_refused() -> None:
+    app = triows.App()
+
+    @app.provider
+    async def first(second: int) -> int:
+        return second
+
+    with pytest.raises(triows.ProviderError, match="cycle"):
+
+        @app.provider
+        async def second(first: int) -> int:
+            return first
+
+
+async def test_origin_check() -> None:
+    app = snippet_app("security")
+    async with TestClient(app) as client:
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect(
+                "/feed", headers={"origin": "https://evil.example"}
+            ):
+                pass
+        assert refused.value.status == 403
+        for headers in (
+            {"origin": "https://chat.example.com"},  # listed
+            {"origin": "http://testserver"},  # same origin as the Host header
+            {},  # no Origin: not a browser
+        ):
+            async with client.websocket_connect("/feed", headers=headers) as ws:
+                assert await ws.receive_text() == "welcome"
+
+
+async def test_message_size_limit_closes_with_1009() -> None:
+    app = snippet_app("iteration")
+    async with (
+        live_server(app, max_message_size=1000) as server,
+        open_websocket_url(server.url("/echo")) as connection,
+    ):
+        await connection.send_message("x" * 2000)
+        with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+            await connection.get_message()
+        reason = closed.value.reason
+        assert reason is not None and reason.code == 1009
+
+
+async def test_http_routes_and_mount() -> None:
+    app = snippet_app("http_routes")
+    async with TestClient(app) as client:
+        page = await client.get("/")
+        assert (page.status, page.text) == (200, "<h1>Chat</h1>")
+        assert page.headers["content-type"].startswith("text/html")
+        api = await client.get("/api/rooms/lobby", query={"limit": "5"})
+        assert api.json() == {"room": "lobby", "limit": 5, "posted": None}
+        posted = await client.request("POST", "/api/rooms/lobby", body='{"x": 1}')
+        assert posted.json()["posted"] == {"x": 1}
+        bad = await client.get("/api/rooms/lobby", query={"limit": "many"})
+        assert (bad.status, bad.json()["parameter"]) == (400, "limit")
+        robots = await client.get("/robots.txt")
+        assert robots.headers["cache-control"] == "max-age=3600"
+        assert (await client.get("/missing")).status == 404
+        assert (await client.request("DELETE", "/")).status == 405
+        legacy = await client.get("/legacy/old/page")
+        assert legacy.text == "legacy app saw /old/page under /legacy"
+
+
+# -- testing and deployment ----------------------------------------------------------------
+
+
+async def test_testing_page_examples() -> None:
+    inmemory = load("testing_inmemory")
+    await inmemory.test_echo()
+    await inmemory.test_close_code()
+    await inmemory.test_bad_parameter()
+    live = load("testing_live")
+    await live.test_over_a_real_socket()
+
+
+async def test_proxy_headers() -> None:
+    module = load("proxy")
+    async with (
+        TestClient(module.proxied) as client,
+        client.websocket_connect(
+            "/where",
+            headers={
+                "x-forwarded-for": "203.0.113.9",
+                "x-forwarded-proto": "wss",
+                "x-forwarded-host": "chat.example.com",
+            },
+        ) as ws,
+    ):
+        assert await ws.receive_text() == "wss://chat.example.com from 203.0.113.9"
+
+
+async def test_tls(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the TLS docs test needs the openssl command"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+    module = load("tls")
+    context = ssl.create_default_context(cafile=str(cert))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(module.serve_tls, str(cert), str(key), 0)
+        async with open_websocket_url(
+            f"wss://127.0.0.1:{port}/secure", ssl_context=context
+        ) as connection:
+            assert await connection.get_message() == "hello over wss"
+        nursery.cancel_scope.cancel()
+
+
+async def _plain_hypercorn(app: Any, task_status: trio.TaskStatus[int]) -> None:
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 0.5
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        await hypercorn_serve(app, config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(run)
+        task_status.started(int(binds[0].rsplit(":", 1)[1]))
+
+
+async def test_plain_hypercorn_reports_client_close_codes_as_1006() -> None:
+    # deployment.md: what `hypercorn -k trio` users get without triows.serve.
+    app = triows.App()
+    seen: list[int] = []
+    done = trio.Event()
+
+    @app.websocket_route("/w", caught_close_codes=all)
+    async def view(ws: WebSocket) -> None:
+        try:
+            await ws.receive()
+        except WebSocketDisconnect as exc:
+            seen.append(exc.code)
+            raise
+        finally:
+            done.set()
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(_plain_hypercorn, app)
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/w") as connection:
+            await connection.aclose(code=4321)
+        with trio.fail_after(5):
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    assert seen == [1006]
+
+    # The same view under triows.serve sees the client's own code.
+    seen.clear()
+    done = trio.Event()
+    async with live_server(app) as server:
+        async with open_websocket_url(server.url("/w")) as connection:
+            await connection.aclose(code=4321)
+        with trio.fail_after(5):
+            await done.wait()
+    assert seen == [4321]
+
+
+async def test_plain_hypercorn_drops_websockets_at_shutdown() -> None:
+    # deployment.md: plain hypercorn keeps them for graceful_timeout, then drops them.
+    app = triows.App()
+    log: list[str] = []
+
+    @app.websocket_route("/w")
+    async def view(ws: WebSocket) -> None:
+        try:
+            await ws.send("hi")
+            await trio.sleep(3600)
+        finally:
+            log.append("finally")
+
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 0.3
+    stop = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+        await hypercorn_serve(
+            app,  # type: ignore[arg-type]
+            config,
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(run)
+        port = int(binds[0].rsplit(":", 1)[1])
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/w") as connection:
+            assert await connection.get_message() == "hi"
+            stop.set()
+            with trio.fail_after(5), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await connection.get_message()
+            reason = closed.value.reason
+            assert reason is not None and reason.code == 1006
+    assert log == ["finally"]
+
+
+async def test_serve_shutdown_sends_1001_and_a_shielded_goodbye() -> None:
+    # concurrency.md: at shutdown the connection is still open in `finally`.
+    app = triows.App()
+
+    @app.websocket_route("/w")
+    async def view(ws: WebSocket) -> None:
+        try:
+            await ws.send("hi")
+            await trio.sleep(3600)
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws.send("goodbye")
+
+    async with trio.open_nursery() as nursery:
+        server_scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[int]) -> None:
+            with server_scope:
+                await triows.serve(app, port=0, task_status=task_status)
+
+        port = await nursery.start(run)
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/w") as connection:
+            assert await connection.get_message() == "hi"
+            server_scope.cancel()
+            assert await connection.get_message() == "goodbye"
+            with trio.fail_after(5), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await connection.get_message()
+            reason = closed.value.reason
+            assert reason is not None and reason.code == 1001
+
+
+async def test_failing_provider_refuses_with_500() -> None:
+    app = triows.App()
+    called: list[str] = []
+
+    @app.provider
+    async def database() -> str:
+        raise ConnectionError("database down")
+
+    @app.websocket_route("/w")
+    async def view(ws: WebSocket, database: str) -> None:
+        called.append("view")
+
+    async with TestClient(app) as client:
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/w"):
+                pass
+        assert refused.value.status == 500
+    assert called == []
