@@ -1,0 +1,502 @@
+"""The native backend (``triows.serve(app, backend="native")``) over real sockets.
+
+trio-websocket is the client; a few tests speak raw bytes to reach what a polite
+client never does (fragments, silence, a broken handshake).  Bounded, loopback only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from websockets.frames import Frame, Opcode
+
+import triows
+from triows._cli import main as cli_main
+from triows.testing import LiveServer, live_server
+
+native_server = functools.partial(live_server, backend="native")
+
+HANDSHAKE = (
+    b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def _closed_code(ws: trio_websocket.WebSocketConnection) -> int:
+    """Read until the server closes; return its close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await ws.get_message()
+    assert closed.value.reason is not None
+    return closed.value.reason.code
+
+
+@asynccontextmanager
+async def raw_websocket(server: LiveServer, path: str) -> AsyncIterator[trio.SocketStream]:
+    """A TCP stream that completed the handshake for ``path``, and nothing more."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(HANDSHAKE % path.encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += await stream.receive_some(4096)
+        assert response.startswith(b"HTTP/1.1 101"), response
+        yield stream
+
+
+async def _http(server: LiveServer, request: bytes) -> bytes:
+    """Send raw bytes, return everything the server answers until it closes."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(request)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    return received
+
+
+def _echo_app() -> triows.App:
+    app = triows.App()
+
+    @app.websocket_route("/text")
+    async def text(ws: triows.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(f"echo: {message}")
+
+    @app.websocket_route("/bytes", value_type="bytes")
+    async def binary(ws: triows.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message[::-1])
+
+    @app.websocket_route("/json", value_type="json")
+    async def as_json(ws: triows.WebSocket) -> None:
+        async for message in ws:
+            await ws.send({"got": message})
+
+    @app.websocket_route("/items/{item_id}")
+    async def item(ws: triows.WebSocket, item_id: int, verbose: bool = False) -> None:
+        await ws.send(f"{item_id * 2} {verbose}")
+
+    @app.route("/page")
+    async def page(request: triows.Request) -> str:
+        return f"<p>hello {request.query_parameters.get('name', '')}</p>"
+
+    @app.route("/data", methods=["POST"])
+    async def data(request: triows.Request) -> dict[str, Any]:
+        return {"length": len(request.body)}
+
+    return app
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+async def test_echo_text_bytes_and_json() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            async with open_websocket_url(server.url("/text")) as ws:
+                for text in ("hi", "", "héllo ☃", "x" * 70_000):
+                    await ws.send_message(text)
+                    assert await ws.get_message() == f"echo: {text}"
+            async with open_websocket_url(server.url("/bytes")) as ws:
+                await ws.send_message(b"\x00\x01\x02")
+                assert await ws.get_message() == b"\x02\x01\x00"
+            async with open_websocket_url(server.url("/json")) as ws:
+                await ws.send_message('{"a": [1, 2]}')
+                reply = await ws.get_message()
+                assert isinstance(reply, str)  # JSON goes out as text frames
+                assert json.loads(reply) == {"got": {"a": [1, 2]}}
+
+
+async def test_many_messages_in_one_read_and_pipelined() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            async with open_websocket_url(server.url("/text")) as ws:
+                for i in range(200):
+                    await ws.send_message(str(i))
+                for i in range(200):
+                    assert await ws.get_message() == f"echo: {i}"
+
+
+async def test_fragmented_message_is_reassembled() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            async with raw_websocket(server, "/text") as stream:
+                parts = [
+                    Frame(Opcode.TEXT, "hé".encode()[:2], fin=False),
+                    Frame(Opcode.PING, b"p"),  # control frames may come in between
+                    Frame(Opcode.CONT, "hé".encode()[2:] + b"l", fin=False),
+                    Frame(Opcode.CONT, b"lo", fin=True),
+                ]
+                await stream.send_all(b"".join(f.serialize(mask=True) for f in parts))
+                received = b""
+                while b"echo: h\xc3\xa9llo" not in received:
+                    received += await stream.receive_some(4096)
+                assert received.startswith(b"\x8a\x01p")  # the pong came first
+
+
+async def test_concurrent_senders_never_interleave_frames() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/burst")
+    async def burst(ws: triows.WebSocket) -> None:
+        async def sender(n: int) -> None:
+            for i in range(50):
+                await ws.send(f"{n}:{i}:" + "y" * (i * 300))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(8):
+                nursery.start_soon(sender, n)
+        await ws.receive()
+
+    with trio.fail_after(10):
+        async with native_server(app) as server:
+            async with open_websocket_url(server.url("/burst")) as ws:
+                seen: dict[int, int] = {}
+                for _ in range(8 * 50):
+                    message = await ws.get_message()
+                    assert isinstance(message, str)
+                    n, i, pad = message.split(":")
+                    assert int(i) == seen.get(int(n), -1) + 1  # in order per sender
+                    assert pad == "y" * (int(i) * 300)
+                    seen[int(n)] = int(i)
+                await ws.send_message("done")
+
+
+# -- handshakes ---------------------------------------------------------------------------
+
+
+async def test_route_parameters_and_400_json_refusal() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            async with open_websocket_url(server.url("/items/21?verbose=yes")) as ws:
+                assert await ws.get_message() == "42 True"
+            with pytest.raises(ConnectionRejected) as refused:
+                async with open_websocket_url(server.url("/items/abc")):
+                    pass
+            assert refused.value.status_code == 400
+            assert refused.value.body is not None
+            assert json.loads(refused.value.body)["parameter"] == "item_id"
+
+
+async def test_unknown_route_and_reject_give_403() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/private", auto_accept=False)
+    async def private(ws: triows.WebSocket) -> None:
+        await ws.reject()
+
+    with trio.fail_after(5):
+        async with native_server(app) as server:
+            for path in ("/nowhere", "/private"):
+                with pytest.raises(ConnectionRejected) as refused:
+                    async with open_websocket_url(server.url(path)):
+                        pass
+                assert refused.value.status_code == 403
+
+
+async def test_subprotocol_and_accept_headers() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/sub", auto_accept=False)
+    async def sub(ws: triows.WebSocket) -> None:
+        await ws.accept(subprotocol=ws.subprotocols[-1], headers=[("X-Hello", "yes")])
+        await ws.send(",".join(ws.subprotocols))
+
+    with trio.fail_after(5):
+        async with native_server(app) as server:
+            async with open_websocket_url(server.url("/sub"), subprotocols=["a", "b"]) as ws:
+                assert ws.subprotocol == "b"
+                assert (b"x-hello", b"yes") in ws.handshake_headers
+                assert await ws.get_message() == "a,b"
+
+
+async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app(), handshake_timeout=0.3) as server:
+            no_key = (HANDSHAKE % b"/text").replace(b"Sec-WebSocket-Key", b"X-Nothing")
+            assert (await _http(server, no_key)).startswith(b"HTTP/1.1 400")
+            garbage = b"GET /text\r\nUpgrade: websocket\r\n\r\n"
+            assert (await _http(server, garbage)).startswith(b"HTTP/1.1 400")
+            bad_version = (HANDSHAKE % b"/text").replace(b"Version: 13", b"Version: 8")
+            assert (await _http(server, bad_version)).startswith(b"HTTP/1.1 400")
+            # Slowloris: half a request head, then nothing. The server hangs up.
+            with trio.fail_after(2):
+                assert await _http(server, b"GET /text HTTP/1.1\r\nHost: x\r\n") == b""
+
+
+# -- close codes --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 3000, 4001, 4999])
+async def test_view_sees_the_clients_exact_close_code(code: int) -> None:
+    app = triows.App()
+    seen: list[tuple[int, str]] = []
+    done = trio.Event()
+
+    @app.websocket_route("/d", caught_close_codes=all)
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            await ws.receive()
+        except triows.WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+            raise
+        finally:
+            done.set()
+
+    with trio.fail_after(5):
+        async with native_server(app) as server:
+            async with open_websocket_url(server.url("/d")) as ws:
+                await ws.aclose(code, "reason here")
+            await done.wait()
+    assert seen == [(code, "reason here")]
+
+
+async def test_client_leaving_cancels_a_sleeping_view_promptly(
+    make_recorder: Callable[[triows.App], Any],
+) -> None:
+    app = triows.App()
+    started, ended = trio.Event(), trio.Event()
+
+    @app.websocket_route("/sleep")
+    async def view(ws: triows.WebSocket) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            ended.set()
+
+    recorder = make_recorder(app)
+    with trio.fail_after(5):
+        async with native_server(recorder) as server:
+            async with open_websocket_url(server.url("/sleep")) as ws:
+                await started.wait()
+                await ws.aclose(4003)
+            with trio.fail_after(0.5):  # well under a second
+                await ended.wait()
+                outcome = await recorder.next_outcome()
+            assert isinstance(outcome, triows.WebSocketDisconnect)
+            assert outcome.code == 4003
+            # A dropped TCP connection (no close frame) cancels it too.
+            started, ended = trio.Event(), trio.Event()
+            async with raw_websocket(server, "/sleep"):
+                await started.wait()
+            with trio.fail_after(0.5):
+                await ended.wait()
+                outcome = await recorder.next_outcome()
+            assert isinstance(outcome, triows.WebSocketDisconnect)
+            assert outcome.code == 1006
+
+
+async def test_send_after_client_left_raises_websocket_disconnect() -> None:
+    app = triows.App()
+    outcome: list[int] = []
+    done = trio.Event()
+
+    @app.websocket_route("/d", auto_accept=False)
+    async def view(ws: triows.WebSocket) -> None:
+        await ws.accept()
+        try:
+            with suppress(triows.WebSocketDisconnect):
+                await ws.receive()
+            try:
+                await ws.send("anyone?")
+            except triows.WebSocketDisconnect as exc:
+                outcome.append(exc.code)
+        finally:
+            done.set()
+
+    with trio.fail_after(5):
+        async with native_server(app) as server:
+            async with open_websocket_url(server.url("/d")) as ws:
+                await ws.aclose(4002)
+            await done.wait()
+    assert outcome == [4002]
+
+
+async def test_view_error_gives_1011_and_the_server_keeps_serving(
+    make_recorder: Callable[[triows.App], Any],
+) -> None:
+    app = _echo_app()
+
+    @app.websocket_route("/boom")
+    async def boom(ws: triows.WebSocket) -> None:
+        await ws.receive()
+        raise ValueError("boom")
+
+    recorder = make_recorder(app)
+    with trio.fail_after(5):
+        async with native_server(recorder) as server:
+            async with open_websocket_url(server.url("/boom")) as ws:
+                await ws.send_message("go")
+                assert await _closed_code(ws) == 1011
+            outcome = await recorder.next_outcome()
+            assert isinstance(outcome, ValueError)
+            async with open_websocket_url(server.url("/text")) as ws:
+                await ws.send_message("still here")
+                assert await ws.get_message() == "echo: still here"
+
+
+async def test_message_past_max_size_closes_with_1009() -> None:
+    app = _echo_app()
+    seen: list[int] = []
+
+    @app.websocket_route("/big", caught_close_codes=all)
+    async def big(ws: triows.WebSocket) -> None:
+        try:
+            await ws.receive()
+        except triows.WebSocketDisconnect as exc:
+            seen.append(exc.code)
+            raise
+
+    with trio.fail_after(5):
+        async with native_server(app, max_message_size=1000) as server:
+            async with open_websocket_url(server.url("/text")) as ws:
+                await ws.send_message("x" * 1000)  # exactly the limit is fine
+                assert await ws.get_message() == "echo: " + "x" * 1000
+            async with open_websocket_url(server.url("/big")) as ws:
+                await ws.send_message("x" * 1001)
+                assert await _closed_code(ws) == 1009
+    assert seen == [1009]
+
+
+async def test_invalid_utf8_closes_with_1007() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            async with raw_websocket(server, "/text") as stream:
+                await stream.send_all(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True))
+                received = b""
+                while len(received) < 4:
+                    received += await stream.receive_some(4096)
+                assert received[0] == 0x88  # a close frame
+                assert int.from_bytes(received[2:4], "big") == 1007
+
+
+async def test_shutdown_closes_clients_with_1001_and_runs_lifespan() -> None:
+    app = triows.App()
+    events: list[str] = []
+    connected = trio.Event()
+
+    @app.provider(scope="app")
+    async def resource() -> AsyncIterator[str]:
+        events.append("startup")
+        yield "resource"
+        events.append("shutdown")
+
+    @app.websocket_route("/wait")
+    async def wait(ws: triows.WebSocket, resource: str) -> None:
+        await ws.send(resource)
+        connected.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            events.append("view cancelled")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as client_nursery:
+            async with native_server(app, shutdown_timeout=2) as server:
+                ws = await trio_websocket.connect_websocket_url(client_nursery, server.url("/wait"))
+                assert await ws.get_message() == "resource"
+                await connected.wait()
+            assert await _closed_code(ws) == 1001
+            await ws.aclose()
+    assert events == ["startup", "view cancelled", "shutdown"]
+
+
+# -- keepalive ----------------------------------------------------------------------------
+
+
+async def test_ping_timeout_drops_a_silent_client_and_cancels_its_view(
+    make_recorder: Callable[[triows.App], Any],
+) -> None:
+    app = triows.App()
+    started, ended = trio.Event(), trio.Event()
+
+    @app.websocket_route("/quiet")
+    async def quiet(ws: triows.WebSocket) -> None:
+        started.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            ended.set()
+
+    recorder = make_recorder(app)
+    with trio.fail_after(5):
+        async with native_server(recorder, ping_interval=0.1, ping_timeout=0.2) as server:
+            # A polite client answers pings and stays connected.
+            async with open_websocket_url(server.url("/quiet")):
+                await started.wait()
+                await trio.sleep(0.6)
+                assert not ended.is_set()
+            await ended.wait()
+            assert await recorder.next_outcome() is None  # it closed with 1000
+            # A client that never reads (so never answers) is dropped.
+            started, ended = trio.Event(), trio.Event()
+            async with raw_websocket(server, "/quiet") as stream:
+                await started.wait()
+                with trio.fail_after(2):
+                    await ended.wait()
+                outcome = await recorder.next_outcome()
+                assert isinstance(outcome, triows.WebSocketDisconnect)
+                assert outcome.code == 1006
+                # What it would have read: a ping, then a 1011 close frame.
+                received = b""
+                with trio.move_on_after(1):
+                    while chunk := await stream.receive_some(4096):
+                        received += chunk
+                assert received.startswith(b"\x89")
+                assert b"\x88" in received and b"\x03\xf3" in received  # 1011
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+async def test_http_routes() -> None:
+    with trio.fail_after(5):
+        async with native_server(_echo_app()) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                # Keep-alive: two requests on one connection.
+                for name in (b"a", b"b"):
+                    await stream.send_all(b"GET /page?name=%s HTTP/1.1\r\nHost: x\r\n\r\n" % name)
+                    received = b""
+                    while not received.endswith(b"</p>"):
+                        received += await stream.receive_some(4096)
+                    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+                    assert received.endswith(b"<p>hello %s</p>" % name)
+            posted = await _http(
+                server,
+                b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Connection: close\r\n\r\nhello",
+            )
+            assert posted.startswith(b"HTTP/1.1 200")
+            assert posted.endswith(b'{"length": 5}')
+            missing = await _http(
+                server, b"GET /missing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert missing.startswith(b"HTTP/1.1 404")
+            websocket_only = await _http(
+                server, b"GET /text HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            assert websocket_only.startswith(b"HTTP/1.1 426")
+            assert (await _http(server, b"NONSENSE\r\n\r\n")).startswith(b"HTTP/1.1 400")
+
+
+def test_cli_accepts_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run(func: Any, app: Any, target: str, args: Any) -> None:
+        seen["backend"] = args.backend
+
+    monkeypatch.setattr(trio, "run", fake_run)
+    cli_main(["run", "examples.echo:app", "--backend", "native"])
+    assert seen == {"backend": "native"}
