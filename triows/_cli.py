@@ -57,6 +57,7 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     shutdown_timeout=args.shutdown_timeout,
                     max_message_size=args.max_message_size,
                     access_log=args.access_log,
+                    backend=args.backend,
                 )
             )
             print(
@@ -81,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     run.add_argument(
         "--max-message-size", type=int, default=1024 * 1024, help="largest message, bytes"
+    )
+    run.add_argument(
+        "--backend",
+        choices=("hypercorn", "native"),
+        default="hypercorn",
+        help="hypercorn's trio worker (default) or the native trio-socket server",
     )
     run.add_argument("--access-log", action="store_true", help="log each handshake and request")
     args = parser.parse_args(argv)
