@@ -62,3 +62,20 @@ async def test_a_peer_that_answers_pings_stays_connected() -> None:
                     await client.get_message()
                 assert client.closed is None
                 assert ended == []
+
+
+async def test_keepalive_tasks_end_with_their_connection() -> None:
+    # The pinger sleeps 20 s between pings by default; it must not hold a closed
+    # connection (or the server's shutdown) until it wakes.
+    app = triows.App()
+
+    @app.websocket_route("/echo")
+    async def echo(ws: triows.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    with trio.fail_after(3):
+        async with live_server(app) as server:
+            async with open_websocket_url(server.url("/echo")) as client:
+                await client.send_message("x")
+                assert await client.get_message() == "x"

@@ -82,6 +82,12 @@ def install() -> None:
     original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
 
     async def handle(self: Any, event: Any) -> None:
+        if _ours(self) and isinstance(event, StreamClosed):
+            # Stop the keepalive tasks now: hypercorn waits for them before it
+            # releases the connection (and at shutdown).
+            ping_scope = getattr(self, "_triows_ping_scope", None)
+            if ping_scope is not None:
+                ping_scope.cancel()
         if (
             _ours(self)
             and isinstance(event, StreamClosed)
@@ -147,18 +153,22 @@ def install() -> None:
         # reading blocks in hypercorn's (shielded) socket write: only closing the
         # stream can end it.
         self._triows_ping_at = None
-        self.task_group.spawn(watch_pongs, self)
         interval = self.config.websocket_ping_interval
-        while not self.closed:
-            await trio.sleep(interval)
-            if not self.closed and self._triows_ping_at is None:
-                self._triows_ping_at = trio.current_time()
-                await self._send_wsproto_event(Ping(b"triows"))
+        with trio.CancelScope() as self._triows_ping_scope:
+            if self.closed:
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_pongs, self)
+                while True:
+                    await trio.sleep(interval)
+                    if self._triows_ping_at is None:
+                        self._triows_ping_at = trio.current_time()
+                        await self._send_wsproto_event(Ping(b"triows"))
 
     async def watch_pongs(self: Any) -> None:
         timeout = self.config.triows_ping_timeout
         step = max(min(timeout, self.config.websocket_ping_interval) / 4, 0.01)
-        while not self.closed:
+        while True:
             await trio.sleep(step)
             sent = self._triows_ping_at
             if sent is not None and trio.current_time() - sent > timeout and not self.closed:
@@ -166,7 +176,9 @@ def install() -> None:
                 self._triows_close = (1006, "ping timeout")
                 # hypercorn's StreamClosed path reports the disconnect to the app
                 # and closes the socket, which also ends any write stuck on it.
-                await self.send(StreamClosed(stream_id=self.stream_id))
+                # Shielded: that path cancels this task's scope on its way.
+                with trio.CancelScope(shield=True):
+                    await self.send(StreamClosed(stream_id=self.stream_id))
                 return
 
     cls.handle = handle  # type: ignore[method-assign]
