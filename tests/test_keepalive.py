@@ -75,7 +75,9 @@ async def test_keepalive_tasks_end_with_their_connection() -> None:
             await ws.send(message)
 
     with trio.fail_after(3):
-        async with live_server(app) as server:
-            async with open_websocket_url(server.url("/echo")) as client:
-                await client.send_message("x")
-                assert await client.get_message() == "x"
+        async with (
+            live_server(app) as server,
+            open_websocket_url(server.url("/echo")) as client,
+        ):
+            await client.send_message("x")
+            assert await client.get_message() == "x"
