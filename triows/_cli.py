@@ -93,4 +93,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(args.target)
-    trio.run(_run, app, args.target, args)
+    try:
+        trio.run(_run, app, args.target, args)
+    except (OSError, BaseExceptionGroup) as exc:
+        bind_error = _first_os_error(exc)
+        if bind_error is None:
+            raise
+        raise SystemExit(
+            f"triows: cannot serve on {args.host}:{args.port}: {bind_error.strerror or bind_error}"
+        ) from None
+
+
+def _first_os_error(exc: BaseException) -> OSError | None:
+    """The OSError (a failed bind) inside ``exc``, if that is all it holds."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _first_os_error(exc.exceptions[0])
+    return None

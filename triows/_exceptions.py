@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from . import status
 
 __all__ = [
@@ -10,6 +12,7 @@ __all__ = [
     "MessageDecodeError",
     "MessageTypeError",
     "WebSocketDisconnect",
+    "disconnects_in",
 ]
 
 
@@ -61,3 +64,24 @@ class MessageDecodeError(BadMessage):
     """The payload is not valid JSON (closes with 1007)."""
 
     close_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+
+
+def disconnects_in(error: BaseException) -> list[WebSocketDisconnect] | None:
+    """The WebSocketDisconnects that make up ``error``, or None if it holds anything else.
+
+    Looks inside exception groups (a view with a nursery raises its client's
+    departure wrapped in one); Cancelled leaves are ignored.
+    """
+    if isinstance(error, WebSocketDisconnect):
+        return [error]
+    if isinstance(error, BaseExceptionGroup):
+        found: list[WebSocketDisconnect] = []
+        for inner in error.exceptions:
+            if isinstance(inner, trio.Cancelled):
+                continue
+            leaves = disconnects_in(inner)
+            if leaves is None:
+                return None
+            found.extend(leaves)
+        return found or None
+    return None

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from . import status
-from ._exceptions import ClientError, WebSocketDisconnect
+from ._exceptions import ClientError, disconnects_in
 from ._state import CONNECTED, CONNECTING
 from ._websocket import WebSocket, _Rejected
 
@@ -35,23 +35,6 @@ __all__ = ["run_websocket_view"]
 logger = logging.getLogger("triows")
 
 Resolver = Callable[[AsyncExitStack], Awaitable[dict[str, Any]]]
-
-
-def _disconnects(error: BaseException) -> list[WebSocketDisconnect] | None:
-    """The WebSocketDisconnects that make up ``error``, or None if it holds anything else."""
-    if isinstance(error, WebSocketDisconnect):
-        return [error]
-    if isinstance(error, BaseExceptionGroup):
-        found: list[WebSocketDisconnect] = []
-        for inner in error.exceptions:
-            if isinstance(inner, trio.Cancelled):
-                continue
-            leaves = _disconnects(inner)
-            if leaves is None:
-                return None
-            found.extend(leaves)
-        return found or None
-    return None
 
 
 async def refuse(ws: WebSocket, status_code: int, payload: dict[str, Any]) -> None:
@@ -110,7 +93,7 @@ async def run_websocket_view(
 
 async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | None:
     """Close the connection after the view raised; return what to re-raise."""
-    disconnects = _disconnects(error)
+    disconnects = disconnects_in(error)
     if disconnects is not None:
         caught = ws._options.caught_close_codes
         silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
