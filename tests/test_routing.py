@@ -20,9 +20,7 @@ def _echo_params_app() -> tuple[triows.App, list[dict[str, Any]]]:
     calls: list[dict[str, Any]] = []
 
     @app.websocket_route("/items/{item_id}/{ratio}/{flag}/{name}", send_type="json")
-    async def item(
-        ws: triows.WebSocket, item_id: int, ratio: float, flag: bool, name: str
-    ) -> None:
+    async def item(ws: triows.WebSocket, item_id: int, ratio: float, flag: bool, name: str) -> None:
         calls.append({"item_id": item_id, "ratio": ratio, "flag": flag, "name": name})
         await ws.send([item_id, ratio, flag, name])
 
@@ -225,7 +223,7 @@ def test_sync_http_view_raises_type_error() -> None:
 def test_unknown_message_type_raises_value_error(argument: str) -> None:
     app = triows.App()
     with pytest.raises(ValueError, match=argument):
-        app.websocket_route("/x", **{argument: "xml"})
+        app.websocket_route("/x", **{argument: "xml"})  # type: ignore[arg-type]
 
 
 def test_route_parameter_missing_from_signature_names_it() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -32,9 +34,7 @@ async def test_url_headers_and_query() -> None:
         seen["q"] = dict(ws.query_parameters)
 
     headers = {"Host": "example.com:8000", "User": "alice"}
-    async with TestClient(app).websocket_connect(
-        "/info/lobby?a=1&b=two", headers=headers
-    ) as ws:
+    async with TestClient(app).websocket_connect("/info/lobby?a=1&b=two", headers=headers) as ws:
         assert await ws.wait_closed() == 1000
     assert seen == {
         "url": "ws://example.com:8000/info/lobby?a=1&b=two",
@@ -62,7 +62,7 @@ async def test_headers_and_query_parameters_are_immutable() -> None:
             except TypeError:
                 errors.append("set")
             try:
-                del mapping["a"]  # type: ignore[attr-defined]
+                del mapping["a"]  # type: ignore[union-attr]
             except (TypeError, AttributeError):
                 errors.append("del")
             assert not hasattr(mapping, "update")
@@ -177,9 +177,10 @@ async def test_send_wrong_python_type_raises_type_error() -> None:
 
     @app.websocket_route("/t")
     async def view(ws: triows.WebSocket) -> None:
-        for call, value in ((ws.send, 1), (ws.send_bytes, "s"), (ws.send_text, b"b")):
+        calls: list[tuple[Any, Any]] = [(ws.send, 1), (ws.send_bytes, "s"), (ws.send_text, b"b")]
+        for call, value in calls:
             try:
-                await call(value)  # type: ignore[operator]
+                await call(value)
             except TypeError as exc:
                 errors.append(type(exc))
 
@@ -312,7 +313,7 @@ async def test_manual_accept_and_close_with_code_and_reason() -> None:
         await ws.accept()
         await ws.send("ok")
         await ws.close(status.WS_1008_POLICY_VIOLATION, "nope")
-        assert ws.state is triows.ConnectionState.CLOSED
+        assert ws.state is triows.ConnectionState.CLOSED  # type: ignore[comparison-overlap]
 
     async with TestClient(app).websocket_connect("/m") as ws:
         assert await ws.receive_text() == "ok"
@@ -723,10 +724,8 @@ async def test_send_after_client_left_raises_websocket_disconnect() -> None:
     @app.websocket_route("/d", auto_accept=False)
     async def view(ws: triows.WebSocket) -> None:
         await ws.accept()
-        try:
+        with contextlib.suppress(triows.WebSocketDisconnect):
             await ws.receive()
-        except triows.WebSocketDisconnect:
-            pass
         try:
             await ws.send("anyone?")
         except triows.WebSocketDisconnect as exc:
@@ -763,3 +762,158 @@ async def test_transport_send_failure_raises_websocket_disconnect() -> None:
     assert outcome == [1006]
     assert ws.state is triows.ConnectionState.DISCONNECTED
     del app
+
+
+# -- structured concurrency -----------------------------------------------------------
+
+
+async def test_client_leaving_cancels_sleeping_view_and_runs_finally() -> None:
+    app = triows.App()
+    started, ended = trio.Event(), trio.Event()
+
+    @app.websocket_route("/sleep")
+    async def view(ws: triows.WebSocket) -> None:
+        started.set()
+        try:
+            await trio.sleep(60)
+        finally:
+            ended.set()
+
+    with trio.fail_after(1):
+        async with TestClient(app).websocket_connect("/sleep") as ws:
+            await started.wait()
+            await ws.close()
+        await ended.wait()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="design gap: the receive pump stops reading once its read-ahead buffer "
+    "(READ_AHEAD=4) is full, so a departure queued behind unread messages goes "
+    "unnoticed until the view receives (backpressure vs. prompt cancellation)",
+)
+async def test_client_leaving_after_unread_messages_cancels_view() -> None:
+    # The client sends more messages than the read-ahead buffer holds, then leaves,
+    # while the view never receives: the view should still be cancelled.
+    app = triows.App()
+    started, ended = trio.Event(), trio.Event()
+
+    @app.websocket_route("/sleep")
+    async def view(ws: triows.WebSocket) -> None:
+        started.set()
+        try:
+            await trio.sleep(60)
+        finally:
+            ended.set()
+
+    with trio.fail_after(2):
+        async with TestClient(app, timeout=1).websocket_connect("/sleep") as ws:
+            await started.wait()
+            for i in range(20):
+                await ws.send_text(str(i))
+            await ws.close()
+        await ended.wait()
+
+
+async def test_view_waiting_on_a_channel_is_cancelled_with_its_tasks() -> None:
+    app = triows.App()
+    started = trio.Event()
+    cleaned: list[str] = []
+    never_send, never_receive = trio.open_memory_channel[str](0)
+
+    async def helper() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cleaned.append("helper")
+
+    @app.websocket_route("/ch")
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(helper)
+                started.set()
+                await never_receive.receive()
+        finally:
+            cleaned.append("view")
+
+    with trio.fail_after(1):
+        async with TestClient(app).websocket_connect("/ch") as ws:
+            await started.wait()
+            await ws.close(1001)
+    assert sorted(cleaned) == ["helper", "view"]
+    del never_send
+
+
+async def test_view_sending_in_a_loop_stops_when_client_leaves() -> None:
+    app = triows.App()
+    outcome: list[str] = []
+
+    @app.websocket_route("/spam")
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            while True:
+                await ws.send("tick")
+        except triows.WebSocketDisconnect:
+            outcome.append("disconnect")
+            raise
+        except trio.Cancelled:
+            outcome.append("cancelled")
+            raise
+
+    with trio.fail_after(1):
+        async with TestClient(app).websocket_connect("/spam") as ws:
+            assert await ws.receive_text() == "tick"
+            await ws.close()
+    assert len(outcome) == 1
+
+
+async def test_disconnect_while_not_receiving_propagates_uncaught_codes() -> None:
+    app = triows.App()
+    started = trio.Event()
+
+    @app.websocket_route("/sleep")
+    async def view(ws: triows.WebSocket) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    with trio.fail_after(1), pytest.raises(triows.WebSocketDisconnect) as info:
+        async with TestClient(app).websocket_connect("/sleep") as ws:
+            await started.wait()
+            await ws.close(4005, "x")
+    assert (info.value.code, info.value.reason) == (4005, "x")
+
+
+async def test_lifespan_shutdown_closes_open_connections_with_1001() -> None:
+    app = triows.App()
+    events: list[str] = []
+    started = trio.Event()
+
+    @app.provider(scope="app")
+    async def resource() -> AsyncIterator[str]:
+        events.append("setup")
+        yield "r"
+        events.append("teardown")
+
+    @app.websocket_route("/long")
+    async def view(ws: triows.WebSocket, resource: str) -> None:
+        try:
+            started.set()
+            await trio.sleep_forever()
+        finally:
+            events.append("view finally")
+
+    codes: list[int] = []
+    with trio.fail_after(2):
+        async with trio.open_nursery() as nursery, TestClient(app) as client:
+
+            async def connect(task_status: trio.TaskStatus[None]) -> None:
+                async with client.websocket_connect("/long") as ws:
+                    task_status.started()
+                    codes.append(await ws.wait_closed())
+
+            await nursery.start(connect)
+            await started.wait()
+            # Leaving the TestClient runs the App's lifespan shutdown.
+    assert codes == [1001]
+    assert events == ["setup", "view finally", "teardown"]

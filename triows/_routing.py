@@ -107,6 +107,18 @@ def _converter_for(annotation: Any, where: str) -> Callable[[str], Any]:
 
 
 @attrs.frozen
+class _Unconvertible:
+    """The converter of a parameter whose annotation cannot convert a string."""
+
+    message: str
+
+    def __call__(self, value: str) -> Any:
+        raise RuntimeError(
+            f"{self.message} (it is not a provider, so it would bind from the query string)"
+        )
+
+
+@attrs.frozen
 class Parameter:
     """One keyword parameter of a view."""
 
@@ -158,9 +170,17 @@ class ViewSignature:
                     f"{kind} view {name}(): parameter {param.name!r} must be passable by keyword"
                 )
             where = f"{kind} view {name}(), parameter {param.name!r}"
-            parameters.append(
-                Parameter(param.name, _converter_for(param.annotation, where), param.default)
-            )
+            try:
+                convert = _converter_for(param.annotation, where)
+            except ValueError as exc:
+                # A provider's parameter may carry any annotation (``clients: set[X]``),
+                # and providers may be registered after the route: only a route
+                # parameter is known to need conversion now.  A query parameter
+                # with such an annotation fails when it is bound (a server error).
+                if param.name in pattern.names:
+                    raise
+                convert = _Unconvertible(str(exc))
+            parameters.append(Parameter(param.name, convert, param.default))
         known = {p.name for p in parameters}
         missing = [n for n in pattern.names if n not in known]
         if missing and not accepts_extra:

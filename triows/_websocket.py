@@ -33,6 +33,11 @@ __all__ = ["WebSocket", "WebSocketOptions"]
 # already buffers, and a view that stops reading must push back on the client.
 READ_AHEAD = 4
 
+# How long a send that found the client gone waits for the transport to report the
+# client's close code, so the view (and caught_close_codes) see the real code and
+# not a provisional 1006.
+DEPARTURE_WAIT = 0.5
+
 
 @attrs.frozen
 class WebSocketOptions:
@@ -91,6 +96,7 @@ class WebSocket:
         "_inbox_send",
         "_machine",
         "_options",
+        "_pump_done",
         "_query",
         "_receivers",
         "_transport_receive",
@@ -113,6 +119,7 @@ class WebSocket:
         self._machine = StateMachine()
         self._inbox_send, self._inbox = trio.open_memory_channel[Message](READ_AHEAD)
         self._receivers = 0
+        self._pump_done = trio.Event()
         # >0 while a client's disconnect is silenced: auto_accept, or inside `async with`.
         self._catching = 1 if options.auto_accept else 0
         self._disconnect_caught = False
@@ -393,15 +400,31 @@ class WebSocket:
             await self._transport_send(message)
         except OSError:
             # ASGI servers raise OSError (or a subclass) when the client has gone.
-            self._machine.client_left(1006, "")
+            # The disconnect event carrying the client's close code is usually
+            # already queued: let the pump read it (it cancels this view if nobody
+            # receives), so the code is the client's, not a provisional 1006.
+            await self._await_departure()
+            if self._machine.disconnect_code is None:
+                self._machine.client_left(1006, "")
             raise self._machine.disconnect_error() from None
+
+    async def _await_departure(self) -> None:
+        if (
+            self._machine.disconnect_code is not None
+            or self._view_scope is None  # no pump runs for this connection
+            or self._inbox_send.statistics().current_buffer_used >= READ_AHEAD
+        ):
+            return
+        with trio.move_on_after(DEPARTURE_WAIT):
+            await self._pump_done.wait()
 
     async def _send_quietly(self, message: Message) -> None:
         # Closing a connection whose client already left is not an error.
         try:
             await self._transport_send(message)
         except OSError:
-            self._machine.client_left(1006, "")
+            if self._machine.disconnect_code is None:
+                self._machine.client_left(1006, "")
 
     # -- iteration -------------------------------------------------------------------
 
@@ -430,6 +453,7 @@ class WebSocket:
                     return
         finally:
             inbox.close()
+            self._pump_done.set()
 
     def _client_left(self, code: int, reason: str) -> None:
         if not self._machine.client_left(code, reason):
