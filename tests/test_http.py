@@ -1,0 +1,168 @@
+"""Minimal HTTP: @app.route return types, 404, 405, app.mount."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+import trio_websocket
+
+import triows
+from triows.testing import TestClient, live_server
+
+
+def _app() -> triows.App:
+    app = triows.App()
+
+    @app.route("/html")
+    async def html(request: triows.Request) -> str:
+        return "<h1>hi</h1>"
+
+    @app.route("/bytes")
+    async def raw(request: triows.Request) -> bytes:
+        return b"\x00\x01"
+
+    @app.route("/dict")
+    async def as_dict(request: triows.Request) -> dict[str, Any]:
+        return {"a": 1}
+
+    @app.route("/list")
+    async def as_list(request: triows.Request) -> list[int]:
+        return [1, 2]
+
+    @app.route("/response")
+    async def response(request: triows.Request) -> triows.Response:
+        return triows.Response("teapot", 418, {"X-Custom": "yes"})
+
+    @app.route("/echo/{n}", methods=["POST"])
+    async def echo(request: triows.Request, n: int, flag: bool = False) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "n": n,
+            "flag": flag,
+            "body": request.body.decode(),
+            "json": request.json(),
+            "header": request.headers["X-Thing"],
+            "query": dict(request.query_parameters),
+            "path": request.url.path,
+        }
+
+    return app
+
+
+async def test_return_types() -> None:
+    client = TestClient(_app())
+    html = await client.get("/html")
+    assert (html.status, html.text) == (200, "<h1>hi</h1>")
+    assert html.headers["content-type"].startswith("text/html")
+    raw = await client.get("/bytes")
+    assert raw.body == b"\x00\x01"
+    assert raw.headers["content-type"] == "application/octet-stream"
+    for path, expected in (("/dict", {"a": 1}), ("/list", [1, 2])):
+        response = await client.get(path)
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == expected
+    custom = await client.get("/response")
+    assert (custom.status, custom.text, custom.headers["x-custom"]) == (418, "teapot", "yes")
+
+
+async def test_request_attributes() -> None:
+    client = TestClient(_app())
+    response = await client.request(
+        "POST", "/echo/5?flag=on", body='{"k": [1]}', headers={"X-Thing": "t"}
+    )
+    assert response.json() == {
+        "method": "POST",
+        "n": 5,
+        "flag": True,
+        "body": '{"k": [1]}',
+        "json": {"k": [1]},
+        "header": "t",
+        "query": {"flag": "on"},
+        "path": "/echo/5",
+    }
+
+
+async def test_bad_parameter_is_400() -> None:
+    response = await TestClient(_app()).request("POST", "/echo/x")
+    assert response.status == 400
+    assert response.json()["parameter"] == "n"
+
+
+async def test_unknown_path_is_404() -> None:
+    assert (await TestClient(_app()).get("/nope")).status == 404
+
+
+async def test_wrong_method_is_405_with_allow() -> None:
+    client = TestClient(_app())
+    response = await client.get("/echo/1")
+    assert response.status == 405
+    assert "POST" in response.headers["allow"]
+    assert (await client.request("POST", "/html")).status == 405
+
+
+async def test_head_is_served_for_get_routes_without_body() -> None:
+    response = await TestClient(_app()).request("HEAD", "/html")
+    assert response.status == 200
+    assert response.body == b""
+
+
+async def test_view_error_gives_500_and_reraises() -> None:
+    app = triows.App()
+
+    @app.route("/boom")
+    async def boom(request: triows.Request) -> str:
+        raise ZeroDivisionError
+
+    response = await TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert response.status == 500
+
+
+async def _sub_app(scope: Any, receive: Any, send: Any) -> None:
+    """A tiny foreign ASGI app that reports what it was given."""
+    if scope["type"] == "http":
+        body = f"{scope['root_path']}|{scope['path']}".encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    elif scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": f"sub:{scope['path']}"})
+        await send({"type": "websocket.close", "code": 1000})
+
+
+async def test_mount_hands_over_a_prefix() -> None:
+    app = _app()
+    app.mount("/sub", _sub_app)
+    client = TestClient(app)
+    assert (await client.get("/sub/x/y")).text == "/sub|/x/y"
+    assert (await client.get("/sub")).text == "/sub|/"
+    # A path that merely starts with the same letters is not under the prefix.
+    assert (await client.get("/subway")).status == 404
+    assert (await client.get("/html")).status == 200
+    async with client.websocket_connect("/sub/ws") as ws:
+        assert await ws.receive_text() == "sub:/ws"
+
+
+async def test_http_over_real_socket_and_websocket_next_to_it() -> None:
+    app = _app()
+    app.mount("/sub", _sub_app)
+
+    @app.websocket_route("/ws")
+    async def ws_view(ws: triows.WebSocket) -> None:
+        await ws.send("ws")
+
+    with trio.fail_after(5):
+        async with live_server(app) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(
+                    b"GET /sub/page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                data = b""
+                while chunk := await stream.receive_some(4096):
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 200")
+            assert b"/sub|/page" in data
+            async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
+                assert await ws.get_message() == "ws"
