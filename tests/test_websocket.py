@@ -742,7 +742,6 @@ async def test_send_after_client_left_raises_websocket_disconnect() -> None:
 async def test_transport_send_failure_raises_websocket_disconnect() -> None:
     # The server reports a send to a departed client with OSError (ASGI spec):
     # triows turns it into WebSocketDisconnect, never a silent drop.
-    app = triows.App()
     outcome: list[Any] = []
 
     async def failing_send(message: Any) -> None:
@@ -761,7 +760,6 @@ async def test_transport_send_failure_raises_websocket_disconnect() -> None:
         outcome.append(exc.code)
     assert outcome == [1006]
     assert ws.state is triows.ConnectionState.DISCONNECTED
-    del app
 
 
 # -- structured concurrency -----------------------------------------------------------
