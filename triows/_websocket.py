@@ -11,7 +11,7 @@ before the close, then :class:`~triows.WebSocketDisconnect`.
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -20,7 +20,7 @@ import trio
 from . import status
 from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
 from ._datastructures import URL, Headers, QueryParams
-from ._exceptions import WebSocketDisconnect
+from ._exceptions import WebSocketDisconnect, disconnects_in
 from ._state import CONNECTED, CONNECTING, REJECTED, ConnectionState, StateMachine
 from ._types import Message, Receive, Scope, Send
 
@@ -162,12 +162,19 @@ class WebSocket:
 
     @property
     def session(self) -> Mapping[str, Any]:
-        """The session: not available until sessions are enabled on the App."""
-        raise RuntimeError(
-            "ws.session is not available: sessions are not enabled on this App. "
-            "Session support (App(session_secret=...)) is not implemented in this "
-            "version of triows; read the cookie from ws.headers['cookie'] meanwhile"
-        )
+        """The session from the signed session cookie: a read-only mapping.
+
+        Raises RuntimeError unless sessions are enabled with
+        ``App(session_secret=...)``.  A WebSocket cannot set cookies, so the
+        session is read-only here; HTTP routes write it (``request.session``).
+        """
+        session = self.scope.get("session")
+        if session is None:
+            raise RuntimeError(
+                "ws.session is not available: sessions are not enabled on this App; "
+                "pass App(session_secret=...) to enable signed-cookie sessions"
+            )
+        return MappingProxyType(session)
 
     @property
     def state(self) -> ConnectionState:
@@ -284,9 +291,10 @@ class WebSocket:
         if exc is None:
             await self.ensure_closed()
             return False
-        return isinstance(exc, WebSocketDisconnect) and (
-            exc.code in self._options.caught_close_codes
-        )
+        # The block's own nursery wraps the departure in an exception group.
+        disconnects = disconnects_in(exc)
+        caught = self._options.caught_close_codes
+        return disconnects is not None and all(d.code in caught for d in disconnects)
 
     # -- messages --------------------------------------------------------------------
 
