@@ -99,6 +99,9 @@ class Measurement:
     value: float
     client_cpu_pct: float | None = None
     server_cpu_pct: float | None = None
+    #: CPU used on the server's core by anything but the server (other processes,
+    #: interrupts), in % of the window: high values mean a noisy measurement.
+    others_cpu_pct: float | None = None
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -154,6 +157,20 @@ def busy_percent(seconds: float = 1.0) -> dict[int, float]:
         if total > total0:
             busy[cpu] = 100.0 * (1 - (idle - idle0) / (total - total0))
     return busy
+
+
+def core_seconds(core: int | None) -> tuple[float, float]:
+    """(total, busy) seconds of ``core`` so far, from /proc/stat; zeros for None."""
+    if core is None:
+        return 0.0, 0.0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name == f"cpu{core}":
+            ticks = [int(f) for f in fields[:8]]
+            total = sum(ticks)
+            clock = os.sysconf("SC_CLK_TCK")
+            return total / clock, (total - ticks[3] - ticks[4]) / clock
+    return 0.0, 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -267,7 +284,8 @@ def run_one(
             assert loadgen.stdout is not None and loadgen.stdin is not None
             lines = LineReader(loadgen.stdout)
             deadline = time.monotonic() + SCENARIO_TIMEOUT
-            marks: dict[str, tuple[float, float]] = {}
+            core = min(server_cores) if server_cores else None
+            marks: dict[str, tuple[float, float, float]] = {}
             rss: dict[str, int] = {}
             while True:
                 line = lines.next(deadline)
@@ -280,7 +298,11 @@ def run_one(
                     )
                 kind, _, rest = line.partition(" ")
                 if kind == "MARK":
-                    marks[rest] = (time.perf_counter(), cpu_seconds(server.pid))
+                    marks[rest] = (
+                        time.perf_counter(),
+                        cpu_seconds(server.pid),
+                        core_seconds(core)[1],
+                    )
                 elif kind == "WAIT":
                     time.sleep(SETTLE)
                     rss[rest] = rss_kib(server.pid)
@@ -293,11 +315,13 @@ def run_one(
             stop(loadgen)
     if scenario.name == "memory":
         return Measurement((rss["loaded"] - rss["baseline"]) / result["value"])
-    server_cpu = None
+    server_cpu = others = None
     if "start" in marks and "end" in marks:
-        (wall0, cpu0), (wall1, cpu1) = marks["start"], marks["end"]
+        (wall0, cpu0, busy0), (wall1, cpu1, busy1) = marks["start"], marks["end"]
         server_cpu = 100.0 * (cpu1 - cpu0) / (wall1 - wall0)
-    return Measurement(result["value"], result["client_cpu_pct"], server_cpu)
+        if core is not None:
+            others = max(0.0, 100.0 * (busy1 - busy0) / (wall1 - wall0) - server_cpu)
+    return Measurement(result["value"], result["client_cpu_pct"], server_cpu, others)
 
 
 # -- statistics and reports ------------------------------------------------------------------
@@ -345,9 +369,8 @@ def human(value: float) -> str:
 def spread(summary: Summary | None, fmt: str = "{:.2f}") -> str:
     if summary is None:
         return "-"
-    if summary.low == summary.high:
-        return fmt.format(summary.median)
-    return f"{fmt.format(summary.median)} ({fmt.format(summary.low)}-{fmt.format(summary.high)})"
+    median, low, high = (fmt.format(v) for v in (summary.median, summary.low, summary.high))
+    return median if low == high else f"{median} ({low}-{high})"
 
 
 def summarize(results: Results, servers: Sequence[ServerSpec]) -> list[dict[str, Any]]:
@@ -366,12 +389,16 @@ def summarize(results: Results, servers: Sequence[ServerSpec]) -> list[dict[str,
             server_cpus = [
                 m.server_cpu_pct for m in runs if m is not None and m.server_cpu_pct is not None
             ]
+            others = [
+                m.others_cpu_pct for m in runs if m is not None and m.others_cpu_pct is not None
+            ]
             row["scenarios"][scenario_name] = {
                 "values": [None if m is None else m.value for m in runs],
                 "value": None if value is None else attrs.asdict(value),
                 "ratio": None if ratio is None else attrs.asdict(ratio),
                 "client_cpu_pct_max": max(cpus) if cpus else None,
                 "server_cpu_pct_median": statistics.median(server_cpus) if server_cpus else None,
+                "others_cpu_pct_max": max(others) if others else None,
             }
         rows.append(row)
     return rows
@@ -439,8 +466,9 @@ def markdown(
     if timed:
         out += [
             "",
-            "CPU during the measured windows: load generator (max over runs; 100% = one core) "
-            "/ server (median):",
+            "CPU during the measured windows, in % of one core: load generator (max over "
+            "runs) / server (median) / anything else on the server's core (max over runs; "
+            "other processes and interrupts: a high value means a noisy measurement):",
             "",
             "| server | " + " | ".join(s.title for s in timed) + " |",
             "|---|" + "---|" * len(timed),
@@ -449,10 +477,15 @@ def markdown(
             cells = []
             for scenario in timed:
                 data = row["scenarios"].get(scenario.name) or {}
-                client, server = data.get("client_cpu_pct_max"), data.get("server_cpu_pct_median")
                 cells.append(
-                    f"{'-' if client is None else f'{client:.0f}%'} / "
-                    f"{'-' if server is None else f'{server:.0f}%'}"
+                    " / ".join(
+                        "-" if data.get(key) is None else f"{data[key]:.0f}%"
+                        for key in (
+                            "client_cpu_pct_max",
+                            "server_cpu_pct_median",
+                            "others_cpu_pct_max",
+                        )
+                    )
                 )
             out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     if unavailable:
