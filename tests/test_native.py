@@ -119,29 +119,30 @@ async def test_echo_text_bytes_and_json() -> None:
 
 async def test_many_messages_in_one_read_and_pipelined() -> None:
     with trio.fail_after(5):
-        async with native_server(_echo_app()) as server:
-            async with open_websocket_url(server.url("/text")) as ws:
-                for i in range(200):
-                    await ws.send_message(str(i))
-                for i in range(200):
-                    assert await ws.get_message() == f"echo: {i}"
+        async with (
+            native_server(_echo_app()) as server,
+            open_websocket_url(server.url("/text")) as ws,
+        ):
+            for i in range(200):
+                await ws.send_message(str(i))
+            for i in range(200):
+                assert await ws.get_message() == f"echo: {i}"
 
 
 async def test_fragmented_message_is_reassembled() -> None:
     with trio.fail_after(5):
-        async with native_server(_echo_app()) as server:
-            async with raw_websocket(server, "/text") as stream:
-                parts = [
-                    Frame(Opcode.TEXT, "hé".encode()[:2], fin=False),
-                    Frame(Opcode.PING, b"p"),  # control frames may come in between
-                    Frame(Opcode.CONT, "hé".encode()[2:] + b"l", fin=False),
-                    Frame(Opcode.CONT, b"lo", fin=True),
-                ]
-                await stream.send_all(b"".join(f.serialize(mask=True) for f in parts))
-                received = b""
-                while b"echo: h\xc3\xa9llo" not in received:
-                    received += await stream.receive_some(4096)
-                assert received.startswith(b"\x8a\x01p")  # the pong came first
+        async with native_server(_echo_app()) as server, raw_websocket(server, "/text") as stream:
+            parts = [
+                Frame(Opcode.TEXT, "hé".encode()[:2], fin=False),
+                Frame(Opcode.PING, b"p"),  # control frames may come in between
+                Frame(Opcode.CONT, "hé".encode()[2:] + b"l", fin=False),
+                Frame(Opcode.CONT, b"lo", fin=True),
+            ]
+            await stream.send_all(b"".join(f.serialize(mask=True) for f in parts))
+            received = b""
+            while b"echo: h\xc3\xa9llo" not in received:
+                received += await stream.receive_some(4096)
+            assert received.startswith(b"\x8a\x01p")  # the pong came first
 
 
 async def test_concurrent_senders_never_interleave_frames() -> None:
@@ -159,17 +160,16 @@ async def test_concurrent_senders_never_interleave_frames() -> None:
         await ws.receive()
 
     with trio.fail_after(10):
-        async with native_server(app) as server:
-            async with open_websocket_url(server.url("/burst")) as ws:
-                seen: dict[int, int] = {}
-                for _ in range(8 * 50):
-                    message = await ws.get_message()
-                    assert isinstance(message, str)
-                    n, i, pad = message.split(":")
-                    assert int(i) == seen.get(int(n), -1) + 1  # in order per sender
-                    assert pad == "y" * (int(i) * 300)
-                    seen[int(n)] = int(i)
-                await ws.send_message("done")
+        async with native_server(app) as server, open_websocket_url(server.url("/burst")) as ws:
+            seen: dict[int, int] = {}
+            for _ in range(8 * 50):
+                message = await ws.get_message()
+                assert isinstance(message, str)
+                n, i, pad = message.split(":")
+                assert int(i) == seen.get(int(n), -1) + 1  # in order per sender
+                assert pad == "y" * (int(i) * 300)
+                seen[int(n)] = int(i)
+            await ws.send_message("done")
 
 
 # -- handshakes ---------------------------------------------------------------------------
@@ -213,11 +213,13 @@ async def test_subprotocol_and_accept_headers() -> None:
         await ws.send(",".join(ws.subprotocols))
 
     with trio.fail_after(5):
-        async with native_server(app) as server:
-            async with open_websocket_url(server.url("/sub"), subprotocols=["a", "b"]) as ws:
-                assert ws.subprotocol == "b"
-                assert (b"x-hello", b"yes") in ws.handshake_headers
-                assert await ws.get_message() == "a,b"
+        async with (
+            native_server(app) as server,
+            open_websocket_url(server.url("/sub"), subprotocols=["a", "b"]) as ws,
+        ):
+            assert ws.subprotocol == "b"
+            assert (b"x-hello", b"yes") in ws.handshake_headers
+            assert await ws.get_message() == "a,b"
 
 
 async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
@@ -371,14 +373,13 @@ async def test_message_past_max_size_closes_with_1009() -> None:
 
 async def test_invalid_utf8_closes_with_1007() -> None:
     with trio.fail_after(5):
-        async with native_server(_echo_app()) as server:
-            async with raw_websocket(server, "/text") as stream:
-                await stream.send_all(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True))
-                received = b""
-                while len(received) < 4:
-                    received += await stream.receive_some(4096)
-                assert received[0] == 0x88  # a close frame
-                assert int.from_bytes(received[2:4], "big") == 1007
+        async with native_server(_echo_app()) as server, raw_websocket(server, "/text") as stream:
+            await stream.send_all(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True))
+            received = b""
+            while len(received) < 4:
+                received += await stream.receive_some(4096)
+            assert received[0] == 0x88  # a close frame
+            assert int.from_bytes(received[2:4], "big") == 1007
 
 
 async def test_shutdown_closes_clients_with_1001_and_runs_lifespan() -> None:

@@ -71,6 +71,8 @@ MAX_HEAD_SIZE: Final = 16384
 WRITE_HIGH_WATER: Final = 64 * 1024
 #: How long a closed connection waits for the client's close frame / EOF.
 LINGER_TIMEOUT: Final = 2.0
+#: After a protocol failure, how long input must pause before the socket is closed.
+LINGER_QUIET: Final = 0.05
 
 _UPGRADE_WEBSOCKET = re.compile(rb"\r\nupgrade[ \t]*:[ \t]*websocket", re.IGNORECASE)
 _HEAD_END = b"\r\n\r\n"
@@ -494,7 +496,15 @@ class _WebSocketConnection:
                     return
                 await self.writer.flush()
                 while not self._eof and protocol.close_rcvd is None:
-                    data = await sock.recv(RECV_SIZE)
+                    if protocol.parser_exc is None:
+                        data = await sock.recv(RECV_SIZE)
+                    else:
+                        # We failed the connection (1009, 1007, 1002): the parser
+                        # discards input, so the client's close frame cannot be
+                        # seen; drain until the input goes quiet instead.
+                        data = b""
+                        with trio.move_on_after(LINGER_QUIET):
+                            data = await sock.recv(RECV_SIZE)
                     if not data:
                         return
                     protocol.receive_data(data)
