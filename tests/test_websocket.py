@@ -784,12 +784,6 @@ async def test_client_leaving_cancels_sleeping_view_and_runs_finally() -> None:
         await ended.wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap: the receive pump stops reading once its read-ahead buffer "
-    "(READ_AHEAD=4) is full, so a departure queued behind unread messages goes "
-    "unnoticed until the view receives (backpressure vs. prompt cancellation)",
-)
 async def test_client_leaving_after_unread_messages_cancels_view() -> None:
     # The client sends more messages than the read-ahead buffer holds, then leaves,
     # while the view never receives: the view should still be cancelled.

@@ -33,9 +33,11 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.events import Request, StreamClosed
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
+
+from ._transport import DEPARTURE_EXTENSION, Departure
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
 
@@ -82,6 +84,13 @@ def install() -> None:
     original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
 
     async def handle(self: Any, event: Any) -> None:
+        if _ours(self) and isinstance(event, Request):
+            await original_handle(self, event)
+            # Read by the app lazily, only when its view lags (see triows._transport).
+            extensions = getattr(self, "scope", {}).get("extensions")
+            if extensions is not None:
+                extensions[DEPARTURE_EXTENSION] = self._triows_departure = Departure()
+            return
         if _ours(self) and isinstance(event, StreamClosed):
             # Stop the keepalive tasks now: hypercorn waits for them before it
             # releases the connection (and at shutdown).
@@ -103,16 +112,48 @@ def install() -> None:
                     ws_stream.ASGIWebsocketState.CLOSED,
                 }
                 code = 1000 if closed_by_app else 1006
-            await self.app_put({"type": "websocket.disconnect", "code": code, "reason": reason})
+            departure = getattr(self, "_triows_departure", None)
+            if departure is not None:
+                departure.set(code, reason)
+            disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+            try:
+                self.app_put.__self__.send_nowait(disconnect)
+            except trio.WouldBlock:
+                # The app lags and its queue is full.  Never block here (this runs
+                # in hypercorn's reader or our pong watchdog): queue the event in
+                # order from a task that lives no longer than the app does.
+                put_scope = self._triows_put_scope = trio.CancelScope()
+
+                async def put_later() -> None:
+                    with put_scope:
+                        await self.app_put(disconnect)
+
+                self.task_group.spawn(put_later)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            await trio.lowlevel.checkpoint()
             return
         await original_handle(self, event)
 
     async def app_send(self: Any, message: Any) -> None:
+        if message is None and _ours(self):
+            # The app has finished: nobody will read a disconnect still waiting.
+            put_scope = getattr(self, "_triows_put_scope", None)
+            if put_scope is not None:
+                put_scope.cancel()
         if (
             _ours(self)
-            and self.closed
             and message is not None
             and message["type"] == "websocket.send"
+            and (
+                self.closed
+                # The client's close frame arrived; hypercorn would drop the send
+                # silently (and without yielding) until the stream closes.
+                or (
+                    self.state == ws_stream.ASGIWebsocketState.CONNECTED
+                    and self.connection.state is not ConnectionState.OPEN
+                )
+            )
         ):
             raise ClientGone("the client has closed this WebSocket")
         await original_app_send(self, message)

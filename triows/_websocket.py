@@ -22,6 +22,7 @@ from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import WebSocketDisconnect, disconnects_in
 from ._state import CONNECTED, CONNECTING, REJECTED, ConnectionState, StateMachine
+from ._transport import departure_of
 from ._types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -455,13 +456,48 @@ class WebSocket:
                 event = await receive()
                 kind = event["type"]
                 if kind == "websocket.receive":
-                    await inbox.send(event)
+                    try:
+                        inbox.send_nowait(event)
+                    except trio.WouldBlock:
+                        if not await self._deliver_when_room(event):
+                            return
                 elif kind == "websocket.disconnect":
                     self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
                     return
         finally:
             inbox.close()
             self._pump_done.set()
+
+    async def _deliver_when_room(self, event: Message) -> bool:
+        """The view lags: wait for room in the inbox, or for the client to leave.
+
+        Returns False if the client left first (the message is dropped: nobody
+        was reading, and the view is cancelled).  Only this slow path pays for
+        watching the transport's out-of-band departure notice.
+        """
+        departure = departure_of(self.scope)
+        if departure is None:
+            await self._inbox_send.send(event)
+            return True
+        delivered = False
+        async with trio.open_nursery() as nursery:
+
+            async def deliver() -> None:
+                nonlocal delivered
+                await self._inbox_send.send(event)
+                delivered = True
+                nursery.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await departure.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(deliver)
+            nursery.start_soon(watch)
+        if delivered:
+            return True
+        self._client_left(departure.code, departure.reason)
+        return False
 
     def _client_left(self, code: int, reason: str) -> None:
         if not self._machine.client_left(code, reason):

@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from ._datastructures import Headers
+from ._transport import DEPARTURE_EXTENSION, Departure
 from ._types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -128,6 +129,8 @@ class TestWebSocket:
         self._from_app_send, self._from_app = trio.open_memory_channel[Message](math.inf)
         self._client_closed = False
         self._server_close: tuple[int, str] | None = None
+        # Like triows.serve, tell the App out of band when the client leaves.
+        self._departure = Departure()
         self.subprotocol: str | None = None
         self.accept_headers: Headers = Headers()
 
@@ -252,6 +255,7 @@ class TestWebSocket:
         """Leave: the App sees a disconnect with ``code`` (e.g. 1006 for a dropped link)."""
         if not self._client_closed:
             self._client_closed = True
+            self._departure.set(code, reason)
             await self._to_app_send.send(
                 {"type": "websocket.disconnect", "code": code, "reason": reason}
             )
@@ -362,8 +366,11 @@ class TestClient:
         """
         scope = self._scope("websocket", path, query, headers)
         scope["subprotocols"] = list(subprotocols)
-        scope["extensions"] = {"websocket.http.response": {}}
         ws = TestWebSocket(self.timeout)
+        scope["extensions"] = {
+            "websocket.http.response": {},
+            DEPARTURE_EXTENSION: ws._departure,
+        }
         task = _AppTask()
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
