@@ -244,7 +244,8 @@ class _WebSocketConnection:
         response: WSResponse,
     ) -> None:
         self.server = server
-        self.request = request
+        #: The handshake request, until the ASGI scope is built from it.
+        self.request: WSRequest | None = request
         self.sock = sock
         self.protocol = protocol
         self.writer = _Writer(sock)
@@ -740,6 +741,8 @@ class _NativeServer:
 
     def _websocket_scope(self, conn: _WebSocketConnection) -> Scope:
         request = conn.request
+        assert request is not None
+        conn.request = None  # an idle connection keeps only what it needs
         raw_path, _, query = request.path.partition("?")
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
