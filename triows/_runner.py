@@ -1,18 +1,18 @@
 """The view runner: one nursery per connection, cancel scopes in protocol order.
 
-For each connection the runner opens a nursery holding two things: the receive
-pump (see ``_websocket``) and the view, inside its own cancel scope.  It then
-enforces the protocol's order whatever the view does:
+For each connection the runner runs the view inside its own cancel scope (next
+to the receive pump, in a nursery, when the transport needs one: see
+``_websocket``).  It enforces the protocol's order whatever the view does:
 
 * before the view: providers are created, and with ``auto_accept`` the handshake
   is accepted;
-* the view runs; the pump cancels it if the client leaves while nobody receives,
-  and the App cancels it at shutdown;
+* the view runs; it is cancelled if the client leaves while nobody receives,
+  and at shutdown;
 * after the view: providers are torn down (even on error), the connection is
   closed (1000 after a normal return, 1001 at shutdown, 1011 after an error,
   1003/1007 after an uncaught bad message) or, if never accepted, refused (HTTP
   403, or 500 after an error);
-* the pump is cancelled, so no task outlives the connection.
+* the pump, if any, is cancelled, so no task outlives the connection.
 """
 
 from __future__ import annotations
@@ -56,39 +56,53 @@ async def run_websocket_view(
     500 before accept), and WebSocketDisconnect for close codes the route does not
     catch.  Cancellation from outside (the server) cancels the view and the pump.
     """
-    options = ws._options
-    error: Exception | None = None
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._pump)
-        with trio.CancelScope() as view_scope:
-            ws._view_scope = view_scope
-            try:
-                async with AsyncExitStack() as stack:
-                    kwargs.update(await resolve_providers(stack))
-                    if options.auto_accept:
-                        await ws.accept()
-                    await view(ws, **kwargs)
-            except _Rejected:
-                pass
-            except Exception as exc:
-                error = exc
-        ws._view_scope = None
-
-        if view_scope.cancelled_caught and ws._ended_by == "disconnect":
-            if not ws._disconnect_caught:
-                error = ws._machine.disconnect_error()
-        elif view_scope.cancelled_caught and ws._ended_by == "shutdown":
-            if ws.state is CONNECTED:
-                await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
-            elif ws.state is CONNECTING:
-                await refuse(ws, 503, {"detail": "server shutting down"})
-        elif error is None:
-            await ws.ensure_closed()
-        else:
-            error = await _finish_with_error(ws, error)
-        nursery.cancel_scope.cancel()
+    if ws._inbox_send is None:
+        # Direct mode: the transport reports departures itself; no pump, no nursery.
+        error = await _run_view(ws, view, kwargs, resolve_providers)
+    else:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws._pump)
+            error = await _run_view(ws, view, kwargs, resolve_providers)
+            nursery.cancel_scope.cancel()
     if error is not None:
         raise error
+
+
+async def _run_view(
+    ws: WebSocket,
+    view: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    resolve_providers: Resolver,
+) -> Exception | None:
+    """Run the view in its cancel scope, then close the connection; return what to raise."""
+    options = ws._options
+    error: Exception | None = None
+    with trio.CancelScope() as view_scope:
+        ws._view_scope = view_scope
+        try:
+            async with AsyncExitStack() as stack:
+                kwargs.update(await resolve_providers(stack))
+                if options.auto_accept:
+                    await ws.accept()
+                await view(ws, **kwargs)
+        except _Rejected:
+            pass
+        except Exception as exc:
+            error = exc
+    ws._view_scope = None
+
+    if view_scope.cancelled_caught and ws._ended_by == "disconnect":
+        return None if ws._disconnect_caught else ws._machine.disconnect_error()
+    if view_scope.cancelled_caught and ws._ended_by == "shutdown":
+        if ws.state is CONNECTED:
+            await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
+        elif ws.state is CONNECTING:
+            await refuse(ws, 503, {"detail": "server shutting down"})
+        return error
+    if error is None:
+        await ws.ensure_closed()
+        return None
+    return await _finish_with_error(ws, error)
 
 
 async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | None:

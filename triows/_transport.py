@@ -5,13 +5,17 @@ ASGI reports a client's departure as a ``websocket.disconnect`` event queued
 while the client keeps sending, every queue fills up and the event is never
 reached: the view would never learn that the client left.  A transport that
 knows better puts a :class:`Departure` in ``scope["extensions"]["triows.departure"]``
-and sets it when the client goes; the receive pump watches it whenever the
-view lags, so such a view is still cancelled promptly.  ``triows.serve`` (both
-backends) provides it; under another ASGI server the departure is seen when
-the view reads again, or not at all.
+and sets it when the client goes (it must still queue the ``websocket.disconnect``
+event afterwards); the WebSocket then cancels a view that is not receiving at
+once, and reads the transport directly with no receive-pump task.
+``triows.serve`` and the TestClient provide it; under another ASGI server a
+pump task reads ahead, and a departure behind unread messages is seen only
+when the view reads again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -30,11 +34,15 @@ class Departure:
     code: int = 1006
     reason: str = ""
     event: trio.Event = attrs.field(factory=trio.Event)
+    #: Called with (code, reason) when set: the connection's WebSocket registers here.
+    callback: Callable[[int, str], None] | None = None
 
     def set(self, code: int, reason: str) -> None:
         if not self.event.is_set():
             self.code, self.reason = code, reason
             self.event.set()
+            if self.callback is not None:
+                self.callback(code, reason)
 
     async def wait(self) -> None:
         await self.event.wait()

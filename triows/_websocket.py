@@ -1,11 +1,20 @@
-"""The WebSocket object a view receives, and its receive pump.
+"""The WebSocket object a view receives, and how it learns that the client left.
 
-Every connection has one *receive pump*: a task that reads the transport's events
-into a small bounded inbox.  It exists so that a client's departure is noticed even
-when the view is not receiving (sleeping, sending in a loop, waiting on another
-channel): the pump then cancels the view's cancel scope and the runner reports the
-client's close code.  A view that *is* receiving gets the messages that arrived
-before the close, then :class:`~triows.WebSocketDisconnect`.
+A view must learn that its client left even when it is not receiving (sleeping,
+sending in a loop, waiting on another channel): then the view's cancel scope is
+cancelled and the runner reports the client's close code.  A view that *is*
+receiving gets the messages that arrived before the close, then
+:class:`~triows.WebSocketDisconnect`.
+
+Two modes, chosen per connection from what the transport offers:
+
+* **direct** (``triows.serve``, the native backend's peers, the TestClient): the
+  transport sets an out-of-band :class:`~triows._transport.Departure`, so
+  ``receive()`` reads the transport itself: no extra task, channel or task
+  switch per message;
+* **pump** (any other ASGI server): a receive-pump task reads the transport
+  into a small bounded inbox and sets the departure when it reads the
+  ``websocket.disconnect`` event.
 """
 
 from __future__ import annotations
@@ -21,8 +30,15 @@ from . import status
 from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import WebSocketDisconnect, disconnects_in
-from ._state import CONNECTED, CONNECTING, REJECTED, ConnectionState, StateMachine
-from ._transport import departure_of
+from ._state import (
+    CONNECTED,
+    CONNECTING,
+    DISCONNECTED,
+    REJECTED,
+    ConnectionState,
+    StateMachine,
+)
+from ._transport import Departure, departure_of
 from ._types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -30,8 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WebSocket", "WebSocketOptions"]
 
-# How many messages the pump reads ahead of the view.  Small, because the server
-# already buffers, and a view that stops reading must push back on the client.
+# In pump mode, how many messages the pump reads ahead of the view.  Small, because
+# the server already buffers, and a view that stops reading must push back.
 READ_AHEAD = 4
 
 # How long a send that found the client gone waits for the transport to report the
@@ -90,16 +106,17 @@ class WebSocket:
 
     __slots__ = (
         "_catching",
+        "_departure",
         "_disconnect_caught",
         "_ended_by",
+        "_eof",
         "_headers",
-        "_inbox",
         "_inbox_send",
         "_machine",
         "_options",
-        "_pump_done",
         "_query",
         "_receivers",
+        "_source",
         "_transport_receive",
         "_transport_send",
         "_view_scope",
@@ -118,9 +135,21 @@ class WebSocket:
         self._transport_send = send
         self._options = options
         self._machine = StateMachine()
-        self._inbox_send, self._inbox = trio.open_memory_channel[Message](READ_AHEAD)
+        departure = departure_of(scope)
+        self._inbox_send: trio.MemorySendChannel[Message] | None = None
+        self._source: Receive
+        if departure is None:
+            # Pump mode: the server cannot tell us out of band.
+            departure = Departure()
+            self._inbox_send, inbox = trio.open_memory_channel[Message](READ_AHEAD)
+            self._source = inbox.receive
+        else:
+            self._source = receive
+        departure.callback = self._client_left
+        self._departure = departure
+        # True once the disconnect event (or the end of the inbox) has been read.
+        self._eof = False
         self._receivers = 0
-        self._pump_done = trio.Event()
         # >0 while a client's disconnect is silenced: auto_accept, or inside `async with`.
         self._catching = 1 if options.auto_accept else 0
         self._disconnect_caught = False
@@ -337,15 +366,23 @@ class WebSocket:
 
     async def _next_message(self, call: str) -> Message:
         machine = self._machine
-        if machine.state is not CONNECTED:
+        # After the client left, messages it sent before closing are still
+        # delivered; only once the disconnect itself was read does receive raise.
+        if machine.state is not CONNECTED and (self._eof or machine.state is not DISCONNECTED):
             machine.check_receive(call)
         self._receivers += 1
         try:
-            return await self._inbox.receive()
+            event = await self._source()
         except (trio.EndOfChannel, trio.ClosedResourceError):
+            self._eof = True
             raise machine.disconnect_error() from None
         finally:
             self._receivers -= 1
+        if event["type"] != "websocket.receive":
+            self._eof = True
+            self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
+            raise machine.disconnect_error()
+        return event
 
     async def send(self, message: Any) -> None:
         """Send ``message``, encoded as the route's ``send_type``.
@@ -418,14 +455,15 @@ class WebSocket:
             raise self._machine.disconnect_error() from None
 
     async def _await_departure(self) -> None:
-        if (
-            self._machine.disconnect_code is not None
-            or self._view_scope is None  # no pump runs for this connection
+        if self._machine.disconnect_code is not None:
+            return
+        if self._inbox_send is not None and (
+            self._view_scope is None  # no pump runs for this connection
             or self._inbox_send.statistics().current_buffer_used >= READ_AHEAD
         ):
-            return
+            return  # the pump cannot reach the disconnect event
         with trio.move_on_after(DEPARTURE_WAIT):
-            await self._pump_done.wait()
+            await self._departure.wait()
 
     async def _send_quietly(self, message: Message) -> None:
         # Closing a connection whose client already left is not an error.
@@ -448,56 +486,21 @@ class WebSocket:
     # -- used by the runner ------------------------------------------------------------
 
     async def _pump(self) -> None:
-        """Read the transport until the client leaves; runs for the connection's life."""
+        """Pump mode only: read the transport into the inbox until the client leaves."""
         receive = self._transport_receive
         inbox = self._inbox_send
+        assert inbox is not None
         try:
             while True:
                 event = await receive()
                 kind = event["type"]
                 if kind == "websocket.receive":
-                    try:
-                        inbox.send_nowait(event)
-                    except trio.WouldBlock:
-                        if not await self._deliver_when_room(event):
-                            return
+                    await inbox.send(event)
                 elif kind == "websocket.disconnect":
-                    self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
+                    self._departure.set(int(event.get("code", 1005)), event.get("reason") or "")
                     return
         finally:
             inbox.close()
-            self._pump_done.set()
-
-    async def _deliver_when_room(self, event: Message) -> bool:
-        """The view lags: wait for room in the inbox, or for the client to leave.
-
-        Returns False if the client left first (the message is dropped: nobody
-        was reading, and the view is cancelled).  Only this slow path pays for
-        watching the transport's out-of-band departure notice.
-        """
-        departure = departure_of(self.scope)
-        if departure is None:
-            await self._inbox_send.send(event)
-            return True
-        delivered = False
-        async with trio.open_nursery() as nursery:
-
-            async def deliver() -> None:
-                nonlocal delivered
-                await self._inbox_send.send(event)
-                delivered = True
-                nursery.cancel_scope.cancel()
-
-            async def watch() -> None:
-                await departure.wait()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(deliver)
-            nursery.start_soon(watch)
-        if delivered:
-            return True
-        self._client_left(departure.code, departure.reason)
-        return False
 
     def _client_left(self, code: int, reason: str) -> None:
         if not self._machine.client_left(code, reason):
