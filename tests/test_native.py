@@ -230,7 +230,10 @@ async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
             garbage = b"GET /text\r\nUpgrade: websocket\r\n\r\n"
             assert (await _http(server, garbage)).startswith(b"HTTP/1.1 400")
             bad_version = (HANDSHAKE % b"/text").replace(b"Version: 13", b"Version: 8")
-            assert (await _http(server, bad_version)).startswith(b"HTTP/1.1 400")
+            # RFC 6455 4.2.2: 426 naming the version the server speaks.
+            refused = await _http(server, bad_version)
+            assert refused.startswith(b"HTTP/1.1 426"), refused
+            assert b"Sec-WebSocket-Version: 13" in refused
             # Slowloris: half a request head, then nothing. The server hangs up.
             with trio.fail_after(2):
                 assert await _http(server, b"GET /text HTTP/1.1\r\nHost: x\r\n") == b""

@@ -86,6 +86,10 @@ class App:
     ``SessionMiddleware``, so an app sharing the secret and domain can set it.
     ``session_cookie``, ``session_max_age`` (seconds, default 14 days) and
     ``session_https_only`` tune the cookie.
+
+    ``max_message_size``: the largest message a client may send, in bytes (default
+    1 MiB); ``triows.serve`` and ``triows run`` close the connection with 1009
+    (Message Too Big) past it unless they are given their own limit.
     """
 
     def __init__(
@@ -97,7 +101,13 @@ class App:
         session_cookie: str = "session",
         session_max_age: int | None = DEFAULT_MAX_AGE,
         session_https_only: bool = False,
+        max_message_size: int = 1024 * 1024,
     ) -> None:
+        if max_message_size < 1:
+            raise ValueError(f"max_message_size must be at least 1 byte, got {max_message_size}")
+        #: The largest message a client may send, in bytes (``triows.serve`` closes
+        #: the connection with 1009 past it, unless given its own limit).
+        self.max_message_size = max_message_size
         self.providers = ProviderRegistry()
         self._sessions = (
             None

@@ -56,6 +56,7 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     port=args.port,
                     shutdown_timeout=args.shutdown_timeout,
                     max_message_size=args.max_message_size,
+                    handshake_timeout=args.handshake_timeout,
                     access_log=args.access_log,
                     backend=args.backend,
                 )
@@ -81,7 +82,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--shutdown-timeout", type=float, default=5.0, help="grace period at shutdown, seconds"
     )
     run.add_argument(
-        "--max-message-size", type=int, default=1024 * 1024, help="largest message, bytes"
+        "--max-message-size",
+        type=int,
+        default=None,
+        help="largest message, bytes (default: the App's max_message_size, 1 MiB)",
+    )
+    run.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send its request head",
     )
     run.add_argument(
         "--backend",

@@ -11,7 +11,13 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
    without closing (or stopped reading) holds its connection and view forever.
    With a TriowsConfig, a ping unanswered after ``triows_ping_timeout`` seconds
    closes the connection: the view sees a disconnect with code 1006 and reason
-   ``"ping timeout"``.
+   ``"ping timeout"``;
+4. fails a connection on a client's protocol error (bad frame, invalid UTF-8)
+   by dropping the TCP connection without a close frame: with a TriowsConfig the
+   client gets a close frame with the code (1002, 1007) first;
+5. accepts any ``Sec-WebSocket-Key`` (RFC 6455: base64 of 16 bytes) and refuses
+   an unsupported ``Sec-WebSocket-Version`` with a bare 400: triows refuses a bad
+   key with 400, and a wrong version with 426 and ``Sec-WebSocket-Version: 13``.
 
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
@@ -25,6 +31,7 @@ hypercorn series it was not tested with.
 
 from __future__ import annotations
 
+import binascii
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -33,7 +40,7 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import Request, StreamClosed
+from hypercorn.protocol.events import EndBody, Request, Response, StreamClosed
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Message, Ping, Pong
 
@@ -65,6 +72,28 @@ def _ours(stream: Any) -> bool:
     return isinstance(stream.config, TriowsConfig)
 
 
+def _handshake_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[int, list[Any]] | None:
+    """Status and headers refusing an upgrade whose key or version is wrong, else None."""
+    key = version = None
+    for name, value in headers:
+        name = name.lower()
+        if name == b"sec-websocket-key":
+            key = value
+        elif name == b"sec-websocket-version":
+            version = value
+    close = [(b"content-length", b"0"), (b"connection", b"close")]
+    if version is not None and version.strip() != b"13":
+        return 426, [(b"sec-websocket-version", b"13"), *close]
+    if key is not None:
+        try:
+            valid = len(binascii.a2b_base64(key.strip(), strict_mode=True)) == 16
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            return 400, close
+    return None
+
+
 def install() -> None:
     """Install the wrappers (idempotent).  Raises RuntimeError on an untested hypercorn."""
     global _installed
@@ -84,6 +113,15 @@ def install() -> None:
     original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
 
     async def handle(self: Any, event: Any) -> None:
+        if _ours(self) and isinstance(event, Request) and event.http_version == "1.1":
+            refusal = _handshake_refusal(event.headers)
+            if refusal is not None and not self.closed:
+                self.closed = True
+                await self.send(
+                    Response(stream_id=self.stream_id, status_code=refusal[0], headers=refusal[1])
+                )
+                await self.send(EndBody(stream_id=self.stream_id))
+                return
         if _ours(self) and isinstance(event, Request):
             await original_handle(self, event)
             # Read by the app lazily, only when its view lags (see triows._transport).
@@ -182,7 +220,11 @@ def install() -> None:
             elif isinstance(event, CloseConnection):
                 if not hasattr(self, "_triows_close"):
                     self._triows_close = (event.code, event.reason or "")
-                if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                if self.connection.state == ConnectionState.OPEN:
+                    # wsproto failed the connection (bad frame 1002, invalid
+                    # UTF-8 1007) without telling the client: send the code.
+                    await self._send_wsproto_event(CloseConnection(event.code, event.reason))
+                elif self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
 

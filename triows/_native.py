@@ -687,6 +687,14 @@ class _NativeServer:
         if response.status_code != 101:
             # Not a valid handshake (missing key, wrong version, not GET): websockets'
             # own 400/405/426 answer, without bothering the App.
+            if [v.strip() for v in request.headers.get_all("Sec-WebSocket-Version")] not in (
+                [],
+                ["13"],
+            ):
+                # RFC 6455 4.2.2: a wrong version gets the versions this server speaks.
+                headers = WSHeaders([("Sec-WebSocket-Version", "13"), ("Connection", "close")])
+                headers["Content-Length"] = "0"
+                response = WSResponse(426, _reason(426), headers, b"")
             protocol.send_response(response)
             await _send_all(sock, b"".join(protocol.data_to_send()))
             return None

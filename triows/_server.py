@@ -22,11 +22,12 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     shutdown_timeout: float = 5.0,
-    max_message_size: int = 1024 * 1024,
+    max_message_size: int | None = None,
     ping_interval: float | None = 20.0,
     access_log: bool = False,
     backend: Literal["hypercorn", "native"] = "hypercorn",
     ping_timeout: float = 20.0,
+    handshake_timeout: float = 10.0,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
 ) -> None:
@@ -45,7 +46,12 @@ async def serve(
     then hypercorn stops and the App's shutdown runs (app-scoped providers are
     torn down).  This takes at most about ``shutdown_timeout`` seconds, after
     which remaining connections are dropped.  ``max_message_size`` bounds an
-    incoming message (1009 past it).  Keepalive: every ``ping_interval``
+    incoming message (1009 past it); ``None`` (the default) takes the App's
+    ``max_message_size``, 1 MiB unless set there.  ``handshake_timeout`` bounds
+    the wait for a request head, so a client that opens a connection and
+    trickles a partial handshake (slowloris) is disconnected after it; on the
+    hypercorn backend it is hypercorn's ``keep_alive_timeout``, which also ends
+    idle HTTP keep-alive connections.  Keepalive: every ``ping_interval``
     seconds (``None``: never) the server pings each client, and closes one whose
     pong has not come ``ping_timeout`` seconds later (its view sees a disconnect
     with code 1006, reason ``"ping timeout"``, and is cancelled).  Other keyword
@@ -53,9 +59,10 @@ async def serve(
 
     ``backend="native"`` serves the same App on trio sockets without hypercorn
     (see ``triows._native.serve_native``): same semantics and close codes, a
-    faster path per message, and ``handshake_timeout`` as an extra option;
-    hypercorn options are refused there.
+    faster path per message; hypercorn options are refused there.
     """
+    if max_message_size is None:
+        max_message_size = getattr(app, "max_message_size", 1024 * 1024)
     if backend == "native":
         from ._native import serve_native
 
@@ -67,6 +74,7 @@ async def serve(
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
             access_log=access_log,
             task_status=task_status,
             **hypercorn_options,
@@ -81,6 +89,7 @@ async def serve(
     config.websocket_ping_interval = ping_interval
     config.triows_ping_timeout = ping_timeout
     config.graceful_timeout = shutdown_timeout
+    config.keep_alive_timeout = handshake_timeout
     config.accesslog = logging.getLogger("triows.access") if access_log else None
     for name, value in hypercorn_options.items():
         if not hasattr(config, name):
