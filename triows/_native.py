@@ -121,6 +121,21 @@ def _plain_response(status: int, text: str) -> bytes:
     return WSResponse(status, _reason(status), headers, body).serialize()
 
 
+class _ServerProtocol(ServerProtocol):
+    """websockets' protocol, but a close frame may end a fragmented message.
+
+    RFC 6455 5.4 lets control frames (close included) arrive between the fragments
+    of a message; websockets fails the connection with 1002 there, where the
+    client asked for a normal close (Autobahn case 7.1.5).  The unfinished
+    message is dropped and the close is answered as usual.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 # -- the socket writer ------------------------------------------------------------------
 
 
@@ -208,6 +223,14 @@ class _Writer:
         """Write what concurrent writers left behind (a cancelled writer's tail)."""
         if self._pending and not self._writing and not self.dead:
             await self.write(self._pop_pending())
+
+    async def drain(self) -> None:
+        """Wait until every byte queued so far is written (or the connection died)."""
+        while self._writing and not self.dead:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+        await self.flush()
 
 
 # -- WebSocket connections ----------------------------------------------------------------
@@ -364,6 +387,10 @@ class _WebSocketConnection:
             if data:
                 await self.writer.write(data)
             if eof:
+                # Our bytes may be queued behind another task's write (the view
+                # echoing a message): half-close only once they are on the wire,
+                # or the client never sees our close frame.
+                await self.writer.drain()
                 self.sock.shutdown(trio.socket.SHUT_WR)
         except ClientGone:
             self._client_gone()
@@ -672,7 +699,7 @@ class _NativeServer:
     async def _handshake(
         self, sock: trio.socket.SocketType, head: bytes
     ) -> _WebSocketConnection | None:
-        protocol = ServerProtocol(max_size=self.max_message_size, logger=_protocol_logger)
+        protocol = _ServerProtocol(max_size=self.max_message_size, logger=_protocol_logger)
         protocol.receive_data(head)
         events = protocol.events_received()
         request = events[0] if events else None
