@@ -306,9 +306,11 @@ class App:
             await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
             return
         names = route.signature.provider_names(providers)
+        resolve = None
+        if names:
 
-        async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
-            return await self.providers.resolve(names, stack)
+            async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
+                return await self.providers.resolve(names, stack)
 
         self._connections.add(ws)
         try:

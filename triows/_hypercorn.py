@@ -9,9 +9,9 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
    ASGI spec asks for an ``OSError`` so the app can tell;
 3. sends pings but never checks that pongs come back, so a peer that vanished
    without closing (or stopped reading) holds its connection and view forever.
-   With a TriowsConfig, a ping unanswered after ``triows_ping_timeout`` seconds
-   closes the connection: the view sees a disconnect with code 1006 and reason
-   ``"ping timeout"``;
+   With a TriowsConfig, one :class:`Keepalive` task per server pings and closes
+   a connection whose pong is late: the view sees a disconnect with code 1006
+   and reason ``"ping timeout"``;
 4. fails a connection on a client's protocol error (bad frame, invalid UTF-8)
    by dropping the TCP connection without a close frame: with a TriowsConfig the
    client gets a close frame with the code (1002, 1007) first;
@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import binascii
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
+import attrs
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
@@ -60,8 +62,66 @@ logger = logging.getLogger("triows")
 class TriowsConfig(Config):
     """A hypercorn Config that turns on triows' fixes for the streams it serves."""
 
-    #: Seconds a ping may go unanswered before the connection is closed.
-    triows_ping_timeout: float = 20.0
+    #: The server's keepalive (pings and pong deadlines); None: hypercorn's pings.
+    triows_keepalive: Keepalive | None = None
+
+
+@attrs.define
+class Keepalive:
+    """One task per server pings every WebSocket and closes those that stop answering.
+
+    A task per connection would cost each idle connection a few KiB for a job
+    done every ``interval`` seconds.  Pings are sent from short-lived tasks in
+    the connection's own task group, because a write to a peer that stopped
+    reading blocks (hypercorn shields it); a peer whose pong is ``timeout``
+    seconds late is closed (its view sees 1006 "ping timeout"), which also ends
+    any write stuck on its socket.
+    """
+
+    interval: float
+    timeout: float
+    streams: weakref.WeakSet[Any] = attrs.field(factory=weakref.WeakSet)
+
+    def watch(self, stream: Any) -> None:
+        stream._triows_ping_at = None
+        stream._triows_next_ping = trio.current_time() + self.interval
+        self.streams.add(stream)
+
+    async def run(self) -> None:
+        """Run for the server's lifetime."""
+        step = max(min(self.interval, self.timeout) / 4, 0.01)
+        while True:
+            await trio.sleep(step)
+            now = trio.current_time()
+            for stream in list(self.streams):
+                if stream.closed:
+                    self.streams.discard(stream)
+                    continue
+                sent = stream._triows_ping_at
+                if sent is None and now >= stream._triows_next_ping:
+                    stream._triows_ping_at = now
+                    self._spawn(stream, _send_ping)
+                elif sent is not None and now - sent > self.timeout:
+                    self.streams.discard(stream)
+                    self._spawn(stream, _close_silent_peer)
+
+    def _spawn(self, stream: Any, job: Callable[[Any], Awaitable[None]]) -> None:
+        try:
+            stream.task_group.spawn(job, stream)
+        except (AttributeError, RuntimeError):
+            self.streams.discard(stream)  # its connection is already being torn down
+
+
+async def _send_ping(stream: Any) -> None:
+    await stream._send_wsproto_event(Ping(b"triows"))
+
+
+async def _close_silent_peer(stream: Any) -> None:
+    logger.info("closing a WebSocket whose pong did not come in time")
+    stream._triows_close = (1006, "ping timeout")
+    # hypercorn's StreamClosed path reports the disconnect to the app and closes
+    # the socket, which also ends a ping write stuck on it.
+    await stream.send(StreamClosed(stream_id=stream.stream_id))
 
 
 class ClientGone(OSError):
@@ -130,11 +190,9 @@ def install() -> None:
                 extensions[DEPARTURE_EXTENSION] = self._triows_departure = Departure()
             return
         if _ours(self) and isinstance(event, StreamClosed):
-            # Stop the keepalive tasks now: hypercorn waits for them before it
-            # releases the connection (and at shutdown).
-            ping_scope = getattr(self, "_triows_ping_scope", None)
-            if ping_scope is not None:
-                ping_scope.cancel()
+            keepalive = getattr(self.config, "triows_keepalive", None)
+            if keepalive is not None:
+                keepalive.streams.discard(self)
         if (
             _ours(self)
             and isinstance(event, StreamClosed)
@@ -217,6 +275,7 @@ def install() -> None:
                 await self._send_wsproto_event(event.response())
             elif isinstance(event, Pong):
                 self._triows_ping_at = None
+                self._triows_next_ping = trio.current_time() + self.config.websocket_ping_interval
             elif isinstance(event, CloseConnection):
                 if not hasattr(self, "_triows_close"):
                     self._triows_close = (event.code, event.reason or "")
@@ -229,40 +288,14 @@ def install() -> None:
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def send_pings(self: Any) -> None:
-        if not _ours(self):
+        keepalive = getattr(self.config, "triows_keepalive", None) if _ours(self) else None
+        if keepalive is None:
             await original_send_pings(self)
             return
-        # The watchdog runs beside the pinger because a ping to a peer that stopped
-        # reading blocks in hypercorn's (shielded) socket write: only closing the
-        # stream can end it.
-        self._triows_ping_at = None
-        interval = self.config.websocket_ping_interval
-        with trio.CancelScope() as self._triows_ping_scope:
-            if self.closed:
-                return
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch_pongs, self)
-                while True:
-                    await trio.sleep(interval)
-                    if self._triows_ping_at is None:
-                        self._triows_ping_at = trio.current_time()
-                        await self._send_wsproto_event(Ping(b"triows"))
-
-    async def watch_pongs(self: Any) -> None:
-        timeout = self.config.triows_ping_timeout
-        step = max(min(timeout, self.config.websocket_ping_interval) / 4, 0.01)
-        while True:
-            await trio.sleep(step)
-            sent = self._triows_ping_at
-            if sent is not None and trio.current_time() - sent > timeout and not self.closed:
-                logger.info("closing a WebSocket whose pong did not come in %.1f s", timeout)
-                self._triows_close = (1006, "ping timeout")
-                # hypercorn's StreamClosed path reports the disconnect to the app
-                # and closes the socket, which also ends any write stuck on it.
-                # Shielded: that path cancels this task's scope on its way.
-                with trio.CancelScope(shield=True):
-                    await self.send(StreamClosed(stream_id=self.stream_id))
-                return
+        # hypercorn spawns this at accept: instead of a pinger task per connection,
+        # hand the stream to the server's one keepalive task.
+        keepalive.watch(self)
+        await trio.lowlevel.checkpoint()
 
     cls.handle = handle  # type: ignore[method-assign]
     cls.app_send = app_send  # type: ignore[method-assign]

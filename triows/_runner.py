@@ -47,7 +47,7 @@ async def run_websocket_view(
     ws: WebSocket,
     view: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
-    resolve_providers: Resolver,
+    resolve_providers: Resolver | None,
 ) -> None:
     """Run ``view`` for ``ws`` to completion; see the module docstring for the order.
 
@@ -72,7 +72,7 @@ async def _run_view(
     ws: WebSocket,
     view: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
-    resolve_providers: Resolver,
+    resolve_providers: Resolver | None,
 ) -> Exception | None:
     """Run the view in its cancel scope, then close the connection; return what to raise."""
     options = ws._options
@@ -80,11 +80,16 @@ async def _run_view(
     with trio.CancelScope() as view_scope:
         ws._view_scope = view_scope
         try:
-            async with AsyncExitStack() as stack:
-                kwargs.update(await resolve_providers(stack))
+            if resolve_providers is None:
                 if options.auto_accept:
                     await ws.accept()
                 await view(ws, **kwargs)
+            else:
+                async with AsyncExitStack() as stack:
+                    kwargs.update(await resolve_providers(stack))
+                    if options.auto_accept:
+                        await ws.accept()
+                    await view(ws, **kwargs)
         except _Rejected:
             pass
         except Exception as exc:

@@ -87,7 +87,9 @@ async def serve(
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.websocket_max_message_size = max_message_size
     config.websocket_ping_interval = ping_interval
-    config.triows_ping_timeout = ping_timeout
+    keepalive = None
+    if ping_interval is not None:
+        keepalive = config.triows_keepalive = _hypercorn.Keepalive(ping_interval, ping_timeout)
     config.graceful_timeout = shutdown_timeout
     config.keep_alive_timeout = handshake_timeout
     config.accesslog = logging.getLogger("triows.access") if access_log else None
@@ -115,6 +117,8 @@ async def serve(
 
         try:
             binds: list[str] = await nursery.start(run_server)
+            if keepalive is not None:
+                nursery.start_soon(keepalive.run)
             task_status.started(int(binds[0].rsplit(":", 1)[1]))
             await trio.sleep_forever()
         finally:

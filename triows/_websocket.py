@@ -19,6 +19,7 @@ Two modes, chosen per connection from what the transport offers:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,10 @@ READ_AHEAD = 4
 # client's close code, so the view (and caught_close_codes) see the real code and
 # not a provisional 1006.
 DEPARTURE_WAIT = 0.5
+
+# How long a view that is not receiving when its client leaves has to come back to
+# receive() before it is cancelled (see WebSocket._client_left).
+DEPARTURE_GRACE = 0.05
 
 
 @attrs.frozen
@@ -368,8 +373,13 @@ class WebSocket:
         machine = self._machine
         # After the client left, messages it sent before closing are still
         # delivered; only once the disconnect itself was read does receive raise.
-        if machine.state is not CONNECTED and (self._eof or machine.state is not DISCONNECTED):
-            machine.check_receive(call)
+        if machine.state is not CONNECTED:
+            if self._ended_by == "disconnect" and self._view_scope is not None:
+                # Back within the grace: the view reads the departure itself.
+                self._view_scope.deadline = math.inf
+                self._ended_by = None
+            if self._eof or machine.state is not DISCONNECTED:
+                machine.check_receive(call)
         self._receivers += 1
         try:
             event = await self._source()
@@ -507,9 +517,13 @@ class WebSocket:
             return
         self._disconnect_caught = self._catching > 0 and code in self._options.caught_close_codes
         if self._receivers == 0 and self._view_scope is not None:
-            # Nobody is receiving, so nobody would learn that the client left.
+            # Nobody is receiving, so nobody would learn that the client left: cancel
+            # the view, after a grace that lets a view between two receives (it was
+            # sending a reply) come back and read the departure as receive() reports
+            # it.  A deadline, not a task: nothing to clean up if it comes back.
             self._ended_by = "disconnect"
-            self._view_scope.cancel()
+            scope = self._view_scope
+            scope.deadline = min(scope.deadline, trio.current_time() + DEPARTURE_GRACE)
 
     def _cancel_for_shutdown(self) -> None:
         if self._view_scope is not None and self._ended_by is None:
