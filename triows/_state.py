@@ -82,21 +82,14 @@ class StateMachine:
             )
 
     def check_send(self, call: str) -> None:
-        if self.state is CONNECTED:
-            return
-        if self.state is DISCONNECTED:
-            raise self.disconnect_error()
-        if self.state is CONNECTING:
-            raise RuntimeError(
-                f"{call} called in state CONNECTING: accept the connection first "
-                "(await ws.accept(), async with ws, or auto_accept=True)"
-            )
-        raise RuntimeError(
-            f"{call} called in state {self.state.value}: the server already closed this "
-            "connection; nothing can be sent after close()"
-        )
+        """Raise unless messages may be sent now (WebSocketDisconnect if the client left)."""
+        self._check_open(call, "sent")
 
     def check_receive(self, call: str) -> None:
+        """Raise unless messages may be received now (WebSocketDisconnect if the client left)."""
+        self._check_open(call, "received")
+
+    def _check_open(self, call: str, verb: str) -> None:
         if self.state is CONNECTED:
             return
         if self.state is DISCONNECTED:
@@ -108,7 +101,7 @@ class StateMachine:
             )
         raise RuntimeError(
             f"{call} called in state {self.state.value}: the server already closed this "
-            "connection; nothing can be received after close()"
+            f"connection; nothing can be {verb} after close()"
         )
 
     def close(self, code: int) -> bool:
