@@ -1,0 +1,1 @@
+"""The guide's real-time chat room: ``triows run examples.chat.app:app``."""

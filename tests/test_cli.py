@@ -1,0 +1,276 @@
+"""The command line, as a user runs it: ``python -m triows run`` and the ``triows`` script.
+
+Each test starts a real process from the repository root (the CLI imports the
+target from the current directory), on 127.0.0.1 with ``--port 0``, and reads the
+port from the line the CLI prints.  Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The ``triows`` console script installed next to this interpreter.
+SCRIPT = Path(sys.executable).with_name("triows")
+PYTHON_M = [sys.executable, "-m", "triows"]
+
+STARTUP_TIMEOUT = 30.0  # a cold interpreter importing hypercorn on a slow CI machine
+TIMEOUT = 5.0
+SERVING = re.compile(r"^triows: serving (\S+) on http://127\.0\.0\.1:(\d+) \(Ctrl\+C to stop\)$")
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@attrs.define
+class Server:
+    """A CLI server process and the output it printed so far."""
+
+    process: trio.Process
+    port: int
+    lines: list[str]
+    output: trio.abc.ReceiveStream
+    pending: bytes = b""
+
+    async def rest_of_output(self) -> str:
+        """Everything printed after the serving line, until the process exits."""
+        data = self.pending
+        with trio.fail_after(TIMEOUT):
+            while chunk := await self.output.receive_some(65536):
+                data += chunk
+        return data.decode(errors="replace")
+
+    async def wait(self) -> int:
+        with trio.fail_after(TIMEOUT):
+            return await self.process.wait()
+
+
+@asynccontextmanager
+async def cli_server(command: Sequence[str], target: str) -> AsyncIterator[Server]:
+    """Run ``command run TARGET --host 127.0.0.1 --port 0``; yield once it serves.
+
+    The process is killed on the way out if the test did not stop it.
+    """
+    argv = [*command, "run", target, "--host", "127.0.0.1", "--port", "0"]
+    process = await trio.lowlevel.open_process(
+        argv, cwd=ROOT, env=env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        buffer = b""
+        port = None
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while port is None:
+                chunk = await process.stdout.receive_some(65536)
+                if not chunk:
+                    output = "\n".join(lines) + buffer.decode(errors="replace")
+                    pytest.fail(f"{argv} exited before serving:\n{output}")
+                buffer += chunk
+                while b"\n" in buffer and port is None:
+                    raw, buffer = buffer.split(b"\n", 1)
+                    line = raw.decode(errors="replace").rstrip("\r")
+                    lines.append(line)
+                    found = SERVING.match(line)
+                    if found:
+                        assert found.group(1) == target
+                        port = int(found.group(2))
+        assert 0 < port < 65536
+        yield Server(process, port, lines, process.stdout, buffer)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.move_on_after(TIMEOUT):
+                await process.wait()
+
+
+@asynccontextmanager
+async def connect(url: str) -> AsyncIterator[WebSocketConnection]:
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(url, connect_timeout=TIMEOUT) as ws:
+            yield ws
+
+
+async def receive(ws: WebSocketConnection) -> str | bytes:
+    with trio.fail_after(TIMEOUT):
+        return await ws.get_message()
+
+
+async def close_code_after(ws: WebSocketConnection) -> int:
+    """Wait for the server to close ``ws``; return its close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        await receive(ws)
+    assert closed.value.reason is not None
+    return closed.value.reason.code
+
+
+# -- serving ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [(PYTHON_M, signal.SIGINT), ([str(SCRIPT)], signal.SIGINT), (PYTHON_M, signal.SIGTERM)],
+    ids=["python-m-SIGINT", "script-SIGINT", "python-m-SIGTERM"],
+)
+async def test_run_serves_echo_and_a_signal_closes_clients_with_1001(
+    command: list[str], stop: signal.Signals
+) -> None:
+    async with cli_server(command, "examples.echo:app") as server:
+        url = f"ws://127.0.0.1:{server.port}/echo"
+        async with connect(url) as ws, connect(url) as idle:
+            await ws.send_message("hello")
+            assert await receive(ws) == "You said: hello"
+            server.process.send_signal(stop)
+            assert await close_code_after(ws) == 1001
+            assert await close_code_after(idle) == 1001
+        assert await server.wait() == 0
+        output = await server.rest_of_output()
+    assert f"triows: {stop.name}, shutting down" in output
+    assert "Traceback" not in output
+
+
+async def test_console_script_is_installed() -> None:
+    assert SCRIPT.is_file(), f"no console script at {SCRIPT}: pip install -e . creates it"
+    with trio.fail_after(STARTUP_TIMEOUT):
+        result = await trio.run_process(
+            [str(SCRIPT), "run", "--help"], cwd=ROOT, env=env(), capture_stdout=True
+        )
+    assert b"module:attribute" in result.stdout
+
+
+async def test_run_serves_the_chat_page_and_room() -> None:
+    async with cli_server([str(SCRIPT)], "examples.chat.app:app") as server:
+        with trio.fail_after(TIMEOUT):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(
+                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                )
+                response = b""
+                while chunk := await stream.receive_some(65536):
+                    response += chunk
+        assert response.startswith(b"HTTP/1.1 200")
+        assert b"textContent" in response and b"innerHTML" not in response
+
+        url = f"ws://127.0.0.1:{server.port}/chat"
+        async with connect(url) as alice:
+            chat_message = {"type": "message", "user": "alice", "text": "hi"}
+            await alice.send_message(json.dumps(chat_message))
+            assert json.loads(await receive(alice)) == chat_message
+            async with connect(url) as bob:
+                assert json.loads(await receive(bob)) == chat_message  # the history
+            server.process.send_signal(signal.SIGINT)
+            assert await close_code_after(alice) == 1001
+        assert await server.wait() == 0
+
+
+async def test_run_imports_from_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text(
+        "import triows\n"
+        "app = triows.App()\n"
+        "@app.websocket_route('/hi')\n"
+        "async def hi(ws: triows.WebSocket) -> None:\n"
+        "    await ws.send('hi from cwd')\n"
+    )
+    argv = [*PYTHON_M, "run", "myapp:app", "--host", "127.0.0.1", "--port", "0"]
+    process = await trio.lowlevel.open_process(
+        argv, cwd=tmp_path, env=env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        output = b""
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while (found := re.search(rb"http://127\.0\.0\.1:(\d+)", output)) is None:
+                chunk = await process.stdout.receive_some(65536)
+                assert chunk, output.decode(errors="replace")
+                output += chunk
+        async with connect(f"ws://127.0.0.1:{int(found.group(1))}/hi") as ws:
+            assert await receive(ws) == "hi from cwd"
+        process.send_signal(signal.SIGINT)
+        with trio.fail_after(TIMEOUT):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.move_on_after(TIMEOUT):
+                await process.wait()
+
+
+# -- bad targets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [PYTHON_M, [str(SCRIPT)]], ids=["python-m", "script"])
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("nosuchmodule:app", "triows: cannot import 'nosuchmodule'"),
+        ("examples.echo:nope", "triows: module 'examples.echo' has no attribute 'nope'"),
+        ("examples.chat.app:INDEX_HTML", "is a str, not a triows.App"),
+        (":app", "is not of the form module:app"),
+    ],
+)
+async def test_run_refuses_a_bad_target_with_a_clear_message(
+    command: list[str], target: str, expected: str
+) -> None:
+    with trio.fail_after(STARTUP_TIMEOUT):
+        result = await trio.run_process(
+            [*command, "run", target, "--host", "127.0.0.1", "--port", "0"],
+            cwd=ROOT,
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode != 0
+    assert expected in stderr
+    assert "Traceback" not in stderr
+    assert b"serving" not in result.stdout
+
+
+async def test_run_without_a_target_prints_usage() -> None:
+    with trio.fail_after(STARTUP_TIMEOUT):
+        result = await trio.run_process(
+            [*PYTHON_M, "run"], cwd=ROOT, env=env(), capture_stderr=True, check=False
+        )
+    assert result.returncode == 2
+    assert b"usage: triows run" in result.stderr
+
+
+async def test_run_on_a_port_in_use_fails_with_a_clear_message() -> None:
+    listener = trio.socket.socket()
+    with listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with trio.fail_after(STARTUP_TIMEOUT):
+            result = await trio.run_process(
+                [*PYTHON_M, "run", "examples.echo:app", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=ROOT,
+                env=env(),
+                stdin=subprocess.DEVNULL,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    stderr = result.stderr.decode()
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr, stderr
