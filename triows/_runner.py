@@ -97,7 +97,9 @@ async def _run_view(
     ws._view_scope = None
 
     if view_scope.cancelled_caught and ws._ended_by == "disconnect":
-        return None if ws._disconnect_caught else ws._machine.disconnect_error()
+        if ws._disconnect_caught:
+            return None
+        return _uncaught_departure(ws, ws._machine.disconnect_error())
     if view_scope.cancelled_caught and ws._ended_by == "shutdown":
         if ws.state is CONNECTED:
             await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
@@ -110,13 +112,30 @@ async def _run_view(
     return await _finish_with_error(ws, error)
 
 
+#: Codes the server itself closes with when the client broke the protocol (bad
+#: frame, invalid UTF-8, message too big): the client's fault, not a crash.
+PROTOCOL_FAILURES = frozenset({1002, 1007, 1009})
+
+
+def _uncaught_departure(ws: WebSocket, error: Exception) -> Exception | None:
+    """What to re-raise for a departure the route does not catch.
+
+    A connection failed for a protocol error is logged as a client error and not
+    re-raised; any other uncaught code reaches the server, as documented.
+    """
+    if ws._machine.disconnect_code in PROTOCOL_FAILURES:
+        logger.warning("%r ended: the client broke the protocol (%s)", ws, error)
+        return None
+    return error
+
+
 async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | None:
     """Close the connection after the view raised; return what to re-raise."""
     disconnects = disconnects_in(error)
     if disconnects is not None:
         caught = ws._options.caught_close_codes
         silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
-        return None if silenced else error
+        return None if silenced else _uncaught_departure(ws, error)
     if isinstance(error, ClientError):
         # The client's fault, not the server's: close with the precise code and log
         # it as a client error.

@@ -59,6 +59,18 @@ SERVERS: tuple[ServerSpec, ...] = (
         "benchmarks.servers.triows_app",
         ("--backend", "native"),
     ),
+    ServerSpec(
+        "triows-hub",
+        "triows on hypercorn, fan-out through triows.Hub",
+        "benchmarks.servers.triows_app",
+        ("--backend", "hypercorn", "--fanout", "hub"),
+    ),
+    ServerSpec(
+        "triows-hub-redis",
+        "triows on hypercorn, fan-out through a Redis hub",
+        "benchmarks.servers.triows_app",
+        ("--backend", "hypercorn", "--fanout", "redis"),
+    ),
 )
 
 #: Ratios are computed against this server, paired within each repeat.

@@ -3,12 +3,22 @@
 ``--backend native`` calls ``triows.serve(app, backend="native")``; when that
 backend does not exist (yet), the server reports ``UNAVAILABLE`` and exits 3,
 and the harness leaves it out of the run.
+
+``--fanout hub`` serves ``/sub`` and ``/pub`` through an in-process
+:class:`triows.Hub` (each subscriber's view forwards from its own bounded
+subscription) instead of the plain serial loop; ``--fanout redis`` through a
+Redis hub, with a private ``redis-server`` this process starts on a free
+loopback port (Debian's redis-server must be installed).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
+import socket
+import subprocess
+import time
 
 import trio
 
@@ -19,6 +29,16 @@ from ._common import HOST, MESSAGE, announce, parse_go, unavailable
 
 app = triows.App()
 subscribers: set[WebSocket] = set()
+hub: triows.Hub | None = None
+#: A subscription's buffer: above one round's burst, so nothing is dropped.
+HUB_BUFFER = 1024
+
+
+@app.on_startup
+async def start_hub() -> None:
+    # The hub (chosen on the command line) runs in the App's nursery, for its lifetime.
+    if hub is not None:
+        await app.nursery.start(hub.run)
 
 
 @app.websocket_route("/echo")
@@ -29,6 +49,12 @@ async def echo(ws: WebSocket) -> None:
 
 @app.websocket_route("/sub")
 async def sub(ws: WebSocket) -> None:
+    if hub is not None:
+        async with hub.subscribe("bench", max_buffer=HUB_BUFFER) as messages:
+            await ws.send("subscribed")
+            async for message in messages:
+                await ws.send(message)
+        return
     subscribers.add(ws)
     try:
         await ws.send("subscribed")
@@ -42,6 +68,11 @@ async def sub(ws: WebSocket) -> None:
 async def pub(ws: WebSocket) -> None:
     async for command in ws:
         count = parse_go(command)
+        if hub is not None:
+            for _ in range(count):
+                await hub.publish("bench", MESSAGE)
+            await ws.send(f"done {count}")
+            continue
         for _ in range(count):
             for subscriber in list(subscribers):
                 try:
@@ -57,7 +88,33 @@ async def idle(ws: WebSocket) -> None:
         pass
 
 
-async def main(backend: str) -> None:
+def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return process, f"redis://{HOST}:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("redis-server did not start")
+
+
+async def main(backend: str, fanout: str) -> None:
+    global hub
+    if fanout == "hub":
+        hub = triows.Hub()
+    elif fanout == "redis":
+        redis, url = _start_redis()
+        atexit.register(redis.kill)
+        hub = triows.Hub(url)
     if backend == "native":
         serve = functools.partial(triows.serve, app, host=HOST, port=0, backend="native")
     else:
@@ -75,4 +132,6 @@ async def main(backend: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=("hypercorn", "native"), default="hypercorn")
-    trio.run(main, parser.parse_args().backend)
+    parser.add_argument("--fanout", choices=("serial", "hub", "redis"), default="serial")
+    arguments = parser.parse_args()
+    trio.run(main, arguments.backend, arguments.fanout)
