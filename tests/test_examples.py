@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -16,7 +15,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 import triows
 from examples import echo
 from examples.chat import app as chat
-from triows.testing import TestClient, live_server
+from triows.testing import TestClient, TestWebSocket, live_server
 
 TIMEOUT = 5.0
 
@@ -51,6 +50,17 @@ async def test_echo_client_leaving_ends_the_view_quietly() -> None:
 # -- chat, in memory -------------------------------------------------------------------
 
 
+def left(user: str) -> dict[str, str]:
+    return {"type": "left", "user": user}
+
+
+async def receive(ws: TestWebSocket) -> dict[str, str]:
+    """The next room message, without its id (unique per message, checked separately)."""
+    received = await ws.receive_json()
+    assert isinstance(received.pop("id"), str)
+    return cast("dict[str, str]", received)
+
+
 async def test_chat_page_is_served_without_innerhtml() -> None:
     async with TestClient(chat.app) as client:
         response = await client.get("/")
@@ -73,40 +83,55 @@ async def test_chat_broadcasts_to_every_client() -> None:
     ):
         await trio.testing.wait_all_tasks_blocked()  # both views are in the room
         await alice.send_json(message("alice", "hello"))
-        assert await alice.receive_json() == message("alice", "hello")
-        assert await bob.receive_json() == message("alice", "hello")
+        assert await receive(alice) == message("alice", "hello")
+        assert await receive(bob) == message("alice", "hello")
         await bob.send_json(message("bob", "hi alice"))
-        assert await bob.receive_json() == message("bob", "hi alice")
-        assert await alice.receive_json() == message("bob", "hi alice")
+        assert await receive(bob) == message("bob", "hi alice")
+        assert await receive(alice) == message("bob", "hi alice")
 
 
-async def test_chat_late_joiner_gets_the_history_in_order() -> None:
+async def test_chat_late_joiner_gets_the_history_in_order_and_departures() -> None:
     async with TestClient(chat.app) as client:
         async with client.websocket_connect("/chat") as alice:
             for text in ("one", "two", "three"):
                 await alice.send_json(message("alice", text))
-                assert await alice.receive_json() == message("alice", text)
+                assert await receive(alice) == message("alice", text)
             async with client.websocket_connect("/chat") as carol:
                 for text in ("one", "two", "three"):
-                    assert await carol.receive_json() == message("alice", text)
+                    assert await receive(carol) == message("alice", text)
                 await trio.testing.wait_all_tasks_blocked()
                 await carol.send_json(message("carol", "caught up"))
-                assert await carol.receive_json() == message("carol", "caught up")
-                assert await alice.receive_json() == message("carol", "caught up")
+                assert await receive(carol) == message("carol", "caught up")
+                assert await receive(alice) == message("carol", "caught up")
+            # Carol spoke, then left: the room is told.
+            assert await receive(alice) == left("carol")
         # The history outlives its authors: a newcomer after both left still gets it.
         async with client.websocket_connect("/chat") as dave:
-            seen = [(await dave.receive_json())["text"] for _ in range(4)]
-            assert seen == ["one", "two", "three", "caught up"]
+            seen = [await receive(dave) for _ in range(6)]
+            assert [m.get("text") for m in seen[:4]] == ["one", "two", "three", "caught up"]
+            assert seen[4:] == [left("carol"), left("alice")]
+
+
+async def test_chat_history_is_bounded_and_sent_once() -> None:
+    async with TestClient(chat.app) as client:
+        async with client.websocket_connect("/chat") as alice:
+            for n in range(chat.HISTORY + 20):
+                await alice.send_json(message("alice", str(n)))
+                assert (await receive(alice))["text"] == str(n)
+        async with client.websocket_connect("/chat") as bob:
+            texts = [(await receive(bob)).get("text") for _ in range(chat.HISTORY)]
+        # The oldest 20 fell out; alice's departure is the newest entry.
+        assert texts == [str(n) for n in range(21, chat.HISTORY + 20)] + [None]
 
 
 async def test_chat_history_is_per_app_lifetime() -> None:
     async with TestClient(chat.app) as client, client.websocket_connect("/chat") as ws:
         await ws.send_json(message("x", "first life"))
-        assert await ws.receive_json() == message("x", "first life")
+        assert await receive(ws) == message("x", "first life")
     # A new lifespan (a restarted server) starts with an empty room.
     async with TestClient(chat.app) as client, client.websocket_connect("/chat") as ws:
         await ws.send_json(message("y", "second life"))
-        assert await ws.receive_json() == message("y", "second life")
+        assert await receive(ws) == message("y", "second life")
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1006])
@@ -120,7 +145,8 @@ async def test_chat_client_leaving_does_not_disturb_the_others(code: int) -> Non
             await trio.testing.wait_all_tasks_blocked()
             await bob.close(code)
         await alice.send_json(message("alice", "anyone?"))
-        assert await alice.receive_json() == message("alice", "anyone?")
+        # Bob never spoke, so no departure is announced for him.
+        assert await receive(alice) == message("alice", "anyone?")
 
 
 async def test_chat_relays_only_clean_chat_messages() -> None:
@@ -134,8 +160,8 @@ async def test_chat_relays_only_clean_chat_messages() -> None:
         await ws.send_json({"type": "message", "user": "", "text": "who am I", "extra": 1})
         # Markup is relayed as text; the page shows it with textContent.
         await ws.send_json(message("<b>x</b>", "<img src=x onerror=alert(1)>"))
-        assert await ws.receive_json() == message("Anonymous", "who am I")
-        assert await ws.receive_json() == message("<b>x</b>", "<img src=x onerror=alert(1)>")
+        assert await receive(ws) == message("Anonymous", "who am I")
+        assert await receive(ws) == message("<b>x</b>", "<img src=x onerror=alert(1)>")
 
 
 async def test_chat_invalid_json_closes_with_1007() -> None:
@@ -170,55 +196,6 @@ async def test_chat_style_providers_can_be_injected_under_generic_annotations() 
 
     async with TestClient(app) as client, client.websocket_connect("/chat") as ws:
         assert await ws.receive_json() == {"clients": 1, "history": [message("a", "old")]}
-
-
-# -- broadcast, with stand-in clients ----------------------------------------------------
-
-
-class FakeClient:
-    """Stands in for a WebSocket in broadcast(): records messages, or fails to receive."""
-
-    def __init__(self, gone: bool = False) -> None:
-        self.gone = gone
-        self.received: list[Any] = []
-        self.on_send: Callable[[], None] | None = None
-
-    async def send(self, message: Any) -> None:
-        await trio.lowlevel.checkpoint()
-        if self.on_send is not None:
-            self.on_send()
-        if self.gone:
-            raise triows.WebSocketDisconnect(1006)
-        self.received.append(message)
-
-
-def as_clients(*fakes: FakeClient) -> set[triows.WebSocket]:
-    return cast("set[triows.WebSocket]", set(fakes))
-
-
-async def test_broadcast_drops_a_client_that_cannot_receive() -> None:
-    alive, gone, also_alive = FakeClient(), FakeClient(gone=True), FakeClient()
-    clients = as_clients(alive, gone, also_alive)
-    await chat.broadcast(clients, message("a", "x"))
-    assert clients == as_clients(alive, also_alive)
-    assert alive.received == also_alive.received == [message("a", "x")]
-
-
-async def test_broadcast_skips_a_client_that_left_mid_broadcast() -> None:
-    first, second, newcomer = FakeClient(), FakeClient(), FakeClient()
-    clients = as_clients(first, second)
-
-    def churn(other: FakeClient) -> None:
-        # During the first send, the other client's view ends and a newcomer joins:
-        # the set changes size under the loop, which must neither crash nor reach them.
-        clients.discard(cast(triows.WebSocket, other))
-        clients.add(cast(triows.WebSocket, newcomer))
-
-    first.on_send = functools.partial(churn, second)
-    second.on_send = functools.partial(churn, first)
-    await chat.broadcast(clients, message("a", "x"))
-    assert len(first.received) + len(second.received) == 1
-    assert newcomer.received == []
 
 
 # -- real sockets ------------------------------------------------------------------------
@@ -286,8 +263,14 @@ async def join(ws: WebSocketConnection, user: str) -> None:
     await ws.send_message(f'{{"type": "message", "user": "{user}", "text": "hello"}}')
     with trio.fail_after(TIMEOUT):
         while True:
-            if json.loads(await ws.get_message()) == message(user, "hello"):
+            if without_id(await ws.get_message()) == message(user, "hello"):
                 return
+
+
+def without_id(raw: str | bytes) -> dict[str, str]:
+    received = json.loads(raw)
+    received.pop("id")
+    return cast("dict[str, str]", received)
 
 
 async def test_chat_over_real_sockets(make_recorder: Any) -> None:
@@ -303,16 +286,17 @@ async def test_chat_over_real_sockets(make_recorder: Any) -> None:
             await join(alice, "alice")
             async with connect(url) as bob:
                 # The newcomer gets the history (alice's hello), then its own hello.
-                assert json.loads(await get_message(bob)) == message("alice", "hello")
+                assert without_id(await get_message(bob)) == message("alice", "hello")
                 await join(bob, "bob")
-                assert json.loads(await get_message(alice)) == message("bob", "hello")
+                assert without_id(await get_message(alice)) == message("bob", "hello")
 
                 await alice.send_message('{"type": "message", "user": "alice", "text": "hi"}')
-                assert json.loads(await get_message(alice)) == message("alice", "hi")
-                assert json.loads(await get_message(bob)) == message("alice", "hi")
-            # Bob has left (close 1000): alice keeps chatting, alone.
+                assert without_id(await get_message(alice)) == message("alice", "hi")
+                assert without_id(await get_message(bob)) == message("alice", "hi")
+            # Bob has left (close 1000): the room is told, and alice keeps chatting alone.
+            assert without_id(await get_message(alice)) == {"type": "left", "user": "bob"}
             await alice.send_message('{"type": "message", "user": "alice", "text": "bye"}')
-            assert json.loads(await get_message(alice)) == message("alice", "bye")
+            assert without_id(await get_message(alice)) == message("alice", "bye")
             with trio.move_on_after(0.2):
                 await alice.get_message()
                 pytest.fail("alice received a message nobody sent")

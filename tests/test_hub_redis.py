@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from triows.hub import Hub, HubUnavailable
 from triows.hub._redis import decode, encode
 
-from .redis_server import RedisServer, redis_server
+from .redis_server import RedisServer, free_port, redis_server
 
 __all__ = ["redis_server"]
 
@@ -95,29 +96,29 @@ async def test_hub_starts_while_redis_is_down_and_catches_up(redis_server: Redis
                     break
 
 
-def _spawn_room(redis_url: str) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], redis_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "triows", "run", "tests.apps.redis_room:app", "--port", "0"],
+        command,
         cwd=ROOT,
-        env={**os.environ, "TRIOWS_TEST_REDIS_URL": redis_url},
+        env={**os.environ, "TRIOWS_HUB_URL": redis_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
 
 
 @asynccontextmanager
-async def _triows_process(redis_url: str) -> AsyncIterator[int]:
-    """Run tests.apps.redis_room under `python -m triows run` in its own process."""
-    process = _spawn_room(redis_url)
+async def _serving(command: list[str], redis_url: str, ready: bytes) -> AsyncIterator[int]:
+    """Run a server process; yield the port parsed from its ``ready`` line; SIGINT it after."""
+    process = _spawn(command, redis_url)
     try:
         assert process.stdout is not None
         port = None
-        with trio.fail_after(20):
+        with trio.fail_after(30):
             while port is None:
                 line = await trio.to_thread.run_sync(process.stdout.readline)
                 if not line:
-                    raise AssertionError("the triows process exited before serving")
-                found = re.search(rb"serving .* on http://127\.0\.0\.1:(\d+)", line)
+                    raise AssertionError(f"{command[:4]} exited before serving")
+                found = re.search(ready, line)
                 if found:
                     port = int(found.group(1))
         yield port
@@ -131,20 +132,108 @@ async def _triows_process(redis_url: str) -> AsyncIterator[int]:
         assert returncode == 0
 
 
-async def test_clients_on_two_processes_chat_through_redis(redis_server: RedisServer) -> None:
-    async with (
-        _triows_process(redis_server.url) as port_a,
-        _triows_process(redis_server.url) as port_b,
-    ):
+def _triows_chat(redis_url: str) -> AbstractAsyncContextManager[int]:
+    command = [sys.executable, "-m", "triows", "run", "examples.chat.app:app", "--port", "0"]
+    return _serving(command, redis_url, rb"serving .* on http://127\.0\.0\.1:(\d+)")
+
+
+def _chat_message(user: str, text: str) -> str:
+    return json.dumps({"type": "message", "user": user, "text": text})
+
+
+async def _next_chat(ws: WebSocketConnection) -> dict[str, str]:
+    received = json.loads(await ws.get_message())
+    received.pop("id")
+    return dict(received)
+
+
+async def test_chat_clients_on_two_triows_processes_talk_through_redis(
+    redis_server: RedisServer,
+) -> None:
+    # Two "hosts": two triows run processes on two ports, one Redis.
+    async with _triows_chat(redis_server.url) as port_a, _triows_chat(redis_server.url) as port_b:
         with trio.fail_after(20):
             async with (
-                open_websocket_url(f"ws://127.0.0.1:{port_a}/room/lobby") as alice,
-                open_websocket_url(f"ws://127.0.0.1:{port_b}/room/lobby") as bob,
+                open_websocket_url(f"ws://127.0.0.1:{port_a}/chat") as alice,
+                open_websocket_url(f"ws://127.0.0.1:{port_b}/chat") as bob,
             ):
-                assert await alice.get_message() == "subscribed"
-                assert await bob.get_message() == "subscribed"
-                await alice.send_message("hi from A")
-                assert await bob.get_message() == "hi from A"
-                assert await alice.get_message() == "hi from A"
-                await bob.send_message("hi from B")
-                assert await alice.get_message() == "hi from B"
+                # Each process subscribes when its view starts: retry until bob hears alice.
+                while True:
+                    await alice.send_message(_chat_message("alice", "ping"))
+                    with trio.move_on_after(0.3):
+                        if (await _next_chat(bob))["text"] == "ping":
+                            break
+                await bob.send_message(_chat_message("bob", "hi from B"))
+                while (await _next_chat(alice)) != {
+                    "type": "message",
+                    "user": "bob",
+                    "text": "hi from B",
+                }:
+                    pass
+
+
+def _owner_pid(server_port: int, client_port: int, pids: list[int]) -> int:
+    """Which of ``pids`` holds the server side of the TCP connection from ``client_port``."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local = int(fields[1].rsplit(":", 1)[1], 16)
+        remote = int(fields[2].rsplit(":", 1)[1], 16)
+        # Inode 0: a socket no process holds (TIME_WAIT from an earlier connection).
+        if (local, remote) == (server_port, client_port) and fields[9] != "0":
+            inode = fields[9]
+    assert inode is not None, f"no server socket for client port {client_port}"
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with suppress(OSError):
+                if os.readlink(fd) == f"socket:[{inode}]":
+                    return pid
+    raise AssertionError(f"no worker owns socket {inode}")
+
+
+async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisServer) -> None:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "hypercorn", "-k", "trio", "-w", "2",
+        "--bind", f"127.0.0.1:{port}", "examples.chat.app:app",
+    ]  # fmt: skip
+    parent = _spawn(command, redis_server.url)
+    try:
+        with trio.fail_after(30):
+            # Wait for both workers to listen (hypercorn logs one line per worker).
+            assert parent.stdout is not None
+            running = 0
+            while running < 2:
+                line = await trio.to_thread.run_sync(parent.stdout.readline)
+                assert line, "hypercorn exited before serving"
+                running += b"Running on" in line
+            children = await trio.Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text()
+            # The workers, and whatever helper process multiprocessing starts.
+            workers = [int(pid) for pid in children.split()]
+            assert len(workers) >= 2
+            async with AsyncExitStack() as connections:
+                clients: dict[int, WebSocketConnection] = {}
+                # Connect until both workers hold a client (the kernel picks the worker).
+                for _ in range(40):
+                    ws = await connections.enter_async_context(
+                        open_websocket_url(f"ws://127.0.0.1:{port}/chat")
+                    )
+                    local_port = ws._stream.socket.getsockname()[1]  # type: ignore[attr-defined]
+                    clients.setdefault(_owner_pid(port, local_port, workers), ws)
+                    if len(clients) == 2:
+                        break
+                assert len(clients) == 2, "every connection landed on the same worker"
+                first, second = clients.values()
+                # Each worker subscribes when its view starts: retry until one is heard.
+                while True:
+                    await first.send_message(_chat_message("w1", "across"))
+                    with trio.move_on_after(0.3):
+                        if (await _next_chat(second))["text"] == "across":
+                            break
+    finally:
+        parent.send_signal(signal.SIGINT)
+        try:
+            await trio.to_thread.run_sync(parent.wait, 20)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+            raise

@@ -24,7 +24,7 @@ from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_websocket_view
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
-from ._types import ASGIApp, Receive, Scope, Send
+from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._websocket import WebSocket, WebSocketOptions
 from .hub import Hub
 
@@ -243,8 +243,10 @@ class App:
     def nursery(self) -> trio.Nursery:
         """A nursery for app-wide background tasks: open from startup to shutdown.
 
-        Tasks started here are cancelled at shutdown, before app-scoped providers
-        are torn down.  Raises RuntimeError outside the App's lifespan.
+        It opens before the hub and the app-scoped providers start (so they may
+        use it) and its tasks are cancelled at shutdown after the providers are
+        torn down and the hub has stopped.  Raises RuntimeError outside the App's
+        lifespan.
         """
         if self._nursery is None:
             raise RuntimeError(
@@ -386,34 +388,38 @@ class App:
         if message["type"] != "lifespan.startup":
             return
         self._closing = None
+        # Replies go out after the nursery block: closing the stack cancels the
+        # nursery, and nothing can be awaited inside a cancelled scope.
+        reply: Message = {"type": "lifespan.shutdown.complete"}
         async with trio.open_nursery() as nursery:
             stack = AsyncExitStack()
             try:
-                await self.providers.start_app(stack)
-                if self.hub is not None:
-                    await stack.enter_async_context(self.hub)
+                # App-scoped providers may use app.nursery and the hub: start them
+                # first (and so stop them last).
                 self._nursery = nursery
                 stack.callback(self._close_nursery, nursery)
+                if self.hub is not None:
+                    await stack.enter_async_context(self.hub)
+                await self.providers.start_app(stack)
                 for hook in self._startup_hooks:
                     await hook()
                 for hook in reversed(self._shutdown_hooks):
                     stack.push_async_callback(hook)
             except Exception as exc:
                 logger.exception("triows: startup failed")
+                reply = {"type": "lifespan.startup.failed", "message": _describe(exc)}
                 with trio.CancelScope(shield=True):
                     await stack.aclose()
-                await send({"type": "lifespan.startup.failed", "message": _describe(exc)})
-                return
-            await send({"type": "lifespan.startup.complete"})
-            message = await receive()
-            try:
-                await self.close_connections()
-                await stack.aclose()
-            except Exception as exc:
-                logger.exception("triows: shutdown failed")
-                await send({"type": "lifespan.shutdown.failed", "message": _describe(exc)})
-                return
-        await send({"type": "lifespan.shutdown.complete"})
+            else:
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+                try:
+                    await self.close_connections()
+                    await stack.aclose()
+                except Exception as exc:
+                    logger.exception("triows: shutdown failed")
+                    reply = {"type": "lifespan.shutdown.failed", "message": _describe(exc)}
+        await send(reply)
 
     def _close_nursery(self, nursery: trio.Nursery) -> None:
         self._nursery = None

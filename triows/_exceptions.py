@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import trio
 
 from . import status
+
+E = TypeVar("E", bound=BaseException)
 
 __all__ = [
     "BadMessage",
@@ -13,6 +17,7 @@ __all__ = [
     "MessageTypeError",
     "WebSocketDisconnect",
     "disconnects_in",
+    "leaves_of",
 ]
 
 
@@ -66,22 +71,27 @@ class MessageDecodeError(BadMessage):
     close_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
 
 
-def disconnects_in(error: BaseException) -> list[WebSocketDisconnect] | None:
-    """The WebSocketDisconnects that make up ``error``, or None if it holds anything else.
+def leaves_of(error: BaseException, kind: type[E]) -> list[E] | None:
+    """The ``kind`` exceptions that make up ``error``, or None if it holds anything else.
 
-    Looks inside exception groups (a view with a nursery raises its client's
-    departure wrapped in one); Cancelled leaves are ignored.
+    Looks inside exception groups (a view with a nursery raises its errors
+    wrapped in one); Cancelled leaves are ignored.
     """
-    if isinstance(error, WebSocketDisconnect):
+    if isinstance(error, kind):
         return [error]
     if isinstance(error, BaseExceptionGroup):
-        found: list[WebSocketDisconnect] = []
+        found: list[E] = []
         for inner in error.exceptions:
             if isinstance(inner, trio.Cancelled):
                 continue
-            leaves = disconnects_in(inner)
+            leaves = leaves_of(inner, kind)
             if leaves is None:
                 return None
             found.extend(leaves)
         return found or None
     return None
+
+
+def disconnects_in(error: BaseException) -> list[WebSocketDisconnect] | None:
+    """The WebSocketDisconnects that make up ``error`` (see :func:`leaves_of`)."""
+    return leaves_of(error, WebSocketDisconnect)

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from . import status
-from ._exceptions import ClientError, disconnects_in
+from ._exceptions import ClientError, disconnects_in, leaves_of
 from ._state import CONNECTED, CONNECTING
 from ._websocket import WebSocket, _Rejected
 
@@ -136,9 +136,11 @@ async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | Non
         caught = ws._options.caught_close_codes
         silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
         return None if silenced else _uncaught_departure(ws, error)
-    if isinstance(error, ClientError):
+    client_errors = leaves_of(error, ClientError)
+    if client_errors is not None:
         # The client's fault, not the server's: close with the precise code and log
         # it as a client error.
+        error = client_errors[0]
         logger.warning("closing %r: client error: %s", ws, error)
         if ws.state is CONNECTED:
             reason = str(error).encode()[:120].decode(errors="ignore")
