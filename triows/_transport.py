@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
 import trio
 
 from ._types import Scope
@@ -27,25 +26,48 @@ __all__ = ["DEPARTURE_EXTENSION", "Departure", "departure_of"]
 DEPARTURE_EXTENSION = "triows.departure"
 
 
-@attrs.define
 class Departure:
-    """Set once by the transport when the client has gone, with its close code."""
+    """Set once by the transport when the client has gone, with its close code.
 
-    code: int = 1006
-    reason: str = ""
-    event: trio.Event = attrs.field(factory=trio.Event)
-    #: Called with (code, reason) when set: the connection's WebSocket registers here.
-    callback: Callable[[int, str], None] | None = None
+    A plain slotted class whose trio.Event is created only when someone waits:
+    most connections never wait on their departure, and each keeps one.
+    """
+
+    __slots__ = ("_event", "callback", "code", "is_set", "reason")
+
+    def __init__(
+        self,
+        code: int = 1006,
+        reason: str = "",
+        callback: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.code = code
+        self.reason = reason
+        #: Called with (code, reason) when set: the connection's WebSocket registers here.
+        self.callback = callback
+        #: Whether the transport has reported the departure.
+        self.is_set = False
+        self._event: trio.Event | None = None
 
     def set(self, code: int, reason: str) -> None:
-        if not self.event.is_set():
+        if not self.is_set:
             self.code, self.reason = code, reason
-            self.event.set()
+            self.is_set = True
+            if self._event is not None:
+                self._event.set()
             if self.callback is not None:
                 self.callback(code, reason)
 
     async def wait(self) -> None:
-        await self.event.wait()
+        if self.is_set:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+    def __repr__(self) -> str:
+        return f"Departure(code={self.code!r}, reason={self.reason!r}, is_set={self.is_set})"
 
 
 def departure_of(scope: Scope) -> Departure | None:

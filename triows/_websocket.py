@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Container, Sequence
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import trio
@@ -340,7 +340,22 @@ class WebSocket:
         sent before closing), and a :class:`~triows.BadMessage` subclass if the
         message does not fit the type.  Cancel-safe: no message is lost.
         """
-        return self._options.decode(await self._next_message("receive()"))
+        # The per-message path, inlined (one coroutine frame, not three); any other
+        # state goes through _next_message's checks.
+        machine = self._machine
+        if machine.state is not CONNECTED:
+            return self._options.decode(await self._next_message("receive()"))
+        self._receivers += 1
+        try:
+            event = await self._source()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            self._eof = True
+            raise machine.disconnect_error() from None
+        finally:
+            self._receivers -= 1
+        if event["type"] != "websocket.receive":
+            self._input_ended(event)
+        return self._options.decode(event)
 
     async def receive_text(self) -> str:
         """Wait for the next message as text (a binary one raises MessageTypeError)."""
@@ -389,10 +404,14 @@ class WebSocket:
         finally:
             self._receivers -= 1
         if event["type"] != "websocket.receive":
-            self._eof = True
-            self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
-            raise machine.disconnect_error()
+            self._input_ended(event)
         return event
+
+    def _input_ended(self, event: Message) -> NoReturn:
+        """The transport reported the client's departure: record it and raise."""
+        self._eof = True
+        self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
+        raise self._machine.disconnect_error()
 
     async def send(self, message: Any) -> None:
         """Send ``message``, encoded as the route's ``send_type``.
@@ -401,7 +420,14 @@ class WebSocket:
         silently dropped), RuntimeError before accept or after close, TypeError if
         the value does not fit the type.
         """
-        await self._send_message(self._options.encode(message), "send()")
+        # The per-message path, inlined (see _send_message and _send_or_disconnect).
+        event = self._options.encode(message)
+        if self._machine.state is not CONNECTED:
+            self._machine.check_send("send()")
+        try:
+            await self._transport_send(event)
+        except OSError:
+            await self._raise_departure()
 
     async def send_text(self, data: str) -> None:
         """Send a text message."""
@@ -455,14 +481,20 @@ class WebSocket:
         try:
             await self._transport_send(message)
         except OSError:
-            # ASGI servers raise OSError (or a subclass) when the client has gone.
-            # The disconnect event carrying the client's close code is usually
-            # already queued: let the pump read it (it cancels this view if nobody
-            # receives), so the code is the client's, not a provisional 1006.
-            await self._await_departure()
-            if self._machine.disconnect_code is None:
-                self._machine.client_left(1006, "")
-            raise self._machine.disconnect_error() from None
+            await self._raise_departure()
+
+    async def _raise_departure(self) -> NoReturn:
+        """After a send failed with OSError: raise WebSocketDisconnect with the client's code.
+
+        ASGI servers raise OSError (or a subclass) when the client has gone.  The
+        disconnect event carrying the client's close code is usually already
+        queued: let the pump read it (it cancels this view if nobody receives),
+        so the code is the client's, not a provisional 1006.
+        """
+        await self._await_departure()
+        if self._machine.disconnect_code is None:
+            self._machine.client_left(1006, "")
+        raise self._machine.disconnect_error() from None
 
     async def _await_departure(self) -> None:
         if self._machine.disconnect_code is not None:
@@ -488,10 +520,10 @@ class WebSocket:
     def __aiter__(self) -> WebSocket:
         return self
 
-    async def __anext__(self) -> Any:
-        # `async for message in ws` is `while True: message = await ws.receive()`:
-        # a departure raises WebSocketDisconnect instead of ending the loop quietly.
-        return await self.receive()
+    # `async for message in ws` is `while True: message = await ws.receive()`: a
+    # departure raises WebSocketDisconnect instead of ending the loop quietly.  An
+    # alias, not a wrapper: no extra coroutine frame per message.
+    __anext__ = receive
 
     # -- used by the runner ------------------------------------------------------------
 
