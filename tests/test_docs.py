@@ -8,7 +8,10 @@ code can reach the docs.  The claims the guide makes in prose about behaviour
 
 from __future__ import annotations
 
+import collections
+import functools
 import importlib.util
+import inspect
 import itertools
 import os
 import re
@@ -19,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import trio
@@ -33,6 +36,10 @@ import triows.testing
 from triows import WebSocket, WebSocketDisconnect
 from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
 
+from .redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SNIPPETS = DOCS / "snippets"
@@ -43,6 +50,7 @@ TESTED_SNIPPETS = {
     "accept_close",
     "asgi_events",
     "background",
+    "backends",
     "client",
     "client_closures",
     "concurrency",
@@ -50,6 +58,10 @@ TESTED_SNIPPETS = {
     "embedded",
     "errors",
     "http_routes",
+    "hub_basics",
+    "hub_overflow",
+    "hub_redis",
+    "hub_room",
     "inspect_request",
     "iteration",
     "message_types",
@@ -252,7 +264,14 @@ def test_cli_help_lists_run() -> None:
         timeout=60,
     )
     assert result.returncode == 0
-    for option in ("--host", "--port", "--shutdown-timeout", "--max-message-size"):
+    for option in (
+        "--host",
+        "--port",
+        "--shutdown-timeout",
+        "--max-message-size",
+        "--handshake-timeout",
+        "--backend",
+    ):
         assert option in result.stdout
 
 
@@ -904,3 +923,219 @@ async def test_failing_provider_refuses_with_500() -> None:
                 pass
         assert refused.value.status == 500
     assert called == []
+
+
+# -- broadcast: the hub --------------------------------------------------------------------
+
+
+async def test_hub_basics_and_message_types() -> None:
+    module = load("hub_basics")
+    assert await module.main() == [
+        "plain text",
+        b"\x00\x01",
+        {"headline": "hub ships", "tags": ["trio"]},
+    ]
+    assert await module.in_your_own_nursery() == "hello"
+    async with triows.Hub() as hub:
+        with pytest.raises(TypeError, match="JSON-able"):
+            await hub.publish("news", object())
+    with pytest.raises(RuntimeError, match="not running"):
+        await hub.publish("news", "after the hub stopped")
+
+
+def test_hub_defaults_and_idle_subscriber_size() -> None:
+    # broadcast.md: max_buffer=100 and drop_oldest by default; SlowConsumer is a
+    # ClientError closing with 1008; an idle subscription costs about 0.9 KiB.
+    hub = triows.Hub()
+    assert (hub.max_buffer, hub.on_overflow) == (100, "drop_oldest")
+    assert issubclass(triows.SlowConsumer, triows.ClientError)
+    assert triows.SlowConsumer.close_code == 1008
+    subscription = triows.Subscription("t", 100, "drop_oldest")
+    size = sys.getsizeof(subscription) + sys.getsizeof(subscription._buffer)
+    assert sys.getsizeof(collections.deque()) == sys.getsizeof(subscription._buffer)
+    assert 700 < size < 1024, size
+    with pytest.raises(ValueError, match="redis://"):
+        triows.Hub("http://example.com")
+
+
+async def test_hub_room() -> None:
+    app = snippet_app("hub_room")
+    async with (
+        TestClient(app) as client,
+        client.websocket_connect("/room/lobby") as alice,
+        client.websocket_connect("/room/lobby") as bob,
+        client.websocket_connect("/room/attic") as carol,
+    ):
+        hub = app.hub
+        assert hub is not None
+        with trio.fail_after(5):
+            while len(hub._topics.get("lobby", ())) < 2:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+        await alice.send_text("hi")
+        assert await alice.receive_text() == "hi"
+        assert await bob.receive_text() == "hi"
+        await carol.send_text("upstairs")
+        assert await carol.receive_text() == "upstairs"
+        await bob.send_text("hello")
+        assert await alice.receive_text() == "hello"
+        assert await bob.receive_text() == "hello"
+
+
+async def test_hub_overflow_policies() -> None:
+    module = load("hub_overflow")
+    assert await module.drop_oldest() == ([2, 3, 4], 2)
+    assert await module.disconnect() == "subscriber to 'n' fell 3 messages behind"
+
+
+async def test_slow_consumer_in_a_nursery_closes_with_1008() -> None:
+    # broadcast.md: uncaught, SlowConsumer closes with 1008, also from a task of a
+    # nursery in the view (the room's shape), where it arrives in an ExceptionGroup.
+    hub = triows.Hub(max_buffer=2, on_overflow="disconnect")
+    app = triows.App(hub=hub)
+    subscribed = trio.Event()
+    flood = trio.Event()
+
+    async def forward(messages: triows.Subscription, ws: WebSocket) -> None:
+        await flood.wait()
+        async for message in messages:
+            await ws.send(message)
+
+    @app.websocket_route("/slow")
+    async def slow(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages, trio.open_nursery() as nursery:
+            nursery.start_soon(forward, messages, ws)
+            subscribed.set()
+            async for _ in ws:
+                pass
+
+    async with TestClient(app) as client, client.websocket_connect("/slow") as ws:
+        await subscribed.wait()
+        for i in range(3):
+            await hub.publish("t", str(i))
+        flood.set()
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive_text()
+        assert closed.value.code == 1008
+    assert not hub.has_subscribers("t")
+
+
+async def _wait_connected(hub: triows.Hub) -> None:
+    with trio.fail_after(10):
+        # Polls the Redis listener's flag; bounded by fail_after.
+        while not hub._backend.connected:  # type: ignore[attr-defined]  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def test_hub_redis_publish_and_outage(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUB_URL", redis_server.url)
+    module = load("hub_redis")
+    hub: triows.Hub = module.hub
+    assert hub.url == redis_server.url
+    async with TestClient(module.app) as client:
+        await _wait_connected(hub)
+        async with (
+            hub.subscribe("announcements") as announcements,
+            client.websocket_connect("/announce") as ws,
+        ):
+            await ws.send_text("deploy at noon")
+            assert await ws.receive_text() == "sent"
+            with trio.fail_after(5):
+                assert await announcements.receive() == "deploy at noon"
+            await trio.to_thread.run_sync(redis_server.stop)
+            await ws.send_text("lost")
+            with trio.fail_after(10):
+                assert await ws.receive_text() == "not delivered, try again shortly"
+
+
+# -- backends -------------------------------------------------------------------------------
+
+
+def test_serve_defaults() -> None:
+    # backends.md and deployment.md quote these defaults.
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(triows.serve).parameters.items()
+    }
+    assert defaults["backend"] == "hypercorn"
+    assert (defaults["ping_interval"], defaults["ping_timeout"]) == (20.0, 20.0)
+    assert defaults["handshake_timeout"] == 10.0
+    assert defaults["shutdown_timeout"] == 5.0
+    assert defaults["max_message_size"] is None  # the App's, 1 MiB by default
+    assert triows.App().max_message_size == 1024 * 1024
+
+
+async def test_native_backend_snippet() -> None:
+    module = load("backends")
+    async with trio.open_nursery() as nursery:
+        server_scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[int]) -> None:
+            with server_scope:
+                await module.main(task_status=task_status)
+
+        port = await nursery.start(run)
+        url = f"ws://127.0.0.1:{port}/echo"
+        async with open_websocket_url(url) as connection:
+            await connection.send_message("hi")
+            assert await connection.get_message() == "hi"
+            await connection.send_message("x" * (64 * 1024 + 1))
+            with trio.fail_after(5), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await connection.get_message()
+            assert closed.value.reason is not None and closed.value.reason.code == 1009
+        async with open_websocket_url(url) as connection:
+            await connection.send_message("still here")
+            assert await connection.get_message() == "still here"
+            server_scope.cancel()
+            with trio.fail_after(5), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await connection.get_message()
+            assert closed.value.reason is not None and closed.value.reason.code == 1001
+
+
+async def _offer_deflate(port: int) -> str:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        )
+        head = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive_some(4096)
+    return head.decode("latin-1").lower()
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_compression_only_on_hypercorn(backend: Literal["hypercorn", "native"]) -> None:
+    module = load("backends")
+    async with trio.open_nursery() as nursery:
+        serve = functools.partial(triows.serve, module.app, port=0, backend=backend)
+        port = await nursery.start(serve)
+        head = await _offer_deflate(port)
+        nursery.cancel_scope.cancel()
+    assert head.startswith("http/1.1 101")
+    assert ("sec-websocket-extensions: permessage-deflate" in head) == (backend == "hypercorn")
+
+
+async def test_native_backend_refuses_hypercorn_options() -> None:
+    # backends.md: no TLS (nor any other hypercorn option) on the native backend.
+    with pytest.raises(TypeError, match="certfile"):
+        await triows.serve(triows.App(), backend="native", port=0, certfile="cert.pem")
+
+
+# -- benchmarks ------------------------------------------------------------------------------
+
+
+def test_benchmark_plot_in_docs_is_the_latest() -> None:
+    # benchmarks.md shows docs/images/benchmarks.png, a copy of the harness's plot
+    # (mkdocs serves only files under docs/): refresh it after a new run with
+    # cp benchmarks/results/latest.png docs/images/benchmarks.png
+    latest = ROOT / "benchmarks" / "results" / "latest.png"
+    copy = DOCS / "images" / "benchmarks.png"
+    assert copy.read_bytes() == latest.read_bytes(), (
+        "docs/images/benchmarks.png is stale: cp benchmarks/results/latest.png "
+        "docs/images/benchmarks.png"
+    )
