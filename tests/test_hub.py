@@ -195,3 +195,26 @@ async def test_slow_consumer_uncaught_in_a_view_closes_with_1008() -> None:
             await hub.publish("t", str(i))
         flood.set()
         assert await ws.wait_closed() == 1008
+
+
+async def test_background_publishers_stop_before_the_hub() -> None:
+    # A publisher in app.nursery publishing up to the last moment must be cancelled
+    # before the hub stops, never find it gone ("the Hub is not running").
+    hub = Hub()
+    app = triows.App(hub=hub)
+    published = 0
+
+    async def publish_forever() -> None:
+        nonlocal published
+        while True:
+            await hub.publish("t", published)
+            published += 1
+
+    @app.on_startup
+    async def start() -> None:
+        app.nursery.start_soon(publish_forever)
+
+    async with TestClient(app):
+        while published < 100:
+            await trio.lowlevel.checkpoint()
+    assert not hub.running

@@ -244,9 +244,9 @@ class App:
         """A nursery for app-wide background tasks: open from startup to shutdown.
 
         It opens before the hub and the app-scoped providers start (so they may
-        use it) and its tasks are cancelled at shutdown after the providers are
-        torn down and the hub has stopped.  Raises RuntimeError outside the App's
-        lifespan.
+        use it); at shutdown its tasks are cancelled after the ``on_shutdown``
+        hooks and before the providers are torn down and the hub stops.  Raises
+        RuntimeError outside the App's lifespan.
         """
         if self._nursery is None:
             raise RuntimeError(
@@ -394,13 +394,15 @@ class App:
         async with trio.open_nursery() as nursery:
             stack = AsyncExitStack()
             try:
-                # App-scoped providers may use app.nursery and the hub: start them
-                # first (and so stop them last).
+                # App-scoped providers may use app.nursery and the hub: open them
+                # first.  At shutdown the background tasks are cancelled before
+                # the providers are torn down and the hub stops, so a publisher
+                # never finds the hub gone.
                 self._nursery = nursery
-                stack.callback(self._close_nursery, nursery)
                 if self.hub is not None:
                     await stack.enter_async_context(self.hub)
                 await self.providers.start_app(stack)
+                stack.callback(self._close_nursery, nursery)
                 for hook in self._startup_hooks:
                     await hook()
                 for hook in reversed(self._shutdown_hooks):
@@ -410,6 +412,7 @@ class App:
                 reply = {"type": "lifespan.startup.failed", "message": _describe(exc)}
                 with trio.CancelScope(shield=True):
                     await stack.aclose()
+                self._close_nursery(nursery)
             else:
                 await send({"type": "lifespan.startup.complete"})
                 message = await receive()

@@ -8,13 +8,15 @@ receiving gets the messages that arrived before the close, then
 
 Two modes, chosen per connection from what the transport offers:
 
-* **direct** (``triows.serve``, the native backend's peers, the TestClient): the
+* **direct** (``triows.serve`` on hypercorn, the TestClient): the
   transport sets an out-of-band :class:`~triows._transport.Departure`, so
   ``receive()`` reads the transport itself: no extra task, channel or task
   switch per message;
-* **pump** (any other ASGI server): a receive-pump task reads the transport
-  into a small bounded inbox and sets the departure when it reads the
-  ``websocket.disconnect`` event.
+* **pump** (the native backend, whose pump is its socket reader, and any other
+  ASGI server): a receive-pump task reads the transport into a small bounded
+  inbox and sets the departure when it reads the ``websocket.disconnect``
+  event.  A departure queued behind more unread messages than the inbox holds
+  is seen only when the view reads again (or at the keepalive deadline).
 """
 
 from __future__ import annotations
