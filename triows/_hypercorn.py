@@ -22,7 +22,7 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
 
-The fix wraps three methods of ``WSStream`` once per process.  The wrappers act
+The fix wraps a few methods of ``WSStream`` once per process.  The wrappers act
 only on streams whose config is a :class:`TriowsConfig`, the config ``serve()``
 builds; a plain ``hypercorn -k trio`` server in the same process, or any other
 config, runs hypercorn's code unchanged.  The patch refuses to install on a
@@ -171,6 +171,7 @@ def install() -> None:
     original_app_send: Callable[[Any, Any], Awaitable[None]] = cls.app_send
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
     original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
+    original_accept: Callable[[Any, Any], Awaitable[None]] = cls._accept
 
     async def handle(self: Any, event: Any) -> None:
         if _ours(self) and isinstance(event, Request) and event.http_version == "1.1":
@@ -275,7 +276,9 @@ def install() -> None:
                 await self._send_wsproto_event(event.response())
             elif isinstance(event, Pong):
                 self._triows_ping_at = None
-                self._triows_next_ping = trio.current_time() + self.config.websocket_ping_interval
+                keepalive = getattr(self.config, "triows_keepalive", None)
+                if keepalive is not None:
+                    self._triows_next_ping = trio.current_time() + keepalive.interval
             elif isinstance(event, CloseConnection):
                 if not hasattr(self, "_triows_close"):
                     self._triows_close = (event.code, event.reason or "")
@@ -286,6 +289,14 @@ def install() -> None:
                 elif self.connection.state == ConnectionState.REMOTE_CLOSING:
                     await self._send_wsproto_event(event.response())
                 await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def accept(self: Any, message: Any) -> None:
+        await original_accept(self, message)
+        keepalive = getattr(self.config, "triows_keepalive", None) if _ours(self) else None
+        if keepalive is not None:
+            # Watched by the server's one keepalive task from now on (serve() turns
+            # hypercorn's pinger task per connection off).
+            keepalive.watch(self)
 
     async def send_pings(self: Any) -> None:
         keepalive = getattr(self.config, "triows_keepalive", None) if _ours(self) else None
@@ -301,4 +312,5 @@ def install() -> None:
     cls.app_send = app_send  # type: ignore[method-assign]
     cls._handle_events = handle_events  # type: ignore[method-assign]
     cls._send_pings = send_pings  # type: ignore[method-assign]
+    cls._accept = accept  # type: ignore[method-assign]
     _installed = True

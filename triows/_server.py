@@ -86,10 +86,12 @@ async def serve(
     config = _hypercorn.TriowsConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.websocket_max_message_size = max_message_size
-    config.websocket_ping_interval = ping_interval
     keepalive = None
     if ping_interval is not None:
         keepalive = config.triows_keepalive = _hypercorn.Keepalive(ping_interval, ping_timeout)
+    # The server's one keepalive task pings (hypercorn's own pings are off: they
+    # would cost a task per connection, spawned at every handshake).
+    config.websocket_ping_interval = None
     config.graceful_timeout = shutdown_timeout
     config.keep_alive_timeout = handshake_timeout
     config.accesslog = logging.getLogger("triows.access") if access_log else None
