@@ -287,7 +287,9 @@ class _WebSocketConnection:
         self._eof = False
         self._refused = False
         #: Whether the last read returned less than asked: the socket is empty.
-        self._drained = False
+        #: True at first: the handshake read everything the client had sent, and an
+        #: idle connection then waits in wait_readable (fewer frames than recv).
+        self._drained = True
 
     # -- receive ------------------------------------------------------------------------
 
