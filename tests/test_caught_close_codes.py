@@ -109,18 +109,20 @@ async def test_matrix_in_memory(mode: str, config: str, code: int, receiving: bo
         assert info["after_block"] is _silenced(mode, config, code)
 
 
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
 @pytest.mark.parametrize(("mode", "config", "code", "receiving"), _cases(CODES))
 async def test_matrix_real_sockets(
     mode: str,
     config: str,
     code: int,
     receiving: bool,
+    backend: str,
     make_recorder: Callable[[triows.App], Any],
 ) -> None:
     app, info = _make_app(mode, config, receiving)
     recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
+        async with live_server(recorder, backend=backend) as server:
             async with trio_websocket.open_websocket_url(server.url("/m")) as ws:
                 assert await ws.get_message() == "ready"
                 await ws.aclose(code, "leaving")

@@ -47,8 +47,9 @@ async def test_origin_policy(allowed: list[str] | None, origin: str | None, acce
         assert refused.value.status == 403
 
 
-async def test_forged_cross_origin_handshake_over_real_sockets() -> None:
-    async with live_server(_app()) as server:
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_forged_cross_origin_handshake_over_real_sockets(backend: str) -> None:
+    async with live_server(_app(), backend=backend) as server:
         with pytest.raises(ConnectionRejected) as refused:
             async with open_websocket_url(
                 server.url("/ws"), extra_headers=[(b"Origin", b"http://evil.example")]

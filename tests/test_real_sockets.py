@@ -1,4 +1,8 @@
-"""Over real sockets: hypercorn's trio worker (triows.serve) and the trio-websocket client."""
+"""Over real sockets: triows.serve on both backends and the trio-websocket client.
+
+Every test runs twice: on hypercorn's trio worker (the default) and on the
+native backend, because both promise the same semantics and close codes.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,20 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 import triows
-from triows.testing import live_server
+from triows import testing
+
+live_server = testing.live_server
+
+
+@pytest.fixture(autouse=True, params=["hypercorn", "native"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point this module's live_server at one backend for the test."""
+    name = str(request.param)
+    monkeypatch.setitem(
+        globals(), "live_server", functools.partial(testing.live_server, backend=name)
+    )
+    return name
+
 
 # The make_recorder fixture (conftest.py): wraps an App, records its errors.
 Recorder = Callable[[triows.App], Any]
