@@ -482,7 +482,8 @@ class WebSocket:
     def _input_ended(self, event: Message) -> NoReturn:
         """The transport reported the client's departure: record it and raise."""
         self._eof = True
-        self._client_left(int(event.get("code", 1005)), event.get("reason") or "")
+        # The view is reading the departure itself: nothing to cancel.
+        self._record_departure(int(event.get("code", 1005)), event.get("reason") or "")
         raise self._machine.disconnect_error()
 
     async def send(self, message: Any) -> None:
@@ -616,11 +617,18 @@ class WebSocket:
         finally:
             inbox.close()
 
-    def _client_left(self, code: int, reason: str) -> None:
+    def _record_departure(self, code: int, reason: str) -> bool:
+        """Record the client's departure; True if it ended a live connection."""
         if not self._machine.client_left(code, reason):
-            return
+            return False
         self._disconnect_caught = self._catching > 0 and code in self._options.caught_close_codes
-        if self._receivers == 0 and self._view_scope is not None:
+        return True
+
+    def _client_left(self, code: int, reason: str) -> None:
+        """The transport's departure notice: cancel the view if nobody is receiving."""
+        if self._record_departure(code, reason) and (
+            self._receivers == 0 and self._view_scope is not None
+        ):
             # Nobody is receiving, so nobody would learn that the client left: cancel
             # the view, after a grace that lets a view between two receives (it was
             # sending a reply) come back and read the departure as receive() reports
