@@ -301,13 +301,18 @@ class App:
             await refuse(ws, 503, {"detail": "server shutting down"})
             return
         providers = self.providers.providers
-        try:
-            kwargs = route.signature.bind(values, ws.query_parameters, providers)
-        except ParameterError as exc:
-            # Validation refuses the handshake: never accept-then-close.
-            await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
-            return
-        names = route.signature.provider_names(providers)
+        signature = route.signature
+        kwargs: dict[str, Any] = {}
+        names: list[str] = []
+        if signature.parameters or signature.accepts_extra:
+            # (A view taking only the connection skips parsing the query string.)
+            try:
+                kwargs = signature.bind(values, ws.query_parameters, providers)
+            except ParameterError as exc:
+                # Validation refuses the handshake: never accept-then-close.
+                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
+                return
+            names = signature.provider_names(providers)
         resolve = None
         if names:
 
