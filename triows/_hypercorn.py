@@ -170,7 +170,6 @@ def install() -> None:
     original_handle: Callable[[Any, Any], Awaitable[None]] = cls.handle
     original_app_send: Callable[[Any, Any], Awaitable[None]] = cls.app_send
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
-    original_send_pings: Callable[[Any], Awaitable[None]] = cls._send_pings
     original_accept: Callable[[Any, Any], Awaitable[None]] = cls._accept
 
     async def handle(self: Any, event: Any) -> None:
@@ -298,19 +297,8 @@ def install() -> None:
             # hypercorn's pinger task per connection off).
             keepalive.watch(self)
 
-    async def send_pings(self: Any) -> None:
-        keepalive = getattr(self.config, "triows_keepalive", None) if _ours(self) else None
-        if keepalive is None:
-            await original_send_pings(self)
-            return
-        # hypercorn spawns this at accept: instead of a pinger task per connection,
-        # hand the stream to the server's one keepalive task.
-        keepalive.watch(self)
-        await trio.lowlevel.checkpoint()
-
     cls.handle = handle  # type: ignore[method-assign]
     cls.app_send = app_send  # type: ignore[method-assign]
     cls._handle_events = handle_events  # type: ignore[method-assign]
-    cls._send_pings = send_pings  # type: ignore[method-assign]
     cls._accept = accept  # type: ignore[method-assign]
     _installed = True
