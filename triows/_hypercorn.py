@@ -1,4 +1,4 @@
-"""The two hypercorn fixes that ``triows.serve`` and ``triows run`` apply.
+"""The hypercorn fixes that ``triows.serve`` and ``triows run`` apply.
 
 hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
 
