@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
 import trio_websocket
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 from websockets.frames import Frame, Opcode
 
 import triows
@@ -175,35 +175,6 @@ async def test_concurrent_senders_never_interleave_frames() -> None:
 # -- handshakes ---------------------------------------------------------------------------
 
 
-async def test_route_parameters_and_400_json_refusal() -> None:
-    with trio.fail_after(5):
-        async with native_server(_echo_app()) as server:
-            async with open_websocket_url(server.url("/items/21?verbose=yes")) as ws:
-                assert await ws.get_message() == "42 True"
-            with pytest.raises(ConnectionRejected) as refused:
-                async with open_websocket_url(server.url("/items/abc")):
-                    pass
-            assert refused.value.status_code == 400
-            assert refused.value.body is not None
-            assert json.loads(refused.value.body)["parameter"] == "item_id"
-
-
-async def test_unknown_route_and_reject_give_403() -> None:
-    app = triows.App()
-
-    @app.websocket_route("/private", auto_accept=False)
-    async def private(ws: triows.WebSocket) -> None:
-        await ws.reject()
-
-    with trio.fail_after(5):
-        async with native_server(app) as server:
-            for path in ("/nowhere", "/private"):
-                with pytest.raises(ConnectionRejected) as refused:
-                    async with open_websocket_url(server.url(path)):
-                        pass
-                assert refused.value.status_code == 403
-
-
 async def test_subprotocol_and_accept_headers() -> None:
     app = triows.App()
 
@@ -242,30 +213,6 @@ async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
 # -- close codes --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 3000, 4001, 4999])
-async def test_view_sees_the_clients_exact_close_code(code: int) -> None:
-    app = triows.App()
-    seen: list[tuple[int, str]] = []
-    done = trio.Event()
-
-    @app.websocket_route("/d", caught_close_codes=all)
-    async def view(ws: triows.WebSocket) -> None:
-        try:
-            await ws.receive()
-        except triows.WebSocketDisconnect as exc:
-            seen.append((exc.code, exc.reason))
-            raise
-        finally:
-            done.set()
-
-    with trio.fail_after(5):
-        async with native_server(app) as server:
-            async with open_websocket_url(server.url("/d")) as ws:
-                await ws.aclose(code, "reason here")
-            await done.wait()
-    assert seen == [(code, "reason here")]
-
-
 async def test_client_leaving_cancels_a_sleeping_view_promptly(
     make_recorder: Callable[[triows.App], Any],
 ) -> None:
@@ -300,55 +247,6 @@ async def test_client_leaving_cancels_a_sleeping_view_promptly(
                 outcome = await recorder.next_outcome()
             assert isinstance(outcome, triows.WebSocketDisconnect)
             assert outcome.code == 1006
-
-
-async def test_send_after_client_left_raises_websocket_disconnect() -> None:
-    app = triows.App()
-    outcome: list[int] = []
-    done = trio.Event()
-
-    @app.websocket_route("/d", auto_accept=False)
-    async def view(ws: triows.WebSocket) -> None:
-        await ws.accept()
-        try:
-            with suppress(triows.WebSocketDisconnect):
-                await ws.receive()
-            try:
-                await ws.send("anyone?")
-            except triows.WebSocketDisconnect as exc:
-                outcome.append(exc.code)
-        finally:
-            done.set()
-
-    with trio.fail_after(5):
-        async with native_server(app) as server:
-            async with open_websocket_url(server.url("/d")) as ws:
-                await ws.aclose(4002)
-            await done.wait()
-    assert outcome == [4002]
-
-
-async def test_view_error_gives_1011_and_the_server_keeps_serving(
-    make_recorder: Callable[[triows.App], Any],
-) -> None:
-    app = _echo_app()
-
-    @app.websocket_route("/boom")
-    async def boom(ws: triows.WebSocket) -> None:
-        await ws.receive()
-        raise ValueError("boom")
-
-    recorder = make_recorder(app)
-    with trio.fail_after(5):
-        async with native_server(recorder) as server:
-            async with open_websocket_url(server.url("/boom")) as ws:
-                await ws.send_message("go")
-                assert await _closed_code(ws) == 1011
-            outcome = await recorder.next_outcome()
-            assert isinstance(outcome, ValueError)
-            async with open_websocket_url(server.url("/text")) as ws:
-                await ws.send_message("still here")
-                assert await ws.get_message() == "echo: still here"
 
 
 async def test_message_past_max_size_closes_with_1009() -> None:
