@@ -1,0 +1,431 @@
+"""The native server: listening, dispatching connections, lifespan, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+import trio
+from websockets.datastructures import Headers as WSHeaders
+from websockets.http11 import Request as WSRequest
+from websockets.http11 import Response as WSResponse
+from websockets.protocol import Protocol
+
+from .._app import App
+from .._exceptions import WebSocketDisconnect
+from .._types import Message, Scope
+from ._connection import _ServerProtocol, _WebSocketConnection, logger
+from ._http import (
+    _HEAD_END,
+    _UPGRADE_WEBSOCKET,
+    MAX_HEAD_SIZE,
+    _HTTPExchange,
+    _next_h11_event,
+    _plain_response,
+    _read_head,
+    _reason,
+)
+from ._writer import ClientGone, _send_all
+
+access_logger = logging.getLogger("triows.access")
+
+
+# websockets logs "connection open/closed" at INFO for every connection; that is an
+# access log, which triows controls itself (access_log=True).
+_protocol_logger = logging.getLogger("triows.native.protocol")
+_protocol_logger.setLevel(logging.WARNING)
+
+
+class _NativeServer:
+    def __init__(
+        self,
+        app: App,
+        *,
+        host: str,
+        max_message_size: int,
+        ping_interval: float | None,
+        ping_timeout: float,
+        handshake_timeout: float,
+        access_log: bool,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.max_message_size = max_message_size
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.handshake_timeout = handshake_timeout
+        self.access_log = access_log
+        self.state: dict[str, Any] = {}
+        self.port = 0
+        self._live: set[_WebSocketConnection] = set()
+
+    def log_access(self, conn: _WebSocketConnection, status: int) -> None:
+        if self.access_log:
+            access_logger.info("%s WebSocket %d", conn.client, status)
+
+    # -- per connection -------------------------------------------------------------------
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        """Serve one TCP connection (run by ``trio.serve_listeners``)."""
+        sock = stream.socket
+        try:
+            head = bytearray()
+            conn: _WebSocketConnection | None = None
+            with trio.move_on_after(self.handshake_timeout) as waiting:
+                complete = await _read_head(sock, head)
+                if complete is None:
+                    await _send_all(sock, _plain_response(431, "request head too large\n"))
+                    return
+                if not complete:
+                    return  # the client left before sending a request
+                end = head.find(_HEAD_END)
+                if _UPGRADE_WEBSOCKET.search(head, 0, end) is not None:
+                    conn = await self._handshake(sock, bytes(head))
+                    if conn is None:
+                        return
+            if waiting.cancelled_caught:
+                return  # slowloris: no complete request head in time
+            if conn is None:
+                await self._serve_http(sock, head)
+            else:
+                await self._serve_websocket(conn)
+        except ClientGone:
+            pass
+        except Exception:
+            # Never let one connection take the server down.
+            logger.exception("triows: unexpected error serving a connection")
+        finally:
+            sock.close()
+
+    async def _handshake(
+        self, sock: trio.socket.SocketType, head: bytes
+    ) -> _WebSocketConnection | None:
+        protocol = _ServerProtocol(max_size=self.max_message_size, logger=_protocol_logger)
+        protocol.receive_data(head)
+        events = protocol.events_received()
+        request = events[0] if events else None
+        if not isinstance(request, WSRequest):
+            # websockets already wrote 414/431 for an oversized head; 400 otherwise.
+            writes = b"".join(protocol.data_to_send())
+            if not writes.startswith(b"HTTP/"):
+                writes = _plain_response(400, "malformed WebSocket handshake\n")
+            await _send_all(sock, writes)
+            return None
+        response = protocol.accept(request)
+        if response.status_code != 101:
+            # Not a valid handshake (missing key, wrong version, not GET): websockets'
+            # own 400/405/426 answer, without bothering the App.
+            if [v.strip() for v in request.headers.get_all("Sec-WebSocket-Version")] not in (
+                [],
+                ["13"],
+            ):
+                # RFC 6455 4.2.2: a wrong version gets the versions this server speaks.
+                headers = WSHeaders([("Sec-WebSocket-Version", "13"), ("Connection", "close")])
+                headers["Content-Length"] = "0"
+                response = WSResponse(426, _reason(426), headers, b"")
+            protocol.send_response(response)
+            await _send_all(sock, b"".join(protocol.data_to_send()))
+            return None
+        # Frames a client sent before our answer stay queued in the protocol.
+        protocol.events[:0] = events[1:]
+        if len(events) == 1 and not protocol.reader.buffer and head.endswith(_HEAD_END):
+            # The parser (a generator) keeps the handshake request, headers and
+            # all, in its frame for the connection's lifetime.  It consumed
+            # exactly the request and waits at the start of the frame loop, so
+            # restart it there with the frame parser alone.
+            protocol.parser = Protocol.parse(protocol)
+            next(protocol.parser)
+        return _WebSocketConnection(self, sock, protocol, request, response)
+
+    async def _serve_websocket(self, conn: _WebSocketConnection) -> None:
+        scope = self._websocket_scope(conn)
+        try:
+            await self.app(scope, conn.receive, conn.send)
+        except WebSocketDisconnect as exc:
+            # A close code the route does not catch: the App re-raises it to the server.
+            logger.info("triows: %s %s: %s", conn.client, scope["path"], exc)
+        except Exception:
+            logger.exception("triows: error in the App serving WebSocket %s", scope["path"])
+        finally:
+            self._live.discard(conn)
+        await conn.finish()
+
+    def opened(self, conn: _WebSocketConnection) -> None:
+        """An accepted connection: from now on the keepalive loop pings it."""
+        if self.ping_interval is not None:
+            conn.next_ping = trio.current_time() + self.ping_interval
+            self._live.add(conn)
+
+    @property
+    def ping_interval_or_inf(self) -> float:
+        return math.inf if self.ping_interval is None else self.ping_interval
+
+    async def _keepalive(self, nursery: trio.Nursery, interval: float) -> None:
+        """One task for every connection's keepalive: no task or timer per connection.
+
+        Each connection is pinged ``interval`` seconds after its last pong (or its
+        accept) and dropped when the pong is ``ping_timeout`` seconds late, with a
+        precision of a quarter of the shorter of the two.
+        """
+        timeout = self.ping_timeout
+        tick = min(interval, timeout) / 4
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            for conn in list(self._live):
+                deadline = conn.ping_deadline
+                if deadline is not None:
+                    if now >= deadline:
+                        self._live.discard(conn)
+                        nursery.start_soon(conn.drop_silent_client)
+                elif now >= conn.next_ping:
+                    conn.ping_deadline = now + timeout
+                    nursery.start_soon(conn.ping)
+
+    def _websocket_scope(self, conn: _WebSocketConnection) -> Scope:
+        request = conn.request
+        assert request is not None
+        conn.request = None  # an idle connection keeps only what it needs
+        raw_path, _, query = request.path.partition("?")
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in request.headers.raw_items()
+        ]
+        subprotocols = [
+            item.strip()
+            for value in request.headers.get_all("Sec-WebSocket-Protocol")
+            for item in value.split(",")
+            if item.strip()
+        ]
+        return {
+            "type": "websocket",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "scheme": "ws",
+            "path": unquote(raw_path),
+            "raw_path": raw_path.encode("latin-1"),
+            "query_string": query.encode("latin-1"),
+            "root_path": "",
+            "headers": headers,
+            "client": _address(conn.sock, peer=True),
+            "server": _address(conn.sock, peer=False),
+            "subprotocols": subprotocols,
+            "extensions": {"websocket.http.response": {}},
+            "state": dict(self.state),
+        }
+
+    async def _serve_http(self, sock: trio.socket.SocketType, head: bytearray) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        conn.receive_data(bytes(head))
+        while True:
+            try:
+                with trio.move_on_after(self.handshake_timeout) as waiting:
+                    event = await _next_h11_event(conn, sock)
+                if waiting.cancelled_caught or not isinstance(event, h11.Request):
+                    return
+            except h11.RemoteProtocolError as exc:
+                with trio.move_on_after(1):
+                    await _send_all(sock, _plain_response(exc.error_status_hint, f"{exc}\n"))
+                return
+            exchange = _HTTPExchange(conn, sock)
+            scope = self._http_scope(event, sock)
+            try:
+                await self.app(scope, exchange.receive, exchange.send)
+            except ClientGone:
+                return
+            except Exception:
+                logger.exception("triows: error in the App serving HTTP %s", scope["path"])
+                if not exchange.complete and conn.our_state is h11.SEND_RESPONSE:
+                    await _send_all(sock, _plain_response(500, "internal server error\n"))
+                return
+            if not exchange.complete:
+                return
+            if self.access_log:
+                access_logger.info(
+                    "%s %s %s %d",
+                    scope["client"],
+                    event.method.decode(),
+                    event.target.decode(),
+                    exchange.status,
+                )
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+
+    def _http_scope(self, request: h11.Request, sock: trio.socket.SocketType) -> Scope:
+        raw_path, _, query = request.target.partition(b"?")
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": request.http_version.decode(),
+            "method": request.method.decode(),
+            "scheme": "http",
+            "path": unquote(raw_path.decode("latin-1")),
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "headers": [(name, value) for name, value in request.headers],
+            "client": _address(sock, peer=True),
+            "server": _address(sock, peer=False),
+            "state": dict(self.state),
+        }
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        port: int,
+        stop: trio.Event,
+        shutdown_timeout: float,
+        task_status: trio.TaskStatus[int],
+    ) -> None:
+        async with trio.open_nursery() as lifespan_nursery:
+            lifespan = _Lifespan(self.app, self.state)
+            await lifespan.startup(lifespan_nursery)
+            try:
+                listeners = await trio.open_tcp_listeners(port, host=self.host)
+                self.port = listeners[0].socket.getsockname()[1]
+                async with trio.open_nursery() as connections:
+                    accepting = trio.CancelScope()
+
+                    async def accept() -> None:
+                        with accepting:
+                            async with trio.open_nursery() as services:
+                                if self.ping_interval is not None:
+                                    services.start_soon(
+                                        self._keepalive, connections, self.ping_interval
+                                    )
+                                await trio.serve_listeners(
+                                    self.handle, listeners, handler_nursery=connections
+                                )
+
+                    connections.start_soon(accept)
+                    task_status.started(self.port)
+                    await stop.wait()
+                    # Close every WebSocket with 1001 (new ones get 503 meanwhile),
+                    # then stop listening; connections still open get the rest of
+                    # the budget to finish their closing handshake.
+                    deadline = trio.current_time() + shutdown_timeout
+                    with trio.move_on_at(deadline):
+                        await self.app.close_connections(shutdown_timeout)
+                    accepting.cancel()
+                    connections.cancel_scope.deadline = max(deadline, trio.current_time() + 0.1)
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(shutdown_timeout):
+                    await lifespan.shutdown()
+            lifespan_nursery.cancel_scope.cancel()
+
+
+def _address(sock: trio.socket.SocketType, *, peer: bool) -> tuple[str, int] | None:
+    try:
+        address = sock.getpeername() if peer else sock.getsockname()
+    except OSError:
+        return None
+    return (str(address[0]), int(address[1]))
+
+
+class _Lifespan:
+    """Runs the App's ASGI lifespan, as an ASGI server would."""
+
+    def __init__(self, app: App, state: dict[str, Any]) -> None:
+        self.app = app
+        self.state = state
+        self._to_app, self._app_inbox = trio.open_memory_channel[Message](math.inf)
+        self._app_outbox, self._from_app = trio.open_memory_channel[Message](math.inf)
+        self._supported = True
+
+    async def _run_app(self) -> None:
+        scope: Scope = {
+            "type": "lifespan",
+            "asgi": {"version": "3.0", "spec_version": "2.0"},
+            "state": self.state,
+        }
+        async with self._app_outbox:
+            try:
+                await self.app(scope, self._app_inbox.receive, self._app_outbox.send)
+            except Exception:
+                logger.exception("triows: the App's lifespan raised")
+
+    async def _reply(self, stage: str) -> None:
+        try:
+            message = await self._from_app.receive()
+        except trio.EndOfChannel:
+            self._supported = False  # the App returned: it does not do lifespan
+            return
+        if message["type"] == f"{stage}.failed":
+            raise RuntimeError(f"{stage} failed: {message.get('message', '')}")
+
+    async def startup(self, nursery: trio.Nursery) -> None:
+        """Run the App's startup; raises RuntimeError if it failed."""
+        nursery.start_soon(self._run_app)
+        await self._to_app.send({"type": "lifespan.startup"})
+        await self._reply("lifespan.startup")
+
+    async def shutdown(self) -> None:
+        if not self._supported:
+            return
+        await self._to_app.send({"type": "lifespan.shutdown"})
+        try:
+            await self._reply("lifespan.shutdown")
+        except RuntimeError:
+            logger.exception("triows: the App's shutdown failed")
+
+
+async def serve_native(
+    app: App,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    shutdown_timeout: float = 5.0,
+    max_message_size: int = 1024 * 1024,
+    ping_interval: float | None = None,
+    ping_timeout: float = 20.0,
+    handshake_timeout: float = 10.0,
+    access_log: bool = False,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on trio sockets until cancelled (``triows.serve(backend="native")``).
+
+    Runs the App's lifespan startup, then listens on ``host:port`` and passes the
+    bound port to ``task_status.started()``.  Each connection is either a
+    WebSocket handshake (served by the App's WebSocket routes) or plain HTTP/1.1
+    (its HTTP routes, keep-alive included).  A request head must arrive within
+    ``handshake_timeout`` seconds.  With ``ping_interval`` the server pings every
+    client that often and drops one whose pong does not come within
+    ``ping_timeout`` seconds (its view is cancelled).  Messages larger than
+    ``max_message_size`` bytes close the connection with 1009.
+
+    Cancellation is a graceful shutdown: open WebSockets are closed with 1001
+    (views cancelled), new ones are refused with 503, listening stops, and within
+    about ``shutdown_timeout`` seconds remaining connections are dropped and the
+    App's lifespan shutdown runs.
+    """
+    server = _NativeServer(
+        app,
+        host=host,
+        max_message_size=max_message_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        handshake_timeout=handshake_timeout,
+        access_log=access_log,
+    )
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        # The server runs shielded: cancelling serve_native() must become a
+        # graceful shutdown, not an abrupt cancel of every connection.
+        server_scope = trio.CancelScope(shield=True)
+
+        async def run_server(task_status: trio.TaskStatus[int]) -> None:
+            with server_scope:
+                await server.run(port, stop, shutdown_timeout, task_status)
+
+        bound: int = await nursery.start(run_server)
+        task_status.started(bound)
+        try:
+            await trio.sleep_forever()
+        finally:
+            stop.set()
+            server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1
