@@ -22,6 +22,8 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 import triows
 from triows.testing import LiveServer, live_server
 
+from .echo_apps import echo_app
+
 BACKENDS = ["hypercorn", "native"]
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -64,27 +66,6 @@ def frame(
         return head + payload
     key = os.urandom(4)
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def echo_app(**options: Any) -> triows.App:
-    app = triows.App(**options)
-
-    @app.websocket_route("/text")
-    async def text(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    @app.websocket_route("/bytes", value_type="bytes")
-    async def binary(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    @app.websocket_route("/json", value_type="json")
-    async def as_json(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    return app
 
 
 async def still_serves(server: LiveServer) -> None:

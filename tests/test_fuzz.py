@@ -23,6 +23,8 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 import triows
 from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
 
+from .echo_apps import echo_app
+
 FUZZ = settings(
     max_examples=60,
     deadline=None,
@@ -34,7 +36,7 @@ CLIENT_CODES = {1000, 1002, 1003, 1007, 1008, 1009}
 
 
 def fuzz_app() -> triows.App:
-    app = triows.App()
+    app = echo_app()  # /text, /bytes and /json echo routes
 
     @app.websocket_route("/items/{item_id}")
     async def item(
@@ -45,21 +47,6 @@ def fuzz_app() -> triows.App:
     @app.websocket_route("/users/{name}/rooms/{room}")
     async def room(ws: triows.WebSocket, name: str, room: str, tag: str) -> None:
         await ws.send(json.dumps([name, room, tag]))
-
-    @app.websocket_route("/text")
-    async def text(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    @app.websocket_route("/json", value_type="json")
-    async def as_json(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    @app.websocket_route("/bytes", value_type="bytes")
-    async def as_bytes(ws: triows.WebSocket) -> None:
-        async for message in ws:
-            await ws.send(message)
 
     @app.websocket_route("/headers")
     async def headers(ws: triows.WebSocket) -> None:
