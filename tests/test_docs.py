@@ -50,6 +50,7 @@ TESTED_SNIPPETS = {
     "accept_close",
     "asgi_events",
     "background",
+    "broadcast_send",
     "backends",
     "client",
     "client_closures",
@@ -979,6 +980,30 @@ async def test_hub_room() -> None:
         await bob.send_text("hello")
         assert await alice.receive_text() == "hello"
         assert await bob.receive_text() == "hello"
+
+
+async def test_broadcast_send() -> None:
+    # broadcast.md: send_many sends the batch in order (JSON route); one Broadcast
+    # reaches every client, is encoded once, and a departed client is skipped.
+    module = load("broadcast_send")
+    async with (
+        TestClient(module.app) as client,
+        client.websocket_connect("/feed") as first,
+        client.websocket_connect("/feed") as second,
+    ):
+        assert await first.receive_json() == {"event": "hello"}
+        assert await first.receive_json() == {"event": "clients", "count": 1}
+        assert await second.receive_json() == {"event": "hello"}
+        assert await second.receive_json() == {"event": "clients", "count": 2}
+        assert await module.announce({"price": 1.5}) == 2
+        assert await first.receive_text() == '{"price":1.5}'
+        assert await second.receive_json() == {"price": 1.5}
+        await second.close()
+        with trio.fail_after(5):
+            while len(module.clients) > 1:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+        assert await module.announce("still here") == 1
+        assert await first.receive_json() == "still here"
 
 
 async def test_hub_overflow_policies() -> None:

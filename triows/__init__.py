@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import status
 from ._app import App
+from ._broadcast import Broadcast
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import (
     BadMessage,
@@ -29,6 +30,7 @@ __all__ = [
     "URL",
     "App",
     "BadMessage",
+    "Broadcast",
     "ClientError",
     "ConnectionState",
     "Headers",

@@ -19,6 +19,11 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
    an unsupported ``Sec-WebSocket-Version`` with a bare 400: triows refuses a bad
    key with 400, and a wrong version with 426 and ``Sec-WebSocket-Version: 13``.
 
+It also adds triows' ``triows.send_batch`` extension (see ``triows._broadcast``):
+a batch of messages is framed by wsproto (or, with no extension negotiated,
+taken from the frames a :class:`~triows.Broadcast` shares) and written as one
+``Data`` event, so one socket write.
+
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
 
@@ -42,10 +47,11 @@ import attrs
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import EndBody, Request, Response, StreamClosed
+from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Message, Ping, Pong
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Prepared
 from ._transport import DEPARTURE_EXTENSION, Departure
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
@@ -154,6 +160,34 @@ def _handshake_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[int, list[An
     return None
 
 
+SEND_EVENTS = frozenset(("websocket.send", BATCH_EVENT))
+BATCH_OFFER: dict[str, Any] = {}
+
+
+async def _send_batch(stream: Any, messages: list[Prepared]) -> None:
+    """Write ``messages`` (the app checked its state: accepted, not closed) at once."""
+    if stream.state != ws_stream.ASGIWebsocketState.CONNECTED:
+        raise RuntimeError(f"{BATCH_EVENT} in hypercorn state {stream.state.name}")
+    connection = stream.connection
+    if connection._proto.extensions:
+        # permessage-deflate keeps per-connection state: wsproto frames each one.
+        data = b"".join(
+            [
+                connection.send(
+                    TextMessage(data=m.event["text"])
+                    if m.event.get("text") is not None
+                    else BytesMessage(data=bytes(m.event["bytes"]))
+                )
+                for m in messages
+            ]
+        )
+    elif len(messages) == 1:
+        data = messages[0].frame()
+    else:
+        data = b"".join([m.frame() for m in messages])
+    await stream.send(Data(stream_id=stream.stream_id, data=data))
+
+
 def install() -> None:
     """Install the wrappers (idempotent).  Raises RuntimeError on an untested hypercorn."""
     global _installed
@@ -188,6 +222,7 @@ def install() -> None:
             extensions = getattr(self, "scope", {}).get("extensions")
             if extensions is not None:
                 extensions[DEPARTURE_EXTENSION] = self._triows_departure = Departure()
+                extensions[BATCH_EXTENSION] = BATCH_OFFER
             return
         if _ours(self) and isinstance(event, StreamClosed):
             keepalive = getattr(self.config, "triows_keepalive", None)
@@ -240,7 +275,7 @@ def install() -> None:
         if (
             _ours(self)
             and message is not None
-            and message["type"] == "websocket.send"
+            and message["type"] in SEND_EVENTS
             and (
                 self.closed
                 # The client's close frame arrived; hypercorn would drop the send
@@ -252,6 +287,9 @@ def install() -> None:
             )
         ):
             raise ClientGone("the client has closed this WebSocket")
+        if message is not None and message["type"] == BATCH_EVENT and _ours(self):
+            await _send_batch(self, message["messages"])
+            return
         await original_app_send(self, message)
 
     async def handle_events(self: Any) -> None:

@@ -65,7 +65,10 @@ async def run_websocket_view(
             error = await _run_view(ws, view, kwargs, resolve_providers)
             nursery.cancel_scope.cancel()
     if error is not None:
-        raise error
+        try:
+            raise error
+        finally:
+            error = None  # no cycle through this frame (see _run_view)
 
 
 async def _run_view(
@@ -95,7 +98,20 @@ async def _run_view(
         except Exception as exc:
             error = exc
     ws._view_scope = None
+    try:
+        return await _after_view(ws, view_scope, error)
+    finally:
+        # The error's traceback holds this frame: drop the frame's reference to the
+        # error, or the two form a cycle that keeps the whole connection alive
+        # until the garbage collector runs (a normal close raises
+        # WebSocketDisconnect through here).
+        error = None
 
+
+async def _after_view(
+    ws: WebSocket, view_scope: trio.CancelScope, error: Exception | None
+) -> Exception | None:
+    """Close the connection after the view ended; return what to raise."""
     if view_scope.cancelled_caught and ws._ended_by == "disconnect":
         if ws._disconnect_caught:
             return None

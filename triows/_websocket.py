@@ -22,7 +22,7 @@ Two modes, chosen per connection from what the transport offers:
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from . import status
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Broadcast, Prepared
 from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import WebSocketDisconnect, disconnects_in
@@ -493,12 +494,47 @@ class WebSocket:
         silently dropped), RuntimeError before accept or after close, TypeError if
         the value does not fit the type.
         """
+        if message.__class__ is Broadcast:
+            await self._send_prepared([message.prepare(self._options.encode)], "send()")
+            return
         # The per-message path, inlined (see _send_message and _send_or_disconnect).
         event = self._options.encode(message)
         if self._machine.state is not CONNECTED:
             self._machine.check_send("send()")
         try:
             await self._transport_send(event)
+        except OSError:
+            await self._raise_departure()
+
+    async def send_many(self, messages: Iterable[Any]) -> None:
+        """Send ``messages`` in order, each encoded as :meth:`send` would.
+
+        On ``triows.serve``'s backends and the TestClient the whole batch goes out
+        in one socket write, and :class:`~triows.Broadcast` items reuse their
+        shared frame; elsewhere it is one ``websocket.send`` per message.  Every
+        message is encoded before anything is sent, so a TypeError sends nothing.
+        Raises like :meth:`send`.  If cancelled, a prefix of the batch may have
+        been sent: the client never sees a partial message.
+        """
+        encode = self._options.encode
+        prepared = [
+            item.prepare(encode) if item.__class__ is Broadcast else Prepared(encode(item))
+            for item in messages
+        ]
+        if prepared:
+            await self._send_prepared(prepared, "send_many()")
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _send_prepared(self, prepared: list[Prepared], call: str) -> None:
+        if self._machine.state is not CONNECTED:
+            self._machine.check_send(call)
+        try:
+            if BATCH_EXTENSION in (self.scope.get("extensions") or ()):
+                await self._transport_send({"type": BATCH_EVENT, "messages": prepared})
+            else:
+                for item in prepared:
+                    await self._transport_send(item.event)
         except OSError:
             await self._raise_departure()
 
@@ -626,6 +662,10 @@ class WebSocket:
 
     def _client_left(self, code: int, reason: str) -> None:
         """The transport's departure notice: cancel the view if nobody is receiving."""
+        # A departure is set once: drop the callback, which breaks the reference
+        # cycle WebSocket -> Departure -> WebSocket (and through the transport's
+        # scope), so the connection is freed by reference counting, not the GC.
+        self._departure.callback = None
         if self._record_departure(code, reason) and (
             self._receivers == 0 and self._view_scope is not None
         ):

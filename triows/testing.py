@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 import attrs
 import trio
 
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION
 from ._datastructures import Headers
 from ._transport import DEPARTURE_EXTENSION, Departure
 from ._types import ASGIApp, Message, Scope
@@ -140,8 +141,15 @@ class TestWebSocket:
         return await self._to_app.receive()
 
     async def _app_send(self, message: Message) -> None:
-        if self._client_closed and message["type"] == "websocket.send":
+        kind = message["type"]
+        if self._client_closed and kind in ("websocket.send", BATCH_EVENT):
             raise OSError("the test client has closed this WebSocket")
+        if kind == BATCH_EVENT:
+            # Like triows.serve: the batch arrives whole, as its separate messages.
+            for prepared in message["messages"]:
+                self._from_app_send.send_nowait(prepared.event)
+            await trio.lowlevel.checkpoint()
+            return
         await self._from_app_send.send(message)
 
     # -- the client's side ---------------------------------------------------------------
@@ -370,6 +378,7 @@ class TestClient:
         scope["extensions"] = {
             "websocket.http.response": {},
             DEPARTURE_EXTENSION: ws._departure,
+            BATCH_EXTENSION: {},
         }
         task = _AppTask()
         error: Exception | None = None

@@ -48,6 +48,9 @@ SERVERS: tuple[ServerSpec, ...] = (
         "benchmarks.servers.websockets_asyncio",
     ),
     ServerSpec(
+        "websockets-trio", "websockets, trio implementation", "benchmarks.servers.websockets_trio"
+    ),
+    ServerSpec(
         "triows",
         "triows on hypercorn (triows.serve)",
         "benchmarks.servers.triows_app",

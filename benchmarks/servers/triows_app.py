@@ -4,9 +4,11 @@
 backend does not exist (yet), the server reports ``UNAVAILABLE`` and exits 3,
 and the harness leaves it out of the run.
 
+The plain serial loop of ``/pub`` sends one :class:`triows.Broadcast` (the
+triows way to send one message to many clients: framed once).
 ``--fanout hub`` serves ``/sub`` and ``/pub`` through an in-process
-:class:`triows.Hub` (each subscriber's view forwards from its own bounded
-subscription) instead of the plain serial loop; ``--fanout redis`` through a
+:class:`triows.Hub` (each subscriber's view forwards its own bounded
+subscription with ``Subscription.forward``) instead of the serial loop; ``--fanout redis`` through a
 Redis hub, with a private ``redis-server`` this process starts on a free
 loopback port (Debian's redis-server must be installed).
 """
@@ -52,9 +54,7 @@ async def sub(ws: WebSocket) -> None:
     if hub is not None:
         async with hub.subscribe("bench", max_buffer=HUB_BUFFER) as messages:
             await ws.send("subscribed")
-            async for message in messages:
-                await ws.send(message)
-        return
+            await messages.forward(ws)
     subscribers.add(ws)
     try:
         await ws.send("subscribed")
@@ -73,10 +73,11 @@ async def pub(ws: WebSocket) -> None:
                 await hub.publish("bench", MESSAGE)
             await ws.send(f"done {count}")
             continue
+        message = triows.Broadcast(MESSAGE)  # framed once for every subscriber
         for _ in range(count):
             for subscriber in list(subscribers):
                 try:
-                    await subscriber.send(MESSAGE)
+                    await subscriber.send(message)
                 except Exception:
                     subscribers.discard(subscriber)
         await ws.send(f"done {count}")

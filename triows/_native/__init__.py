@@ -22,15 +22,16 @@ Protocol handling is websockets' sans-I/O ``ServerProtocol`` (RFC 6455 framing,
 handshake validation, C-accelerated unmasking); plain HTTP requests for the App's
 HTTP routes go through h11.  Neither is hand-written here.
 
-Fan-out seam: a server frame is never masked, so the bytes of one broadcast frame
-are the same for every subscriber.  :func:`encode_frame` builds them once and
-:meth:`_WebSocketConnection.send_frame` writes such bytes to one connection
-through the same serialized writer (a hub can call it for every subscriber).
+Fan-out: a server frame is never masked and this backend negotiates no
+extension, so the bytes of one broadcast frame are the same for every client.
+The connection offers the ``triows.send_batch`` extension (see ``_broadcast``):
+a :class:`~triows.Broadcast` is framed once for all its clients, and a batch of
+messages goes out in one ``socket.send``.
 """
 
 from __future__ import annotations
 
 from ._server import serve_native
-from ._writer import ClientGone, encode_frame
+from ._writer import ClientGone
 
-__all__ = ["ClientGone", "encode_frame", "serve_native"]
+__all__ = ["ClientGone", "serve_native"]

@@ -15,6 +15,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
+from .._broadcast import BATCH_EVENT
 from .._types import Message
 from ._http import _reason
 from ._writer import (
@@ -249,6 +250,15 @@ class _WebSocketConnection:
                 protocol.send_binary(message["bytes"])
             writes = protocol.data_to_send()
             await self.writer.write(writes[0] if len(writes) == 1 else b"".join(writes))
+        elif kind == BATCH_EVENT:
+            if protocol.state is not OPEN or self.writer.dead:
+                raise ClientGone("the client has closed this WebSocket")
+            # No extension is ever negotiated here: the shared frames are exact.
+            messages = message["messages"]
+            if len(messages) == 1:
+                await self.writer.write(messages[0].frame())
+            else:
+                await self.writer.write(b"".join([m.frame() for m in messages]))
         elif kind == "websocket.accept":
             await self._accept(message)
         elif kind == "websocket.close":
@@ -270,16 +280,6 @@ class _WebSocketConnection:
                 await self._refuse(status, headers, body)
         else:
             raise ValueError(f"the native backend cannot send an ASGI {kind!r} event")
-
-    async def send_frame(self, frame: bytes) -> None:
-        """Write one already-encoded message frame (see :func:`encode_frame`).
-
-        The fan-out seam: a broadcaster encodes once and calls this for each
-        subscriber.  Raises ClientGone like ``send()``.
-        """
-        if self.protocol.state is not OPEN or self.writer.dead:
-            raise ClientGone("the client has closed this WebSocket")
-        await self.writer.write(frame)
 
     async def _accept(self, message: Message) -> None:
         response = self._response

@@ -15,6 +15,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import Protocol
 
 from .._app import App
+from .._broadcast import BATCH_EXTENSION
 from .._exceptions import WebSocketDisconnect
 from .._types import Message, Scope
 from ._connection import _ServerProtocol, _WebSocketConnection, logger
@@ -213,7 +214,7 @@ class _NativeServer:
             "client": _address(conn.sock, peer=True),
             "server": _address(conn.sock, peer=False),
             "subprotocols": subprotocols,
-            "extensions": {"websocket.http.response": {}},
+            "extensions": {"websocket.http.response": {}, BATCH_EXTENSION: {}},
             "state": dict(self.state),
         }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 import trio
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 
 #: Bytes read per ``recv`` call.
 RECV_SIZE: Final = 65536
@@ -23,17 +23,6 @@ _SEND_ERRORS = (OSError, trio.ClosedResourceError, trio.BrokenResourceError)
 
 class ClientGone(OSError):
     """Raised by ``send()`` for a message sent after the client left (ASGI: an OSError)."""
-
-
-def encode_frame(data: str | bytes) -> bytes:
-    """Encode one complete server-to-client message frame (text for ``str``).
-
-    Server frames are not masked, so the result can be written unchanged to any
-    number of connections with :meth:`_WebSocketConnection.send_frame`.
-    """
-    if isinstance(data, str):
-        return Frame(OP_TEXT, data.encode()).serialize(mask=False)
-    return Frame(OP_BINARY, data).serialize(mask=False)
 
 
 class _Writer:

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .._broadcast import Broadcast
 from ._subscription import OverflowPolicy, Subscription
 
 __all__ = ["Backend", "Hub", "HubUnavailable"]
@@ -208,6 +209,8 @@ class Hub:
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
-        overflowed = [s for s in subscribers if not s._put(message)]
+        # One Broadcast per delivery: every subscriber shares its encoding and frame.
+        shared = Broadcast(message)
+        overflowed = [s for s in subscribers if not s._put(shared)]
         for subscription in overflowed:
             self._remove(subscription)

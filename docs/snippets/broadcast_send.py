@@ -1,0 +1,29 @@
+import triows
+from triows import WebSocket
+
+app = triows.App()
+clients: set[WebSocket] = set()
+
+
+@app.websocket_route("/feed", send_type="json")
+async def feed(ws: WebSocket) -> None:
+    await ws.send_many([{"event": "hello"}, {"event": "clients", "count": len(clients) + 1}])
+    clients.add(ws)
+    try:
+        async for _ in ws:
+            pass
+    finally:
+        clients.discard(ws)
+
+
+async def announce(data: object) -> int:
+    """Send ``data`` to every connected client; return how many got it."""
+    message = triows.Broadcast(data)  # encoded (and framed) once for all of them
+    delivered = 0
+    for client in list(clients):
+        try:
+            await client.send(message)
+            delivered += 1
+        except triows.WebSocketDisconnect:
+            clients.discard(client)
+    return delivered

@@ -1,0 +1,282 @@
+"""Broadcast, WebSocket.send_many and Subscription.forward: in memory and over real sockets.
+
+The batch extension (triows._broadcast) is offered by both triows.serve backends
+and the TestClient; these tests check the bytes that reach real clients, the
+permessage-deflate fallback on hypercorn, departures during a batch, and the
+per-message fallback under an ASGI server that does not offer the extension.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, cast
+
+import pytest
+import trio
+import websockets.trio.client
+from trio_websocket import open_websocket_url
+
+import triows
+from triows import Broadcast, WebSocket, testing
+from triows._broadcast import Prepared, encode_frame
+from triows._codecs import ENCODERS
+from triows._types import Message
+from triows.testing import TestClient
+
+
+def test_broadcast_encodes_once_per_encoder() -> None:
+    calls: list[object] = []
+
+    def counting(value: Any) -> Message:
+        calls.append(value)
+        return ENCODERS["json"](value)
+
+    message = Broadcast({"a": 1})
+    first = message.prepare(counting)
+    assert message.prepare(counting) is first
+    assert calls == [{"a": 1}]
+    assert first.event == {"type": "websocket.send", "text": '{"a":1}'}
+    assert first.frame() is first.frame()
+    assert first.frame() == b"\x81\x07" + b'{"a":1}'
+    # Another encoder: a new encoding (the message is not JSON text for a text route).
+    with pytest.raises(TypeError, match="send_text"):
+        message.prepare(ENCODERS["text"])
+    assert message.prepare(counting) is first
+    text = Broadcast("x" * 200).prepare(ENCODERS["text"])
+    assert text.frame() == b"\x81\x7e\x00\xc8" + b"x" * 200
+    assert Prepared({"type": "websocket.send", "bytes": b"\x00"}).frame() == b"\x82\x01\x00"
+    assert encode_frame(b"") == b"\x82\x00"
+    assert repr(Broadcast("hi")) == "Broadcast('hi')"
+
+
+async def test_send_many_and_broadcast_in_memory() -> None:
+    app = triows.App()
+    shared = Broadcast({"n": 0})
+    errors: list[str] = []
+
+    @app.websocket_route("/j", send_type="json")
+    async def view(ws: WebSocket) -> None:
+        await ws.send_many([{"n": 1}, shared, [2]])
+        await ws.send_many([])  # nothing to send: a checkpoint, no event
+        await ws.send(shared)
+        try:
+            await ws.send_many(["ok", object()])
+        except TypeError as exc:
+            errors.append(str(exc))
+        await ws.send("last")
+
+    async with TestClient(app) as client, client.websocket_connect("/j") as ws:
+        assert [await ws.receive_json() for _ in range(5)] == [
+            {"n": 1},
+            {"n": 0},
+            [2],
+            {"n": 0},
+            "last",  # the failed batch sent nothing, not even "ok"
+        ]
+    assert errors and "not JSON serializable" in errors[0]
+
+
+async def test_send_many_checks_the_state() -> None:
+    app = triows.App()
+    seen: list[str] = []
+
+    @app.websocket_route("/s", auto_accept=False)
+    async def view(ws: WebSocket) -> None:
+        for call in (ws.send_many(["a"]), ws.send(Broadcast("a"))):
+            try:
+                await call
+            except RuntimeError as exc:
+                seen.append(str(exc))
+        await ws.accept()
+        await ws.close()
+        try:
+            await ws.send_many(["a"])
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    async with TestClient(app) as client, client.websocket_connect("/s") as ws:
+        assert await ws.wait_closed() == 1000
+    assert len(seen) == 3
+    assert "send_many()" in seen[0] and "accept" in seen[0]
+    assert "send()" in seen[1]
+    assert "send_many()" in seen[2]
+
+
+async def test_without_the_extension_messages_go_one_by_one() -> None:
+    # Another ASGI server: no triows.send_batch in the scope.
+    app = triows.App()
+
+    @app.websocket_route("/b")
+    async def view(ws: WebSocket) -> None:
+        await ws.send_many(["a", Broadcast("b")])
+        await ws.send(Broadcast("c"))
+
+    sent: list[Message] = []
+    inbox: list[Message] = [{"type": "websocket.connect"}]
+
+    async def receive() -> Message:
+        if inbox:
+            return inbox.pop()
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/b", "query_string": b"", "headers": []}
+    with trio.fail_after(5):
+        await app(scope, receive, send)
+    assert [m["type"] for m in sent] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.send",
+        "websocket.send",
+        "websocket.close",
+    ]
+    assert [m["text"] for m in sent[1:4]] == ["a", "b", "c"]
+
+
+class _Recorder:
+    """Stands in for a WebSocket: records each batch forward() sends."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+
+    async def send_many(self, batch: list[Broadcast]) -> None:
+        self.batches.append([item.message for item in batch])
+        await trio.lowlevel.checkpoint()
+
+
+async def test_forward_sends_what_is_buffered_as_one_batch() -> None:
+    async with triows.Hub() as hub, trio.open_nursery() as nursery:
+        recorders = [_Recorder(), _Recorder()]
+        async with hub.subscribe("t") as first, hub.subscribe("t") as second:
+            for n in range(10):  # before the forwarders run: all buffered
+                await hub.publish("t", n)
+            nursery.start_soon(first.forward, cast(WebSocket, recorders[0]))
+            nursery.start_soon(second.forward, cast(WebSocket, recorders[1]))
+            with trio.fail_after(5):
+                while not all(r.batches for r in recorders):  # noqa: ASYNC110
+                    await trio.sleep(0.001)
+            await hub.publish("t", "late")
+            with trio.fail_after(5):
+                while not all(len(r.batches) == 2 for r in recorders):  # noqa: ASYNC110
+                    await trio.sleep(0.001)
+            nursery.cancel_scope.cancel()
+        for recorder in recorders:
+            assert recorder.batches == [list(range(10)), ["late"]]
+
+
+async def test_forward_raises_slow_consumer() -> None:
+    hub = triows.Hub(max_buffer=2, on_overflow="disconnect")
+    async with hub, hub.subscribe("t") as subscription:
+        for n in range(3):
+            await hub.publish("t", n)
+        with pytest.raises(triows.SlowConsumer, match="fell 2 messages behind"):
+            await subscription.forward(cast(WebSocket, _Recorder()))
+
+
+# -- over real sockets -------------------------------------------------------------------
+
+
+def _fanout_app() -> tuple[triows.App, triows.Hub, trio.Event]:
+    """/sub forwards the hub topic "t"; /go publishes 0..N-1 then a Broadcast batch."""
+    hub = triows.Hub(max_buffer=1000)
+    app = triows.App(hub=hub)
+    ready = trio.Event()
+
+    @app.websocket_route("/sub")
+    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages:
+            await ws.send("subscribed")
+            await messages.forward(ws)
+
+    @app.websocket_route("/batch")
+    async def batch(ws: WebSocket) -> None:
+        shared = Broadcast("shared")
+        await ws.send_many(["one", "two", shared, "x" * 70_000])
+        await ws.send(shared)
+        await ws.receive()
+
+    return app, hub, ready
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_batches_and_forward_over_real_sockets(backend: str) -> None:
+    app, hub, _ = _fanout_app()
+    with trio.fail_after(10):
+        async with testing.live_server(app, backend=backend) as server:
+            async with open_websocket_url(server.url("/batch")) as ws:
+                got = [await ws.get_message() for _ in range(5)]
+                assert got == ["one", "two", "shared", "x" * 70_000, "shared"]
+            async with (
+                open_websocket_url(server.url("/sub")) as a,
+                open_websocket_url(server.url("/sub")) as b,
+            ):
+                assert await a.get_message() == "subscribed"
+                assert await b.get_message() == "subscribed"
+                for n in range(300):
+                    await hub.publish("t", f"m{n}")
+                for client in (a, b):
+                    assert [await client.get_message() for _ in range(300)] == [
+                        f"m{n}" for n in range(300)
+                    ]
+
+
+async def test_permessage_deflate_client_on_hypercorn() -> None:
+    # websockets' client offers permessage-deflate; hypercorn accepts it, so the
+    # shared frames cannot be used: wsproto compresses each message for the client.
+    app, hub, _ = _fanout_app()
+    with trio.fail_after(10):
+        async with testing.live_server(app, backend="hypercorn") as server:
+            connect = functools.partial(websockets.trio.client.connect, compression="deflate")
+            async with connect(server.url("/batch")) as ws:
+                extensions = ws.protocol.extensions
+                assert [e.name for e in extensions] == ["permessage-deflate"]
+                got = [await ws.recv() for _ in range(5)]
+                assert got == ["one", "two", "shared", "x" * 70_000, "shared"]
+            async with (
+                connect(server.url("/sub")) as deflated,
+                connect(server.url("/sub"), compression=None) as plain,
+            ):
+                assert await deflated.recv() == await plain.recv() == "subscribed"
+                for n in range(50):
+                    await hub.publish("t", f"n{n}")
+                for client in (deflated, plain):
+                    assert [await client.recv() for _ in range(50)] == [f"n{n}" for n in range(50)]
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_forward_ends_when_the_client_leaves(backend: str) -> None:
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+    ended: list[BaseException] = []
+    gone = trio.Event()
+
+    @app.websocket_route("/sub")
+    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages:
+            await ws.send("subscribed")
+            try:
+                await messages.forward(ws)
+            except BaseException as exc:
+                ended.append(exc)
+                raise
+            finally:
+                gone.set()
+
+    with trio.fail_after(10):
+        async with testing.live_server(app, backend=backend) as server:
+            async with open_websocket_url(server.url("/sub")) as ws:
+                assert await ws.get_message() == "subscribed"
+                await hub.publish("t", "one")
+                assert await ws.get_message() == "one"
+            await gone.wait()
+            assert not hub.has_subscribers("t")
+            # The server is healthy: a new subscriber gets new messages.
+            async with open_websocket_url(server.url("/sub")) as ws:
+                assert await ws.get_message() == "subscribed"
+                await hub.publish("t", "two")
+                assert await ws.get_message() == "two"
+    assert len(ended) >= 1
+    assert isinstance(ended[0], triows.WebSocketDisconnect | trio.Cancelled)
