@@ -591,54 +591,35 @@ async def test_server_keeps_serving_after_an_error() -> None:
             assert await ws.receive_text() == "fine"
 
 
-async def test_binary_frame_on_text_route_closes_1003() -> None:
+@pytest.mark.parametrize(
+    ("options", "manual", "sent", "code"),
+    [
+        ({}, False, b"\xff", 1003),  # binary frame on a text route
+        ({"receive_type": "bytes"}, False, "nope", 1003),  # text frame on a bytes route
+        ({"value_type": "json"}, False, "{not json", 1007),
+        ({"auto_accept": False}, True, "]", 1007),  # receive_json() in a manual route
+    ],
+)
+async def test_bad_messages_close_with_their_code(
+    options: dict[str, Any], manual: bool, sent: str | bytes, code: int
+) -> None:
     app = triows.App()
 
-    @app.websocket_route("/text")
+    @app.websocket_route("/r", **options)
     async def view(ws: triows.WebSocket) -> None:
-        await ws.receive()
+        if manual:
+            async with ws:
+                await ws.receive_json()
+        else:
+            await ws.receive()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async with TestClient(app).websocket_connect("/text") as ws:
-        await ws.send_bytes(b"\xff")
-        assert await ws.wait_closed() == 1003
-
-
-async def test_text_frame_on_bytes_route_closes_1003() -> None:
-    app = triows.App()
-
-    @app.websocket_route("/bin", receive_type="bytes")
-    async def view(ws: triows.WebSocket) -> None:
-        await ws.receive()
-
-    async with TestClient(app).websocket_connect("/bin") as ws:
-        await ws.send_text("nope")
-        assert await ws.wait_closed() == 1003
-
-
-async def test_invalid_json_closes_1007() -> None:
-    app = triows.App()
-
-    @app.websocket_route("/json", value_type="json")
-    async def view(ws: triows.WebSocket) -> None:
-        await ws.receive()
-
-    async with TestClient(app).websocket_connect("/json") as ws:
-        await ws.send_text("{not json")
-        assert await ws.wait_closed() == 1007
-
-
-async def test_invalid_json_in_manual_route_closes_1007() -> None:
-    app = triows.App()
-
-    @app.websocket_route("/json", auto_accept=False)
-    async def view(ws: triows.WebSocket) -> None:
-        async with ws:
-            await ws.receive_json()
-
-    async with TestClient(app).websocket_connect("/json") as ws:
-        await ws.send_text("]")
-        assert await ws.wait_closed() == 1007
+    async with TestClient(app).websocket_connect("/r") as ws:
+        if isinstance(sent, bytes):
+            await ws.send_bytes(sent)
+        else:
+            await ws.send_text(sent)
+        assert await ws.wait_closed() == code
 
 
 async def test_view_may_catch_bad_messages() -> None:
