@@ -1,8 +1,9 @@
 """The benchmark harness (benchmarks/): a smoke test, never a speed assertion.
 
-Runs one tiny scenario (echo, ``--quick``) for triows on hypercorn and the
-reference in a subprocess, as ``python -m benchmarks.run`` would, and checks the
-harness produces well-formed result rows.
+Runs two tiny scenarios (echo and fan-out, ``--quick``) for every triows server,
+a peer and the reference in a subprocess, as ``python -m benchmarks.run`` would,
+and checks the harness produces well-formed result rows (the load generator
+fails a run whose subscribers miss a delivery).
 """
 
 from __future__ import annotations
@@ -16,6 +17,16 @@ from pathlib import Path
 from benchmarks.run import Measurement, Summary, paired_ratios
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The reference, a peer, and every way triows serves the benchmark (the Redis one
+#: starts its own redis-server).
+SERVERS = (
+    "raw-asgi",
+    "websockets-trio",
+    "triows",
+    "triows-native",
+    "triows-hub",
+    "triows-hub-redis",
+)
 
 
 def test_ratios_are_paired_within_each_repeat() -> None:
@@ -33,9 +44,9 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
         "benchmarks.run",
         "--quick",
         "--servers",
-        "raw-asgi,triows",
+        ",".join(SERVERS),
         "--scenarios",
-        "echo",
+        "echo,fanout",
         "--repeats",
         "1",
         "--out",
@@ -50,19 +61,25 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "quick.json").read_text())
     assert data["reference"] == "raw-asgi"
     rows = {row["server"]: row for row in data["rows"]}
-    assert set(rows) == {"raw-asgi", "triows"}
+    assert set(rows) == set(SERVERS)
     for row in rows.values():
-        echo = row["scenarios"]["echo"]
-        (value,) = echo["values"]
-        assert value > 0
-        assert echo["value"]["median"] == value
-        assert echo["client_cpu_pct_max"] >= 0
-        assert echo["ratio"]["median"] > 0
+        for scenario in ("echo", "fanout"):
+            result = row["scenarios"][scenario]
+            (value,) = result["values"]
+            assert value > 0, (row["server"], scenario)
+            assert result["value"]["median"] == value
+            assert result["client_cpu_pct_max"] >= 0
+            assert result["ratio"]["median"] > 0
     assert rows["raw-asgi"]["scenarios"]["echo"]["ratio"]["median"] == 1.0
 
     table = (tmp_path / "quick.md").read_text()
-    assert "| server | echo msg/s |" in table
+    assert "| server | echo msg/s | fan-out deliveries/s |" in table
     assert re.search(
-        r"^\| raw ASGI app, hypercorn -k trio \| 1\.00 \(about \S+ msg/s\) \|$", table, re.M
+        r"^\| raw ASGI app, hypercorn -k trio \| 1\.00 \(about \S+ msg/s\) "
+        r"\| 1\.00 \(about \S+ deliveries/s\) \|$",
+        table,
+        re.M,
     )
-    assert re.search(r"^\| triows on hypercorn \(triows\.serve\) \| \d+\.\d\d \|$", table, re.M)
+    assert re.search(
+        r"^\| triows on hypercorn \(triows\.serve\) \| \d+\.\d\d \| \d+\.\d\d \|$", table, re.M
+    )
