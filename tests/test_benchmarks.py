@@ -25,6 +25,7 @@ SERVERS = (
     "triows",
     "triows-native",
     "triows-hub",
+    "triows-native-hub",
     "triows-hub-redis",
 )
 

@@ -69,6 +69,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         ("--backend", "hypercorn", "--fanout", "hub"),
     ),
     ServerSpec(
+        "triows-native-hub",
+        "triows native, fan-out through triows.Hub",
+        "benchmarks.servers.triows_app",
+        ("--backend", "native", "--fanout", "hub"),
+    ),
+    ServerSpec(
         "triows-hub-redis",
         "triows on hypercorn, fan-out through a Redis hub",
         "benchmarks.servers.triows_app",
