@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,3 +55,16 @@ class ErrorRecorder:
 @pytest.fixture
 def make_recorder() -> Callable[[triows.App], ErrorRecorder]:
     return ErrorRecorder
+
+
+@pytest.fixture
+def tls_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the TLS tests need the openssl command (scripts/test installs it)"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return cert, key

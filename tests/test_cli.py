@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -30,7 +31,7 @@ PYTHON_M = [sys.executable, "-m", "triows"]
 
 STARTUP_TIMEOUT = 30.0  # a cold interpreter importing hypercorn on a slow CI machine
 TIMEOUT = 5.0
-SERVING = re.compile(r"^triows: serving (\S+) on http://127\.0\.0\.1:(\d+) \(Ctrl\+C to stop\)$")
+SERVING = re.compile(r"^triows: serving (\S+) on https?://127\.0\.0\.1:(\d+) \(Ctrl\+C to stop\)$")
 
 
 def env() -> dict[str, str]:
@@ -61,12 +62,12 @@ class Server:
 
 
 @asynccontextmanager
-async def cli_server(command: Sequence[str], target: str) -> AsyncIterator[Server]:
-    """Run ``command run TARGET --host 127.0.0.1 --port 0``; yield once it serves.
+async def cli_server(command: Sequence[str], target: str, *options: str) -> AsyncIterator[Server]:
+    """Run ``command run TARGET --host 127.0.0.1 --port 0 [options]``; yield once it serves.
 
     The process is killed on the way out if the test did not stop it.
     """
-    argv = [*command, "run", target, "--host", "127.0.0.1", "--port", "0"]
+    argv = [*command, "run", target, "--host", "127.0.0.1", "--port", "0", *options]
     process = await trio.lowlevel.open_process(
         argv, cwd=ROOT, env=env(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -275,6 +276,69 @@ async def test_run_on_a_port_in_use_fails_with_a_clear_message() -> None:
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr, stderr
+
+
+async def test_run_serves_tls(tls_certificate: tuple[Path, Path]) -> None:
+    cert, key = tls_certificate
+    options = ("--certfile", str(cert), "--keyfile", str(key))
+    async with cli_server(PYTHON_M, "examples.echo:app", *options) as server:
+        assert server.lines[-1].endswith(f"on https://127.0.0.1:{server.port} (Ctrl+C to stop)")
+        context = ssl.create_default_context(cafile=str(cert))
+        with trio.fail_after(TIMEOUT):
+            url = f"wss://127.0.0.1:{server.port}/echo"
+            async with open_websocket_url(url, ssl_context=context) as ws:
+                await ws.send_message("secret")
+                assert await receive(ws) == "You said: secret"
+        server.process.send_signal(signal.SIGINT)
+        assert await server.wait() == 0
+
+
+async def test_run_pings_and_drops_a_client_that_never_answers() -> None:
+    options = ("--ping-interval", "0.2", "--ping-timeout", "0.3")
+    async with cli_server(PYTHON_M, "examples.echo:app", *options) as server:
+        with trio.fail_after(TIMEOUT):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(
+                    b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                received = b""
+                while True:  # bounded by fail_after: the server must close it
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+        head, _, frames = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert frames[:1] == b"\x89", frames  # a ping first; never answered, then dropped
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--certfile", "cert.pem"], "--certfile and --keyfile go together"),
+        (
+            ["--certfile", "c.pem", "--keyfile", "k.pem", "--backend", "native"],
+            "the native backend has no TLS",
+        ),
+        (["--ping-timeout", "0"], "--ping-timeout > 0"),
+    ],
+)
+async def test_run_refuses_bad_option_combinations(options: list[str], message: str) -> None:
+    with trio.fail_after(STARTUP_TIMEOUT):
+        result = await trio.run_process(
+            [*PYTHON_M, "run", "examples.echo:app", *options],
+            cwd=ROOT,
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
 
 
 def without_id(raw: str | bytes) -> Any:

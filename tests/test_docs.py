@@ -768,14 +768,8 @@ async def test_proxy_headers() -> None:
         assert await ws.receive_text() == "wss://chat.example.com from 203.0.113.9"
 
 
-async def test_tls(tmp_path: Path) -> None:
-    openssl = shutil.which("openssl")
-    assert openssl is not None, "the TLS docs test needs the openssl command"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
-    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
-    await trio.run_process(command, capture_stdout=True, capture_stderr=True)
+async def test_tls(tls_certificate: tuple[Path, Path]) -> None:
+    cert, key = tls_certificate
     module = load("tls")
     context = ssl.create_default_context(cafile=str(cert))
     async with trio.open_nursery() as nursery:

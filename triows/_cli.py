@@ -46,6 +46,9 @@ def load_app(target: str) -> App:
 
 
 async def _run(app: App, target: str, args: argparse.Namespace) -> None:
+    # hypercorn Config attributes; main() refused them with the native backend.
+    tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
+    scheme = "https" if args.certfile else "http"
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(
@@ -59,10 +62,13 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     handshake_timeout=args.handshake_timeout,
                     access_log=args.access_log,
                     backend=args.backend,
+                    ping_interval=args.ping_interval or None,
+                    ping_timeout=args.ping_timeout,
+                    **tls,
                 )
             )
             print(
-                f"triows: serving {target} on http://{args.host}:{port} (Ctrl+C to stop)",
+                f"triows: serving {target} on {scheme}://{args.host}:{port} (Ctrl+C to stop)",
                 flush=True,
             )
             async for signum in signals:
@@ -99,8 +105,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="hypercorn",
         help="hypercorn's trio worker (default) or the native trio-socket server",
     )
+    run.add_argument(
+        "--ping-interval",
+        type=float,
+        default=20.0,
+        help="seconds between keepalive pings (default 20; 0: no pings)",
+    )
+    run.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=20.0,
+        help="seconds a client has to answer a ping before it is disconnected (default 20)",
+    )
+    run.add_argument("--certfile", help="TLS certificate chain (PEM): serve wss:// and https://")
+    run.add_argument("--keyfile", help="the certificate's private key (PEM)")
     run.add_argument("--access-log", action="store_true", help="log each handshake and request")
     args = parser.parse_args(argv)
+    if bool(args.certfile) != bool(args.keyfile):
+        parser.error("--certfile and --keyfile go together")
+    if args.certfile and args.backend == "native":
+        parser.error(
+            "the native backend has no TLS: drop --backend native, "
+            "or put a TLS-terminating proxy in front of it"
+        )
+    if args.ping_interval < 0 or args.ping_timeout <= 0:
+        parser.error("--ping-interval must be >= 0 and --ping-timeout > 0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(args.target)
     try:
