@@ -1,9 +1,7 @@
 """Autobahn conformance (issue 4): kosoku's fuzzing client against triows.serve.
 
-The default backend (hypercorn) runs every case of ``tests.autobahn.CASES``:
-1.* to 10.* and the compression subset 12.1.*, 13.1.*; the native backend runs
-1.* to 10.* (it does not negotiate permessage-deflate, so 12.*/13.* would be
-UNIMPLEMENTED: see docs/conformance.md).  No case may fail or be
+Both backends run every case of ``tests.autobahn.CASES``: 1.* to 10.* and the
+compression subset 12.1.*, 13.1.*.  No case may fail or be
 unimplemented, and every NON-STRICT or INFORMATIONAL verdict must be one
 documented with its reason.  Whole run: about 25 s (hypercorn) and 8 s (native)
 on two cores; ``scripts/autobahn`` runs the same from the command line.
@@ -17,20 +15,17 @@ import pytest
 
 from tests import autobahn
 
-NATIVE_CASES = tuple(c for c in autobahn.CASES if not c.startswith(("12.", "13.")))
 
-
-@pytest.mark.parametrize(
-    ("backend", "cases"), [("hypercorn", autobahn.CASES), ("native", NATIVE_CASES)]
-)
-async def test_autobahn_cases_pass(backend: str, cases: tuple[str, ...], tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_autobahn_cases_pass(backend: str, tmp_path: Path) -> None:
+    cases = autobahn.CASES
     results = await autobahn.run(backend, cases, tmp_path, timeout=240)
     print(autobahn.table(results))
     assert autobahn.problems(results) == []
     # Every selected category ran (an empty selection must not pass quietly).
     ran = {case_id.split(".")[0] for case_id in results}
     assert ran == {case.split(".")[0] for case in cases}
-    assert len(results) >= (337 if backend == "hypercorn" else 301)
+    assert len(results) >= 337
 
 
 def test_problems_are_reported() -> None:

@@ -223,12 +223,14 @@ async def test_batches_and_forward_over_real_sockets(backend: str) -> None:
                     ]
 
 
-async def test_permessage_deflate_client_on_hypercorn() -> None:
-    # websockets' client offers permessage-deflate; hypercorn accepts it, so the
-    # shared frames cannot be used: wsproto compresses each message for the client.
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_permessage_deflate_clients(backend: str) -> None:
+    # websockets' client offers permessage-deflate and both backends accept it, so
+    # the shared frames cannot be used: each message is compressed per connection
+    # (next to an uncompressed client of the same topic).
     app, hub, _ = _fanout_app()
     with trio.fail_after(10):
-        async with testing.live_server(app, backend="hypercorn") as server:
+        async with testing.live_server(app, backend=backend) as server:
             connect = functools.partial(websockets.trio.client.connect, compression="deflate")
             async with connect(server.url("/batch")) as ws:
                 extensions = ws.protocol.extensions

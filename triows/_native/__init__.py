@@ -22,8 +22,8 @@ Protocol handling is websockets' sans-I/O ``ServerProtocol`` (RFC 6455 framing,
 handshake validation, C-accelerated unmasking); plain HTTP requests for the App's
 HTTP routes go through h11.  Neither is hand-written here.
 
-Fan-out: a server frame is never masked and this backend negotiates no
-extension, so the bytes of one broadcast frame are the same for every client.
+Fan-out: a server frame is never masked, so on a connection without
+permessage-deflate the bytes of one broadcast frame are the same for every client.
 The connection offers the ``triows.send_batch`` extension (see ``_broadcast``):
 a :class:`~triows.Broadcast` is framed once for all its clients, and a batch of
 messages goes out in one ``socket.send``.

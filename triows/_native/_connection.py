@@ -253,9 +253,17 @@ class _WebSocketConnection:
         elif kind == BATCH_EVENT:
             if protocol.state is not OPEN or self.writer.dead:
                 raise ClientGone("the client has closed this WebSocket")
-            # No extension is ever negotiated here: the shared frames are exact.
             messages = message["messages"]
-            if len(messages) == 1:
+            if protocol.extensions:
+                # permessage-deflate keeps per-connection state: frame each one here.
+                for prepared in messages:
+                    text = prepared.event.get("text")
+                    if text is not None:
+                        protocol.send_text(text.encode())
+                    else:
+                        protocol.send_binary(prepared.event["bytes"])
+                await self.writer.write(b"".join(protocol.data_to_send()))
+            elif len(messages) == 1:
                 await self.writer.write(messages[0].frame())
             else:
                 await self.writer.write(b"".join([m.frame() for m in messages]))
