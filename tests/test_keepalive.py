@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import os
 
+import pytest
 import trio
+from websockets.frames import Frame, Opcode
 from trio_websocket import open_websocket_url
 
 import triows
@@ -81,3 +83,32 @@ async def test_keepalive_tasks_end_with_their_connection() -> None:
         ):
             await client.send_message("x")
             assert await client.get_message() == "x"
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_a_view_that_stops_reading_learns_of_a_flooding_client_by_the_deadline(
+    backend: str,
+) -> None:
+    # The view never reads; the client sends until every buffer is full (the server
+    # stops reading it: backpressure), then leaves.  Its close is behind unread
+    # data, so only the keepalive deadline can tell the view: it must, with 1006.
+    ended: list[tuple[int | None, str]] = []
+    app = _app(ended)
+    async with live_server(app, backend=backend, ping_interval=0.2, ping_timeout=0.3) as server:
+        sock = await _raw_handshake(server.port)
+        frame = Frame(Opcode.TEXT, b"x" * 1000).serialize(mask=True)
+        with trio.fail_after(10):
+            with sock:
+                sent = 0
+                while True:  # bounded: the server's buffers fill up
+                    with trio.move_on_after(0.3) as blocked:
+                        sent += await sock.send(frame)
+                    if blocked.cancelled_caught:
+                        break
+                assert sent > 20 * len(frame)
+            started = trio.current_time()
+            while not ended:  # noqa: ASYNC110 - polls the view's finally; bounded
+                await trio.sleep(0.02)
+        waited = trio.current_time() - started
+    assert ended[0][0] == 1006
+    assert waited < 2.0, waited

@@ -11,6 +11,12 @@ once, and reads the transport directly with no receive-pump task.
 ``triows.serve`` and the TestClient provide it; under another ASGI server a
 pump task reads ahead, and a departure behind unread messages is seen only
 when the view reads again.
+
+A transport whose ``receive`` is its only socket reader (the native backend)
+sets ``pump=True``: the WebSocket still reads it from a pump task, so the
+client's close is noticed while the view is busy, and the transport sets the
+departure itself for what the pump cannot see: a ping deadline or a failed
+write while the pump waits for the view behind a full read-ahead.
 """
 
 from __future__ import annotations
@@ -33,16 +39,20 @@ class Departure:
     most connections never wait on their departure, and each keeps one.
     """
 
-    __slots__ = ("_event", "callback", "code", "is_set", "reason")
+    __slots__ = ("_event", "callback", "code", "is_set", "pump", "reason")
 
     def __init__(
         self,
         code: int = 1006,
         reason: str = "",
         callback: Callable[[int, str], None] | None = None,
+        *,
+        pump: bool = False,
     ) -> None:
         self.code = code
         self.reason = reason
+        #: The transport's receive must still be read by a pump task (see above).
+        self.pump = pump
         #: Called with (code, reason) when set: the connection's WebSocket registers here.
         self.callback = callback
         #: Whether the transport has reported the departure.

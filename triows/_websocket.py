@@ -16,7 +16,9 @@ Two modes, chosen per connection from what the transport offers:
   ASGI server): a receive-pump task reads the transport into a small bounded
   inbox and sets the departure when it reads the ``websocket.disconnect``
   event.  A departure queued behind more unread messages than the inbox holds
-  is seen only when the view reads again (or at the keepalive deadline).
+  is seen only when the view reads again, unless the transport reports it out
+  of band (the native backend does, at the keepalive deadline or a failed
+  write: ``Departure(pump=True)``).
 """
 
 from __future__ import annotations
@@ -216,9 +218,11 @@ class WebSocket:
         departure = departure_of(scope)
         self._inbox_send: _Inbox | None = None
         self._source: Receive
-        if departure is None:
-            # Pump mode: the server cannot tell us out of band.
-            departure = Departure()
+        if departure is None or departure.pump:
+            # Pump mode: the server cannot tell us out of band, or its receive is
+            # its socket reader, which must go on while the view is busy.
+            if departure is None:
+                departure = Departure()
             self._inbox_send = _Inbox()
             self._source = self._inbox_send.receive
         else:

@@ -16,6 +16,7 @@ from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
 from .._broadcast import BATCH_EVENT
+from .._transport import Departure
 from .._types import Message
 from ._http import _reason
 from ._writer import (
@@ -69,6 +70,7 @@ class _WebSocketConnection:
         "_http_response",
         "_refused",
         "_response",
+        "departure",
         "next_ping",
         "ping_deadline",
         "protocol",
@@ -97,6 +99,9 @@ class _WebSocketConnection:
         # and this queue rarely holds more than a few events.
         self._events: list[Message] = []
         self._connected = False
+        #: Told out of band when the client is gone (ping deadline, failed write):
+        #: the App's pump may be waiting for its view, not reading (see _transport).
+        self.departure = Departure(pump=True)
         self._disconnect: Message | None = None
         self._fragments: list[bytes] = []
         self._fragments_text = False
@@ -212,6 +217,7 @@ class _WebSocketConnection:
 
     def _client_gone(self, code: int = 1006, reason: str = "") -> None:
         if self._disconnect is None:
+            self.departure.set(code, reason)
             self._disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._events.append(self._disconnect)
 

@@ -18,6 +18,7 @@ from websockets.protocol import Protocol
 from .._app import App
 from .._broadcast import BATCH_EXTENSION
 from .._exceptions import WebSocketDisconnect
+from .._transport import DEPARTURE_EXTENSION
 from .._types import Message, Scope
 from ._connection import _ServerProtocol, _WebSocketConnection, logger
 from ._http import (
@@ -223,7 +224,11 @@ class _NativeServer:
             "client": _address(conn.sock, peer=True),
             "server": _address(conn.sock, peer=False),
             "subprotocols": subprotocols,
-            "extensions": {"websocket.http.response": {}, BATCH_EXTENSION: {}},
+            "extensions": {
+                "websocket.http.response": {},
+                BATCH_EXTENSION: {},
+                DEPARTURE_EXTENSION: conn.departure,
+            },
             "state": dict(self.state),
         }
 
