@@ -7,8 +7,8 @@ import os
 
 import pytest
 import trio
-from websockets.frames import Frame, Opcode
 from trio_websocket import open_websocket_url
+from websockets.frames import Frame, Opcode
 
 import triows
 from triows.testing import live_server

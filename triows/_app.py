@@ -22,7 +22,7 @@ from ._http import (
 )
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
-from ._runner import refuse, run_websocket_view
+from ._runner import refuse, run_pumped, run_view
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from ._websocket import WebSocket, WebSocketOptions
@@ -34,6 +34,14 @@ logger = logging.getLogger("triows")
 
 F = TypeVar("F", bound=Callable[..., Any])
 WebSocketView = Callable[..., Awaitable[None]]
+
+
+#: The keyword arguments of a view that takes only the connection (never mutated).
+_NO_ARGUMENTS: dict[str, Any] = {}
+
+
+#: The ``{name}`` values of a route without parameters (read only, never mutated).
+_NO_VALUES: dict[str, str] = {}
 
 
 class _AllCodes(Container[int]):
@@ -52,6 +60,11 @@ class WebSocketRoute:
     view: WebSocketView
     signature: ViewSignature
     options: WebSocketOptions
+
+
+#: A route without parameters, as the path index holds it: the match to return (the
+#: route and no values), and the earlier routes to try first.
+_IndexEntry = tuple[tuple[WebSocketRoute, dict[str, str]], list[WebSocketRoute]]
 
 
 @attrs.frozen
@@ -128,6 +141,9 @@ class App:
         #: The App's Hub, run for the App's lifetime and injected as the provider ``hub``.
         self.hub = hub
         self._websocket_routes: list[WebSocketRoute] = []
+        # Path -> (route, the earlier routes that could match it too), for the
+        # routes without parameters; built at the first connection.
+        self._websocket_index: dict[str, _IndexEntry] | None = None
         self._http_routes: list[HTTPRoute] = []
         self._mounts: list[Mount] = []
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -181,6 +197,7 @@ class App:
         def register(view: F) -> F:
             signature = ViewSignature.of(view, compiled, "websocket")
             self._websocket_routes.append(WebSocketRoute(compiled, view, signature, options))
+            self._websocket_index = None
             return view
 
         return register
@@ -258,10 +275,72 @@ class App:
     # -- ASGI --------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A WebSocket is served here, inline: one coroutine frame per connection
+        # (and per resume), not two.  Everything else goes through _dispatch.
+        if (
+            scope["type"] != "websocket" or self._mounts or self._sessions is not None
+        ) and await self._dispatch(scope, receive, send):
+            return
+        connect = await receive()
+        if connect["type"] != "websocket.connect":
+            return  # the client left before the handshake reached the app
+        path: str = scope["path"]
+        found = self._websocket_route_for(path)
+        if found is None:
+            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        route, values = found
+        if not self._origin_allowed(scope):
+            logger.warning("refused a cross-origin WebSocket handshake to %s", path)
+            await send({"type": "websocket.close", "code": 1000, "reason": ""})
+            return
+        ws = WebSocket(scope, receive, send, route.options)
+        if self._closing is not None:
+            await refuse(ws, 503, {"detail": "server shutting down"})
+            return
+        signature = route.signature
+        kwargs = _NO_ARGUMENTS
+        resolve = None
+        if signature.parameters or signature.accepts_extra:
+            # (A view taking only the connection skips parsing the query string.)
+            providers = self.providers.providers
+            try:
+                kwargs = signature.bind(values, ws.query_parameters, providers)
+            except ParameterError as exc:
+                # Validation refuses the handshake: never accept-then-close.
+                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
+                return
+            names = signature.provider_names(providers)
+            if names:
+
+                async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
+                    return await self.providers.resolve(names, stack)
+
+        self._connections.add(ws)
+        try:
+            # Direct mode needs no nursery: run_view alone (see _runner).
+            run = run_view if ws._inbox_send is None else run_pumped
+            error = await run(ws, route.view, kwargs, resolve)
+        finally:
+            self._connections.discard(ws)
+            if self._closing is not None and not self._connections:
+                self._closing.set()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None  # no reference cycle through this frame (see run_view)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve the lifespan, HTTP and mounted apps; False for a WebSocket to serve here.
+
+        Loads the session into the scope first, when sessions are enabled.
+        """
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(receive, send)
-            return
+            return True
         if self._sessions is not None and "session" not in scope:
             scope["session"] = self._sessions.load(scope)
         path: str = scope["path"]
@@ -271,73 +350,52 @@ class App:
                 child["root_path"] = scope.get("root_path", "") + mount.prefix
                 child["path"] = path[len(mount.prefix) :] or "/"
                 await mount.app(child, receive, send)
-                return
+                return True
         if kind == "websocket":
-            await self._websocket(scope, receive, send)
-        elif kind == "http":
+            return False
+        if kind == "http":
             await self._http(scope, receive, send)
-        else:
-            raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
+            return True
+        raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        connect = await receive()
-        if connect["type"] != "websocket.connect":
-            return  # the client left before the handshake reached the app
-        path: str = scope["path"]
+    def _websocket_route_for(self, path: str) -> tuple[WebSocketRoute, dict[str, str]] | None:
+        """The first WebSocket route matching ``path``, with its ``{name}`` values."""
+        index = self._websocket_index
+        if index is None:
+            index = self._websocket_index = _index_routes(self._websocket_routes)
+        hit = index.get(path)
+        if hit is not None:
+            # A route without parameters matches exactly its text: a dict lookup,
+            # after the routes before it that could match the same path.
+            found, earlier = hit
+            for other in earlier:
+                values = other.pattern.match(path)
+                if values is not None:
+                    return other, values
+            return found
         for route in self._websocket_routes:
             values = route.pattern.match(path)
             if values is not None:
-                break
-        else:
-            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
-            await send({"type": "websocket.close", "code": 1000, "reason": ""})
-            return
-        if not self._origin_allowed(scope):
-            logger.warning("refused a cross-origin WebSocket handshake to %s", path)
-            await send({"type": "websocket.close", "code": 1000, "reason": ""})
-            return
-        ws = WebSocket(scope, receive, send, route.options)
-        if self._closing is not None:
-            await refuse(ws, 503, {"detail": "server shutting down"})
-            return
-        providers = self.providers.providers
-        signature = route.signature
-        kwargs: dict[str, Any] = {}
-        names: list[str] = []
-        if signature.parameters or signature.accepts_extra:
-            # (A view taking only the connection skips parsing the query string.)
-            try:
-                kwargs = signature.bind(values, ws.query_parameters, providers)
-            except ParameterError as exc:
-                # Validation refuses the handshake: never accept-then-close.
-                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
-                return
-            names = signature.provider_names(providers)
-        resolve = None
-        if names:
-
-            async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
-                return await self.providers.resolve(names, stack)
-
-        self._connections.add(ws)
-        try:
-            await run_websocket_view(ws, route.view, kwargs, resolve)
-        finally:
-            self._connections.discard(ws)
-            if self._closing is not None and not self._connections:
-                self._closing.set()
+                return route, values
+        return None
 
     def _origin_allowed(self, scope: Scope) -> bool:
         """Same-origin (Origin's host:port equals Host), listed, or no Origin at all."""
-        origin = host = None
+        raw_origin = raw_host = None
         for name, value in scope.get("headers", ()):
             if name == b"origin":
-                origin = value.decode("latin-1").rstrip("/").lower()
+                raw_origin = value
             elif name == b"host":
-                host = value.decode("latin-1").lower()
-        if origin is None or self._any_origin or origin in self._allowed_origins:
+                raw_host = value
+        if raw_origin is None or self._any_origin:
             return True
-        return host is not None and origin.partition("://")[2] == host
+        origin = raw_origin.decode("latin-1").rstrip("/").lower()
+        if origin in self._allowed_origins:
+            return True
+        return (
+            raw_host is not None
+            and origin.partition("://")[2] == raw_host.decode("latin-1").lower()
+        )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -448,6 +506,20 @@ class App:
             ws._cancel_for_shutdown()
         with trio.move_on_after(timeout):
             await self._closing.wait()
+
+
+def _index_routes(routes: list[WebSocketRoute]) -> dict[str, _IndexEntry]:
+    """Each route without parameters by its text, with the earlier routes that could
+    match the same path (those with parameters; a regex's ``$`` also matches before
+    a final newline); the first such route wins a text."""
+    index: dict[str, _IndexEntry] = {}
+    for position, route in enumerate(routes):
+        text = route.pattern.text
+        if route.pattern.names or text in index:
+            continue
+        earlier = [r for r in routes[:position] if r.pattern.names or r.pattern.text + "\n" == text]
+        index[text] = ((route, _NO_VALUES), earlier)
+    return index
 
 
 def _describe(exc: BaseException) -> str:

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import binascii
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
+from time import time  # hypercorn's clock for a stream's start_time
 from typing import Any
 
 import attrs
@@ -86,7 +86,10 @@ class Keepalive:
 
     interval: float
     timeout: float
-    streams: weakref.WeakSet[Any] = attrs.field(factory=weakref.WeakSet)
+    #: The watched streams.  A plain set (a WeakSet costs a weakref per connection
+    #: and Python-level add/discard): a stream leaves it at its StreamClosed (see
+    #: handle()), or at the next pass once closed, or when its task group is gone.
+    streams: set[Any] = attrs.field(factory=set)
 
     def watch(self, stream: Any) -> None:
         stream._triows_ping_at = None
@@ -138,6 +141,9 @@ def _ours(stream: Any) -> bool:
     return isinstance(stream.config, TriowsConfig)
 
 
+_CLOSE_HEADERS = ((b"content-length", b"0"), (b"connection", b"close"))
+
+
 def _handshake_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[int, list[Any]] | None:
     """Status and headers refusing an upgrade whose key or version is wrong, else None."""
     key = version = None
@@ -147,16 +153,15 @@ def _handshake_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[int, list[An
             key = value
         elif name == b"sec-websocket-version":
             version = value
-    close = [(b"content-length", b"0"), (b"connection", b"close")]
     if version is not None and version.strip() != b"13":
-        return 426, [(b"sec-websocket-version", b"13"), *close]
+        return 426, [(b"sec-websocket-version", b"13"), *_CLOSE_HEADERS]
     if key is not None:
         try:
             valid = len(binascii.a2b_base64(key.strip(), strict_mode=True)) == 16
         except (binascii.Error, ValueError):
             valid = False
         if not valid:
-            return 400, close
+            return 400, list(_CLOSE_HEADERS)
     return None
 
 
@@ -206,17 +211,28 @@ def install() -> None:
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
     original_accept: Callable[[Any, Any], Awaitable[None]] = cls._accept
 
+    app_closed = frozenset(
+        {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}
+    )
+
     async def handle(self: Any, event: Any) -> None:
-        if _ours(self) and isinstance(event, Request) and event.http_version == "1.1":
-            refusal = _handshake_refusal(event.headers)
-            if refusal is not None and not self.closed:
-                self.closed = True
-                await self.send(
-                    Response(stream_id=self.stream_id, status_code=refusal[0], headers=refusal[1])
-                )
-                await self.send(EndBody(stream_id=self.stream_id))
-                return
-        if _ours(self) and isinstance(event, Request):
+        # One check of the config and one of the event's type per event: Data
+        # (every incoming frame) goes straight to hypercorn.
+        if not isinstance(self.config, TriowsConfig) or isinstance(event, Data):
+            await original_handle(self, event)
+            return
+        if isinstance(event, Request):
+            if event.http_version == "1.1":
+                refusal = _handshake_refusal(event.headers)
+                if refusal is not None and not self.closed:
+                    self.closed = True
+                    await self.send(
+                        Response(
+                            stream_id=self.stream_id, status_code=refusal[0], headers=refusal[1]
+                        )
+                    )
+                    await self.send(EndBody(stream_id=self.stream_id))
+                    return
             await original_handle(self, event)
             # Read by the app lazily, only when its view lags (see triows._transport).
             extensions = getattr(self, "scope", {}).get("extensions")
@@ -224,47 +240,40 @@ def install() -> None:
                 extensions[DEPARTURE_EXTENSION] = self._triows_departure = Departure()
                 extensions[BATCH_EXTENSION] = BATCH_OFFER
             return
-        if _ours(self) and isinstance(event, StreamClosed):
-            keepalive = getattr(self.config, "triows_keepalive", None)
-            if keepalive is not None:
-                keepalive.streams.discard(self)
-        if (
-            _ours(self)
-            and isinstance(event, StreamClosed)
-            and not self.closed
-            and self.app_put is not None
-        ):
-            # The same as hypercorn, but with the client's own close code.
-            self.closed = True
-            code, reason = getattr(self, "_triows_close", (None, ""))
-            if code is None:
-                closed_by_app = self.state in {
-                    ws_stream.ASGIWebsocketState.HTTPCLOSED,
-                    ws_stream.ASGIWebsocketState.CLOSED,
-                }
-                code = 1000 if closed_by_app else 1006
-            departure = getattr(self, "_triows_departure", None)
-            if departure is not None:
-                departure.set(code, reason)
-            disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
-            try:
-                self.app_put.__self__.send_nowait(disconnect)
-            except trio.WouldBlock:
-                # The app lags and its queue is full.  Never block here (this runs
-                # in hypercorn's reader or our pong watchdog): queue the event in
-                # order from a task that lives no longer than the app does.
-                put_scope = self._triows_put_scope = trio.CancelScope()
-
-                async def put_later() -> None:
-                    with put_scope:
-                        await self.app_put(disconnect)
-
-                self.task_group.spawn(put_later)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            await trio.lowlevel.checkpoint()
+        if not isinstance(event, StreamClosed):
+            await original_handle(self, event)
             return
-        await original_handle(self, event)
+        keepalive = self.config.triows_keepalive
+        if keepalive is not None:
+            keepalive.streams.discard(self)
+        if self.closed or self.app_put is None:
+            await original_handle(self, event)
+            return
+        # The same as hypercorn, but with the client's own close code.
+        self.closed = True
+        code, reason = getattr(self, "_triows_close", (None, ""))
+        if code is None:
+            code = 1000 if self.state in app_closed else 1006
+        departure = getattr(self, "_triows_departure", None)
+        if departure is not None:
+            departure.set(code, reason)
+        disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        try:
+            self.app_put.__self__.send_nowait(disconnect)
+        except trio.WouldBlock:
+            # The app lags and its queue is full.  Never block here (this runs
+            # in hypercorn's reader or our pong watchdog): queue the event in
+            # order from a task that lives no longer than the app does.
+            put_scope = self._triows_put_scope = trio.CancelScope()
+
+            async def put_later() -> None:
+                with put_scope:
+                    await self.app_put(disconnect)
+
+            self.task_group.spawn(put_later)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await trio.lowlevel.checkpoint()
 
     async def app_send(self: Any, message: Any) -> None:
         if message is None and _ours(self):
@@ -293,7 +302,7 @@ def install() -> None:
         await original_app_send(self, message)
 
     async def handle_events(self: Any) -> None:
-        if not _ours(self):
+        if not isinstance(self.config, TriowsConfig):
             await original_handle_events(self)
             return
         # hypercorn's loop, recording the client's close frame (and our own 1009)
@@ -328,8 +337,27 @@ def install() -> None:
                 await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def accept(self: Any, message: Any) -> None:
-        await original_accept(self, message)
-        keepalive = getattr(self.config, "triows_keepalive", None) if _ours(self) else None
+        config = self.config
+        if not isinstance(config, TriowsConfig):
+            await original_accept(self, message)
+            return
+        # hypercorn's _accept, inline (one coroutine frame less per handshake) and
+        # without its access-log call when there is no access log.
+        self.state = ws_stream.ASGIWebsocketState.CONNECTED
+        status_code, headers, self.connection = self.handshake.accept(
+            message.get("subprotocol"), message.get("headers", [])
+        )
+        await self.send(
+            Response(stream_id=self.stream_id, status_code=status_code, headers=headers)
+        )
+        log = config.log
+        if getattr(log, "access_logger", log) is not None:
+            await log.access(
+                self.scope, {"status": status_code, "headers": []}, time() - self.start_time
+            )
+        if config.websocket_ping_interval is not None:
+            self.task_group.spawn(self._send_pings)
+        keepalive = config.triows_keepalive
         if keepalive is not None:
             # Watched by the server's one keepalive task from now on (serve() turns
             # hypercorn's pinger task per connection off).

@@ -13,6 +13,13 @@ to the receive pump, in a nursery, when the transport needs one: see
   1003/1007 after an uncaught bad message) or, if never accepted, refused (HTTP
   403, or 500 after an error);
 * the pump, if any, is cancelled, so no task outlives the connection.
+
+:func:`run_view` (direct mode) and :func:`run_pumped` (pump mode) return, rather
+than raise, what reaches the server: the view's unhandled exception (after
+closing with 1011, or refusing with HTTP 500 before accept), or
+WebSocketDisconnect for close codes the route does not catch.  The App raises
+it, so the traceback does not keep the runner's frames alive.  Cancellation from
+outside (the server) cancels the view and the pump.
 """
 
 from __future__ import annotations
@@ -26,11 +33,11 @@ from typing import Any
 import trio
 
 from . import status
-from ._exceptions import ClientError, disconnects_in, leaves_of
+from ._exceptions import ClientError, WebSocketDisconnect, disconnects_in, leaves_of
 from ._state import CONNECTED, CONNECTING
 from ._websocket import WebSocket, _Rejected
 
-__all__ = ["run_websocket_view"]
+__all__ = ["run_pumped", "run_view"]
 
 logger = logging.getLogger("triows")
 
@@ -43,41 +50,34 @@ async def refuse(ws: WebSocket, status_code: int, payload: dict[str, Any]) -> No
     await ws.reject(status_code, headers=[("content-type", "application/json")], body=body)
 
 
-async def run_websocket_view(
-    ws: WebSocket,
-    view: Callable[..., Awaitable[Any]],
-    kwargs: dict[str, Any],
-    resolve_providers: Resolver | None,
-) -> None:
-    """Run ``view`` for ``ws`` to completion; see the module docstring for the order.
-
-    Returns when the view has finished and the connection is closed.  Re-raises
-    the view's unhandled exception (after closing with 1011, or refusing with HTTP
-    500 before accept), and WebSocketDisconnect for close codes the route does not
-    catch.  Cancellation from outside (the server) cancels the view and the pump.
-    """
-    if ws._inbox_send is None:
-        # Direct mode: the transport reports departures itself; no pump, no nursery.
-        error = await _run_view(ws, view, kwargs, resolve_providers)
-    else:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(ws._pump)
-            error = await _run_view(ws, view, kwargs, resolve_providers)
-            nursery.cancel_scope.cancel()
-    if error is not None:
-        try:
-            raise error
-        finally:
-            error = None  # no cycle through this frame (see _run_view)
-
-
-async def _run_view(
+async def run_pumped(
     ws: WebSocket,
     view: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
     resolve_providers: Resolver | None,
 ) -> Exception | None:
-    """Run the view in its cancel scope, then close the connection; return what to raise."""
+    """Pump mode: :func:`run_view` next to the receive pump, in a nursery.
+
+    Returns what to raise, like :func:`run_view`; the pump is cancelled when the
+    view has finished, so no task outlives the connection.
+    """
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws._pump)
+        error = await run_view(ws, view, kwargs, resolve_providers)
+        nursery.cancel_scope.cancel()
+    return error
+
+
+async def run_view(
+    ws: WebSocket,
+    view: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    resolve_providers: Resolver | None,
+) -> Exception | None:
+    """Run the view in its cancel scope, then close the connection; return what to raise.
+
+    Direct mode (the transport reports departures itself): no pump, no nursery.
+    """
     options = ws._options
     error: Exception | None = None
     with trio.CancelScope() as view_scope:
@@ -99,6 +99,15 @@ async def _run_view(
             error = exc
     ws._view_scope = None
     try:
+        if (
+            type(error) is WebSocketDisconnect
+            and not view_scope.cancelled_caught
+            and ws._catching > 0
+            and error.code in options.caught_close_codes
+        ):
+            # The usual end, as _finish_with_error would see it: the client left
+            # while the view was receiving, with a code the route catches.
+            return None
         return await _after_view(ws, view_scope, error)
     finally:
         # The error's traceback holds this frame: drop the frame's reference to the

@@ -309,13 +309,18 @@ class WebSocket:
         WebSocketDisconnect if the client left before it could be accepted.
         """
         self._machine.accept()
-        await self._send_or_disconnect(
-            {
-                "type": "websocket.accept",
-                "subprotocol": subprotocol,
-                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-            }
-        )
+        message = {
+            "type": "websocket.accept",
+            "subprotocol": subprotocol,
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            if headers
+            else [],
+        }
+        # _send_or_disconnect, inlined (one coroutine frame less per handshake).
+        try:
+            await self._transport_send(message)
+        except OSError:
+            await self._raise_departure()
 
     async def reject(
         self,
