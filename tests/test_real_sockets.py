@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -600,3 +601,26 @@ async def test_new_connections_are_refused_while_shutting_down() -> None:
             with pytest.raises((ConnectionRejected, trio_websocket.HandshakeError, OSError)):
                 async with open_websocket_url(url):
                     pass
+
+
+@pytest.mark.parametrize("gc_freeze", [True, False])
+async def test_serve_freezes_the_startup_heap_while_serving(gc_freeze: bool) -> None:
+    # deployment.md: serve() freezes the heap once the App has started, and
+    # unfreezes it on the way out; gc_freeze=False leaves the collector alone.
+    app = triows.App()
+    seen: list[int] = []
+
+    @app.websocket_route("/count")
+    async def count(ws: triows.WebSocket) -> None:
+        seen.append(gc.get_freeze_count())
+        await ws.send("ok")
+
+    assert gc.get_freeze_count() == 0
+    with trio.fail_after(10):
+        async with (
+            live_server(app, gc_freeze=gc_freeze) as server,
+            open_websocket_url(server.url("/count")) as ws,
+        ):
+            assert await ws.get_message() == "ok"
+    assert (seen[0] > 1000) is gc_freeze, seen
+    assert gc.get_freeze_count() == 0

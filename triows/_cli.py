@@ -64,6 +64,7 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     backend=args.backend,
                     ping_interval=args.ping_interval or None,
                     ping_timeout=args.ping_timeout,
+                    gc_freeze=args.gc_freeze,
                     **tls,
                 )
             )
@@ -119,6 +120,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     run.add_argument("--certfile", help="TLS certificate chain (PEM): serve wss:// and https://")
     run.add_argument("--keyfile", help="the certificate's private key (PEM)")
+    run.add_argument(
+        "--no-gc-freeze",
+        dest="gc_freeze",
+        action="store_false",
+        help="do not gc.freeze() the startup heap (see triows.serve)",
+    )
     run.add_argument("--access-log", action="store_true", help="log each handshake and request")
     args = parser.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):

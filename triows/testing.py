@@ -477,9 +477,13 @@ async def live_server(
 
     Leaving the block shuts the server down gracefully (clients get 1001) and
     waits for it to stop.  Use a real client such as trio-websocket against
-    ``server.url("/path")``.
+    ``server.url("/path")``.  ``serve_options`` go to ``serve()``; ``gc_freeze``
+    defaults to False here (a test process starts many servers, and each freeze
+    costs a full garbage collection).
     """
     from ._server import serve
+
+    serve_options.setdefault("gc_freeze", False)
 
     error: Exception | None = None
     async with trio.open_nursery() as nursery:
