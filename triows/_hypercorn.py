@@ -169,14 +169,18 @@ SEND_EVENTS = frozenset(("websocket.send", BATCH_EVENT))
 BATCH_OFFER: dict[str, Any] = {}
 
 
-async def _send_batch(stream: Any, messages: list[Prepared]) -> None:
-    """Write ``messages`` (the app checked its state: accepted, not closed) at once."""
+def _batch_bytes(stream: Any, messages: list[Prepared]) -> bytes:
+    """The frames of ``messages`` for ``stream`` (the app checked: accepted, not closed).
+
+    A plain function, not a coroutine: nothing extra stays alive per subscriber
+    while its write is suspended (see serve()'s gc_freeze for why that counts).
+    """
     if stream.state != ws_stream.ASGIWebsocketState.CONNECTED:
         raise RuntimeError(f"{BATCH_EVENT} in hypercorn state {stream.state.name}")
     connection = stream.connection
     if connection._proto.extensions:
         # permessage-deflate keeps per-connection state: wsproto frames each one.
-        data = b"".join(
+        return b"".join(
             [
                 connection.send(
                     TextMessage(data=m.event["text"])
@@ -186,11 +190,9 @@ async def _send_batch(stream: Any, messages: list[Prepared]) -> None:
                 for m in messages
             ]
         )
-    elif len(messages) == 1:
-        data = messages[0].frame()
-    else:
-        data = b"".join([m.frame() for m in messages])
-    await stream.send(Data(stream_id=stream.stream_id, data=data))
+    if len(messages) == 1:
+        return messages[0].frame()
+    return b"".join([m.frame() for m in messages])
 
 
 def install() -> None:
@@ -297,7 +299,8 @@ def install() -> None:
         ):
             raise ClientGone("the client has closed this WebSocket")
         if message is not None and message["type"] == BATCH_EVENT and _ours(self):
-            await _send_batch(self, message["messages"])
+            data = _batch_bytes(self, message["messages"])
+            await self.send(Data(stream_id=self.stream_id, data=data))
             return
         await original_app_send(self, message)
 

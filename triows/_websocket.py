@@ -522,8 +522,8 @@ class WebSocket:
         in one socket write, and :class:`~triows.Broadcast` items reuse their
         shared frame; elsewhere it is one ``websocket.send`` per message.  Every
         message is encoded before anything is sent, so a TypeError sends nothing.
-        Raises like :meth:`send`.  If cancelled, a prefix of the batch may have
-        been sent: the client never sees a partial message.
+        Raises like :meth:`send`.  If cancelled, part of the batch may have been
+        sent, as a cancelled :meth:`send` may have sent part of its message.
         """
         encode = self._options.encode
         prepared = [
