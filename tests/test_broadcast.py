@@ -282,3 +282,50 @@ async def test_forward_ends_when_the_client_leaves(backend: str) -> None:
                 assert await ws.get_message() == "two"
     assert len(ended) >= 1
     assert isinstance(ended[0], triows.WebSocketDisconnect | trio.Cancelled)
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_a_client_that_never_reads_costs_a_bounded_buffer(backend: str) -> None:
+    # broadcast.md: one slow client never slows the publisher or the other
+    # subscribers, and its memory is bounded by max_buffer messages.  Over real
+    # sockets: 2,000 messages of 16 KiB (32 MiB, more than the kernel buffers hold)
+    # to a raw client that never reads and to one that reads everything.
+    hub = triows.Hub(max_buffer=50)
+    app = triows.App(hub=hub)
+    subscriptions: list[triows.Subscription] = []
+
+    @app.websocket_route("/sub")
+    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages:
+            subscriptions.append(messages)
+            await ws.send("subscribed")
+            await messages.forward(ws)
+
+    payload = "x" * 16_384
+    with trio.fail_after(30):
+        async with testing.live_server(app, backend=backend) as server:
+            stalled = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stalled:
+                await stalled.send_all(
+                    b"GET /sub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                async with open_websocket_url(
+                    server.url("/sub"), max_message_size=32_768
+                ) as reader:
+                    assert await reader.get_message() == "subscribed"
+                    while len(subscriptions) < 2:  # noqa: ASYNC110 - bounded by fail_after
+                        await trio.sleep(0.001)
+                    # Bursts of 25 (within max_buffer): the reader keeps up, the
+                    # stalled client falls behind, and nobody waits for it.
+                    for burst in range(0, 2000, 25):
+                        for n in range(burst, burst + 25):
+                            await hub.publish("t", f"{n:05d}{payload}")
+                        for n in range(burst, burst + 25):
+                            assert (await reader.get_message())[:5] == f"{n:05d}"
+                    slow = next(s for s in subscriptions if s.dropped)
+                    assert len(slow) <= 50
+                    assert slow.dropped > 1000
+                    fast = next(s for s in subscriptions if s is not slow)
+                    assert fast.dropped == 0
