@@ -9,10 +9,8 @@ fresh client.  Loopback only, every wait bounded.
 from __future__ import annotations
 
 import logging
-import os
 import struct
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -23,49 +21,9 @@ import triows
 from triows.testing import LiveServer, live_server
 
 from .echo_apps import echo_app
+from .raw_client import frame, handshake, upgraded
 
 BACKENDS = ["hypercorn", "native"]
-
-KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def handshake(path: str = "/text", **replace: bytes | None) -> bytes:
-    """A valid client handshake; ``replace`` swaps (bytes) or drops (None) headers."""
-    headers: dict[str, bytes] = {
-        "Host": b"127.0.0.1",
-        "Upgrade": b"websocket",
-        "Connection": b"Upgrade",
-        "Sec-WebSocket-Key": KEY,
-        "Sec-WebSocket-Version": b"13",
-    }
-    for name, value in replace.items():
-        name = name.replace("_", "-")
-        if value is None:
-            headers.pop(name)
-        else:
-            headers[name] = value
-    lines = [f"GET {path} HTTP/1.1".encode()]
-    lines += [name.encode() + b": " + value for name, value in headers.items()]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def frame(
-    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True
-) -> bytes:
-    """One client frame, crafted by hand so that it can break every rule."""
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    length = len(payload)
-    mask_bit = 0x80 if mask else 0
-    if length < 126:
-        head += bytes([mask_bit | length])
-    elif length < 65536:
-        head += bytes([mask_bit | 126]) + struct.pack("!H", length)
-    else:
-        head += bytes([mask_bit | 127]) + struct.pack("!Q", length)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 async def still_serves(server: LiveServer) -> None:
@@ -74,21 +32,6 @@ async def still_serves(server: LiveServer) -> None:
         async with open_websocket_url(server.url("/text")) as ws:
             await ws.send_message("still here")
             assert await ws.get_message() == "still here"
-
-
-@asynccontextmanager
-async def upgraded(server: LiveServer, path: str = "/text") -> AsyncIterator[trio.SocketStream]:
-    """A raw TCP stream that completed the WebSocket handshake."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    async with stream:
-        await stream.send_all(handshake(path))
-        response = b""
-        while b"\r\n\r\n" not in response:
-            chunk = await stream.receive_some(4096)
-            assert chunk, f"the server hung up during the handshake: {response!r}"
-            response += chunk
-        assert response.startswith(b"HTTP/1.1 101"), response
-        yield stream
 
 
 async def close_code(stream: trio.SocketStream) -> int | None:

@@ -23,6 +23,8 @@ from triows._codecs import ENCODERS
 from triows._types import Message
 from triows.testing import TestClient
 
+from .raw_client import handshake
+
 
 def test_broadcast_encodes_once_per_encoder() -> None:
     calls: list[object] = []
@@ -306,11 +308,7 @@ async def test_a_client_that_never_reads_costs_a_bounded_buffer(backend: str) ->
         async with testing.live_server(app, backend=backend) as server:
             stalled = await trio.open_tcp_stream("127.0.0.1", server.port)
             async with stalled:
-                await stalled.send_all(
-                    b"GET /sub HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-                )
+                await stalled.send_all(handshake("/sub"))
                 async with open_websocket_url(
                     server.url("/sub"), max_message_size=32_768
                 ) as reader:

@@ -24,6 +24,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from .raw_client import handshake
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The ``triows`` console script installed next to this interpreter.
 SCRIPT = Path(sys.executable).with_name("triows")
@@ -99,6 +101,21 @@ async def cli_server(command: Sequence[str], target: str, *options: str) -> Asyn
             process.kill()
             with trio.move_on_after(TIMEOUT):
                 await process.wait()
+
+
+async def run_to_exit(argv: Sequence[str]) -> tuple[int, str, str]:
+    """Run the CLI until it exits (bounded); return its status, stdout and stderr."""
+    with trio.fail_after(STARTUP_TIMEOUT):
+        result = await trio.run_process(
+            argv,
+            cwd=ROOT,
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
 @asynccontextmanager
@@ -230,21 +247,13 @@ async def test_run_imports_from_the_current_directory(tmp_path: Path) -> None:
 async def test_run_refuses_a_bad_target_with_a_clear_message(
     command: list[str], target: str, expected: str
 ) -> None:
-    with trio.fail_after(STARTUP_TIMEOUT):
-        result = await trio.run_process(
-            [*command, "run", target, "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT,
-            env=env(),
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    stderr = result.stderr.decode()
-    assert result.returncode != 0
+    returncode, stdout, stderr = await run_to_exit(
+        [*command, "run", target, "--host", "127.0.0.1", "--port", "0"]
+    )
+    assert returncode != 0
     assert expected in stderr
     assert "Traceback" not in stderr
-    assert b"serving" not in result.stdout
+    assert "serving" not in stdout
 
 
 async def test_run_without_a_target_prints_usage() -> None:
@@ -262,18 +271,10 @@ async def test_run_on_a_port_in_use_fails_with_a_clear_message() -> None:
         await listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        with trio.fail_after(STARTUP_TIMEOUT):
-            result = await trio.run_process(
-                [*PYTHON_M, "run", "examples.echo:app", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=ROOT,
-                env=env(),
-                stdin=subprocess.DEVNULL,
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
-    stderr = result.stderr.decode()
-    assert result.returncode != 0
+        returncode, _, stderr = await run_to_exit(
+            [*PYTHON_M, "run", "examples.echo:app", "--host", "127.0.0.1", "--port", str(port)]
+        )
+    assert returncode != 0
     assert f"127.0.0.1:{port}" in stderr
     assert "Traceback" not in stderr, stderr
 
@@ -299,11 +300,7 @@ async def test_run_pings_and_drops_a_client_that_never_answers() -> None:
         with trio.fail_after(TIMEOUT):
             stream = await trio.open_tcp_stream("127.0.0.1", server.port)
             async with stream:
-                await stream.send_all(
-                    b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-                )
+                await stream.send_all(handshake("/echo"))
                 received = b""
                 while True:  # bounded by fail_after: the server must close it
                     chunk = await stream.receive_some(65536)
@@ -327,18 +324,9 @@ async def test_run_pings_and_drops_a_client_that_never_answers() -> None:
     ],
 )
 async def test_run_refuses_bad_option_combinations(options: list[str], message: str) -> None:
-    with trio.fail_after(STARTUP_TIMEOUT):
-        result = await trio.run_process(
-            [*PYTHON_M, "run", "examples.echo:app", *options],
-            cwd=ROOT,
-            env=env(),
-            stdin=subprocess.DEVNULL,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert result.returncode == 2
-    assert message in result.stderr.decode()
+    returncode, _, stderr = await run_to_exit([*PYTHON_M, "run", "examples.echo:app", *options])
+    assert returncode == 2
+    assert message in stderr
 
 
 def without_id(raw: str | bytes) -> Any:

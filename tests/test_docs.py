@@ -36,6 +36,7 @@ import triows.testing
 from triows import WebSocket, WebSocketDisconnect
 from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
 
+from .raw_client import handshake
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -1115,11 +1116,7 @@ async def test_native_backend_snippet() -> None:
 async def _offer_deflate(port: int) -> str:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(
-            b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
-        )
+        await stream.send_all(handshake("/echo", Sec_WebSocket_Extensions=b"permessage-deflate"))
         head = b""
         with trio.fail_after(5):
             while b"\r\n\r\n" not in head:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
-
 import pytest
 import trio
 from trio_websocket import open_websocket_url
@@ -12,6 +9,8 @@ from websockets.frames import Frame, Opcode
 
 import triows
 from triows.testing import live_server
+
+from .raw_client import handshake
 
 
 def _app(ended: list[tuple[int | None, str]]) -> triows.App:
@@ -31,13 +30,7 @@ def _app(ended: list[tuple[int | None, str]]) -> triows.App:
 async def _raw_handshake(port: int) -> trio.socket.SocketType:
     sock = trio.socket.socket()
     await sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    await sock.send(
-        (
-            "GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
+    await sock.send(handshake("/idle"))
     assert (await sock.recv(12)) == b"HTTP/1.1 101"
     return sock
 

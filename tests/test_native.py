@@ -22,13 +22,9 @@ import triows
 from triows._cli import main as cli_main
 from triows.testing import LiveServer, live_server
 
-native_server = functools.partial(live_server, backend="native")
+from .raw_client import handshake
 
-HANDSHAKE = (
-    b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-    b"Sec-WebSocket-Version: 13\r\n\r\n"
-)
+native_server = functools.partial(live_server, backend="native")
 
 
 async def _closed_code(ws: trio_websocket.WebSocketConnection) -> int:
@@ -45,7 +41,7 @@ async def raw_websocket(server: LiveServer, path: str) -> AsyncIterator[trio.Soc
     """A TCP stream that completed the handshake for ``path``, and nothing more."""
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     async with stream:
-        await stream.send_all(HANDSHAKE % path.encode())
+        await stream.send_all(handshake(path))
         response = b""
         while b"\r\n\r\n" not in response:
             response += await stream.receive_some(4096)
@@ -196,11 +192,11 @@ async def test_subprotocol_and_accept_headers() -> None:
 async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
     with trio.fail_after(5):
         async with native_server(_echo_app(), handshake_timeout=0.3) as server:
-            no_key = (HANDSHAKE % b"/text").replace(b"Sec-WebSocket-Key", b"X-Nothing")
+            no_key = handshake("/text", Sec_WebSocket_Key=None)
             assert (await _http(server, no_key)).startswith(b"HTTP/1.1 400")
             garbage = b"GET /text\r\nUpgrade: websocket\r\n\r\n"
             assert (await _http(server, garbage)).startswith(b"HTTP/1.1 400")
-            bad_version = (HANDSHAKE % b"/text").replace(b"Version: 13", b"Version: 8")
+            bad_version = handshake("/text", Sec_WebSocket_Version=b"8")
             # RFC 6455 4.2.2: 426 naming the version the server speaks.
             refused = await _http(server, bad_version)
             assert refused.startswith(b"HTTP/1.1 426"), refused

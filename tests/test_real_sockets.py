@@ -21,6 +21,8 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 import triows
 from triows import testing
 
+from .raw_client import handshake
+
 live_server = testing.live_server
 
 
@@ -443,11 +445,7 @@ async def test_dropped_tcp_connection_cancels_the_view(make_recorder: Recorder) 
     with trio.fail_after(5):
         async with live_server(recorder) as server:
             stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            await stream.send_all(
-                b"GET /sleep HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                b"Sec-WebSocket-Version: 13\r\n\r\n"
-            )
+            await stream.send_all(handshake("/sleep"))
             response = await stream.receive_some(4096)
             assert response.startswith(b"HTTP/1.1 101")
             await started.wait()

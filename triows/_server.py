@@ -70,21 +70,79 @@ async def serve(
     only a reference cycle among them outlives its last use.
     """
     freezer = _HeapFreezer(task_status) if gc_freeze else None
+    if freezer is not None:
+        task_status = freezer
     try:
-        await _serve(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=shutdown_timeout,
-            max_message_size=max_message_size,
-            ping_interval=ping_interval,
-            access_log=access_log,
-            backend=backend,
-            ping_timeout=ping_timeout,
-            handshake_timeout=handshake_timeout,
-            task_status=task_status if freezer is None else freezer,
-            hypercorn_options=hypercorn_options,
-        )
+        if max_message_size is None:
+            max_message_size = getattr(app, "max_message_size", 1024 * 1024)
+        if backend == "native":
+            from ._native import serve_native
+
+            await serve_native(
+                app,
+                host=host,
+                port=port,
+                shutdown_timeout=shutdown_timeout,
+                max_message_size=max_message_size,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                handshake_timeout=handshake_timeout,
+                access_log=access_log,
+                task_status=task_status,
+                **hypercorn_options,
+            )
+            return
+        if backend != "hypercorn":
+            raise ValueError(f"serve() got backend={backend!r}; use 'hypercorn' or 'native'")
+        _hypercorn.install()
+        config = _hypercorn.TriowsConfig()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.websocket_max_message_size = max_message_size
+        keepalive = None
+        if ping_interval is not None:
+            keepalive = config.triows_keepalive = _hypercorn.Keepalive(ping_interval, ping_timeout)
+        # The server's one keepalive task pings (hypercorn's own pings are off: they
+        # would cost a task per connection, spawned at every handshake).
+        config.websocket_ping_interval = None
+        config.graceful_timeout = shutdown_timeout
+        config.keep_alive_timeout = handshake_timeout
+        config.accesslog = logging.getLogger("triows.access") if access_log else None
+        for name, value in hypercorn_options.items():
+            if not hasattr(config, name):
+                raise TypeError(
+                    f"serve() got an unknown option {name!r} (not a hypercorn Config field)"
+                )
+            setattr(config, name, value)
+
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            # The server runs shielded: cancelling serve() must become a graceful
+            # shutdown, not an abrupt cancel of every connection.
+            server_scope = trio.CancelScope(shield=True)
+
+            async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
+                with server_scope:
+                    await hypercorn_serve(
+                        app,  # type: ignore[arg-type]
+                        config,
+                        shutdown_trigger=stop.wait,
+                        task_status=task_status,
+                    )
+
+            try:
+                binds: list[str] = await nursery.start(run_server)
+                if keepalive is not None:
+                    nursery.start_soon(keepalive.run)
+                task_status.started(int(binds[0].rsplit(":", 1)[1]))
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(shutdown_timeout):
+                        await app.close_connections(shutdown_timeout)
+                    stop.set()
+                    # hypercorn now finishes its connections (bounded by graceful_timeout)
+                    # and runs the App's lifespan shutdown; force it after twice the budget.
+                    server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1
     finally:
         if freezer is not None and freezer.frozen:
             gc.unfreeze()
@@ -108,90 +166,3 @@ class _HeapFreezer(trio.TaskStatus[int]):
         self.frozen = True
         assert value is not None
         self._task_status.started(value)
-
-
-async def _serve(
-    app: App,
-    *,
-    host: str,
-    port: int,
-    shutdown_timeout: float,
-    max_message_size: int | None,
-    ping_interval: float | None,
-    access_log: bool,
-    backend: str,
-    ping_timeout: float,
-    handshake_timeout: float,
-    task_status: trio.TaskStatus[int],
-    hypercorn_options: dict[str, Any],
-) -> None:
-    if max_message_size is None:
-        max_message_size = getattr(app, "max_message_size", 1024 * 1024)
-    if backend == "native":
-        from ._native import serve_native
-
-        await serve_native(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=shutdown_timeout,
-            max_message_size=max_message_size,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            handshake_timeout=handshake_timeout,
-            access_log=access_log,
-            task_status=task_status,
-            **hypercorn_options,
-        )
-        return
-    if backend != "hypercorn":
-        raise ValueError(f"serve() got backend={backend!r}; use 'hypercorn' or 'native'")
-    _hypercorn.install()
-    config = _hypercorn.TriowsConfig()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.websocket_max_message_size = max_message_size
-    keepalive = None
-    if ping_interval is not None:
-        keepalive = config.triows_keepalive = _hypercorn.Keepalive(ping_interval, ping_timeout)
-    # The server's one keepalive task pings (hypercorn's own pings are off: they
-    # would cost a task per connection, spawned at every handshake).
-    config.websocket_ping_interval = None
-    config.graceful_timeout = shutdown_timeout
-    config.keep_alive_timeout = handshake_timeout
-    config.accesslog = logging.getLogger("triows.access") if access_log else None
-    for name, value in hypercorn_options.items():
-        if not hasattr(config, name):
-            raise TypeError(
-                f"serve() got an unknown option {name!r} (not a hypercorn Config field)"
-            )
-        setattr(config, name, value)
-
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        # The server runs shielded: cancelling serve() must become a graceful
-        # shutdown, not an abrupt cancel of every connection.
-        server_scope = trio.CancelScope(shield=True)
-
-        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
-            with server_scope:
-                await hypercorn_serve(
-                    app,  # type: ignore[arg-type]
-                    config,
-                    shutdown_trigger=stop.wait,
-                    task_status=task_status,
-                )
-
-        try:
-            binds: list[str] = await nursery.start(run_server)
-            if keepalive is not None:
-                nursery.start_soon(keepalive.run)
-            task_status.started(int(binds[0].rsplit(":", 1)[1]))
-            await trio.sleep_forever()
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(shutdown_timeout):
-                    await app.close_connections(shutdown_timeout)
-                stop.set()
-                # hypercorn now finishes its connections (bounded by graceful_timeout)
-                # and runs the App's lifespan shutdown; force it after twice the budget.
-                server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1

@@ -1,0 +1,74 @@
+"""A raw WebSocket client for tests that must break the rules or never read.
+
+Builds handshakes and client frames by hand (so a test can get every detail
+wrong on purpose) and opens upgraded TCP streams to a live server.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from triows.testing import LiveServer
+
+__all__ = ["KEY", "frame", "handshake", "upgraded"]
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def handshake(path: str = "/text", **replace: bytes | None) -> bytes:
+    """A valid client handshake; ``replace`` swaps (bytes) or drops (None) headers."""
+    headers: dict[str, bytes] = {
+        "Host": b"127.0.0.1",
+        "Upgrade": b"websocket",
+        "Connection": b"Upgrade",
+        "Sec-WebSocket-Key": KEY,
+        "Sec-WebSocket-Version": b"13",
+    }
+    for name, value in replace.items():
+        name = name.replace("_", "-")
+        if value is None:
+            headers.pop(name)
+        else:
+            headers[name] = value
+    lines = [f"GET {path} HTTP/1.1".encode()]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True
+) -> bytes:
+    """One client frame, crafted by hand so that it can break every rule."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    length = len(payload)
+    mask_bit = 0x80 if mask else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    elif length < 65536:
+        head += bytes([mask_bit | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([mask_bit | 127]) + struct.pack("!Q", length)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@asynccontextmanager
+async def upgraded(server: LiveServer, path: str = "/text") -> AsyncIterator[trio.SocketStream]:
+    """A raw TCP stream that completed the WebSocket handshake."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(handshake(path))
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = await stream.receive_some(4096)
+            assert chunk, f"the server hung up during the handshake: {response!r}"
+            response += chunk
+        assert response.startswith(b"HTTP/1.1 101"), response
+        yield stream
