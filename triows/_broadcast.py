@@ -20,10 +20,20 @@ from websockets.frames import Frame, Opcode
 from ._codecs import Encoder
 from ._types import Message
 
-__all__ = ["BATCH_EVENT", "BATCH_EXTENSION", "Broadcast", "Prepared", "encode_frame"]
+__all__ = [
+    "BATCH_EVENT",
+    "BATCH_EXTENSION",
+    "BATCH_OFFER",
+    "Broadcast",
+    "Prepared",
+    "encode_frame",
+]
 
 BATCH_EXTENSION: Final = "triows.send_batch"
 BATCH_EVENT: Final = "triows.websocket.send_batch"
+#: The extension's value in a scope: it has no settings, so every connection shares
+#: this one empty dict (one less object per connection).
+BATCH_OFFER: Final[dict[str, object]] = {}
 
 
 def encode_frame(data: str | bytes) -> bytes:

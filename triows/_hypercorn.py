@@ -51,7 +51,7 @@ from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamCl
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
-from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Prepared
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, BATCH_OFFER, Prepared
 from ._transport import DEPARTURE_EXTENSION, Departure
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
@@ -166,7 +166,6 @@ def _handshake_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[int, list[An
 
 
 SEND_EVENTS = frozenset(("websocket.send", BATCH_EVENT))
-BATCH_OFFER: dict[str, Any] = {}
 
 
 def _batch_bytes(stream: Any, messages: list[Prepared]) -> bytes:

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 import attrs
 import trio
 
-from ._broadcast import BATCH_EVENT, BATCH_EXTENSION
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, BATCH_OFFER
 from ._datastructures import Headers
 from ._transport import DEPARTURE_EXTENSION, Departure
 from ._types import ASGIApp, Message, Scope
@@ -378,7 +378,7 @@ class TestClient:
         scope["extensions"] = {
             "websocket.http.response": {},
             DEPARTURE_EXTENSION: ws._departure,
-            BATCH_EXTENSION: {},
+            BATCH_EXTENSION: BATCH_OFFER,
         }
         task = _AppTask()
         error: Exception | None = None

@@ -16,7 +16,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import Protocol
 
 from .._app import App
-from .._broadcast import BATCH_EXTENSION
+from .._broadcast import BATCH_EXTENSION, BATCH_OFFER
 from .._exceptions import WebSocketDisconnect
 from .._transport import DEPARTURE_EXTENSION
 from .._types import Message, Scope
@@ -226,7 +226,7 @@ class _NativeServer:
             "subprotocols": subprotocols,
             "extensions": {
                 "websocket.http.response": {},
-                BATCH_EXTENSION: {},
+                BATCH_EXTENSION: BATCH_OFFER,
                 DEPARTURE_EXTENSION: conn.departure,
             },
             "state": dict(self.state),
