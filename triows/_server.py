@@ -67,7 +67,8 @@ async def serve(
     garbage and ``gc.freeze()`` what is left (modules, routes, app-scoped
     providers), so the collector's full passes skip it; ``gc.unfreeze()`` when
     ``serve()`` returns.  Frozen objects are still freed by reference counting;
-    only a reference cycle among them outlives its last use.
+    only a reference cycle among them outlives its last use.  (``gc.unfreeze()``
+    thaws the whole heap: a program that freezes it itself passes False.)
     """
     freezer = _HeapFreezer(task_status) if gc_freeze else None
     if freezer is not None:
