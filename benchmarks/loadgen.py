@@ -78,6 +78,28 @@ class Window:
         }
 
 
+async def churn(handshake: Callable[[], Awaitable[None]], p: Params) -> dict[str, float]:
+    """``p.concurrency`` workers repeat ``handshake`` (open, then close): count them."""
+    state = {"count": 0, "running": True}
+
+    async def worker() -> None:
+        while state["running"]:
+            await handshake()
+            state["count"] += 1
+
+    workers = asyncio.gather(*(worker() for _ in range(p.concurrency)))
+    try:
+        await asyncio.sleep(p.warmup)
+        window = Window.open(state["count"])
+        await asyncio.sleep(p.duration)
+        result = window.close(state["count"])
+        state["running"] = False
+        await asyncio.wait_for(workers, CLOSE_TIMEOUT)
+    finally:
+        workers.cancel()
+    return result
+
+
 async def wait_for_harness(tag: str) -> None:
     """Print ``WAIT tag`` and block until the harness answers on stdin."""
     print(f"WAIT {tag}", flush=True)
@@ -215,26 +237,13 @@ class PicowsClient:
         picows = self.picows
         url = self.url + "/idle"
         listener = self._listener()
-        state = {"count": 0, "running": True}
 
-        async def worker() -> None:
-            while state["running"]:
-                transport, _ = await picows.ws_connect(listener, url)
-                transport.send_close(picows.WSCloseCode.OK)
-                await transport.wait_disconnected()
-                state["count"] += 1
+        async def handshake() -> None:
+            transport, _ = await picows.ws_connect(listener, url)
+            transport.send_close(picows.WSCloseCode.OK)
+            await transport.wait_disconnected()
 
-        workers = asyncio.gather(*(worker() for _ in range(p.concurrency)))
-        try:
-            await asyncio.sleep(p.warmup)
-            window = Window.open(state["count"])
-            await asyncio.sleep(p.duration)
-            result = window.close(state["count"])
-            state["running"] = False
-            await asyncio.wait_for(workers, CLOSE_TIMEOUT)
-        finally:
-            workers.cancel()
-        return result
+        return await churn(handshake, p)
 
     async def memory(self, p: Params) -> dict[str, float]:
         listener = self._listener()
@@ -318,25 +327,12 @@ class WebsocketsClient:
         from websockets.asyncio.client import connect
 
         url = self.url + "/idle"
-        state = {"count": 0, "running": True}
 
-        async def worker() -> None:
-            while state["running"]:
-                async with connect(url, compression=None, ping_interval=None):
-                    pass
-                state["count"] += 1
+        async def handshake() -> None:
+            async with connect(url, compression=None, ping_interval=None):
+                pass
 
-        workers = asyncio.gather(*(worker() for _ in range(p.concurrency)))
-        try:
-            await asyncio.sleep(p.warmup)
-            window = Window.open(state["count"])
-            await asyncio.sleep(p.duration)
-            result = window.close(state["count"])
-            state["running"] = False
-            await asyncio.wait_for(workers, CLOSE_TIMEOUT)
-        finally:
-            workers.cancel()
-        return result
+        return await churn(handshake, p)
 
     async def memory(self, p: Params) -> dict[str, float]:
         await self._close_all(await self._connect("/idle", 20, p))
