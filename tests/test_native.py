@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ import triows
 from triows._cli import main as cli_main
 from triows.testing import LiveServer, live_server
 
-from .raw_client import handshake
+from .raw_client import handshake, upgraded
 
 native_server = functools.partial(live_server, backend="native")
 
@@ -34,19 +33,6 @@ async def _closed_code(ws: trio_websocket.WebSocketConnection) -> int:
             await ws.get_message()
     assert closed.value.reason is not None
     return closed.value.reason.code
-
-
-@asynccontextmanager
-async def raw_websocket(server: LiveServer, path: str) -> AsyncIterator[trio.SocketStream]:
-    """A TCP stream that completed the handshake for ``path``, and nothing more."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    async with stream:
-        await stream.send_all(handshake(path))
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += await stream.receive_some(4096)
-        assert response.startswith(b"HTTP/1.1 101"), response
-        yield stream
 
 
 async def _http(server: LiveServer, request: bytes) -> bytes:
@@ -127,7 +113,7 @@ async def test_many_messages_in_one_read_and_pipelined() -> None:
 
 async def test_fragmented_message_is_reassembled() -> None:
     with trio.fail_after(5):
-        async with native_server(_echo_app()) as server, raw_websocket(server, "/text") as stream:
+        async with native_server(_echo_app()) as server, upgraded(server, "/text") as stream:
             parts = [
                 Frame(Opcode.TEXT, "hé".encode()[:2], fin=False),
                 Frame(Opcode.PING, b"p"),  # control frames may come in between
@@ -236,7 +222,7 @@ async def test_client_leaving_cancels_a_sleeping_view_promptly(
             assert outcome.code == 4003
             # A dropped TCP connection (no close frame) cancels it too.
             started, ended = trio.Event(), trio.Event()
-            async with raw_websocket(server, "/sleep"):
+            async with upgraded(server, "/sleep"):
                 await started.wait()
             with trio.fail_after(0.5):
                 await ended.wait()
@@ -270,7 +256,7 @@ async def test_message_past_max_size_closes_with_1009() -> None:
 
 async def test_invalid_utf8_closes_with_1007() -> None:
     with trio.fail_after(5):
-        async with native_server(_echo_app()) as server, raw_websocket(server, "/text") as stream:
+        async with native_server(_echo_app()) as server, upgraded(server, "/text") as stream:
             await stream.send_all(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True))
             received = b""
             while len(received) < 4:
@@ -339,7 +325,7 @@ async def test_ping_timeout_drops_a_silent_client_and_cancels_its_view(
             assert await recorder.next_outcome() is None  # it closed with 1000
             # A client that never reads (so never answers) is dropped.
             started, ended = trio.Event(), trio.Event()
-            async with raw_websocket(server, "/quiet") as stream:
+            async with upgraded(server, "/quiet") as stream:
                 await started.wait()
                 with trio.fail_after(2):
                     await ended.wait()

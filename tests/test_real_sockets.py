@@ -21,7 +21,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 import triows
 from triows import testing
 
-from .raw_client import handshake
+from .raw_client import upgraded
 
 live_server = testing.live_server
 
@@ -444,12 +444,9 @@ async def test_dropped_tcp_connection_cancels_the_view(make_recorder: Recorder) 
     recorder = make_recorder(app)
     with trio.fail_after(5):
         async with live_server(recorder) as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            await stream.send_all(handshake("/sleep"))
-            response = await stream.receive_some(4096)
-            assert response.startswith(b"HTTP/1.1 101")
-            await started.wait()
-            await stream.aclose()  # no close frame: the connection just drops
+            async with upgraded(server, "/sleep"):
+                await started.wait()
+            # No close frame: the connection just dropped.
             with trio.fail_after(1):
                 await ended.wait()
             assert await recorder.next_outcome() is None
