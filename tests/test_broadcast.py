@@ -8,7 +8,11 @@ per-message fallback under an ASGI server that does not offer the extension.
 
 from __future__ import annotations
 
+import base64
 import functools
+import random
+import ssl
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -147,6 +151,9 @@ class _Recorder:
     async def send_many(self, batch: list[Broadcast]) -> None:
         self.batches.append([item.message for item in batch])
         await trio.lowlevel.checkpoint()
+
+    def _send_now(self, message: Broadcast) -> bool:
+        return False  # like a server without send_now: every message goes through forward()
 
 
 async def test_forward_sends_what_is_buffered_as_one_batch() -> None:
@@ -327,3 +334,100 @@ async def test_a_client_that_never_reads_costs_a_bounded_buffer(backend: str) ->
                     assert slow.dropped > 1000
                     fast = next(s for s in subscriptions if s is not slow)
                     assert fast.dropped == 0
+
+
+# -- send_now: the hub writes to idle subscribers from the publishing task ------------------
+
+
+def _counting_send_many(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the batches that go through WebSocket.send_many (the forward task's path)."""
+    calls: list[int] = []
+    original = WebSocket.send_many
+
+    async def send_many(self: WebSocket, messages: Any) -> None:
+        calls.append(1)
+        await original(self, messages)
+
+    monkeypatch.setattr(WebSocket, "send_many", send_many)
+    return calls
+
+
+@pytest.mark.parametrize("transport", ["hypercorn", "native", "hypercorn-tls"])
+async def test_hub_hands_messages_to_idle_subscribers_without_waking_them(
+    transport: str, monkeypatch: pytest.MonkeyPatch, tls_certificate: tuple[Path, Path]
+) -> None:
+    # Over plain TCP each message is written by the publishing task (send_now):
+    # the forwarding task never wakes.  Over TLS only the SSL object may write,
+    # so every message takes the forward task's ordinary path.
+    calls = _counting_send_many(monkeypatch)
+    app, hub, _ = _fanout_app()
+    options: dict[str, Any] = {"backend": transport.split("-")[0]}
+    context = None
+    if transport == "hypercorn-tls":
+        cert, key = tls_certificate
+        options.update(certfile=str(cert), keyfile=str(key))
+        context = ssl.create_default_context(cafile=str(cert))
+    with trio.fail_after(10):
+        async with testing.live_server(app, **options) as server:
+            url = server.url("/sub")
+            if context is not None:
+                url = url.replace("ws://", "wss://")
+            async with open_websocket_url(url, ssl_context=context) as ws:
+                assert await ws.get_message() == "subscribed"
+                for n in range(20):
+                    await hub.publish("t", f"m{n}")
+                    assert await ws.get_message() == f"m{n}"
+    assert len(calls) == (20 if transport == "hypercorn-tls" else 0)
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_direct_writes_and_the_views_own_sends_never_interleave(
+    backend: str, compression: str | None
+) -> None:
+    # A client that stops reading while the hub publishes 13 MiB: the first
+    # messages are written by the publishing task until the kernel buffers are
+    # full, one leaves a tail (written first by the connection's next writer),
+    # and the rest queue in the subscription.  Then the view sends 3 MiB of its
+    # own.  Once the client reads, every frame must be whole and in order.
+    hub = triows.Hub(max_buffer=1000)
+    app = triows.App(hub=hub)
+    subscribed, own_turn = trio.Event(), trio.Event()
+
+    @app.websocket_route("/mixed")
+    async def mixed(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages, trio.open_nursery() as nursery:
+            nursery.start_soon(messages.forward, ws)
+            subscribed.set()
+            await own_turn.wait()
+            for n in range(50):
+                await ws.send(f"own{n:03d}" + own_payload)
+            await trio.sleep_forever()
+
+    # Incompressible enough that permessage-deflate does not shrink it away.
+    own_payload = base64.b64encode(random.Random(1).randbytes(49_152)).decode()
+    hub_payload = base64.b64encode(random.Random(2).randbytes(49_152)).decode()
+    with trio.fail_after(30):
+        async with (
+            testing.live_server(app, backend=backend) as server,
+            websockets.trio.client.connect(
+                server.url("/mixed"), compression=compression, max_size=2**20, max_queue=1
+            ) as ws,
+        ):
+            await subscribed.wait()
+            for n in range(200):
+                await hub.publish("t", f"hub{n:03d}" + hub_payload)
+            own_turn.set()
+            own: list[str] = []
+            published: list[str] = []
+            while len(own) < 50 or len(published) < 200:
+                message = await ws.recv()
+                assert isinstance(message, str)
+                if message.startswith("own"):
+                    assert message[6:] == own_payload
+                    own.append(message[:6])
+                else:
+                    assert message[6:] == hub_payload
+                    published.append(message[:6])
+            assert own == [f"own{n:03d}" for n in range(50)]
+            assert published == [f"hub{n:03d}" for n in range(200)]

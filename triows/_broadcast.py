@@ -9,10 +9,19 @@ extension negotiated (no permessage-deflate) writes :meth:`Prepared.frame`
 unchanged: server frames are not masked, so one frame serves every client.
 ``triows.serve`` (both backends) and the TestClient provide the extension;
 under another ASGI server the messages go out one ``websocket.send`` at a time.
+
+The extension's value may hold ``"send_now"``: a plain function
+``send_now(send, messages) -> bool`` (``send`` being the connection's ASGI
+send callable) that writes the batch *without yielding*, or does nothing and
+returns False (the connection is busy writing, closing, or not one the server
+can write to directly).  True means the server has taken every byte: written
+now, or queued ahead of the connection's next write and flushed soon.  A hub
+uses it to hand a message to an idle subscriber without waking its task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from websockets.frames import Frame, Opcode
@@ -26,6 +35,7 @@ __all__ = [
     "BATCH_OFFER",
     "Broadcast",
     "Prepared",
+    "SendNow",
     "encode_frame",
 ]
 
@@ -34,6 +44,8 @@ BATCH_EVENT: Final = "triows.websocket.send_batch"
 #: The extension's value in a scope: it has no settings, so every connection shares
 #: this one empty dict (one less object per connection).
 BATCH_OFFER: Final[dict[str, object]] = {}
+#: The extension's optional ``"send_now"`` (see above).
+SendNow = Callable[[Any, "list[Prepared]"], bool]
 
 
 def encode_frame(data: str | bytes) -> bytes:

@@ -22,7 +22,12 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
 It also adds triows' ``triows.send_batch`` extension (see ``triows._broadcast``):
 a batch of messages is framed by wsproto (or, with no extension negotiated,
 taken from the frames a :class:`~triows.Broadcast` shares) and written as one
-``Data`` event, so one socket write.
+``Data`` event, so one socket write.  Its ``send_now`` writes a batch from the
+calling task without yielding (a hub delivering to an idle subscriber): when
+the connection's send lock is free, the frames go to the socket with one
+non-blocking write; a tail the kernel did not take waits in
+``TCPServer._triows_pending``, which the connection's next write (or a task
+spawned to flush it) sends first, under the lock.
 
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
@@ -37,7 +42,9 @@ hypercorn series it was not tested with.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from time import time  # hypercorn's clock for a stream's start_time
@@ -46,12 +53,15 @@ from typing import Any
 import attrs
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
-from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, BATCH_OFFER, Prepared
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Prepared
 from ._transport import DEPARTURE_EXTENSION, Departure
 
 __all__ = ["TESTED_SERIES", "TriowsConfig", "install"]
@@ -194,6 +204,57 @@ def _batch_bytes(stream: Any, messages: list[Prepared]) -> bytes:
     return b"".join([m.frame() for m in messages])
 
 
+def _send_now(send: Any, messages: list[Prepared]) -> bool:
+    """The ``send_now`` of the batch extension: write ``messages`` without yielding.
+
+    False (nothing done) unless ``send`` is a triows-served hypercorn WebSocket
+    over plain HTTP/1.1 whose connection is open, is not being written to, and
+    has no tail pending.  True once the frames are the connection's: written,
+    or their unwritten tail left in ``_triows_pending`` for the next write,
+    with a flushing task spawned so that it goes out even if nothing else does.
+    """
+    stream = getattr(send, "__self__", None)
+    if (
+        stream.__class__ is not ws_stream.WSStream
+        or stream.closed
+        or not _ours(stream)
+        or stream.state != ws_stream.ASGIWebsocketState.CONNECTED
+        or stream.connection.state is not ConnectionState.OPEN
+    ):
+        return False
+    protocol = getattr(stream.send, "__self__", None)
+    if protocol.__class__ is not H11Protocol:
+        return False  # HTTP/2 multiplexes streams over one socket
+    server = getattr(protocol.send, "__self__", None)
+    if (
+        server.__class__ is not TCPServer
+        or server.send_lock.locked()
+        or "_triows_pending" in server.__dict__
+    ):
+        return False
+    transport: Any = server.stream
+    if transport.__class__ is not trio.SocketStream:
+        return False  # TLS: only the SSL object may write
+    data = _batch_bytes(stream, messages)
+    try:
+        sent = os.write(transport.socket.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        # Gone: the normal path (the subscriber's next send) reports it.
+        return False
+    if sent < len(data):
+        server._triows_pending = data[sent:]  # type: ignore[attr-defined]
+        # RuntimeError: its task group is closing, and so is the connection.
+        with contextlib.suppress(RuntimeError):
+            stream.task_group.spawn(server.protocol_send, RawData(data=b""))
+    return True
+
+
+#: The batch extension as hypercorn offers it (shared by every connection).
+SEND_NOW_OFFER: dict[str, object] = {"send_now": _send_now}
+
+
 def install() -> None:
     """Install the wrappers (idempotent).  Raises RuntimeError on an untested hypercorn."""
     global _installed
@@ -211,6 +272,7 @@ def install() -> None:
     original_app_send: Callable[[Any, Any], Awaitable[None]] = cls.app_send
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
     original_accept: Callable[[Any, Any], Awaitable[None]] = cls._accept
+    original_protocol_send: Callable[[Any, Any], Awaitable[None]] = TCPServer.protocol_send
 
     app_closed = frozenset(
         {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}
@@ -239,7 +301,7 @@ def install() -> None:
             extensions = getattr(self, "scope", {}).get("extensions")
             if extensions is not None:
                 extensions[DEPARTURE_EXTENSION] = self._triows_departure = Departure()
-                extensions[BATCH_EXTENSION] = BATCH_OFFER
+                extensions[BATCH_EXTENSION] = SEND_NOW_OFFER
             return
         if not isinstance(event, StreamClosed):
             await original_handle(self, event)
@@ -365,8 +427,23 @@ def install() -> None:
             # hypercorn's pinger task per connection off).
             keepalive.watch(self)
 
+    async def protocol_send(self: Any, event: Any) -> None:
+        # Only a connection that _send_now left a tail on differs from hypercorn:
+        # the tail is written first, under the same lock, so frames never interleave.
+        if "_triows_pending" not in self.__dict__ or not isinstance(event, RawData):
+            await original_protocol_send(self, event)
+            return
+        async with self.send_lock:
+            pending = self.__dict__.pop("_triows_pending", b"")
+            try:
+                with trio.CancelScope(shield=True):
+                    await self.stream.send_all(pending + event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+
     cls.handle = handle  # type: ignore[method-assign]
     cls.app_send = app_send  # type: ignore[method-assign]
     cls._handle_events = handle_events  # type: ignore[method-assign]
     cls._accept = accept  # type: ignore[method-assign]
+    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
     _installed = True

@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from . import status
-from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Broadcast, Prepared
+from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, Broadcast, Prepared, SendNow
 from ._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import WebSocketDisconnect, disconnects_in
@@ -546,6 +546,26 @@ class WebSocket:
                     await self._transport_send(item.event)
         except OSError:
             await self._raise_departure()
+
+    def _send_now(self, message: Broadcast) -> bool:
+        """Hand ``message`` to the server without yielding, if it can take it now.
+
+        For a hub delivering to an idle subscriber (see ``send_now`` in
+        ``triows._broadcast``).  False, having sent nothing, unless the view may
+        send and the server offers ``send_now`` and took the whole message; the
+        caller then sends it the usual way, which raises what there is to raise.
+        """
+        if self._machine.state is not CONNECTED:
+            return False
+        offer = self.scope.get("extensions", {}).get(BATCH_EXTENSION)
+        send_now: SendNow | None = None if offer is None else offer.get("send_now")
+        if send_now is None:
+            return False
+        try:
+            prepared = message.prepare(self._options.encode)
+        except Exception:
+            return False  # the usual path raises the encoder's error in the view
+        return send_now(self._transport_send, [prepared])
 
     async def send_text(self, data: str) -> None:
         """Send a text message."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from websockets.datastructures import Headers as WSHeaders
@@ -15,7 +15,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import CLOSED, OPEN
 from websockets.server import ServerProtocol
 
-from .._broadcast import BATCH_EVENT
+from .._broadcast import BATCH_EVENT, Prepared
 from .._transport import Departure
 from .._types import Message
 from ._http import _reason
@@ -259,20 +259,7 @@ class _WebSocketConnection:
         elif kind == BATCH_EVENT:
             if protocol.state is not OPEN or self.writer.dead:
                 raise ClientGone("the client has closed this WebSocket")
-            messages = message["messages"]
-            if protocol.extensions:
-                # permessage-deflate keeps per-connection state: frame each one here.
-                for prepared in messages:
-                    text = prepared.event.get("text")
-                    if text is not None:
-                        protocol.send_text(text.encode())
-                    else:
-                        protocol.send_binary(prepared.event["bytes"])
-                await self.writer.write(b"".join(protocol.data_to_send()))
-            elif len(messages) == 1:
-                await self.writer.write(messages[0].frame())
-            else:
-                await self.writer.write(b"".join([m.frame() for m in messages]))
+            await self.writer.write(self._frames(message["messages"]))
         elif kind == "websocket.accept":
             await self._accept(message)
         elif kind == "websocket.close":
@@ -294,6 +281,22 @@ class _WebSocketConnection:
                 await self._refuse(status, headers, body)
         else:
             raise ValueError(f"the native backend cannot send an ASGI {kind!r} event")
+
+    def _frames(self, messages: list[Prepared]) -> bytes:
+        """The wire bytes of a batch (the connection is open)."""
+        protocol = self.protocol
+        if protocol.extensions:
+            # permessage-deflate keeps per-connection state: frame each one here.
+            for prepared in messages:
+                text = prepared.event.get("text")
+                if text is not None:
+                    protocol.send_text(text.encode())
+                else:
+                    protocol.send_binary(prepared.event["bytes"])
+            return b"".join(protocol.data_to_send())
+        if len(messages) == 1:
+            return messages[0].frame()
+        return b"".join([m.frame() for m in messages])
 
     async def _accept(self, message: Message) -> None:
         response = self._response
@@ -397,3 +400,19 @@ class _WebSocketConnection:
         except OSError:
             return "?"
         return f"{host}:{port}"
+
+
+def send_now(send: Any, messages: list[Prepared]) -> bool:
+    """The batch extension's ``send_now`` (see ``triows._broadcast``) for native connections."""
+    conn = getattr(send, "__self__", None)
+    if conn.__class__ is not _WebSocketConnection or conn.protocol.state is not OPEN:
+        return False
+    writer = conn.writer
+    nursery = conn.server.nursery
+    if writer.dead or writer._writing or writer._pending or nursery is None:
+        return False  # checked before framing: deflate's state must not move for nothing
+    return writer.write_now(conn._frames(messages), nursery)
+
+
+#: The batch extension as the native backend offers it (shared by every connection).
+SEND_NOW_OFFER: dict[str, object] = {"send_now": send_now}

@@ -16,11 +16,11 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import Protocol
 
 from .._app import App
-from .._broadcast import BATCH_EXTENSION, BATCH_OFFER
+from .._broadcast import BATCH_EXTENSION
 from .._exceptions import WebSocketDisconnect
 from .._transport import DEPARTURE_EXTENSION
 from .._types import Message, Scope
-from ._connection import _ServerProtocol, _WebSocketConnection, logger
+from ._connection import SEND_NOW_OFFER, _ServerProtocol, _WebSocketConnection, logger
 from ._http import (
     _HEAD_END,
     _UPGRADE_WEBSOCKET,
@@ -70,6 +70,8 @@ class _NativeServer:
         self.state: dict[str, Any] = {}
         self.port = 0
         self._live: set[_WebSocketConnection] = set()
+        #: Where connections (and their short-lived helper tasks) run, once serving.
+        self.nursery: trio.Nursery | None = None
 
     def log_access(self, conn: _WebSocketConnection, status: int) -> None:
         if self.access_log:
@@ -226,7 +228,7 @@ class _NativeServer:
             "subprotocols": subprotocols,
             "extensions": {
                 "websocket.http.response": {},
-                BATCH_EXTENSION: BATCH_OFFER,
+                BATCH_EXTENSION: SEND_NOW_OFFER,
                 DEPARTURE_EXTENSION: conn.departure,
             },
             "state": dict(self.state),
@@ -304,6 +306,7 @@ class _NativeServer:
                 listeners = await trio.open_tcp_listeners(port, host=self.host)
                 self.port = listeners[0].socket.getsockname()[1]
                 async with trio.open_nursery() as connections:
+                    self.nursery = connections
                     accepting = trio.CancelScope()
 
                     async def accept() -> None:

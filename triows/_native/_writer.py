@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Final
 
 import trio
@@ -75,6 +77,33 @@ class _Writer:
             if self._drained is not None:
                 self._drained.set()
                 self._drained = None
+
+    def write_now(self, data: bytes, nursery: trio.Nursery) -> bool:
+        """Write ``data`` without yielding if no write is under way or queued.
+
+        False, having done nothing, if one is (or the connection is dead).  True
+        once the bytes are the writer's: in the kernel, or, for the tail the
+        kernel did not take, queued ahead of any later write and flushed by a
+        task started in ``nursery``.
+        """
+        if self.dead or self._writing or self._pending:
+            return False
+        try:
+            sent = os.write(self.sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False  # gone: the next ordinary write reports it
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            self._pending_size += len(data) - sent
+            nursery.start_soon(self._flush_quietly)
+        return True
+
+    async def _flush_quietly(self) -> None:
+        # ClientGone: the connection's own tasks see the departure.
+        with contextlib.suppress(ClientGone):
+            await self.flush()
 
     def _pop_pending(self) -> bytes:
         pending = self._pending
