@@ -336,3 +336,52 @@ async def test_slowloris_partial_handshake_is_dropped_after_handshake_timeout(
                 assert hung_up_at, "the server never hung up"
                 assert timeout * 0.8 <= hung_up_at[0] < timeout + 2.0, hung_up_at
             await still_serves(server)
+
+
+KEEP_ALIVE_REQUEST = b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+async def _served_keep_alive(server: LiveServer) -> trio.SocketStream:
+    """A connection that has had one HTTP response and stays open (keep-alive)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    await stream.send_all(KEEP_ALIVE_REQUEST)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += await stream.receive_some(65536)
+    assert status_of(received) == 404
+    assert b"connection: close" not in received.lower()
+    return stream
+
+
+async def _seconds_until_hung_up(stream: trio.SocketStream) -> float:
+    started = trio.current_time()
+    with suppress(trio.BrokenResourceError):
+        while await stream.receive_some(65536):
+            pass
+    return trio.current_time() - started
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_idle_keep_alive_connection_is_closed_after_handshake_timeout(
+    backend: str,
+) -> None:
+    timeout = 0.5
+    with trio.fail_after(15):
+        async with live_server(echo_app(), backend=backend, handshake_timeout=timeout) as server:
+            stream = await _served_keep_alive(server)
+            async with stream:
+                waited = await _seconds_until_hung_up(stream)
+            assert timeout * 0.7 <= waited < timeout + 2.0, waited
+            await still_serves(server)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_shutdown_closes_idle_keep_alive_connections_at_once(backend: str) -> None:
+    # Not after the idle timeout (60 s) nor after the shutdown budget (5 s).
+    with trio.fail_after(15):
+        async with live_server(echo_app(), backend=backend, handshake_timeout=60) as server:
+            stream = await _served_keep_alive(server)
+            stopping = trio.current_time()
+        async with stream:
+            assert await _seconds_until_hung_up(stream) < 2.0
+        assert trio.current_time() - stopping < 3.0

@@ -29,10 +29,17 @@ non-blocking write; a tail the kernel did not take waits in
 ``TCPServer._triows_pending``, which the connection's next write (or a task
 spawned to flush it) sends first, under the lock.
 
+And it trims two per-connection costs of hypercorn's trio ``TCPServer``: its
+idle timeout (the slowloris guard before a request head, and between
+keep-alive requests) is a deadline checked by one :class:`IdleTimeouts` task
+per server instead of a task started and cancelled per connection, and with
+no ``read_timeout`` its read loop has no ``trio.fail_after(inf)`` scope per
+read.
+
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
 
-The fix wraps a few methods of ``WSStream`` once per process.  The wrappers act
+The fix wraps a few methods of ``WSStream`` and ``TCPServer`` once per process.  The wrappers act
 only on streams whose config is a :class:`TriowsConfig`, the config ``serve()``
 builds; a plain ``hypercorn -k trio`` server in the same process, or any other
 config, runs hypercorn's code unchanged.  The patch refuses to install on a
@@ -44,6 +51,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
@@ -57,7 +65,7 @@ from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
@@ -80,6 +88,72 @@ class TriowsConfig(Config):
 
     #: The server's keepalive (pings and pong deadlines); None: hypercorn's pings.
     triows_keepalive: Keepalive | None = None
+    #: The server's idle timeouts; None: hypercorn's task per connection.
+    triows_idle: IdleTimeouts | None = None
+
+
+@attrs.define
+class IdleTimeouts:
+    """One task per server closes connections idle for ``keep_alive_timeout``.
+
+    hypercorn gives every TCP connection an idle-timeout *task*, started when the
+    connection opens (waiting for a request head: the slowloris guard) and
+    cancelled once the head is in, so each WebSocket handshake costs a task
+    start and a cancellation.  Here a connection's ``idle_task`` is an
+    :class:`_IdleTimer`, a deadline in :attr:`timers`, and :meth:`run` closes
+    the connections past it, within a quarter of the timeout, and every idle
+    one at once when the server stops (as hypercorn does).
+    """
+
+    timeout: float
+    timers: set[_IdleTimer] = attrs.field(factory=set)
+    stopping: bool = False
+
+    async def run(self, stop: trio.Event) -> None:
+        """Run until ``stop`` is set (the server's shutdown), then close every idle connection."""
+        step = min(max(self.timeout / 4, 0.01), 1.0)
+        while not self.stopping:
+            with trio.move_on_after(step):
+                await stop.wait()
+                self.stopping = True
+            now = trio.current_time()
+            for timer in list(self.timers):
+                if self.stopping or now >= timer.deadline:
+                    timer.expire()
+
+
+class _IdleTimer:
+    """A TCPServer's ``idle_task`` under :class:`IdleTimeouts` (hypercorn's SingleTask API)."""
+
+    __slots__ = ("deadline", "owner", "server")
+
+    def __init__(self, owner: IdleTimeouts, server: Any) -> None:
+        self.owner = owner
+        self.server = server
+        self.deadline = math.inf
+
+    async def restart(self, task_group: Any, action: Any) -> None:
+        owner = self.owner
+        if owner.stopping:
+            self.expire()  # hypercorn: an idle connection closes at once once terminated
+            return
+        self.deadline = trio.current_time() + owner.timeout
+        owner.timers.add(self)
+
+    async def stop(self) -> None:
+        self.owner.timers.discard(self)
+
+    def expire(self) -> None:
+        self.owner.timers.discard(self)
+        # The connection's task group is closing or gone, and so is it.
+        with contextlib.suppress(AttributeError, RuntimeError):
+            self.server._task_group.spawn(_close_idle, self.server)
+
+
+async def _close_idle(server: Any) -> None:
+    # As hypercorn's _idle_timeout, once its wait is over.
+    with trio.CancelScope(shield=True):
+        await server._initiate_server_close()
 
 
 @attrs.define
@@ -273,6 +347,8 @@ def install() -> None:
     original_handle_events: Callable[[Any], Awaitable[None]] = cls._handle_events
     original_accept: Callable[[Any, Any], Awaitable[None]] = cls._accept
     original_protocol_send: Callable[[Any, Any], Awaitable[None]] = TCPServer.protocol_send
+    original_read_data: Callable[[Any], Awaitable[None]] = TCPServer._read_data
+    original_tcp_init: Callable[..., None] = TCPServer.__init__
 
     app_closed = frozenset(
         {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}
@@ -441,9 +517,37 @@ def install() -> None:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
 
+    async def read_data(self: Any) -> None:
+        config = self.config
+        if not isinstance(config, TriowsConfig) or config.read_timeout is not None:
+            await original_read_data(self)
+            return
+        # hypercorn's read loop, without its trio.fail_after(inf) around every
+        # read when there is no read timeout: one cancel scope less per message.
+        receive_some = self.stream.receive_some
+        handle = self.protocol.handle
+        while True:
+            try:
+                data = await receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            await handle(RawData(data))
+            if not data:
+                break
+        await handle(Closed())
+        if self.idle_task.__class__ is _IdleTimer:
+            await self.idle_task.stop()  # nothing more to read: nothing to time out
+
+    def tcp_init(self: Any, app: Any, config: Any, *args: Any) -> None:
+        original_tcp_init(self, app, config, *args)
+        if isinstance(config, TriowsConfig) and config.triows_idle is not None:
+            self.idle_task = _IdleTimer(config.triows_idle, self)
+
     cls.handle = handle  # type: ignore[method-assign]
     cls.app_send = app_send  # type: ignore[method-assign]
     cls._handle_events = handle_events  # type: ignore[method-assign]
     cls._accept = accept  # type: ignore[method-assign]
     TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
+    TCPServer._read_data = read_data  # type: ignore[method-assign]
+    TCPServer.__init__ = tcp_init  # type: ignore[method-assign,assignment]
     _installed = True

@@ -107,6 +107,7 @@ async def serve(
         config.websocket_ping_interval = None
         config.graceful_timeout = shutdown_timeout
         config.keep_alive_timeout = handshake_timeout
+        idle = config.triows_idle = _hypercorn.IdleTimeouts(handshake_timeout)
         config.accesslog = logging.getLogger("triows.access") if access_log else None
         for name, value in hypercorn_options.items():
             if not hasattr(config, name):
@@ -123,12 +124,17 @@ async def serve(
 
             async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
                 with server_scope:
-                    await hypercorn_serve(
-                        app,  # type: ignore[arg-type]
-                        config,
-                        shutdown_trigger=stop.wait,
-                        task_status=task_status,
-                    )
+                    async with trio.open_nursery() as services:
+                        # Inside the shielded scope: idle connections close at once
+                        # when the shutdown starts, as hypercorn's own timers do.
+                        services.start_soon(idle.run, stop)
+                        await hypercorn_serve(
+                            app,  # type: ignore[arg-type]
+                            config,
+                            shutdown_trigger=stop.wait,
+                            task_status=task_status,
+                        )
+                        services.cancel_scope.cancel()
 
             try:
                 binds: list[str] = await nursery.start(run_server)

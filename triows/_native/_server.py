@@ -72,6 +72,9 @@ class _NativeServer:
         self._live: set[_WebSocketConnection] = set()
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
+        #: HTTP connections waiting for their next request, and whether we stop.
+        self._waiting_http: set[trio.CancelScope] = set()
+        self._stopping = False
 
     def log_access(self, conn: _WebSocketConnection, status: int) -> None:
         if self.access_log:
@@ -237,10 +240,19 @@ class _NativeServer:
     async def _serve_http(self, sock: trio.socket.SocketType, head: bytearray) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
         conn.receive_data(bytes(head))
+        kept_alive = False
         while True:
+            if kept_alive and self._stopping:
+                return  # shutting down: no new request on a kept-alive connection
+            kept_alive = True
             try:
                 with trio.move_on_after(self.handshake_timeout) as waiting:
-                    event = await _next_h11_event(conn, sock)
+                    # Until a request starts, shutdown may close the connection.
+                    self._waiting_http.add(waiting)
+                    try:
+                        event = await _next_h11_event(conn, sock)
+                    finally:
+                        self._waiting_http.discard(waiting)
                 if waiting.cancelled_caught or not isinstance(event, h11.Request):
                     return
             except h11.RemoteProtocolError as exc:
@@ -268,6 +280,14 @@ class _NativeServer:
                     event.target.decode(),
                     exchange.status,
                 )
+            # A request body the App did not read: skip what has already arrived
+            # (a GET's end of message); one still on the wire ends the connection.
+            try:
+                while conn.their_state is h11.SEND_BODY:
+                    if conn.next_event() is h11.NEED_DATA:
+                        return
+            except h11.RemoteProtocolError:
+                return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
@@ -330,6 +350,10 @@ class _NativeServer:
                     with trio.move_on_at(deadline):
                         await self.app.close_connections(shutdown_timeout)
                     accepting.cancel()
+                    # Idle keep-alive connections close at once, as on hypercorn.
+                    self._stopping = True
+                    for waiting in list(self._waiting_http):
+                        waiting.cancel()
                     connections.cancel_scope.deadline = max(deadline, trio.current_time() + 0.1)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(shutdown_timeout):
