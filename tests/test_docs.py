@@ -69,6 +69,7 @@ TESTED_SNIPPETS = {
     "message_types",
     "parameters",
     "providers",
+    "providers_connection",
     "proxy",
     "reject",
     "returning_errors",
@@ -674,6 +675,34 @@ async def test_providers() -> None:
         async with client.websocket_connect("/sign", query={"guestbook": "x", "visit": "9"}) as ws:
             assert await ws.receive_text() == "anonymous, you are visitor #2"
     assert module.log == ["visit ended", "visit ended", "guestbook closed with 2 entries"]
+
+
+async def test_providers_connection() -> None:
+    app = snippet_app("providers_connection")
+    async with TestClient(app) as client:
+        bearer = {"authorization": "Bearer s3cret"}
+        async with client.websocket_connect("/hello", headers=bearer) as ws:
+            assert await ws.receive_text() == "hello, ann"
+        async with client.websocket_connect("/hello") as ws:
+            assert await ws.receive_text() == "hello, guest"
+        assert (await client.get("/whoami", headers=bearer)).text == "ann"
+        # A query parameter never fills the provider's connection.
+        assert (await client.get("/whoami", query={"connection": "x"})).text == "guest"
+
+
+def test_the_connection_parameter_is_refused_where_it_cannot_exist() -> None:
+    app = triows.App()
+    with pytest.raises(triows.ProviderError, match="only per connection; make it connection"):
+
+        @app.provider(scope="app")
+        async def pool(connection: object) -> int:
+            return 1
+
+    with pytest.raises(triows.ProviderError, match="cannot be named 'connection'"):
+
+        @app.provider
+        async def connection() -> int:
+            return 1
 
 
 def test_provider_cycles_are_refused() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import trio
 import trio_websocket
 
 import triows
+from triows import WebSocket
 from triows.testing import TestClient, live_server
 
 
@@ -166,3 +169,138 @@ async def test_http_over_real_socket_and_websocket_next_to_it() -> None:
             assert b"/sub|/page" in data
             async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
                 assert await ws.get_message() == "ws"
+
+
+# -- a mounted app's lifespan -------------------------------------------------------------
+
+
+def _lifespan_app(events: list[str], *, fail: str | None = None) -> Any:
+    """A foreign ASGI app with a lifespan that records it, and serves its state over HTTP."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                phase = message["type"].removeprefix("lifespan.")
+                events.append(f"mounted {phase}")
+                if fail == phase:
+                    await send({"type": f"lifespan.{phase}.failed", "message": "no database"})
+                    return
+                if phase == "startup":
+                    scope["state"]["pool"] = "ready"
+                await send({"type": f"lifespan.{phase}.complete"})
+                if phase == "shutdown":
+                    return
+        elif scope["type"] == "http":
+            body = scope["state"].get("pool", "missing").encode()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def _hooked_app(events: list[str]) -> triows.App:
+    app = triows.App()
+
+    @app.on_startup
+    async def started() -> None:
+        events.append("app startup hook")
+
+    @app.on_shutdown
+    async def stopping() -> None:
+        events.append("app shutdown hook")
+
+    return app
+
+
+async def test_a_mounted_apps_lifespan_runs_inside_the_apps() -> None:
+    events: list[str] = []
+    app = _hooked_app(events)
+    app.mount("/db", _lifespan_app(events))
+    async with TestClient(app) as client:
+        assert events == ["mounted startup", "app startup hook"]
+        # The state the mounted app stored at startup reaches its requests.
+        assert (await client.get("/db/pool")).text == "ready"
+    assert events[2:] == ["app shutdown hook", "mounted shutdown"]
+
+
+async def test_a_mounted_triows_app_gets_its_providers_and_hooks() -> None:
+    child = triows.App()
+    events: list[str] = []
+
+    @child.provider(scope="app")
+    async def greeting() -> AsyncIterator[str]:
+        events.append("child provider")
+        yield "hello from the child"
+        events.append("child provider closed")
+
+    @child.websocket_route("/hi")
+    async def hi(ws: WebSocket, greeting: str) -> None:
+        await ws.send(greeting)
+
+    app = triows.App()
+    app.mount("/child", child)
+    async with TestClient(app) as client, client.websocket_connect("/child/hi") as ws:
+        assert await ws.receive_text() == "hello from the child"
+    assert events == ["child provider", "child provider closed"]
+
+
+async def test_a_mounted_apps_failed_startup_fails_the_apps() -> None:
+    events: list[str] = []
+    app = _hooked_app(events)
+    app.mount("/db", _lifespan_app(events, fail="startup"))
+    with pytest.raises(RuntimeError, match="'/db' failed to start: no database"):
+        async with TestClient(app):
+            pass
+    assert events == ["mounted startup"]  # the App's own hooks never ran
+
+
+async def test_a_mounted_apps_failed_shutdown_is_reported() -> None:
+    events: list[str] = []
+    app = _hooked_app(events)
+    app.mount("/db", _lifespan_app(events, fail="shutdown"))
+    with pytest.raises(RuntimeError, match="'/db' failed to shut down: no database"):
+        async with TestClient(app):
+            pass
+
+
+async def test_a_mounted_app_without_a_lifespan_is_served_all_the_same() -> None:
+    # _sub_app returns on the lifespan scope; this one raises, as the ASGI spec allows.
+    async def http_only(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http", "only HTTP here"
+        await _sub_app(scope, receive, send)
+
+    events: list[str] = []
+    app = _hooked_app(events)
+    app.mount("/sub", _sub_app)
+    app.mount("/strict", http_only)
+    async with TestClient(app) as client:
+        assert (await client.get("/sub/x")).text == "/sub|/x"
+        assert (await client.get("/strict/y")).text == "/strict|/y"
+    assert events == ["app startup hook", "app shutdown hook"]
+
+
+async def test_a_mounted_starlette_app_runs_its_lifespan() -> None:
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request as StarletteRequest
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, str]]:
+        events.append("starlette startup")
+        yield {"answer": "42"}
+        events.append("starlette shutdown")
+
+    async def answer(request: StarletteRequest) -> PlainTextResponse:
+        return PlainTextResponse(request.state.answer)
+
+    app = triows.App()
+    app.mount("/s", Starlette(routes=[Route("/answer", answer)], lifespan=lifespan))
+    async with TestClient(app) as client:
+        assert (await client.get("/s/answer")).text == "42"
+    assert events == ["starlette startup", "starlette shutdown"]

@@ -259,3 +259,32 @@ def test_pattern_must_start_with_slash() -> None:
     app = triows.App()
     with pytest.raises(ValueError):
         app.websocket_route("chat")
+
+
+async def test_a_converter_defined_next_to_the_view_is_found() -> None:
+    # This module uses `from __future__ import annotations`: annotations are
+    # strings, and `Slug` exists only in this function's locals.
+    class Slug(str):
+        def __new__(cls, value: str) -> Slug:
+            return super().__new__(cls, value.lower().replace(" ", "-"))
+
+    app = triows.App()
+
+    @app.websocket_route("/post/{slug}")
+    async def post(ws: triows.WebSocket, slug: Slug, title: Slug | None = None) -> None:
+        await ws.send(f"{type(slug).__name__}:{slug}|{title}")
+
+    async with (
+        TestClient(app) as client,
+        client.websocket_connect("/post/Hello World", query={"title": "A B"}) as ws,
+    ):
+        assert await ws.receive_text() == "Slug:hello-world|a-b"
+
+
+def test_an_unknown_annotation_still_says_which_name() -> None:
+    app = triows.App()
+    with pytest.raises(ValueError, match="unknown type name in annotations: name 'Nowhere'"):
+
+        @app.websocket_route("/x")
+        async def view(ws: triows.WebSocket, value: Nowhere) -> None:  # type: ignore[name-defined]  # noqa: F821
+            pass

@@ -20,6 +20,7 @@ from ._http import (
     send_response,
     to_response,
 )
+from ._lifespan import MountedLifespan
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_pumped, run_view
@@ -315,7 +316,7 @@ class App:
             if names:
 
                 async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
-                    return await self.providers.resolve(names, stack)
+                    return await self.providers.resolve(names, stack, ws)
 
         self._connections.add(ws)
         try:
@@ -339,7 +340,7 @@ class App:
         """
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(receive, send)
+            await self._lifespan(scope, receive, send)
             return True
         if self._sessions is not None and "session" not in scope:
             scope["session"] = self._sessions.load(scope)
@@ -434,7 +435,9 @@ class App:
         try:
             async with AsyncExitStack() as stack:
                 kwargs.update(
-                    await self.providers.resolve(route.signature.provider_names(providers), stack)
+                    await self.providers.resolve(
+                        route.signature.provider_names(providers), stack, request
+                    )
                 )
                 response = to_response(await route.view(request, **kwargs))
         except Exception:
@@ -446,7 +449,7 @@ class App:
             extra_headers.append((b"set-cookie", cookie.encode("latin-1")))
         await send_response(send, response, head=method == "HEAD", extra_headers=extra_headers)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
@@ -466,6 +469,11 @@ class App:
                     await stack.enter_async_context(self.hub)
                 await self.providers.start_app(stack)
                 stack.callback(self._close_nursery, nursery)
+                state = scope.setdefault("state", {})
+                for mount in self._mounts:
+                    mounted = MountedLifespan(mount.prefix, mount.app, state)
+                    stack.push_async_callback(mounted.shutdown)
+                    await mounted.startup(nursery)
                 for hook in self._startup_hooks:
                     await hook()
                 for hook in reversed(self._shutdown_hooks):

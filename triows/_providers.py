@@ -4,7 +4,8 @@ A provider is an ``async def`` that returns a value, or an async generator that
 yields exactly one (the code after ``yield`` is its teardown).  Scope ``"connection"``
 makes one value per connection (or HTTP request); scope ``"app"`` one per App
 lifetime, created at startup and torn down at shutdown.  Providers may depend on
-other providers through their own parameters.
+other providers through their own parameters, and a connection-scoped one may take
+the parameter :data:`CONNECTION`: the WebSocket or Request it is created for.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any, Literal
 import attrs
 import trio
 
-__all__ = ["Provider", "ProviderError", "ProviderRegistry", "ProviderScope"]
+__all__ = ["CONNECTION", "Provider", "ProviderError", "ProviderRegistry", "ProviderScope"]
 
 ProviderScope = Literal["connection", "app"]
+
+#: The parameter name that gives a connection-scoped provider its WebSocket or Request.
+CONNECTION = "connection"
 
 #: How long a provider's teardown may run, shielded from cancellation.
 TEARDOWN_TIMEOUT = 5.0
@@ -81,6 +85,16 @@ class ProviderRegistry:
 
     def register(self, func: Callable[..., Any], scope: ProviderScope) -> Provider:
         provider = Provider.of(func, scope)
+        if provider.name == CONNECTION:
+            raise ProviderError(
+                f"a provider cannot be named {CONNECTION!r}: providers take that parameter "
+                "to receive their WebSocket or Request; rename the function"
+            )
+        if provider.scope == "app" and CONNECTION in provider.dependencies:
+            raise ProviderError(
+                f"app-scoped provider {provider.name}() takes {CONNECTION!r}, which exists "
+                "only per connection; make it connection-scoped"
+            )
         if provider.name in self.providers:
             raise ProviderError(f"a provider named {provider.name!r} is already registered")
         self.providers[provider.name] = provider
@@ -113,6 +127,8 @@ class ProviderRegistry:
         for provider in self.providers.values():
             self._check_cycles(provider.name)
             for dependency in provider.dependencies:
+                if dependency == CONNECTION:
+                    continue  # given by resolve(); register() refused it on app scope
                 found = self.providers.get(dependency)
                 if found is None:
                     raise ProviderError(
@@ -133,6 +149,8 @@ class ProviderRegistry:
             if name in seen:
                 return
             seen.add(name)
+            if name == CONNECTION:
+                return
             provider = self.providers.get(name)
             if provider is None:
                 raise ProviderError(f"{name!r} is not a registered provider")
@@ -171,15 +189,18 @@ class ProviderRegistry:
     def _stop_app(self) -> None:
         self._app_values = None
 
-    async def resolve(self, names: Iterable[str], stack: AsyncExitStack) -> dict[str, Any]:
+    async def resolve(
+        self, names: Iterable[str], stack: AsyncExitStack, connection: object
+    ) -> dict[str, Any]:
         """Values for ``names``: app-scoped ones shared, connection-scoped ones created.
 
-        Connection-scoped teardowns are pushed onto ``stack``.
+        ``connection`` (the WebSocket or Request) is passed to the providers that
+        take :data:`CONNECTION`.  Connection-scoped teardowns are pushed onto ``stack``.
         """
-        values: dict[str, Any] = {}
         wanted = list(names)
         if not wanted:
-            return values
+            return {}
+        values: dict[str, Any] = {CONNECTION: connection}
         for provider in self._order(wanted):
             if provider.scope == "app":
                 if self._app_values is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -131,6 +132,31 @@ class Parameter:
         return self.default is inspect.Parameter.empty
 
 
+def _evaluated_signature(view: Callable[..., Any]) -> inspect.Signature:
+    """The view's signature with its annotations evaluated (they are strings under
+    ``from __future__ import annotations``).
+
+    A name the view's module does not define (a converter class defined inside a
+    function, next to the view) is looked up in the locals of the code that is
+    registering the view: the innermost calling frame outside triows that
+    resolves every annotation.  Raises NameError if none does.
+    """
+    try:
+        return inspect.signature(view, eval_str=True)
+    except NameError as exc:
+        error = exc
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "triows" and not module.startswith("triows."):
+            try:
+                return inspect.signature(view, eval_str=True, locals=frame.f_locals)
+            except NameError:
+                pass
+        frame = frame.f_back  # type: ignore[assignment]
+    raise error
+
+
 @attrs.frozen
 class ViewSignature:
     """What a view needs, read from its signature once, at decoration time."""
@@ -148,7 +174,7 @@ class ViewSignature:
                 f"{kind} view {name}() must be a coroutine function: define it with 'async def'"
             )
         try:
-            signature = inspect.signature(view, eval_str=True)
+            signature = _evaluated_signature(view)
         except NameError as exc:
             raise ValueError(
                 f"{kind} view {name}(): unknown type name in annotations: {exc}"

@@ -289,6 +289,8 @@ class TestClient:
         self._lifespan_events: trio.MemoryReceiveChannel[Message] | None = None
         self._nursery_manager: Any = None
         self._lifespan_task: _AppTask | None = None
+        #: The lifespan's state: each request's scope gets a shallow copy (ASGI).
+        self._state: dict[str, Any] = {}
 
     async def __aenter__(self) -> TestClient:
         self._nursery_manager = trio.open_nursery()
@@ -300,7 +302,7 @@ class TestClient:
         nursery.start_soon(
             task.run,
             self.app,
-            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state},
             to_app.receive,
             from_app_send.send,
         )
@@ -354,7 +356,7 @@ class TestClient:
             "headers": _raw_headers(headers),
             "client": ("testclient", 50000),
             "server": ("testserver", 80),
-            "state": {},
+            "state": dict(self._state),
         }
 
     @asynccontextmanager
