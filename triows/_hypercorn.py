@@ -39,11 +39,11 @@ read.
 (hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
 that in the App itself, see ``App.close_connections``, so it needs no patch.)
 
-The fix wraps a few methods of ``WSStream`` and ``TCPServer`` once per process.  The wrappers act
-only on streams whose config is a :class:`TriowsConfig`, the config ``serve()``
-builds; a plain ``hypercorn -k trio`` server in the same process, or any other
-config, runs hypercorn's code unchanged.  The patch refuses to install on a
-hypercorn series it was not tested with.
+The fix wraps a few methods of ``WSStream`` and ``TCPServer`` once per process.
+The wrappers act only on streams whose config is a :class:`TriowsConfig`, the
+config ``serve()`` builds; a plain ``hypercorn -k trio`` server in the same
+process, or any other config, runs hypercorn's code unchanged.  The patch
+refuses to install on a hypercorn series it was not tested with.
 """
 
 from __future__ import annotations
@@ -531,7 +531,7 @@ def install() -> None:
                 data = await receive_some(MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
-            await handle(RawData(data))
+            await handle(RawData(bytes(data)))  # bytes already for plain TCP: no copy
             if not data:
                 break
         await handle(Closed())

@@ -409,7 +409,7 @@ def send_now(send: Any, messages: list[Prepared]) -> bool:
         return False
     writer = conn.writer
     nursery = conn.server.nursery
-    if writer.dead or writer._writing or writer._pending or nursery is None:
+    if not writer.idle or nursery is None:
         return False  # checked before framing: deflate's state must not move for nothing
     return writer.write_now(conn._frames(messages), nursery)
 

@@ -78,6 +78,11 @@ class _Writer:
                 self._drained.set()
                 self._drained = None
 
+    @property
+    def idle(self) -> bool:
+        """Alive, with no write under way and nothing queued: :meth:`write_now` would write."""
+        return not (self.dead or self._writing or self._pending)
+
     def write_now(self, data: bytes, nursery: trio.Nursery) -> bool:
         """Write ``data`` without yielding if no write is under way or queued.
 
@@ -86,7 +91,7 @@ class _Writer:
         kernel did not take, queued ahead of any later write and flushed by a
         task started in ``nursery``.
         """
-        if self.dead or self._writing or self._pending:
+        if not self.idle:
             return False
         try:
             sent = os.write(self.sock.fileno(), data)
