@@ -193,7 +193,8 @@ def _lifespan_app(events: list[str], *, fail: str | None = None) -> Any:
                     return
         elif scope["type"] == "http":
             body = scope["state"].get("pool", "missing").encode()
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+            length = (b"content-length", str(len(body)).encode())
+            await send({"type": "http.response.start", "status": 200, "headers": [length]})
             await send({"type": "http.response.body", "body": body})
 
     return app
@@ -304,3 +305,50 @@ async def test_a_mounted_starlette_app_runs_its_lifespan() -> None:
     async with TestClient(app) as client:
         assert (await client.get("/s/answer")).text == "42"
     assert events == ["starlette startup", "starlette shutdown"]
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_mounted_lifespans_under_both_servers(backend: str) -> None:
+    events: list[str] = []
+    app = _hooked_app(events)
+    app.mount("/db", _lifespan_app(events))
+    with trio.fail_after(10):
+        async with live_server(app, backend=backend) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(
+                    b"GET /db/pool HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+                response = b""
+                while chunk := await stream.receive_some(4096):
+                    response += chunk
+            assert response.endswith(b"\r\n\r\nready")
+    assert events == [
+        "mounted startup",
+        "app startup hook",
+        "app shutdown hook",
+        "mounted shutdown",
+    ]
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_a_failed_startup_stops_both_servers(backend: str) -> None:
+    events: list[str] = []
+    app = triows.App()
+    app.mount("/db", _lifespan_app(events, fail="startup"))
+    with trio.fail_after(10), pytest.raises(BaseException) as raised:
+        async with live_server(app, backend=backend):
+            pass
+    assert "failed to start: no database" in _messages(raised.value)
+    assert events == ["mounted startup"]
+
+
+def _messages(exc: BaseException) -> str:
+    """Every message in an exception, its groups and causes."""
+    parts = [str(exc)]
+    if isinstance(exc, BaseExceptionGroup):
+        parts += [_messages(inner) for inner in exc.exceptions]
+    for linked in (exc.__cause__, exc.__context__):
+        if linked is not None:
+            parts.append(_messages(linked))
+    return " | ".join(parts)

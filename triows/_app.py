@@ -20,7 +20,7 @@ from ._http import (
     send_response,
     to_response,
 )
-from ._lifespan import MountedLifespan
+from ._lifespan import Lifespan
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_pumped, run_view
@@ -471,7 +471,7 @@ class App:
                 stack.callback(self._close_nursery, nursery)
                 state = scope.setdefault("state", {})
                 for mount in self._mounts:
-                    mounted = MountedLifespan(mount.prefix, mount.app, state)
+                    mounted = Lifespan(mount.app, state, f"the app mounted at {mount.prefix!r}")
                     stack.push_async_callback(mounted.shutdown)
                     await mounted.startup(nursery)
                 for hook in self._startup_hooks:

@@ -1,12 +1,12 @@
-"""A mounted ASGI app's lifespan, run inside the App's own.
+"""Running an ASGI app's lifespan, as a server does.
 
-The App answers the server's lifespan itself; for each app given to
-``App.mount`` it plays the server's part: it calls the app with a ``lifespan``
-scope in the App's nursery, sends ``lifespan.startup`` during the App's startup
-and ``lifespan.shutdown`` during its shutdown, and waits for each answer.  As
-the ASGI spec asks of servers, an app that raises before answering the startup
-(or returns, or answers something else) is taken to have no lifespan, and is
-mounted all the same.
+Two servers of lifespans live in triows: the native backend runs the App's, and
+the App runs the lifespan of each app given to ``App.mount`` inside its own.
+Both call the app with a ``lifespan`` scope in a nursery, send
+``lifespan.startup`` and later ``lifespan.shutdown``, and wait for each answer.
+As the ASGI spec asks of servers, an app that raises before answering its
+startup (or returns, or answers something else) is taken to have no lifespan,
+and is served all the same.
 """
 
 from __future__ import annotations
@@ -18,44 +18,43 @@ import trio
 
 from ._types import ASGIApp, Message
 
-__all__ = ["ANSWER_TIMEOUT", "MountedLifespan"]
+__all__ = ["ANSWER_TIMEOUT", "Lifespan"]
 
 logger = logging.getLogger("triows")
 
-#: How long a mounted app may take to answer its startup or shutdown (hypercorn's
-#: default for the top-level app).
+#: How long an app may take to answer its startup or shutdown (hypercorn's default).
 ANSWER_TIMEOUT = 60.0
 
 
-class MountedLifespan:
-    """The lifespan of the app mounted at ``prefix``."""
+class Lifespan:
+    """The lifespan of ``app``, called ``name`` in errors and logs ("the App")."""
 
-    def __init__(self, prefix: str, app: ASGIApp, state: dict[str, Any]) -> None:
-        self.prefix = prefix
+    def __init__(self, app: ASGIApp, state: dict[str, Any], name: str) -> None:
         self.app = app
         #: The server's lifespan state, shared so the app's requests see what it stores.
         self.state = state
-        #: Whether the app answered its startup (False: it has no lifespan).
+        self.name = name
+        #: Whether the app answered its startup (False: it has no lifespan, or stopped).
         self.running = False
         self._to_app, self._app_inbox = trio.open_memory_channel[Message](1)
         self._app_outbox, self._from_app = trio.open_memory_channel[Message](1)
 
     async def startup(self, nursery: trio.Nursery) -> None:
-        """Start the app's lifespan in ``nursery``; RuntimeError if its startup failed."""
+        """Start the app's lifespan in ``nursery``; RuntimeError if its startup failed.
+
+        Returns at once, with :attr:`running` False, for an app without a lifespan.
+        """
         nursery.start_soon(self._run)
         await self._to_app.send({"type": "lifespan.startup"})
         reply = await self._reply()
         if reply is None:
             return
         if reply["type"] == "lifespan.startup.failed":
-            raise RuntimeError(
-                f"the app mounted at {self.prefix!r} failed to start: {reply.get('message', '')}"
-            )
+            raise RuntimeError(f"{self.name} failed to start: {reply.get('message', '')}")
         if reply["type"] != "lifespan.startup.complete":
             logger.warning(
-                "the app mounted at %r answered the lifespan startup with %r; "
-                "treating it as an app without a lifespan",
-                self.prefix,
+                "%s answered the lifespan startup with %r; serving it as an app without a lifespan",
+                self.name,
                 reply["type"],
             )
             return
@@ -69,10 +68,7 @@ class MountedLifespan:
         await self._to_app.send({"type": "lifespan.shutdown"})
         reply = await self._reply()
         if reply is not None and reply["type"] == "lifespan.shutdown.failed":
-            raise RuntimeError(
-                f"the app mounted at {self.prefix!r} failed to shut down: "
-                f"{reply.get('message', '')}"
-            )
+            raise RuntimeError(f"{self.name} failed to shut down: {reply.get('message', '')}")
 
     async def _reply(self) -> Message | None:
         try:
@@ -82,8 +78,7 @@ class MountedLifespan:
             return None  # the app returned or raised without answering
         except trio.TooSlowError:
             raise RuntimeError(
-                f"the app mounted at {self.prefix!r} did not answer its lifespan event "
-                f"within {ANSWER_TIMEOUT:g} s"
+                f"{self.name} did not answer its lifespan event within {ANSWER_TIMEOUT:g} s"
             ) from None
 
     async def _run(self) -> None:
@@ -97,6 +92,6 @@ class MountedLifespan:
                 await self.app(scope, self._app_inbox.receive, self._app_outbox.send)
             except Exception as exc:
                 if self.running:
-                    logger.exception("the lifespan of the app mounted at %r failed", self.prefix)
+                    logger.exception("the lifespan of %s failed", self.name)
                 else:
-                    logger.debug("the app mounted at %r has no lifespan (%r)", self.prefix, exc)
+                    logger.debug("%s has no lifespan (%r)", self.name, exc)

@@ -18,8 +18,9 @@ from websockets.protocol import Protocol
 from .._app import App
 from .._broadcast import BATCH_EXTENSION
 from .._exceptions import WebSocketDisconnect
+from .._lifespan import Lifespan
 from .._transport import DEPARTURE_EXTENSION
-from .._types import Message, Scope
+from .._types import Scope
 from ._connection import SEND_NOW_OFFER, _ServerProtocol, _WebSocketConnection, logger
 from ._http import (
     _HEAD_END,
@@ -320,7 +321,7 @@ class _NativeServer:
         task_status: trio.TaskStatus[int],
     ) -> None:
         async with trio.open_nursery() as lifespan_nursery:
-            lifespan = _Lifespan(self.app, self.state)
+            lifespan = Lifespan(self.app, self.state, "the App")
             await lifespan.startup(lifespan_nursery)
             try:
                 listeners = await trio.open_tcp_listeners(port, host=self.host)
@@ -357,7 +358,10 @@ class _NativeServer:
                     connections.cancel_scope.deadline = max(deadline, trio.current_time() + 0.1)
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(shutdown_timeout):
-                    await lifespan.shutdown()
+                    try:
+                        await lifespan.shutdown()
+                    except RuntimeError:
+                        logger.exception("triows: the App's shutdown failed")
             lifespan_nursery.cancel_scope.cancel()
 
 
@@ -367,53 +371,6 @@ def _address(sock: trio.socket.SocketType, *, peer: bool) -> tuple[str, int] | N
     except OSError:
         return None
     return (str(address[0]), int(address[1]))
-
-
-class _Lifespan:
-    """Runs the App's ASGI lifespan, as an ASGI server would."""
-
-    def __init__(self, app: App, state: dict[str, Any]) -> None:
-        self.app = app
-        self.state = state
-        self._to_app, self._app_inbox = trio.open_memory_channel[Message](math.inf)
-        self._app_outbox, self._from_app = trio.open_memory_channel[Message](math.inf)
-        self._supported = True
-
-    async def _run_app(self) -> None:
-        scope: Scope = {
-            "type": "lifespan",
-            "asgi": {"version": "3.0", "spec_version": "2.0"},
-            "state": self.state,
-        }
-        async with self._app_outbox:
-            try:
-                await self.app(scope, self._app_inbox.receive, self._app_outbox.send)
-            except Exception:
-                logger.exception("triows: the App's lifespan raised")
-
-    async def _reply(self, stage: str) -> None:
-        try:
-            message = await self._from_app.receive()
-        except trio.EndOfChannel:
-            self._supported = False  # the App returned: it does not do lifespan
-            return
-        if message["type"] == f"{stage}.failed":
-            raise RuntimeError(f"{stage} failed: {message.get('message', '')}")
-
-    async def startup(self, nursery: trio.Nursery) -> None:
-        """Run the App's startup; raises RuntimeError if it failed."""
-        nursery.start_soon(self._run_app)
-        await self._to_app.send({"type": "lifespan.startup"})
-        await self._reply("lifespan.startup")
-
-    async def shutdown(self) -> None:
-        if not self._supported:
-            return
-        await self._to_app.send({"type": "lifespan.shutdown"})
-        try:
-            await self._reply("lifespan.shutdown")
-        except RuntimeError:
-            logger.exception("triows: the App's shutdown failed")
 
 
 async def serve_native(
