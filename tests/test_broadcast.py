@@ -431,3 +431,59 @@ async def test_direct_writes_and_the_views_own_sends_never_interleave(
                     published.append(message[:6])
             assert own == [f"own{n:03d}" for n in range(50)]
             assert published == [f"hub{n:03d}" for n in range(200)]
+
+
+@pytest.mark.parametrize("transport", ["hypercorn", "native", "hypercorn-tls"])
+async def test_sends_write_directly_unless_the_server_cannot(
+    transport: str, monkeypatch: pytest.MonkeyPatch, tls_certificate: tuple[Path, Path]
+) -> None:
+    # send(), send_text() and send_many() go through send_now on plain TCP: no
+    # websocket.send event reaches the server's ASGI send.  Over TLS they all do.
+    from hypercorn.protocol.ws_stream import WSStream
+
+    from triows import _hypercorn
+    from triows._native._connection import _WebSocketConnection
+
+    _hypercorn.install()  # serve() installs it too; patch the installed method
+    events: list[str] = []
+    for cls, name in ((WSStream, "app_send"), (_WebSocketConnection, "send")):
+        original = getattr(cls, name)
+
+        async def counting(self: Any, message: Any, original: Any = original) -> None:
+            if message is not None:
+                events.append(message["type"])
+            await original(self, message)
+
+        monkeypatch.setattr(cls, name, counting)
+
+    app = triows.App()
+
+    @app.websocket_route("/talk")
+    async def talk(ws: WebSocket) -> None:
+        async for message in ws:
+            await ws.send(f"send:{message}")
+            await ws.send_text(f"text:{message}")
+            await ws.send_many([f"many:{message}", Broadcast("shared")])
+
+    options: dict[str, Any] = {"backend": transport.split("-")[0]}
+    context = None
+    if transport == "hypercorn-tls":
+        cert, key = tls_certificate
+        options.update(certfile=str(cert), keyfile=str(key))
+        context = ssl.create_default_context(cafile=str(cert))
+    with trio.fail_after(10):
+        async with testing.live_server(app, **options) as server:
+            url = server.url("/talk")
+            if context is not None:
+                url = url.replace("ws://", "wss://")
+            async with open_websocket_url(url, ssl_context=context) as ws:
+                for n in range(10):
+                    await ws.send_message(str(n))
+                    assert [await ws.get_message() for _ in range(4)] == [
+                        f"send:{n}",
+                        f"text:{n}",
+                        f"many:{n}",
+                        "shared",
+                    ]
+    sends = [e for e in events if e in ("websocket.send", "triows.websocket.send_batch")]
+    assert len(sends) == (30 if transport == "hypercorn-tls" else 0)

@@ -19,6 +19,7 @@ from websockets.frames import Frame, Opcode
 
 import triows
 from triows._cli import main as cli_main
+from triows._native._writer import _Writer
 from triows.testing import LiveServer, live_server
 
 from .raw_client import handshake, upgraded
@@ -384,3 +385,44 @@ def test_cli_accepts_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trio, "run", fake_run)
     cli_main(["run", "examples.echo:app", "--backend", "native"])
     assert seen == {"backend": "native"}
+
+
+# -- the writer: tails go first -----------------------------------------------------------------
+
+
+async def _read_exactly(sock: trio.socket.SocketType, size: int) -> bytes:
+    received = bytearray()
+    while len(received) < size:
+        chunk = await sock.recv(65536)
+        assert chunk, "the writer's side closed early"
+        received += chunk
+    return bytes(received)
+
+
+@pytest.mark.parametrize("how", ["cancelled write", "write_now"])
+async def test_a_writers_unwritten_tail_goes_before_the_next_write(how: str) -> None:
+    # A write cancelled after a partial send, or a write_now() the kernel took
+    # only part of, leaves a tail; the next write must not overtake it.
+    ours, peer = trio.socket.socketpair()
+    with ours, peer:
+        writer = _Writer(ours)
+        first = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
+        got: list[bytes] = []
+
+        async def read_all() -> None:
+            got.append(await _read_exactly(peer, len(first) + len(b"after")))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                if how == "cancelled write":
+                    with trio.move_on_after(0.2):
+                        await writer.write(first)  # blocks: the peer is not reading
+                    assert writer._pending, "the cancelled write left no tail"
+                    nursery.start_soon(read_all)
+                else:
+                    nursery.start_soon(read_all)  # starts at the next checkpoint
+                    assert writer.write_now(first, nursery)
+                    assert writer._pending, "the kernel took the whole MiB"
+                # At once: before the flushing task (or anything else) has run.
+                await writer.write(b"after")
+        assert got == [first + b"after"]

@@ -15,8 +15,10 @@ The extension's value may hold ``"send_now"``: a plain function
 send callable) that writes the batch *without yielding*, or does nothing and
 returns False (the connection is busy writing, closing, or not one the server
 can write to directly).  True means the server has taken every byte: written
-now, or queued ahead of the connection's next write and flushed soon.  A hub
-uses it to hand a message to an idle subscriber without waking its task.
+now, or queued ahead of the connection's next write and flushed soon.  A
+WebSocket sends through it first (one task switch per send instead of a lock's
+and a write's), and a hub hands a message to an idle subscriber through it
+without waking the subscriber's task.
 """
 
 from __future__ import annotations

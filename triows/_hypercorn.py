@@ -17,13 +17,19 @@ hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
    client gets a close frame with the code (1002, 1007) first;
 5. accepts any ``Sec-WebSocket-Key`` (RFC 6455: base64 of 16 bytes) and refuses
    an unsupported ``Sec-WebSocket-Version`` with a bare 400: triows refuses a bad
-   key with 400, and a wrong version with 426 and ``Sec-WebSocket-Version: 13``.
+   key with 400, and a wrong version with 426 and ``Sec-WebSocket-Version: 13``;
+6. (its trio ``TCPServer``) lets a write race the connection's close: ``_close()``
+   half-closes the stream without the send lock, and a concurrent write then
+   fails with ``trio.BusyResourceError``, which reaches the app's ``send``.  With
+   a TriowsConfig that write counts as a closed connection, as ``_close()``
+   itself counts the race.
 
 It also adds triows' ``triows.send_batch`` extension (see ``triows._broadcast``):
 a batch of messages is framed by wsproto (or, with no extension negotiated,
 taken from the frames a :class:`~triows.Broadcast` shares) and written as one
 ``Data`` event, so one socket write.  Its ``send_now`` writes a batch from the
-calling task without yielding (a hub delivering to an idle subscriber): when
+calling task without yielding (every ``WebSocket.send``, and a hub delivering
+to an idle subscriber): when
 the connection's send lock is free, the frames go to the socket with one
 non-blocking write; a tail the kernel did not take waits in
 ``TCPServer._triows_pending``, which the connection's next write (or a task
@@ -504,17 +510,21 @@ def install() -> None:
             keepalive.watch(self)
 
     async def protocol_send(self: Any, event: Any) -> None:
-        # Only a connection that _send_now left a tail on differs from hypercorn:
-        # the tail is written first, under the same lock, so frames never interleave.
-        if "_triows_pending" not in self.__dict__ or not isinstance(event, RawData):
+        if not isinstance(event, RawData) or not isinstance(self.config, TriowsConfig):
             await original_protocol_send(self, event)
             return
+        # hypercorn's write, but (1) a tail that _send_now left goes first, under
+        # the same lock, so frames never interleave; (2) a write racing the
+        # connection's close (hypercorn's _close() half-closes the stream without
+        # the lock, and trio refuses concurrent sends with BusyResourceError)
+        # counts as a closed connection, as hypercorn's _close() itself does.
         async with self.send_lock:
-            pending = self.__dict__.pop("_triows_pending", b"")
+            pending = self.__dict__.pop("_triows_pending", None)
+            data = event.data if pending is None else pending + event.data
             try:
                 with trio.CancelScope(shield=True):
-                    await self.stream.send_all(pending + event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
                 await self.protocol.handle(Closed())
 
     async def read_data(self: Any) -> None:

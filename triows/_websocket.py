@@ -196,6 +196,7 @@ class WebSocket:
         "_options",
         "_query",
         "_receivers",
+        "_send_now_fn",
         "_source",
         "_transport_receive",
         "_transport_send",
@@ -213,6 +214,9 @@ class WebSocket:
         self.scope = scope
         self._transport_receive = receive
         self._transport_send = send
+        offer = scope.get("extensions", {}).get(BATCH_EXTENSION)
+        # The server's non-blocking write (see triows._broadcast), if it has one.
+        self._send_now_fn: SendNow | None = None if offer is None else offer.get("send_now")
         self._options = options
         self._machine = StateMachine()
         departure = departure_of(scope)
@@ -510,6 +514,8 @@ class WebSocket:
         event = self._options.encode(message)
         if self._machine.state is not CONNECTED:
             self._machine.check_send("send()")
+        if self._send_now_fn is not None and await self._write_now([Prepared(event)]):
+            return
         try:
             await self._transport_send(event)
         except OSError:
@@ -538,6 +544,8 @@ class WebSocket:
     async def _send_prepared(self, prepared: list[Prepared], call: str) -> None:
         if self._machine.state is not CONNECTED:
             self._machine.check_send(call)
+        if self._send_now_fn is not None and await self._write_now(prepared):
+            return
         try:
             if BATCH_EXTENSION in (self.scope.get("extensions") or ()):
                 await self._transport_send({"type": BATCH_EVENT, "messages": prepared})
@@ -547,6 +555,22 @@ class WebSocket:
         except OSError:
             await self._raise_departure()
 
+    async def _write_now(self, prepared: list[Prepared]) -> bool:
+        """Send through the server's non-blocking write when it can take the batch now.
+
+        A full checkpoint either way: Cancelled is raised before anything is
+        written, never after.  False (nothing written, the caller sends the
+        usual way) when the server is busy writing to this connection, it is
+        closing, or the server cannot write directly (TLS, HTTP/2).  One task
+        switch per send instead of the two of hypercorn's send lock and write.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        send_now = self._send_now_fn
+        if send_now is not None and send_now(self._transport_send, prepared):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return True
+        return False
+
     def _send_now(self, message: Broadcast) -> bool:
         """Hand ``message`` to the server without yielding, if it can take it now.
 
@@ -555,11 +579,8 @@ class WebSocket:
         send and the server offers ``send_now`` and took the whole message; the
         caller then sends it the usual way, which raises what there is to raise.
         """
-        if self._machine.state is not CONNECTED:
-            return False
-        offer = self.scope.get("extensions", {}).get(BATCH_EXTENSION)
-        send_now: SendNow | None = None if offer is None else offer.get("send_now")
-        if send_now is None:
+        send_now = self._send_now_fn
+        if send_now is None or self._machine.state is not CONNECTED:
             return False
         try:
             prepared = message.prepare(self._options.encode)
@@ -613,6 +634,8 @@ class WebSocket:
     async def _send_message(self, message: Message, call: str) -> None:
         if self._machine.state is not CONNECTED:
             self._machine.check_send(call)
+        if self._send_now_fn is not None and await self._write_now([Prepared(message)]):
+            return
         await self._send_or_disconnect(message)
 
     async def _send_or_disconnect(self, message: Message) -> None:

@@ -67,6 +67,10 @@ class _Writer:
             if not self._pending:
                 return
             data = self._pop_pending()
+        elif self._pending:
+            # A tail left by write_now() or by a cancelled write goes out first.
+            self._pending.append(data)
+            data = self._pop_pending()
         self._writing = True
         try:
             await self._send_all(data)
