@@ -1,7 +1,7 @@
 """A raw WebSocket client for tests that must break the rules or never read.
 
 Builds handshakes and client frames by hand (so a test can get every detail
-wrong on purpose) and opens upgraded TCP streams to a live server.
+wrong on purpose) and opens upgraded TCP streams to a live server, and sends plain HTTP requests the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import trio
 
 from triows.testing import LiveServer
 
-__all__ = ["KEY", "frame", "handshake", "upgraded"]
+__all__ = ["KEY", "frame", "handshake", "http_get", "upgraded"]
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -72,3 +72,15 @@ async def upgraded(server: LiveServer, path: str = "/text") -> AsyncIterator[tri
             response += chunk
         assert response.startswith(b"HTTP/1.1 101"), response
         yield stream
+
+
+async def http_get(port: int, path: str) -> bytes:
+    """GET ``path`` with ``Connection: close`` on 127.0.0.1; the whole raw response."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        await stream.send_all(request.encode())
+        response = b""
+        while chunk := await stream.receive_some(65536):
+            response += chunk
+    return response

@@ -12,13 +12,15 @@ import base64
 import functools
 import random
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import trio
 import websockets.trio.client
-from trio_websocket import open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 import triows
 from triows import Broadcast, WebSocket, testing
@@ -339,6 +341,26 @@ async def test_a_client_that_never_reads_costs_a_bounded_buffer(backend: str) ->
 # -- send_now: the hub writes to idle subscribers from the publishing task ------------------
 
 
+@asynccontextmanager
+async def _client(
+    app: triows.App, path: str, transport: str, tls_certificate: tuple[Path, Path]
+) -> AsyncIterator[WebSocketConnection]:
+    """A trio-websocket client of ``app`` served over ``transport``: "hypercorn",
+    "native", or "hypercorn-tls" (wss:// with a throw-away certificate)."""
+    options: dict[str, Any] = {"backend": transport.split("-")[0]}
+    context = None
+    if transport == "hypercorn-tls":
+        cert, key = tls_certificate
+        options.update(certfile=str(cert), keyfile=str(key))
+        context = ssl.create_default_context(cafile=str(cert))
+    async with testing.live_server(app, **options) as server:
+        url = server.url(path)
+        if context is not None:
+            url = url.replace("ws://", "wss://", 1)
+        async with open_websocket_url(url, ssl_context=context) as ws:
+            yield ws
+
+
 def _counting_send_many(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the batches that go through WebSocket.send_many (the forward task's path)."""
     calls: list[int] = []
@@ -361,22 +383,12 @@ async def test_hub_hands_messages_to_idle_subscribers_without_waking_them(
     # so every message takes the forward task's ordinary path.
     calls = _counting_send_many(monkeypatch)
     app, hub, _ = _fanout_app()
-    options: dict[str, Any] = {"backend": transport.split("-")[0]}
-    context = None
-    if transport == "hypercorn-tls":
-        cert, key = tls_certificate
-        options.update(certfile=str(cert), keyfile=str(key))
-        context = ssl.create_default_context(cafile=str(cert))
     with trio.fail_after(10):
-        async with testing.live_server(app, **options) as server:
-            url = server.url("/sub")
-            if context is not None:
-                url = url.replace("ws://", "wss://")
-            async with open_websocket_url(url, ssl_context=context) as ws:
-                assert await ws.get_message() == "subscribed"
-                for n in range(20):
-                    await hub.publish("t", f"m{n}")
-                    assert await ws.get_message() == f"m{n}"
+        async with _client(app, "/sub", transport, tls_certificate) as ws:
+            assert await ws.get_message() == "subscribed"
+            for n in range(20):
+                await hub.publish("t", f"m{n}")
+                assert await ws.get_message() == f"m{n}"
     assert len(calls) == (20 if transport == "hypercorn-tls" else 0)
 
 
@@ -465,25 +477,15 @@ async def test_sends_write_directly_unless_the_server_cannot(
             await ws.send_text(f"text:{message}")
             await ws.send_many([f"many:{message}", Broadcast("shared")])
 
-    options: dict[str, Any] = {"backend": transport.split("-")[0]}
-    context = None
-    if transport == "hypercorn-tls":
-        cert, key = tls_certificate
-        options.update(certfile=str(cert), keyfile=str(key))
-        context = ssl.create_default_context(cafile=str(cert))
     with trio.fail_after(10):
-        async with testing.live_server(app, **options) as server:
-            url = server.url("/talk")
-            if context is not None:
-                url = url.replace("ws://", "wss://")
-            async with open_websocket_url(url, ssl_context=context) as ws:
-                for n in range(10):
-                    await ws.send_message(str(n))
-                    assert [await ws.get_message() for _ in range(4)] == [
-                        f"send:{n}",
-                        f"text:{n}",
-                        f"many:{n}",
-                        "shared",
-                    ]
+        async with _client(app, "/talk", transport, tls_certificate) as ws:
+            for n in range(10):
+                await ws.send_message(str(n))
+                assert [await ws.get_message() for _ in range(4)] == [
+                    f"send:{n}",
+                    f"text:{n}",
+                    f"many:{n}",
+                    "shared",
+                ]
     sends = [e for e in events if e in ("websocket.send", "triows.websocket.send_batch")]
     assert len(sends) == (30 if transport == "hypercorn-tls" else 0)

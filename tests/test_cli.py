@@ -24,7 +24,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from .raw_client import handshake
+from .raw_client import handshake, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The ``triows`` console script installed next to this interpreter.
@@ -175,14 +175,7 @@ async def test_console_script_is_installed() -> None:
 async def test_run_serves_the_chat_page_and_room() -> None:
     async with cli_server([str(SCRIPT)], "examples.chat.app:app") as server:
         with trio.fail_after(TIMEOUT):
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                await stream.send_all(
-                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-                )
-                response = b""
-                while chunk := await stream.receive_some(65536):
-                    response += chunk
+            response = await http_get(server.port, "/")
         assert response.startswith(b"HTTP/1.1 200")
         assert b"textContent" in response and b"innerHTML" not in response
 

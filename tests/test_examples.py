@@ -17,6 +17,8 @@ from examples import echo
 from examples.chat import app as chat
 from triows.testing import TestClient, TestWebSocket, live_server
 
+from .raw_client import http_get as raw_http_get
+
 TIMEOUT = 5.0
 
 
@@ -216,13 +218,7 @@ async def get_message(ws: WebSocketConnection) -> str | bytes:
 async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
     """A minimal HTTP/1.1 GET over a real socket: status, headers, body."""
     with trio.fail_after(TIMEOUT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            await stream.send_all(request.encode())
-            data = b""
-            while chunk := await stream.receive_some(65536):
-                data += chunk
+        data = await raw_http_get(port, path)
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}

@@ -13,6 +13,8 @@ import triows
 from triows import WebSocket
 from triows.testing import TestClient, live_server
 
+from .raw_client import http_get
+
 
 def _app() -> triows.App:
     app = triows.App()
@@ -157,14 +159,7 @@ async def test_http_over_real_socket_and_websocket_next_to_it() -> None:
 
     with trio.fail_after(5):
         async with live_server(app) as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                await stream.send_all(
-                    b"GET /sub/page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                data = b""
-                while chunk := await stream.receive_some(4096):
-                    data += chunk
+            data = await http_get(server.port, "/sub/page")
             assert data.startswith(b"HTTP/1.1 200")
             assert b"/sub|/page" in data
             async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
@@ -314,15 +309,7 @@ async def test_mounted_lifespans_under_both_servers(backend: str) -> None:
     app.mount("/db", _lifespan_app(events))
     with trio.fail_after(10):
         async with live_server(app, backend=backend) as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                await stream.send_all(
-                    b"GET /db/pool HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                response = b""
-                while chunk := await stream.receive_some(4096):
-                    response += chunk
-            assert response.endswith(b"\r\n\r\nready")
+            assert (await http_get(server.port, "/db/pool")).endswith(b"\r\n\r\nready")
     assert events == [
         "mounted startup",
         "app startup hook",
