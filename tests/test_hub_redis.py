@@ -19,7 +19,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from triows.hub import Hub, HubUnavailable
 from triows.hub._redis import decode, encode
 
-from .redis_server import RedisServer, free_port, redis_server
+from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
 
@@ -192,21 +192,28 @@ def _owner_pid(server_port: int, client_port: int, pids: list[int]) -> int:
 
 
 async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisServer) -> None:
-    port = free_port()
+    # Port 0: hypercorn's parent binds one socket that both workers share, and
+    # each logs it (a port picked here could be taken meanwhile by a client).
     command = [
         sys.executable, "-m", "hypercorn", "-k", "trio", "-w", "2",
-        "--bind", f"127.0.0.1:{port}", "examples.chat.app:app",
+        "--bind", "127.0.0.1:0", "examples.chat.app:app",
     ]  # fmt: skip
     parent = _spawn(command, redis_server.url)
     try:
         with trio.fail_after(30):
             # Wait for both workers to listen (hypercorn logs one line per worker).
             assert parent.stdout is not None
+            ports: set[int] = set()
             running = 0
             while running < 2:
                 line = await trio.to_thread.run_sync(parent.stdout.readline)
                 assert line, "hypercorn exited before serving"
-                running += b"Running on" in line
+                found = re.search(rb"Running on http://127\.0\.0\.1:(\d+)", line)
+                if found is not None:
+                    running += 1
+                    ports.add(int(found[1]))
+            assert len(ports) == 1, ports
+            port = ports.pop()
             children = await trio.Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text()
             # The workers, and whatever helper process multiprocessing starts.
             workers = [int(pid) for pid in children.split()]
