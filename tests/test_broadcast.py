@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 import trio
 import websockets.trio.client
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 import triows
 from triows import Broadcast, WebSocket, testing
@@ -489,3 +489,45 @@ async def test_sends_write_directly_unless_the_server_cannot(
                 ]
     sends = [e for e in events if e in ("websocket.send", "triows.websocket.send_batch")]
     assert len(sends) == (30 if transport == "hypercorn-tls" else 0)
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_a_message_one_subscriber_cannot_encode_fails_only_that_view(backend: str) -> None:
+    # The publisher writes to idle subscribers itself; an encoding error must
+    # still surface in the subscriber's own view (1011), not in publish().
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+    errors: list[BaseException] = []
+
+    @app.websocket_route("/text")
+    async def text(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages:
+            await ws.send("subscribed")
+            await messages.forward(ws)
+
+    @app.websocket_route("/bytes", send_type="bytes")
+    async def binary(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as messages:
+            await ws.send(b"subscribed")
+            try:
+                await messages.forward(ws)
+            except TypeError as exc:
+                errors.append(exc)
+                raise
+
+    with trio.fail_after(10):
+        async with (
+            testing.live_server(app, backend=backend) as server,
+            open_websocket_url(server.url("/text")) as reader,
+            open_websocket_url(server.url("/bytes")) as strict,
+        ):
+            assert await reader.get_message() == "subscribed"
+            assert await strict.get_message() == b"subscribed"
+            await hub.publish("t", "a str, not bytes")  # does not raise here
+            assert await reader.get_message() == "a str, not bytes"
+            with pytest.raises(ConnectionClosed) as closed:
+                await strict.get_message()
+            assert closed.value.reason.code == 1011
+            await hub.publish("t", "still served")
+            assert await reader.get_message() == "still served"
+    assert len(errors) == 1

@@ -325,8 +325,8 @@ def _send_now(send: Any, messages: list[Prepared]) -> bool:
         return False
     if sent < len(data):
         server._triows_pending = data[sent:]  # type: ignore[attr-defined]
-        # RuntimeError: its task group is closing, and so is the connection.
-        with contextlib.suppress(RuntimeError):
+        # Its task group is closing or gone, and so is the connection.
+        with contextlib.suppress(AttributeError, RuntimeError):
             stream.task_group.spawn(server.protocol_send, RawData(data=b""))
     return True
 

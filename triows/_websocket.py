@@ -583,10 +583,12 @@ class WebSocket:
         if send_now is None or self._machine.state is not CONNECTED:
             return False
         try:
-            prepared = message.prepare(self._options.encode)
+            return send_now(self._transport_send, [message.prepare(self._options.encode)])
         except Exception:
-            return False  # the usual path raises the encoder's error in the view
-        return send_now(self._transport_send, [prepared])
+            # Nothing was written (send_now takes all or nothing): the usual path
+            # raises the error (an encoder's TypeError, say) in this view, not in
+            # the publisher delivering to every subscriber.
+            return False
 
     async def send_text(self, data: str) -> None:
         """Send a text message."""
