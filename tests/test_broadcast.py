@@ -527,6 +527,7 @@ async def test_a_message_one_subscriber_cannot_encode_fails_only_that_view(backe
             assert await reader.get_message() == "a str, not bytes"
             with pytest.raises(ConnectionClosed) as closed:
                 await strict.get_message()
+            assert closed.value.reason is not None
             assert closed.value.reason.code == 1011
             await hub.publish("t", "still served")
             assert await reader.get_message() == "still served"
