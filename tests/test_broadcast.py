@@ -532,3 +532,47 @@ async def test_a_message_one_subscriber_cannot_encode_fails_only_that_view(backe
             await hub.publish("t", "still served")
             assert await reader.get_message() == "still served"
     assert len(errors) == 1
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_concurrent_senders_of_mixed_sizes_keep_every_frame_whole(
+    backend: str, compression: str | None
+) -> None:
+    # Four tasks of one view send 150 messages each, from 1 byte to 96 KiB, to a
+    # client that reads in bursts: direct writes, tails, lock waits and ordinary
+    # writes all interleave.  Each task's messages arrive whole and in its order.
+    app = triows.App()
+    rng = random.Random(7)
+    sizes = [rng.choice([1, 100, 4_000, 30_000, 98_304]) for _ in range(150)]
+    blob = base64.b64encode(random.Random(3).randbytes(98_304)).decode()
+
+    @app.websocket_route("/many")
+    async def many(ws: WebSocket) -> None:
+        async def sender(task: int) -> None:
+            for n, size in enumerate(sizes):
+                await ws.send(f"{task}:{n:03d}:" + blob[:size])
+
+        async with trio.open_nursery() as nursery:
+            for task in range(4):
+                nursery.start_soon(sender, task)
+        await ws.receive()
+
+    with trio.fail_after(30):
+        async with (
+            testing.live_server(app, backend=backend) as server,
+            websockets.trio.client.connect(
+                server.url("/many"), compression=compression, max_size=2**20, max_queue=1
+            ) as ws,
+        ):
+            seen: dict[int, list[int]] = {task: [] for task in range(4)}
+            for count in range(4 * len(sizes)):
+                if count % 100 == 0:
+                    await trio.sleep(0.02)  # fall behind now and then
+                message = await ws.recv()
+                assert isinstance(message, str)
+                task, n, payload = message.split(":", 2)
+                assert payload == blob[: sizes[int(n)]]
+                seen[int(task)].append(int(n))
+            await ws.send("done")
+            assert all(numbers == list(range(len(sizes))) for numbers in seen.values())
