@@ -84,3 +84,11 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
     assert re.search(
         r"^\| triows on hypercorn \(triows\.serve\) \| \d+\.\d\d \| \d+\.\d\d \|$", table, re.M
     )
+
+
+async def test_publish_stall_measures_both_backends() -> None:
+    # benchmarks/publish_stall.py, tiny: it runs and measures something on each backend.
+    from benchmarks.publish_stall import measure
+
+    for backend in ("hypercorn", "native"):
+        assert await measure(backend, 10) > 0
