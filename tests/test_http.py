@@ -339,3 +339,21 @@ def _messages(exc: BaseException) -> str:
         if linked is not None:
             parts.append(_messages(linked))
     return " | ".join(parts)
+
+
+async def test_a_mounted_app_that_never_answers_fails_the_startup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from triows import _lifespan
+
+    monkeypatch.setattr(_lifespan, "ANSWER_TIMEOUT", 0.2)
+
+    async def silent(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await trio.sleep_forever()  # takes the startup and never answers
+
+    app = triows.App()
+    app.mount("/silent", silent)
+    with trio.fail_after(5), pytest.raises(RuntimeError, match=r"did not answer .* within 0\.2 s"):
+        async with TestClient(app):
+            pass
