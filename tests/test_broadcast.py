@@ -361,6 +361,21 @@ async def _client(
             yield ws
 
 
+@asynccontextmanager
+async def _lagging_client(
+    app: triows.App, path: str, backend: str, compression: str | None
+) -> AsyncIterator[websockets.trio.client.ClientConnection]:
+    """A websockets client of ``app`` that reads from its socket only as it is
+    asked for messages (one queued at most), so the server's writes back up."""
+    async with (
+        testing.live_server(app, backend=backend) as server,
+        websockets.trio.client.connect(
+            server.url(path), compression=compression, max_size=2**20, max_queue=1
+        ) as ws,
+    ):
+        yield ws
+
+
 def _counting_send_many(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the batches that go through WebSocket.send_many (the forward task's path)."""
     calls: list[int] = []
@@ -420,12 +435,7 @@ async def test_direct_writes_and_the_views_own_sends_never_interleave(
     own_payload = base64.b64encode(random.Random(1).randbytes(49_152)).decode()
     hub_payload = base64.b64encode(random.Random(2).randbytes(49_152)).decode()
     with trio.fail_after(30):
-        async with (
-            testing.live_server(app, backend=backend) as server,
-            websockets.trio.client.connect(
-                server.url("/mixed"), compression=compression, max_size=2**20, max_queue=1
-            ) as ws,
-        ):
+        async with _lagging_client(app, "/mixed", backend, compression) as ws:
             await subscribed.wait()
             for n in range(200):
                 await hub.publish("t", f"hub{n:03d}" + hub_payload)
@@ -559,12 +569,7 @@ async def test_concurrent_senders_of_mixed_sizes_keep_every_frame_whole(
         await ws.receive()
 
     with trio.fail_after(30):
-        async with (
-            testing.live_server(app, backend=backend) as server,
-            websockets.trio.client.connect(
-                server.url("/many"), compression=compression, max_size=2**20, max_queue=1
-            ) as ws,
-        ):
+        async with _lagging_client(app, "/many", backend, compression) as ws:
             seen: dict[int, list[int]] = {task: [] for task in range(4)}
             for count in range(4 * len(sizes)):
                 if count % 100 == 0:
