@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar, overload
 
 import attrs
 import trio
 
+from ._asgi import ASGITransport
 from ._codecs import MessageType, check_message_type
+from ._connection._transport import Transport
+from ._connection._websocket import WebSocketOptions
+from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http import (
     BodyTooLarge,
     Request,
@@ -23,10 +27,8 @@ from ._http import (
 from ._lifespan import Lifespan
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import ParameterError, Pattern, ViewSignature
-from ._runner import refuse, run_pumped, run_view
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
 from ._types import ASGIApp, Message, Receive, Scope, Send
-from ._websocket import WebSocket, WebSocketOptions
 from .hub import Hub
 
 __all__ = ["App"]
@@ -37,49 +39,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 WebSocketView = Callable[..., Awaitable[None]]
 
 
-#: The keyword arguments of a view that takes only the connection (never mutated).
-_NO_ARGUMENTS: dict[str, Any] = {}
-
-
-#: The ``{name}`` values of a route without parameters (read only, never mutated).
-_NO_VALUES: dict[str, str] = {}
-
-
-class _AllCodes(Container[int]):
-    """What ``caught_close_codes=all`` turns into: contains every code."""
-
-    def __contains__(self, code: object) -> bool:
-        return True
-
-    def __repr__(self) -> str:
-        return "all"
-
-
-@attrs.frozen
-class WebSocketRoute:
-    pattern: Pattern
-    view: WebSocketView
-    signature: ViewSignature
-    options: WebSocketOptions
-
-
-#: A route without parameters, as the path index holds it: the match to return (the
-#: route and no values), and the earlier routes to try first.
-_IndexEntry = tuple[tuple[WebSocketRoute, dict[str, str]], list[WebSocketRoute]]
-
-
 @attrs.frozen
 class HTTPRoute:
     pattern: Pattern
     view: Callable[..., Awaitable[Any]]
     signature: ViewSignature
     methods: tuple[str, ...]
-
-
-@attrs.frozen
-class Mount:
-    prefix: str
-    app: ASGIApp
 
 
 class App:
@@ -133,24 +98,16 @@ class App:
                 https_only=session_https_only,
             )
         )
-        # Cross-Site WebSocket Hijacking: a browser always sends Origin, so by
-        # default a page from another site cannot open a socket with the user's
-        # cookies.  Clients that send no Origin (not browsers) are not affected.
-        origins = [o.rstrip("/").lower() for o in allowed_origins or ()]
-        self._any_origin = "*" in origins
-        self._allowed_origins = frozenset(origins)
         #: The App's Hub, run for the App's lifetime and injected as the provider ``hub``.
         self.hub = hub
-        self._websocket_routes: list[WebSocketRoute] = []
-        # Path -> (route, the earlier routes that could match it too), for the
-        # routes without parameters; built at the first connection.
-        self._websocket_index: dict[str, _IndexEntry] | None = None
         self._http_routes: list[HTTPRoute] = []
         self._mounts: list[Mount] = []
+        #: The WebSocket routes and every connection they serve (any server).
+        self.websockets = WebSocketEndpoints(
+            self.providers, OriginPolicy.of(allowed_origins), self._mounts, self._sessions
+        )
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
-        self._connections: set[WebSocket] = set()
-        self._closing: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         if hub is not None:
 
@@ -190,15 +147,14 @@ class App:
             send_type=check_message_type(send_type, "send_type"),
             auto_accept=auto_accept,
             caught_close_codes=(
-                _AllCodes() if caught_close_codes is all else frozenset(caught_close_codes)  # type: ignore[arg-type]
+                AllCodes() if caught_close_codes is all else frozenset(caught_close_codes)  # type: ignore[arg-type]
             ),
         )
         compiled = Pattern.compile(pattern)
 
         def register(view: F) -> F:
             signature = ViewSignature.of(view, compiled, "websocket")
-            self._websocket_routes.append(WebSocketRoute(compiled, view, signature, options))
-            self._websocket_index = None
+            self.websockets.add(WebSocketRoute(compiled, view, signature, options))
             return view
 
         return register
@@ -276,127 +232,45 @@ class App:
     # -- ASGI --------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A WebSocket is served here, inline: one coroutine frame per connection
-        # (and per resume), not two.  Everything else goes through _dispatch.
-        if (
-            scope["type"] != "websocket" or self._mounts or self._sessions is not None
-        ) and await self._dispatch(scope, receive, send):
-            return
-        connect = await receive()
-        if connect["type"] != "websocket.connect":
-            return  # the client left before the handshake reached the app
-        path: str = scope["path"]
-        found = self._websocket_route_for(path)
-        if found is None:
-            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
-            await send({"type": "websocket.close", "code": 1000, "reason": ""})
-            return
-        route, values = found
-        if not self._origin_allowed(scope):
-            logger.warning("refused a cross-origin WebSocket handshake to %s", path)
-            await send({"type": "websocket.close", "code": 1000, "reason": ""})
-            return
-        ws = WebSocket(scope, receive, send, route.options)
-        if self._closing is not None:
-            await refuse(ws, 503, {"detail": "server shutting down"})
-            return
-        signature = route.signature
-        kwargs = _NO_ARGUMENTS
-        resolve = None
-        if signature.parameters or signature.accepts_extra:
-            # (A view taking only the connection skips parsing the query string.)
-            providers = self.providers.providers
-            try:
-                kwargs = signature.bind(values, ws.query_parameters, providers)
-            except ParameterError as exc:
-                # Validation refuses the handshake: never accept-then-close.
-                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
-                return
-            names = signature.provider_names(providers)
-            if names:
+        """The ASGI entry point: WebSockets through the ASGI adapter, HTTP, lifespan.
 
-                async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
-                    return await self.providers.resolve(names, stack, ws)
-
-        self._connections.add(ws)
-        try:
-            # Direct mode needs no nursery: run_view alone (see _runner).
-            run = run_view if ws._inbox_send is None else run_pumped
-            error = await run(ws, route.view, kwargs, resolve)
-        finally:
-            self._connections.discard(ws)
-            if self._closing is not None and not self._connections:
-                self._closing.set()
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None  # no reference cycle through this frame (see run_view)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Serve the lifespan, HTTP and mounted apps; False for a WebSocket to serve here.
-
-        Loads the session into the scope first, when sessions are enabled.
+        A view's crash is re-raised to the server (after the connection was
+        closed with 1011 or refused with 500), for server-side processing.
         """
         kind = scope["type"]
-        if kind == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return True
-        if self._sessions is not None and "session" not in scope:
-            scope["session"] = self._sessions.load(scope)
-        path: str = scope["path"]
-        for mount in self._mounts:
-            if path == mount.prefix or path.startswith(mount.prefix + "/"):
-                child = dict(scope)
-                child["root_path"] = scope.get("root_path", "") + mount.prefix
-                child["path"] = path[len(mount.prefix) :] or "/"
-                await mount.app(child, receive, send)
-                return True
         if kind == "websocket":
-            return False
-        if kind == "http":
-            await self._http(scope, receive, send)
-            return True
-        raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
+            transport = ASGITransport(scope, receive, send)
+            if not await transport.connect():
+                return  # the client left before the handshake reached the app
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(transport.pump)
+                error = await self.websockets.serve(transport)
+                nursery.cancel_scope.cancel()
+            if error is not None:
+                try:
+                    raise error
+                finally:
+                    error = None  # no reference cycle through this frame
+        elif kind == "http":
+            if self._sessions is not None and "session" not in scope:
+                scope["session"] = self._sessions.load(scope)
+            mount = self.websockets.mount_for(scope["path"])
+            if mount is None:
+                await self._http(scope, receive, send)
+            else:
+                await mount.app(mount.scope_for(scope), receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
 
-    def _websocket_route_for(self, path: str) -> tuple[WebSocketRoute, dict[str, str]] | None:
-        """The first WebSocket route matching ``path``, with its ``{name}`` values."""
-        index = self._websocket_index
-        if index is None:
-            index = self._websocket_index = _index_routes(self._websocket_routes)
-        hit = index.get(path)
-        if hit is not None:
-            # A route without parameters matches exactly its text: a dict lookup,
-            # after the routes before it that could match the same path.
-            found, earlier = hit
-            for other in earlier:
-                values = other.pattern.match(path)
-                if values is not None:
-                    return other, values
-            return found
-        for route in self._websocket_routes:
-            values = route.pattern.match(path)
-            if values is not None:
-                return route, values
-        return None
+    async def serve_websocket(self, transport: Transport) -> BaseException | None:
+        """Serve one WebSocket connection carried by a server's ``transport``.
 
-    def _origin_allowed(self, scope: Scope) -> bool:
-        """Same-origin (Origin's host:port equals Host), listed, or no Origin at all."""
-        raw_origin = raw_host = None
-        for name, value in scope.get("headers", ()):
-            if name == b"origin":
-                raw_origin = value
-            elif name == b"host":
-                raw_host = value
-        if raw_origin is None or self._any_origin:
-            return True
-        origin = raw_origin.decode("latin-1").rstrip("/").lower()
-        if origin in self._allowed_origins:
-            return True
-        return (
-            raw_host is not None
-            and origin.partition("://")[2] == raw_host.decode("latin-1").lower()
-        )
+        The entry point for servers that speak the Transport protocol (the
+        native server); returns the view's crash for the server to log.
+        """
+        return await self.websockets.serve(transport)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -406,7 +280,7 @@ class App:
             if values is not None:
                 break
         else:
-            if any(r.pattern.match(path) is not None for r in self._websocket_routes):
+            if self.websockets.route_for(path) is not None:
                 response = Response("this URL speaks WebSocket only", 426, {"upgrade": "websocket"})
             else:
                 response = Response("not found", 404)
@@ -453,7 +327,7 @@ class App:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        self._closing = None
+        self.websockets.closing = None
         # Replies go out after the nursery block: closing the stack cancels the
         # nursery, and nothing can be awaited inside a cancelled scope.
         reply: Message = {"type": "lifespan.shutdown.complete"}
@@ -506,28 +380,7 @@ class App:
         accepted are refused with 503, and new ones are refused from now on.
         Returns when every view has finished, or after ``timeout`` seconds.
         """
-        if self._closing is None:
-            self._closing = trio.Event()
-        if not self._connections:
-            return
-        for ws in list(self._connections):
-            ws._cancel_for_shutdown()
-        with trio.move_on_after(timeout):
-            await self._closing.wait()
-
-
-def _index_routes(routes: list[WebSocketRoute]) -> dict[str, _IndexEntry]:
-    """Each route without parameters by its text, with the earlier routes that could
-    match the same path (those with parameters; a regex's ``$`` also matches before
-    a final newline); the first such route wins a text."""
-    index: dict[str, _IndexEntry] = {}
-    for position, route in enumerate(routes):
-        text = route.pattern.text
-        if route.pattern.names or text in index:
-            continue
-        earlier = [r for r in routes[:position] if r.pattern.names or r.pattern.text + "\n" == text]
-        index[text] = ((route, _NO_VALUES), earlier)
-    return index
+        await self.websockets.close_all(timeout)
 
 
 def _describe(exc: BaseException) -> str:

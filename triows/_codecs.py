@@ -11,15 +11,16 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ._exceptions import MessageDecodeError, MessageTypeError
-from ._types import Message
 
 __all__ = ["DECODERS", "ENCODERS", "MESSAGE_TYPES", "MessageType", "check_message_type"]
 
 MessageType = Literal["text", "json", "bytes"]
 MESSAGE_TYPES: tuple[MessageType, ...] = ("text", "json", "bytes")
 
-Decoder = Callable[[Message], Any]
-Encoder = Callable[[Any], Message]
+#: A message as it arrives: ``str`` for text, ``bytes`` for binary.
+Decoder = Callable[[str | bytes], Any]
+#: What ``send()`` puts on the wire: ``str`` for text, ``bytes`` for binary.
+Encoder = Callable[[Any], str | bytes]
 
 
 def check_message_type(name: str, argument: str) -> MessageType:
@@ -32,53 +33,46 @@ def check_message_type(name: str, argument: str) -> MessageType:
     return name
 
 
-def decode_text(event: Message) -> str:
-    text = event.get("text")
-    if text is None:
-        raise MessageTypeError(
-            f"expected a text message, got a binary one ({len(event.get('bytes') or b'')} bytes)"
-        )
-    return text  # type: ignore[no-any-return]
+def decode_text(data: str | bytes) -> str:
+    if data.__class__ is not str:
+        raise MessageTypeError(f"expected a text message, got a binary one ({len(data)} bytes)")
+    return data  # type: ignore[return-value]
 
 
-def decode_bytes(event: Message) -> bytes:
-    data = event.get("bytes")
-    if data is None:
+def decode_bytes(data: str | bytes) -> bytes:
+    if data.__class__ is str:
         raise MessageTypeError("expected a binary message, got a text one")
-    return data  # type: ignore[no-any-return]
+    return data  # type: ignore[return-value]
 
 
-def decode_json(event: Message) -> Any:
-    payload = event.get("text")
-    if payload is None:
-        payload = event.get("bytes") or b""
+def decode_json(data: str | bytes) -> Any:
     try:
-        return json.loads(payload)
-    except (ValueError, TypeError) as exc:
+        return json.loads(data)
+    except (ValueError, TypeError, RecursionError) as exc:
         raise MessageDecodeError(f"the message is not valid JSON: {exc}") from None
 
 
-def encode_text(value: Any) -> Message:
+def encode_text(value: Any) -> str | bytes:
     if not isinstance(value, str):
         raise TypeError(
             f"send_text() takes a str, got {type(value).__name__}; "
             "use send_json() or send_bytes() for other values"
         )
-    return {"type": "websocket.send", "text": value}
+    return value
 
 
-def encode_bytes(value: Any) -> Message:
+def encode_bytes(value: Any) -> str | bytes:
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(
             f"send_bytes() takes bytes, got {type(value).__name__}; "
             "use send_text() or send_json() for other values"
         )
-    return {"type": "websocket.send", "bytes": bytes(value)}
+    return bytes(value)
 
 
-def encode_json(value: Any) -> Message:
+def encode_json(value: Any) -> str | bytes:
     # Compact separators: fewer bytes on the wire, and what browsers' JSON.stringify emits.
-    return {"type": "websocket.send", "text": json.dumps(value, separators=(",", ":"))}
+    return json.dumps(value, separators=(",", ":"))
 
 
 DECODERS: dict[MessageType, Decoder] = {

@@ -1,71 +1,47 @@
-"""The view runner: one nursery per connection, cancel scopes in protocol order.
+"""The view runner: one cancel scope per view, and its outcome applied in order.
 
-For each connection the runner runs the view inside its own cancel scope (next
-to the receive pump, in a nursery, when the transport needs one: see
-``_websocket``).  It enforces the protocol's order whatever the view does:
+For each connection the runner enforces the protocol's order whatever the
+view does:
 
-* before the view: providers are created, and with ``auto_accept`` the handshake
-  is accepted;
-* the view runs; it is cancelled if the client leaves while nobody receives,
-  and at shutdown;
-* after the view: providers are torn down (even on error), the connection is
-  closed (1000 after a normal return, 1001 at shutdown, 1011 after an error,
-  1003/1007 after an uncaught bad message) or, if never accepted, refused (HTTP
-  403, or 500 after an error);
-* the pump, if any, is cancelled, so no task outlives the connection.
+* before the view: providers are created, and with ``auto_accept`` the
+  handshake is accepted;
+* the view runs in its own cancel scope, which the connection's
+  :class:`~triows._connection._state.Lifecycle` cancels when the client leaves
+  while nobody receives, and at shutdown;
+* after the view: providers are torn down (even on error), then the
+  lifecycle's :class:`~triows._connection._state.Outcome` is applied: the close
+  frame (1000 after a normal return, 1001 at shutdown, 1011 after a crash, a
+  ClientError's own code) or, before accept, the refusal (403, 503, 500); one
+  WARNING for what a client caused.
 
-:func:`run_view` (direct mode) and :func:`run_pumped` (pump mode) return, rather
-than raise, what reaches the server: the view's unhandled exception (after
-closing with 1011, or refusing with HTTP 500 before accept), or
-WebSocketDisconnect for close codes the route does not catch.  The App raises
-it, so the traceback does not keep the runner's frames alive.  Cancellation from
-outside (the server) cancels the view and the pump.
+:func:`run_view` returns, rather than raises, the view's crash, for the server
+to log once (the native server) or to receive (an ASGI server, as the guide
+asks: the exception is re-raised for server-side processing).  Cancellation
+from outside (the server) cancels the view.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
 
-from . import status
-from ._exceptions import ClientError, WebSocketDisconnect, disconnects_in, leaves_of
-from ._state import CONNECTED, CONNECTING
-from ._websocket import WebSocket, _Rejected
+from ._connection._state import Outcome
+from ._connection._websocket import Rejected, WebSocket
+from ._serving._logs import client_address, client_warning
 
-__all__ = ["run_pumped", "run_view"]
-
-logger = logging.getLogger("triows")
+__all__ = ["refuse", "run_view"]
 
 Resolver = Callable[[AsyncExitStack], Awaitable[dict[str, Any]]]
 
 
 async def refuse(ws: WebSocket, status_code: int, payload: dict[str, Any]) -> None:
-    """Refuse the handshake with an HTTP status and a JSON body (403 without the extension)."""
+    """Refuse the handshake with an HTTP status and a JSON body."""
     body = json.dumps(payload).encode()
     await ws.reject(status_code, headers=[("content-type", "application/json")], body=body)
-
-
-async def run_pumped(
-    ws: WebSocket,
-    view: Callable[..., Awaitable[Any]],
-    kwargs: dict[str, Any],
-    resolve_providers: Resolver | None,
-) -> Exception | None:
-    """Pump mode: :func:`run_view` next to the receive pump, in a nursery.
-
-    Returns what to raise, like :func:`run_view`; the pump is cancelled when the
-    view has finished, so no task outlives the connection.
-    """
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._pump)
-        error = await run_view(ws, view, kwargs, resolve_providers)
-        nursery.cancel_scope.cancel()
-    return error
 
 
 async def run_view(
@@ -73,108 +49,88 @@ async def run_view(
     view: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
     resolve_providers: Resolver | None,
-) -> Exception | None:
-    """Run the view in its cancel scope, then close the connection; return what to raise.
-
-    Direct mode (the transport reports departures itself): no pump, no nursery.
-    """
-    options = ws._options
+) -> BaseException | None:
+    """Run the view in its cancel scope, then apply its outcome; return a crash to raise."""
+    lifecycle = ws.lifecycle
+    auto_accept = ws.options.auto_accept
     error: Exception | None = None
     with trio.CancelScope() as view_scope:
-        ws._view_scope = view_scope
+        lifecycle.view_scope = view_scope
         try:
             if resolve_providers is None:
-                if options.auto_accept:
+                if auto_accept:
                     await ws.accept()
                 await view(ws, **kwargs)
             else:
                 async with AsyncExitStack() as stack:
                     kwargs.update(await resolve_providers(stack))
-                    if options.auto_accept:
+                    if auto_accept:
                         await ws.accept()
                     await view(ws, **kwargs)
-        except _Rejected:
+        except Rejected:
             pass
         except Exception as exc:
             error = exc
-    ws._view_scope = None
+    lifecycle.view_scope = None
     try:
-        if (
-            type(error) is WebSocketDisconnect
-            and not view_scope.cancelled_caught
-            and ws._catching > 0
-            and error.code in options.caught_close_codes
-        ):
-            # The usual end, as _finish_with_error would see it: the client left
-            # while the view was receiving, with a code the route catches.
-            return None
-        return await _after_view(ws, view_scope, error)
+        outcome = lifecycle.outcome(error, view_scope.cancelled_caught)
     finally:
-        # The error's traceback holds this frame: drop the frame's reference to the
-        # error, or the two form a cycle that keeps the whole connection alive
-        # until the garbage collector runs (a normal close raises
-        # WebSocketDisconnect through here).
+        # The error's traceback holds this frame: drop the frame's reference to
+        # it, or the two form a cycle that keeps the connection alive until the
+        # garbage collector runs (a normal close raises through here).
         error = None
+    try:
+        await apply(ws, outcome)
+        return outcome.error if outcome.reraise else None
+    finally:
+        outcome = None  # type: ignore[assignment]  # the same cycle, through the outcome
 
 
-async def _after_view(
-    ws: WebSocket, view_scope: trio.CancelScope, error: Exception | None
-) -> Exception | None:
-    """Close the connection after the view ended; return what to raise."""
-    if view_scope.cancelled_caught and ws._ended_by == "disconnect":
-        if ws._disconnect_caught:
-            return None
-        return _uncaught_departure(ws, ws._machine.disconnect_error())
-    if view_scope.cancelled_caught and ws._ended_by == "shutdown":
-        if ws.state is CONNECTED:
-            await ws.close(status.WS_1001_GOING_AWAY, "server shutting down")
-        elif ws.state is CONNECTING:
-            await refuse(ws, 503, {"detail": "server shutting down"})
-        return error
-    if error is None:
-        await ws.ensure_closed()
-        return None
-    return await _finish_with_error(ws, error)
-
-
-#: Codes the server itself closes with when the client broke the protocol (bad
-#: frame, invalid UTF-8, message too big): the client's fault, not a crash.
-PROTOCOL_FAILURES = frozenset({1002, 1007, 1009})
-
-
-def _uncaught_departure(ws: WebSocket, error: Exception) -> Exception | None:
-    """What to re-raise for a departure the route does not catch.
-
-    A connection failed for a protocol error is logged as a client error and not
-    re-raised; any other uncaught code reaches the server, as documented.
-    """
-    if ws._machine.disconnect_code in PROTOCOL_FAILURES:
-        logger.warning("%r ended: the client broke the protocol (%s)", ws, error)
-        return None
-    return error
-
-
-async def _finish_with_error(ws: WebSocket, error: Exception) -> Exception | None:
-    """Close the connection after the view raised; return what to re-raise."""
-    disconnects = disconnects_in(error)
-    if disconnects is not None:
-        caught = ws._options.caught_close_codes
-        silenced = ws._catching > 0 and all(d.code in caught for d in disconnects)
-        return None if silenced else _uncaught_departure(ws, error)
-    client_errors = leaves_of(error, ClientError)
-    if client_errors is not None:
-        # The client's fault, not the server's: close with the precise code and log
-        # it as a client error.
-        error = client_errors[0]
-        logger.warning("closing %r: client error: %s", ws, error)
-        if ws.state is CONNECTED:
-            reason = str(error).encode()[:120].decode(errors="ignore")
-            await ws.close(error.close_code, reason)
+async def apply(ws: WebSocket, outcome: Outcome) -> None:
+    """Send the outcome's close frame or refusal, and log what the client caused."""
+    if outcome.log is not None:
+        _log(ws, outcome)
+    if outcome.close_code is not None:
+        await ws.close(outcome.close_code, outcome.close_reason)
+    elif outcome.http_status is not None:
+        if outcome.detail:
+            await refuse(ws, outcome.http_status, {"detail": outcome.detail})
         else:
-            await ws.ensure_closed()
-        return None
-    if ws.state is CONNECTED:
-        await ws.close(status.WS_1011_INTERNAL_ERROR)
-    elif ws.state is CONNECTING:
-        await refuse(ws, 500, {"detail": "internal server error"})
-    return error
+            await ws.reject(outcome.http_status)
+
+
+def _log(ws: WebSocket, outcome: Outcome) -> None:
+    path = ws.scope.get("path", "?")
+    who = client_address(ws.client)
+    code = ws.client_close_code
+    if outcome.log == "client-left":
+        client_warning(
+            "client-left",
+            "WebSocket %s from %s: the client left with close code %s%s, which the route "
+            "does not catch; to catch it, add %s to caught_close_codes in "
+            "@app.websocket_route(%r, ...)",
+            path,
+            who,
+            code,
+            f" ({ws.client_close_reason})" if ws.client_close_reason else "",
+            code,
+            path,
+        )
+    elif outcome.log == "protocol":
+        client_warning(
+            "protocol",
+            "WebSocket %s from %s: closed with %s: the client broke the protocol%s",
+            path,
+            who,
+            code,
+            f" ({ws.client_close_reason})" if ws.client_close_reason else "",
+        )
+    else:
+        client_warning(
+            "client-error",
+            "WebSocket %s from %s: closing with %s: client error: %s",
+            path,
+            who,
+            outcome.close_code,
+            outcome.error,
+        )

@@ -29,9 +29,7 @@ from urllib.parse import urlencode
 import attrs
 import trio
 
-from ._broadcast import BATCH_EVENT, BATCH_EXTENSION, BATCH_OFFER
 from ._datastructures import Headers
-from ._transport import DEPARTURE_EXTENSION, Departure
 from ._types import ASGIApp, Message, Scope
 
 __all__ = [
@@ -130,8 +128,6 @@ class TestWebSocket:
         self._from_app_send, self._from_app = trio.open_memory_channel[Message](math.inf)
         self._client_closed = False
         self._server_close: tuple[int, str] | None = None
-        # Like triows.serve, tell the App out of band when the client leaves.
-        self._departure = Departure()
         self.subprotocol: str | None = None
         self.accept_headers: Headers = Headers()
 
@@ -142,14 +138,8 @@ class TestWebSocket:
 
     async def _app_send(self, message: Message) -> None:
         kind = message["type"]
-        if self._client_closed and kind in ("websocket.send", BATCH_EVENT):
+        if self._client_closed and kind == "websocket.send":
             raise OSError("the test client has closed this WebSocket")
-        if kind == BATCH_EVENT:
-            # Like triows.serve: the batch arrives whole, as its separate messages.
-            for prepared in message["messages"]:
-                self._from_app_send.send_nowait(prepared.event)
-            await trio.lowlevel.checkpoint()
-            return
         await self._from_app_send.send(message)
 
     # -- the client's side ---------------------------------------------------------------
@@ -263,7 +253,6 @@ class TestWebSocket:
         """Leave: the App sees a disconnect with ``code`` (e.g. 1006 for a dropped link)."""
         if not self._client_closed:
             self._client_closed = True
-            self._departure.set(code, reason)
             await self._to_app_send.send(
                 {"type": "websocket.disconnect", "code": code, "reason": reason}
             )
@@ -377,11 +366,7 @@ class TestClient:
         scope = self._scope("websocket", path, query, headers)
         scope["subprotocols"] = list(subprotocols)
         ws = TestWebSocket(self.timeout)
-        scope["extensions"] = {
-            "websocket.http.response": {},
-            DEPARTURE_EXTENSION: ws._departure,
-            BATCH_EXTENSION: BATCH_OFFER,
-        }
+        scope["extensions"] = {"websocket.http.response": {}}
         task = _AppTask()
         error: Exception | None = None
         async with trio.open_nursery() as nursery:

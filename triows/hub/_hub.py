@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .._broadcast import Broadcast
+from .._connection._frames import Broadcast
 from ._subscription import OverflowPolicy, Subscription
 
 __all__ = ["Backend", "Hub", "HubUnavailable"]

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import trio
 
-from .._broadcast import Broadcast
+from .._connection._frames import Broadcast
 from .._exceptions import ClientError
 
 if TYPE_CHECKING:
-    from .._websocket import WebSocket
+    from .._connection._websocket import WebSocket
 
 __all__ = ["OverflowPolicy", "SlowConsumer", "Subscription"]
 
@@ -77,7 +77,7 @@ class Subscription:
             self._target is not None
             and self._waiter is not None
             and not buffer
-            and self._target._send_now(message)
+            and self._target.try_send(message)
         ):
             return True
         if len(buffer) >= self.max_buffer:

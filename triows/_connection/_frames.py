@@ -1,54 +1,21 @@
 """One message for many connections: encoded once, framed once, written in batches.
 
-A server that can write several messages at once, or already-framed bytes,
-says so with ``scope["extensions"]["triows.send_batch"]``; it then accepts the
-event ``{"type": "triows.websocket.send_batch", "messages": [Prepared, ...]}``,
-writes the messages in order with one socket write, and raises OSError like
-``websocket.send`` when the client has gone.  A server with no WebSocket
-extension negotiated (no permessage-deflate) writes :meth:`Prepared.frame`
-unchanged: server frames are not masked, so one frame serves every client.
-``triows.serve`` (both backends) and the TestClient provide the extension;
-under another ASGI server the messages go out one ``websocket.send`` at a time.
-
-The extension's value may hold ``"send_now"``: a plain function
-``send_now(send, messages) -> bool`` (``send`` being the connection's ASGI
-send callable) that writes the batch *without yielding*, or does nothing and
-returns False (the connection is busy writing, closing, or not one the server
-can write to directly).  True means the server has taken every byte: written
-now, or queued ahead of the connection's next write and flushed soon.  A
-WebSocket sends through it first (one task switch per send instead of a lock's
-and a write's), and a hub hands a message to an idle subscriber through it
-without waking the subscriber's task.
+A :class:`Prepared` is one outgoing message (``str`` for text, ``bytes`` for
+binary) and, computed on first use, its unmasked server frame.  Transports
+write :meth:`Prepared.frame` unchanged on a connection with no WebSocket
+extension negotiated (server frames are not masked, so one frame serves every
+client); with permessage-deflate they compress ``data`` per connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
 from websockets.frames import Frame, Opcode
 
-from ._codecs import Encoder
-from ._types import Message
+from .._codecs import Encoder
 
-__all__ = [
-    "BATCH_EVENT",
-    "BATCH_EXTENSION",
-    "BATCH_OFFER",
-    "Broadcast",
-    "Prepared",
-    "SendNow",
-    "encode_frame",
-]
-
-BATCH_EXTENSION: Final = "triows.send_batch"
-BATCH_EVENT: Final = "triows.websocket.send_batch"
-#: The extension's value in a scope: it has no settings, so every connection shares
-#: this one empty dict (one less object per connection).
-BATCH_OFFER: Final[dict[str, object]] = {}
-#: The extension's optional ``"send_now"`` (see above).
-SendNow = Callable[[Any, "list[Prepared]"], bool]
-
+__all__ = ["Broadcast", "Prepared", "encode_frame"]
 
 def encode_frame(data: str | bytes) -> bytes:
     """One complete, unmasked server-to-client message frame (text for ``str``)."""
@@ -58,24 +25,24 @@ def encode_frame(data: str | bytes) -> bytes:
 
 
 class Prepared:
-    """A ``websocket.send`` event and, computed on first use, its wire frame.
+    """One outgoing message and, computed on first use, its wire frame.
 
     Shared by every connection that sends the same :class:`Broadcast` with the
     same message type: the frame is built once, however many clients get it.
     """
 
-    __slots__ = ("_frame", "event")
+    __slots__ = ("_frame", "data")
 
-    def __init__(self, event: Message) -> None:
-        self.event = event
+    def __init__(self, data: str | bytes) -> None:
+        #: The message: ``str`` for a text message, ``bytes`` for a binary one.
+        self.data = data
         self._frame: bytes | None = None
 
     def frame(self) -> bytes:
         """The message as one unmasked frame, for a connection with no extension."""
         frame = self._frame
         if frame is None:
-            text = self.event.get("text")
-            frame = self._frame = encode_frame(text if text is not None else self.event["bytes"])
+            frame = self._frame = encode_frame(self.data)
         return frame
 
 

@@ -1,0 +1,1 @@
+"""The connection core: the Transport seam, the lifecycle, the WebSocket, outgoing frames."""

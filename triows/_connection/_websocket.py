@@ -1,0 +1,478 @@
+"""The WebSocket object a view receives: messages in, messages out, on a Transport.
+
+Every call asks the connection's :class:`~triows._connection._state.Lifecycle`
+first, then talks to the :class:`~triows._connection._transport.Transport`.
+The per-message path is one state check, one transport call and one
+decode/encode: no task, lock, cancel scope or ASGI event per message.
+
+How a view learns that its client left: the transport calls the departure
+callback the moment it knows (close frame, end of stream, failed write, missed
+pong).  A view inside ``receive()`` gets the messages the client sent before
+leaving, then :class:`~triows.WebSocketDisconnect`; a view that is not receiving
+is cancelled after a short grace (see ``Lifecycle.client_left``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any, NoReturn
+
+import attrs
+import trio
+
+from .. import status
+from .._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
+from .._datastructures import URL, Headers, QueryParams
+from .._exceptions import WebSocketDisconnect, disconnects_in
+from .._types import Message, Scope
+from ._frames import Broadcast, Prepared
+from ._state import CONNECTED, CONNECTING, DISCONNECTED, REJECTED, ConnectionState, Input, Lifecycle
+from ._transport import ClientGone, RawHeaders, Transport
+
+__all__ = ["DEFAULT_OPTIONS", "Rejected", "WebSocket", "WebSocketOptions"]
+
+
+@attrs.frozen
+class WebSocketOptions:
+    """A route's per-connection settings, resolved once at decoration time."""
+
+    receive_type: MessageType = "text"
+    send_type: MessageType = "text"
+    auto_accept: bool = True
+    caught_close_codes: Container[int] = (1000, 1001)
+    decode: Decoder = attrs.field(init=False)
+    encode: Encoder = attrs.field(init=False)
+
+    @decode.default
+    def _decode(self) -> Decoder:
+        return DECODERS[self.receive_type]
+
+    @encode.default
+    def _encode(self) -> Encoder:
+        return ENCODERS[self.send_type]
+
+
+DEFAULT_OPTIONS = WebSocketOptions()
+
+
+def check_close_code(code: int, reason: str) -> None:
+    """Raise ValueError unless a server may send this close code and reason."""
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        raise ValueError(
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1014, or 3000-4999 "
+            "(4000-4999 for application errors)"
+        )
+    if len(reason.encode()) > 123:
+        raise ValueError(
+            f"close reason is {len(reason.encode())} bytes; a close frame allows at most 123"
+        )
+
+
+def _raw(headers: Sequence[tuple[str, str]]) -> RawHeaders:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+class Rejected(Exception):
+    """Ends a view that enters ``async with ws`` after ``reject()``; swallowed by the runner."""
+
+
+class WebSocket:
+    """One WebSocket connection, as seen by a view.
+
+    Cancellation: every ``await`` here is a trio checkpoint.  ``receive()`` is
+    cancel-safe (a cancelled receive loses no message).  A cancelled ``send()`` may
+    or may not have handed its message to the server.  ``close()`` moves the state
+    before sending, so a cancelled close still counts as a close.
+    """
+
+    __slots__ = (
+        "_decode",
+        "_encode",
+        "_headers",
+        "_query",
+        "_refusal",
+        "_transport",
+        "lifecycle",
+        "options",
+    )
+
+    def __init__(self, transport: Transport, options: WebSocketOptions = DEFAULT_OPTIONS) -> None:
+        self._transport = transport
+        #: The route's settings.
+        self.options = options
+        self._decode = options.decode
+        self._encode = options.encode
+        #: The connection's state (read by the runner; views use ``state``).
+        self.lifecycle = Lifecycle(
+            caught_codes=options.caught_close_codes, catching=1 if options.auto_accept else 0
+        )
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        #: send_event(): a websocket.http.response.start waiting for its body.
+        self._refusal: tuple[int, RawHeaders] | None = None
+        transport.on_departure(self.lifecycle.client_left)
+
+    # -- the request ---------------------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """The connection's ASGI scope (built on first use under the native server)."""
+        return self._transport.request.scope
+
+    @property
+    def url(self) -> URL:
+        """The full URL of the connection request (``str(ws.url)``)."""
+        return URL.from_scope(self.scope)
+
+    @property
+    def headers(self) -> Headers:
+        """The handshake's HTTP headers: immutable and case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self._transport.request.headers)
+        return self._headers
+
+    @property
+    def query_parameters(self) -> QueryParams:
+        """The query string's parameters: an immutable mapping."""
+        if self._query is None:
+            self._query = QueryParams(self._transport.request.query_string)
+        return self._query
+
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The client's ``(host, port)``, when the server knows it."""
+        return self._transport.request.client
+
+    @property
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offered, in its order of preference."""
+        return list(self._transport.request.subprotocols)
+
+    @property
+    def session(self) -> Mapping[str, Any]:
+        """The session from the signed session cookie: a read-only mapping.
+
+        Raises RuntimeError unless sessions are enabled with
+        ``App(session_secret=...)``.  A WebSocket cannot set cookies, so the
+        session is read-only here; HTTP routes write it (``request.session``).
+        """
+        session = self.scope.get("session")
+        if session is None:
+            raise RuntimeError(
+                "ws.session is not available: sessions are not enabled on this App; "
+                "pass App(session_secret=...) to enable signed-cookie sessions"
+            )
+        return MappingProxyType(session)
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's :class:`~triows.ConnectionState`."""
+        return self.lifecycle.state
+
+    @property
+    def close_code(self) -> int | None:
+        """The code the server closed with, or ``None`` if it has not closed."""
+        return self.lifecycle.close_code
+
+    @property
+    def client_close_code(self) -> int | None:
+        """The client's close code once it has gone (1006: dropped without one), else None."""
+        return self.lifecycle.client_code
+
+    @property
+    def client_close_reason(self) -> str:
+        """The client's close reason once it has gone ("" before, or if it gave none)."""
+        return self.lifecycle.client_reason
+
+    # -- handshake -------------------------------------------------------------------
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Accept the connection (complete the handshake).
+
+        Raises RuntimeError if it was already accepted or is over, and
+        WebSocketDisconnect if the client left before it could be accepted.
+        """
+        self.lifecycle.move("accept")
+        try:
+            await self._transport.accept(subprotocol, _raw(headers) if headers else ())
+        except ClientGone as gone:
+            self._gone(gone)
+
+    async def reject(
+        self,
+        status: int = 403,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | str = b"",
+    ) -> None:
+        """Refuse the handshake: the client gets an HTTP error (403 by default).
+
+        Must be called before ``accept()``: afterwards it raises RuntimeError (with
+        ``auto_accept=True`` the connection is accepted before the view runs, so pass
+        ``auto_accept=False``).  A status, headers or body other than the plain 403
+        need a server that can send them (both of ``triows.serve``'s backends and
+        hypercorn can); elsewhere the client gets a plain 403.  After ``reject()``,
+        entering ``async with ws`` ends the view without running the block.
+        """
+        if self.lifecycle.state is DISCONNECTED:
+            return
+        self.lifecycle.move("reject")
+        if isinstance(body, str):
+            body = body.encode()
+        await self._transport.refuse(status, _raw(headers), body)
+
+    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
+        """Close the connection with ``code`` and ``reason``.
+
+        Before ``accept()`` this refuses the handshake (HTTP 403).  Calling it twice
+        raises RuntimeError: use ``ensure_closed()`` when unsure.  If the client has
+        already gone there is nothing to send and this returns at once.
+        """
+        check_close_code(code, reason)
+        lifecycle = self.lifecycle
+        if lifecycle.state is DISCONNECTED:
+            await trio.lowlevel.checkpoint()
+            return
+        if lifecycle.move("close") is REJECTED:
+            await self._transport.refuse(403, (), b"")
+        else:
+            lifecycle.close_code = code
+            await self._transport.close(code, reason)
+
+    async def ensure_closed(
+        self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = ""
+    ) -> None:
+        """Close the connection unless it is already over.  Idempotent.
+
+        An earlier close keeps its code.  Before ``accept()`` this refuses the
+        handshake.  Never raises because of the connection's state.
+        """
+        if self.lifecycle.state in (CONNECTED, CONNECTING):
+            await self.close(code, reason)
+
+    async def __aenter__(self) -> WebSocket:
+        state = self.lifecycle.state
+        if state is CONNECTING:
+            await self.accept()
+        elif state is REJECTED:
+            raise Rejected
+        elif state is not CONNECTED:
+            self.lifecycle.check_open("async with ws", "sent")
+        self.lifecycle.catching += 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        lifecycle = self.lifecycle
+        try:
+            if exc is None:
+                await self.ensure_closed()
+                return False
+            # The block's own nursery wraps the departure in an exception group.
+            disconnects = disconnects_in(exc)
+            return disconnects is not None and all(lifecycle.catches(d.code) for d in disconnects)
+        finally:
+            lifecycle.catching -= 1
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def receive(self) -> Any:
+        """Wait for the next message, decoded as the route's ``receive_type``.
+
+        Raises WebSocketDisconnect once the client has gone (after the messages it
+        sent before closing), and a :class:`~triows.BadMessage` subclass if the
+        message does not fit the type.  Cancel-safe: no message is lost.
+        """
+        return self._decode(await self._next("receive()"))
+
+    async def receive_text(self) -> str:
+        """Wait for the next message as text (a binary one raises MessageTypeError)."""
+        return DECODERS["text"](await self._next("receive_text()"))  # type: ignore[no-any-return]
+
+    async def receive_bytes(self) -> bytes:
+        """Wait for the next message as bytes (a text one raises MessageTypeError)."""
+        return DECODERS["bytes"](await self._next("receive_bytes()"))  # type: ignore[no-any-return]
+
+    async def receive_json(self) -> Any:
+        """Wait for the next message and parse it as JSON (MessageDecodeError if invalid)."""
+        return DECODERS["json"](await self._next("receive_json()"))
+
+    async def receive_event(self) -> Message:
+        """Wait for the next message as a raw ASGI event.
+
+        Returns ``{"type": "websocket.receive", "text"|"bytes": ...}`` events, and a
+        ``{"type": "websocket.disconnect", "code": ..., "reason": ...}`` event once the
+        client has gone (on every later call too).
+        """
+        lifecycle = self.lifecycle
+        if lifecycle.state is not CONNECTED and lifecycle.client_code is None:
+            lifecycle.check_open("receive_event()", "received")
+        try:
+            data = await self._next("receive_event()")
+        except WebSocketDisconnect as exc:
+            return {"type": "websocket.disconnect", "code": exc.code, "reason": exc.reason}
+        key = "text" if data.__class__ is str else "bytes"
+        return {"type": "websocket.receive", key: data}
+
+    async def _next(self, call: str) -> str | bytes:
+        """The next message from the transport (the per-message path: keep it short)."""
+        lifecycle = self.lifecycle
+        if lifecycle.state is not CONNECTED:
+            # After the client left, the messages it sent before leaving are
+            # still delivered; once the departure itself was read, receive raises.
+            if lifecycle.state is not DISCONNECTED or lifecycle.input is Input.DRAINED:
+                lifecycle.check_open(call, "received")
+        lifecycle.receivers += 1
+        try:
+            return await self._transport.receive()
+        except ClientGone as gone:
+            lifecycle.client_left(gone.code, gone.reason)
+            raise lifecycle.input_drained() from None
+        finally:
+            lifecycle.receivers -= 1
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, message: Any) -> None:
+        """Send ``message``, encoded as the route's ``send_type``.
+
+        Raises WebSocketDisconnect if the client has gone (a message is never
+        silently dropped), RuntimeError before accept or after close, TypeError if
+        the value does not fit the type.
+        """
+        if message.__class__ is Broadcast:
+            prepared = message.prepare(self._encode)
+        else:
+            prepared = Prepared(self._encode(message))
+        if self.lifecycle.state is not CONNECTED:
+            self.lifecycle.check_open("send()", "sent")
+        await self._write([prepared])
+
+    async def send_many(self, messages: Iterable[Any]) -> None:
+        """Send ``messages`` in order, each encoded as :meth:`send` would.
+
+        The whole batch goes out in one socket write where the server can
+        (``triows.serve``'s backends), and :class:`~triows.Broadcast` items reuse
+        their shared frame.  Every message is encoded before anything is sent, so
+        a TypeError sends nothing.  Raises like :meth:`send`.  If cancelled, part
+        of the batch may have been sent, as a cancelled :meth:`send` may have
+        sent part of its message.
+        """
+        encode = self._encode
+        prepared = [
+            item.prepare(encode) if item.__class__ is Broadcast else Prepared(encode(item))
+            for item in messages
+        ]
+        if self.lifecycle.state is not CONNECTED:
+            self.lifecycle.check_open("send_many()", "sent")
+        if prepared:
+            await self._write(prepared)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def try_send(self, message: Broadcast) -> bool:
+        """Hand ``message`` to the server without yielding, if it can take it now.
+
+        For a hub delivering to an idle subscriber.  False, having sent nothing,
+        unless the connection is open and the server took the whole message at
+        once; the caller then sends it the usual way, which raises what there is
+        to raise (an encoder's TypeError in this view, not in the publisher).
+        """
+        if self.lifecycle.state is not CONNECTED:
+            return False
+        try:
+            prepared = message.prepare(self._encode)
+        except Exception:
+            return False
+        return self._transport.send_now([prepared])
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message."""
+        await self._send_one(ENCODERS["text"](data), "send_text()")
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message."""
+        await self._send_one(ENCODERS["bytes"](data), "send_bytes()")
+
+    async def send_json(self, data: Any) -> None:
+        """Send ``data`` as JSON in a text message."""
+        await self._send_one(ENCODERS["json"](data), "send_json()")
+
+    async def send_event(self, event: Message) -> None:
+        """Send a raw ASGI event; the state is still tracked.
+
+        ``websocket.accept``, ``websocket.send``, ``websocket.close`` and
+        ``websocket.http.response.start`` (with ``websocket.http.response.body``
+        right after it) are accepted.
+        """
+        kind = event.get("type")
+        if kind == "websocket.send":
+            text = event.get("text")
+            await self._send_one(text if text is not None else event["bytes"], "send_event()")
+        elif kind == "websocket.accept":
+            raw = event.get("headers") or ()
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+            await self.accept(event.get("subprotocol"), headers)
+        elif kind == "websocket.close":
+            await self.close(int(event.get("code", 1000)), event.get("reason") or "")
+        elif kind == "websocket.http.response.start":
+            self.lifecycle.move("reject")
+            self._refusal = (int(event["status"]), list(event.get("headers") or ()))
+        elif kind == "websocket.http.response.body":
+            if self._refusal is None:
+                raise RuntimeError(
+                    "send_event(websocket.http.response.body) called in state "
+                    f"{self.lifecycle.state.value}: send websocket.http.response.start first"
+                )
+            (code, headers), self._refusal = self._refusal, None
+            await self._transport.refuse(code, headers, bytes(event.get("body", b"")))
+        else:
+            raise ValueError(
+                f"send_event() got an event of type {kind!r}; a WebSocket view can send "
+                "websocket.accept, websocket.send, websocket.close and "
+                "websocket.http.response.start/body"
+            )
+
+    async def _send_one(self, data: str | bytes, call: str) -> None:
+        if self.lifecycle.state is not CONNECTED:
+            self.lifecycle.check_open(call, "sent")
+        await self._write([Prepared(data)])
+
+    async def _write(self, batch: list[Prepared]) -> None:
+        """Write through the transport: at once if it can take the batch, else in turn.
+
+        A full checkpoint either way: Cancelled is raised before anything is
+        written by ``send_now``, never after.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        transport = self._transport
+        if transport.send_now(batch):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        try:
+            await transport.send(batch)
+        except ClientGone as gone:
+            self._gone(gone)
+
+    def _gone(self, gone: ClientGone) -> NoReturn:
+        self.lifecycle.client_left(gone.code, gone.reason)
+        raise self.lifecycle.disconnect_error() from None
+
+    # -- iteration -------------------------------------------------------------------
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    # `async for message in ws` is `while True: message = await ws.receive()`: a
+    # departure raises WebSocketDisconnect instead of ending the loop quietly.
+    __anext__ = receive
+
+    def __repr__(self) -> str:
+        return f"<WebSocket {self._transport.request.path} {self.lifecycle.state.value}>"

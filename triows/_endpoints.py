@@ -1,0 +1,227 @@
+"""The App's WebSocket side: find the route, check the request, run the view.
+
+:class:`WebSocketEndpoints` serves one connection given as a
+:class:`~triows._connection._transport.Transport`, whichever server carries it:
+sessions, the Origin check (for mounted apps too), mounted ASGI apps, the
+route and its parameters, providers, then the view through the runner.  It
+also knows every open connection, for the graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Container, Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+
+from ._asgi import serve_asgi_websocket
+from ._connection._transport import HandshakeRequest, Transport
+from ._connection._websocket import WebSocket, WebSocketOptions
+from ._providers import ProviderRegistry
+from ._routing import ParameterError, Pattern, ViewSignature
+from ._runner import refuse, run_view
+from ._sessions import SessionConfig
+from ._types import ASGIApp, Scope
+
+__all__ = ["AllCodes", "Mount", "OriginPolicy", "WebSocketEndpoints", "WebSocketRoute"]
+
+logger = logging.getLogger("triows")
+
+#: The keyword arguments of a view that takes only the connection (never mutated).
+_NO_ARGUMENTS: dict[str, Any] = {}
+#: The ``{name}`` values of a route without parameters (read only, never mutated).
+_NO_VALUES: dict[str, str] = {}
+
+
+class AllCodes(Container[int]):
+    """What ``caught_close_codes=all`` turns into: contains every code."""
+
+    def __contains__(self, code: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "all"
+
+
+@attrs.frozen
+class WebSocketRoute:
+    pattern: Pattern
+    view: Callable[..., Awaitable[None]]
+    signature: ViewSignature
+    options: WebSocketOptions
+
+
+@attrs.frozen
+class Mount:
+    prefix: str
+    app: ASGIApp
+
+    def matches(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def scope_for(self, scope: Scope) -> Scope:
+        """The mounted app's copy of ``scope``: ``root_path`` extended, ``path`` without prefix."""
+        child = dict(scope)
+        child["root_path"] = scope.get("root_path", "") + self.prefix
+        child["path"] = scope["path"][len(self.prefix) :] or "/"
+        return child
+
+
+@attrs.frozen
+class OriginPolicy:
+    """Which pages may open WebSockets here: same origin, listed origins, or any.
+
+    Cross-Site WebSocket Hijacking: a browser always sends Origin, so by default
+    a page from another site cannot open a socket with the user's cookies.
+    Clients that send no Origin (not browsers) are not affected.
+    """
+
+    allowed: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, origins: Iterable[str] | None) -> OriginPolicy:
+        return cls(frozenset(o.rstrip("/").lower() for o in origins or ()))
+
+    def allows(self, request: HandshakeRequest) -> bool:
+        """Same-origin (Origin's host:port equals Host), listed, or no Origin at all."""
+        raw_origin = request.header(b"origin")
+        if raw_origin is None or "*" in self.allowed:
+            return True
+        origin = raw_origin.decode("latin-1").rstrip("/").lower()
+        if origin in self.allowed:
+            return True
+        host = request.header(b"host")
+        return host is not None and origin.partition("://")[2] == host.decode("latin-1").lower()
+
+
+#: A route without parameters, as the path index holds it: the match to return (the
+#: route and no values), and the earlier routes to try first.
+_IndexEntry = tuple[tuple[WebSocketRoute, dict[str, str]], list[WebSocketRoute]]
+
+
+@attrs.define(eq=False)
+class WebSocketEndpoints:
+    """The App's WebSocket routes, and every connection they serve."""
+
+    providers: ProviderRegistry
+    origins: OriginPolicy
+    mounts: list[Mount]
+    sessions: SessionConfig | None = None
+    routes: list[WebSocketRoute] = attrs.field(factory=list)
+    live: set[WebSocket] = attrs.field(factory=set)
+    #: Set once the graceful shutdown starts; fired when the last view ends.
+    closing: trio.Event | None = None
+    _index: dict[str, _IndexEntry] | None = None
+
+    def add(self, route: WebSocketRoute) -> None:
+        self.routes.append(route)
+        self._index = None
+
+    def route_for(self, path: str) -> tuple[WebSocketRoute, dict[str, str]] | None:
+        """The first WebSocket route matching ``path``, with its ``{name}`` values."""
+        index = self._index
+        if index is None:
+            index = self._index = _index_routes(self.routes)
+        hit = index.get(path)
+        if hit is not None:
+            # A route without parameters matches exactly its text: a dict lookup,
+            # after the routes before it that could match the same path.
+            found, earlier = hit
+            for other in earlier:
+                values = other.pattern.match(path)
+                if values is not None:
+                    return other, values
+            return found
+        for route in self.routes:
+            values = route.pattern.match(path)
+            if values is not None:
+                return route, values
+        return None
+
+    def mount_for(self, path: str) -> Mount | None:
+        for mount in self.mounts:
+            if mount.matches(path):
+                return mount
+        return None
+
+    async def serve(self, transport: Transport) -> BaseException | None:
+        """Serve one connection; return the view's crash, for the server to raise or log."""
+        request = transport.request
+        if self.sessions is not None:
+            request.scope["session"] = self.sessions.load(request.scope)
+        if not self.origins.allows(request):
+            logger.warning("refused a cross-origin WebSocket handshake to %s", request.path)
+            await transport.refuse(403, (), b"")
+            return None
+        if self.mounts:
+            mount = self.mount_for(request.path)
+            if mount is not None:
+                await serve_asgi_websocket(mount.app, mount.scope_for(request.scope), transport)
+                return None
+        found = self.route_for(request.path)
+        if found is None:
+            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
+            await transport.refuse(403, (), b"")
+            return None
+        return await self._run(transport, *found)
+
+    async def _run(
+        self, transport: Transport, route: WebSocketRoute, values: dict[str, str]
+    ) -> BaseException | None:
+        ws = WebSocket(transport, route.options)
+        if self.closing is not None:
+            await refuse(ws, 503, {"detail": "server shutting down"})
+            return None
+        signature = route.signature
+        kwargs = _NO_ARGUMENTS
+        resolve = None
+        if signature.parameters or signature.accepts_extra:
+            # (A view taking only the connection skips parsing the query string.)
+            providers = self.providers.providers
+            try:
+                kwargs = signature.bind(values, ws.query_parameters, providers)
+            except ParameterError as exc:
+                # Validation refuses the handshake: never accept-then-close.
+                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
+                return None
+            names = signature.provider_names(providers)
+            if names:
+
+                async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
+                    return await self.providers.resolve(names, stack, ws)
+
+        self.live.add(ws)
+        try:
+            return await run_view(ws, route.view, kwargs, resolve)
+        finally:
+            self.live.discard(ws)
+            if self.closing is not None and not self.live:
+                self.closing.set()
+
+    async def close_all(self, timeout: float) -> None:
+        """Cancel every view for the shutdown (their close is 1001); wait up to ``timeout``."""
+        if self.closing is None:
+            self.closing = trio.Event()
+        if not self.live:
+            return
+        for ws in list(self.live):
+            ws.lifecycle.shutdown()
+        with trio.move_on_after(timeout):
+            await self.closing.wait()
+
+
+def _index_routes(routes: list[WebSocketRoute]) -> dict[str, _IndexEntry]:
+    """Each route without parameters by its text, with the earlier routes that could
+    match the same path (those with parameters; a regex's ``$`` also matches before
+    a final newline); the first such route wins a text."""
+    index: dict[str, _IndexEntry] = {}
+    for position, route in enumerate(routes):
+        text = route.pattern.text
+        if route.pattern.names or text in index:
+            continue
+        earlier = [r for r in routes[:position] if r.pattern.names or r.pattern.text + "\n" == text]
+        index[text] = ((route, _NO_VALUES), earlier)
+    return index

@@ -1,0 +1,73 @@
+"""The logging policy shared by both servers: one line per event, for people.
+
+* A view's own exception: one ERROR with its traceback, logged by the server
+  that ran it (the native server here; hypercorn under an ASGI server).
+* A client that ends its connection in a way the route does not expect (a
+  close code it does not catch, a protocol violation, a ClientError): one
+  WARNING line naming the client, the route, the code and how to catch it, no
+  traceback.  These are caused by clients, so they are rate limited: past
+  :data:`BURST` lines of one kind within :data:`WINDOW` seconds, the rest of
+  that window is counted and reported in one line.
+* Access: one INFO line per request on ``triows.access``, the same format on
+  both backends: ``client "METHOD path" status`` (``WebSocket`` for handshakes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+__all__ = ["access_line", "client_warning", "logger"]
+
+logger = logging.getLogger("triows")
+access_logger = logging.getLogger("triows.access")
+
+#: Client-caused warnings of one kind allowed per window before the rest are counted.
+BURST: Final = 10
+WINDOW: Final = 10.0
+
+
+class _RateLimit:
+    __slots__ = ("count", "start", "suppressed")
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.count = 0
+        self.suppressed = 0
+
+
+_limits: dict[str, _RateLimit] = {}
+
+
+def client_warning(kind: str, message: str, *args: object) -> None:
+    """Log one client-caused WARNING of ``kind``, unless that kind is flooding the log."""
+    now = time.monotonic()
+    limit = _limits.get(kind)
+    if limit is None:
+        limit = _limits[kind] = _RateLimit()
+    if now - limit.start >= WINDOW:
+        if limit.suppressed:
+            logger.warning(
+                "%d more client warnings like the last (%s) in %.0f s were not logged",
+                limit.suppressed,
+                kind,
+                WINDOW,
+            )
+        limit.start, limit.count, limit.suppressed = now, 0, 0
+    limit.count += 1
+    if limit.count > BURST:
+        limit.suppressed += 1
+        return
+    logger.warning(message, *args)
+
+
+def client_address(client: tuple[str, int] | None) -> str:
+    """``host:port`` of a client, or ``-`` when the server does not know it."""
+    return "-" if client is None else f"{client[0]}:{client[1]}"
+
+
+def access_line(client: tuple[str, int] | None, method: str, target: str, status: int) -> None:
+    """The access log's one line for a request (``WebSocket`` as the method for handshakes)."""
+    if access_logger.isEnabledFor(logging.INFO):
+        access_logger.info('%s "%s %s" %d', client_address(client), method, target, status)
