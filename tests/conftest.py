@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 import shutil
+import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
+import trio_websocket
 
 import triows
+from triows.testing import live_server
 
 # -- core suite helpers (issue 2) ------------------------------------------------------
 
@@ -46,6 +51,16 @@ class ErrorRecorder:
                 self.finished += 1
                 self._send.send_nowait(None)
 
+    async def serve_websocket(self, transport: Any) -> BaseException | None:
+        """The native server's entry point: the view's crash is returned, not raised."""
+        error: BaseException | None = await self.app.serve_websocket(transport)
+        if error is None:
+            self.finished += 1
+        else:
+            self.errors.append(error)
+        self._send.send_nowait(error)
+        return error
+
     async def next_outcome(self, timeout: float = 3.0) -> BaseException | None:
         """The next WebSocket connection's outcome: its exception, or None if it ended cleanly."""
         with trio.fail_after(timeout):
@@ -57,14 +72,72 @@ def make_recorder() -> Callable[[triows.App], ErrorRecorder]:
     return ErrorRecorder
 
 
-@pytest.fixture
-def tls_certificate(tmp_path: Path) -> tuple[Path, Path]:
+def _make_certificate(directory: Path) -> tuple[Path, Path]:
     """A throw-away self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
     openssl = shutil.which("openssl")
     assert openssl is not None, "the TLS tests need the openssl command (scripts/test installs it)"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert, key = directory / "cert.pem", directory / "key.pem"
     command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
     command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
     command += ["-addext", "subjectAltName=IP:127.0.0.1"]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
     return cert, key
+
+
+@pytest.fixture
+def tls_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1: (cert.pem, key.pem)."""
+    return _make_certificate(tmp_path)
+
+
+# -- the one backend fixture: every real-socket test runs on every server ----------------
+
+
+@attrs.define
+class Served:
+    """A running server: its URL, and real trio-websocket clients for it."""
+
+    url_base: str
+    ssl_context: ssl.SSLContext | None
+
+    def url(self, path: str = "/") -> str:
+        return self.url_base + path
+
+    def connect(self, path: str, **options: Any) -> Any:
+        """``trio_websocket.open_websocket_url`` for ``path`` (TLS set up when needed)."""
+        if self.ssl_context is not None:
+            options.setdefault("ssl_context", self.ssl_context)
+        return trio_websocket.open_websocket_url(self.url(path), **options)
+
+
+@attrs.define
+class Backend:
+    """One way of serving an App for real: native, native over TLS, or hypercorn."""
+
+    name: str
+    server: str
+    certificate: tuple[Path, Path] | None = None
+
+    @asynccontextmanager
+    async def serve(self, app: Any, **options: Any) -> AsyncIterator[Served]:
+        context = None
+        scheme = "ws"
+        if self.certificate is not None:
+            cert, key = self.certificate
+            options.update(certfile=str(cert), keyfile=str(key))
+            context = ssl.create_default_context(cafile=str(cert))
+            scheme = "wss"
+        async with live_server(app, backend=self.server, **options) as server:
+            yield Served(server.url("", scheme=scheme), context)
+
+
+BACKENDS = ("native", "native-tls", "hypercorn")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Every real-socket test runs once per backend: native, native over TLS, hypercorn."""
+    name: str = request.param
+    if name == "native-tls":
+        return Backend(name, "native", _make_certificate(tmp_path))
+    return Backend(name, name)

@@ -1,100 +1,143 @@
-"""The connection state machine (pure and synchronous)."""
+"""The connection's Lifecycle: its transition table and its outcome table (pure, synchronous)."""
 
 from __future__ import annotations
 
 import pytest
 
-from triows import ConnectionState, WebSocketDisconnect
-from triows._state import StateMachine
+from triows import ClientError, ConnectionState, WebSocketDisconnect
+from triows._connection._state import Ending, Input, Lifecycle, Outcome
 
 C = ConnectionState
 
 
-def test_accept_then_close() -> None:
-    m = StateMachine()
-    assert m.state is C.CONNECTING
-    m.accept()
-    assert m.state is C.CONNECTED  # type: ignore[comparison-overlap]
-    assert m.close(4000) is True
-    assert (m.state, m.close_code) == (C.CLOSED, 4000)
-    with pytest.raises(RuntimeError, match="ensure_closed"):
-        m.close(1000)
+def at(state: ConnectionState, *, catching: int = 1) -> Lifecycle:
+    lifecycle = Lifecycle(catching=catching)
+    lifecycle.state = state
+    return lifecycle
 
 
-def test_close_before_accept_is_a_rejection() -> None:
-    m = StateMachine()
-    assert m.close(1000) is True
-    assert m.state is C.REJECTED
-    with pytest.raises(RuntimeError):
-        m.accept()
+# (state, call) -> the new state, or the error's type and a fragment of its message.
+TRANSITIONS = [
+    (C.CONNECTING, "accept", C.CONNECTED),
+    (C.CONNECTING, "reject", C.REJECTED),
+    (C.CONNECTING, "close", C.REJECTED),
+    (C.CONNECTED, "close", C.CLOSED),
+    (C.CONNECTED, "accept", (RuntimeError, "auto_accept")),
+    (C.CONNECTED, "reject", (RuntimeError, "auto_accept=False")),
+    (C.CLOSED, "close", (RuntimeError, "ensure_closed")),
+    (C.REJECTED, "close", (RuntimeError, "ensure_closed")),
+    (C.REJECTED, "reject", (RuntimeError, "twice")),
+    (C.REJECTED, "accept", (RuntimeError, "cannot be accepted again")),
+    (C.CLOSED, "accept", (RuntimeError, "cannot be accepted again")),
+    (C.DISCONNECTED, "accept", (WebSocketDisconnect, "4001")),
+]
 
 
-def test_reject_only_before_accept() -> None:
-    m = StateMachine()
-    assert m.reject() is True
-    assert m.state is C.REJECTED
-    with pytest.raises(RuntimeError, match="twice"):
-        m.reject()
-    accepted = StateMachine()
-    accepted.accept()
-    with pytest.raises(RuntimeError, match="auto_accept=False"):
-        accepted.reject()
+@pytest.mark.parametrize(("state", "call", "expected"), TRANSITIONS)
+def test_transition_table(
+    state: ConnectionState, call: str, expected: ConnectionState | tuple[type[Exception], str]
+) -> None:
+    lifecycle = at(state)
+    lifecycle.client_code = 4001
+    if isinstance(expected, ConnectionState):
+        assert lifecycle.move(call) is expected
+        assert lifecycle.state is expected
+    else:
+        kind, fragment = expected
+        with pytest.raises(kind, match=fragment):
+            lifecycle.move(call)
+        assert lifecycle.state is state  # an error moves nothing
 
 
-def test_accept_twice_mentions_auto_accept() -> None:
-    m = StateMachine()
-    m.accept()
-    with pytest.raises(RuntimeError, match="auto_accept"):
-        m.accept()
-
-
-@pytest.mark.parametrize("call", ["send()", "receive()"])
-def test_send_and_receive_need_connected(call: str) -> None:
-    check = "check_send" if call == "send()" else "check_receive"
-    m = StateMachine()
-    with pytest.raises(RuntimeError, match="accept"):
-        getattr(m, check)(call)
-    m.accept()
-    getattr(m, check)(call)
-    m.close(1000)
-    with pytest.raises(RuntimeError, match=r"close\(\)"):
-        getattr(m, check)(call)
+@pytest.mark.parametrize(
+    ("state", "fragment"),
+    [(C.CONNECTING, "accept the connection first"), (C.CLOSED, r"after close\(\)")],
+)
+def test_messages_need_an_open_connection(state: ConnectionState, fragment: str) -> None:
+    with pytest.raises(RuntimeError, match=fragment) as info:
+        at(state).check_open("send()", "sent")
+    assert f"state {state.value}" in str(info.value)
 
 
 def test_client_left_while_connected() -> None:
-    m = StateMachine()
-    m.accept()
-    assert m.client_left(4001, "bye") is True
-    assert m.state is C.DISCONNECTED
+    lifecycle = at(C.CONNECTED)
+    assert lifecycle.client_left(4001, "bye") is True
+    assert (lifecycle.state, lifecycle.input) == (C.DISCONNECTED, Input.DEPARTED)
     with pytest.raises(WebSocketDisconnect) as info:
-        m.check_send("send()")
+        lifecycle.check_open("send()", "sent")
     assert (info.value.code, info.value.reason) == (4001, "bye")
-    with pytest.raises(WebSocketDisconnect):
-        m.check_receive("receive()")
-    with pytest.raises(WebSocketDisconnect):
-        m.accept()
-    # Nobody to send a close frame to, and no error either.
-    assert m.close(1000) is False
-    assert m.reject() is False
+    assert lifecycle.input_drained().code == 4001
+    assert lifecycle.input is Input.DRAINED
 
 
 def test_client_left_after_server_closed_keeps_state() -> None:
-    m = StateMachine()
-    m.accept()
-    m.close(1000)
-    assert m.client_left(1000, "") is False
-    assert m.state is C.CLOSED
-
-
-def test_client_left_before_accept() -> None:
-    m = StateMachine()
-    assert m.client_left(1006, "") is True
-    with pytest.raises(WebSocketDisconnect) as info:
-        m.accept()
-    assert info.value.code == 1006
+    lifecycle = at(C.CLOSED)
+    assert lifecycle.client_left(1000, "") is False
+    assert lifecycle.state is C.CLOSED
+    assert lifecycle.client_code == 1000
 
 
 def test_disconnect_error_defaults_to_1006() -> None:
-    error = StateMachine().disconnect_error()
-    assert error.code == 1006
-    assert "1006" in str(error)
+    assert Lifecycle().disconnect_error().code == 1006
+
+
+@pytest.mark.parametrize(
+    ("catching", "code", "caught"),
+    [(1, 1000, True), (1, 1001, True), (1, 4000, False), (0, 1000, False)],
+)
+def test_the_caught_codes_rule(catching: int, code: int, caught: bool) -> None:
+    assert Lifecycle(catching=catching).catches(code) is caught
+
+
+class Boom(ClientError):
+    close_code = 4400
+
+
+# (state, ending, error) -> Outcome.  `cancelled` is True exactly when an ending is given.
+OUTCOMES = [
+    (C.CONNECTED, None, None, Outcome(close_code=1000)),
+    (C.CONNECTING, None, None, Outcome(http_status=403)),
+    (C.CLOSED, None, None, Outcome()),
+    (C.CONNECTED, Ending.SHUTDOWN, None, Outcome(close_code=1001, close_reason="server shutting down")),
+    (C.CONNECTING, Ending.SHUTDOWN, None, Outcome(http_status=503, detail="server shutting down")),
+    (C.DISCONNECTED, None, WebSocketDisconnect(1000), Outcome()),
+    (C.DISCONNECTED, None, WebSocketDisconnect(4000), Outcome(log="client-left")),
+    (C.DISCONNECTED, None, WebSocketDisconnect(1009), Outcome(log="protocol")),
+]
+
+
+@pytest.mark.parametrize(("state", "ending", "error", "expected"), OUTCOMES)
+def test_outcome_table(
+    state: ConnectionState, ending: Ending | None, error: Exception | None, expected: Outcome
+) -> None:
+    lifecycle = at(state)
+    lifecycle.ending = ending
+    assert lifecycle.outcome(error, cancelled=ending is not None) == expected
+
+
+def test_a_crash_closes_1011_and_goes_to_the_server() -> None:
+    crash = ValueError("bug")
+    assert at(C.CONNECTED).outcome(crash, cancelled=False) == Outcome(
+        close_code=1011, error=crash, reraise=True
+    )
+    assert at(C.CONNECTING).outcome(crash, cancelled=False) == Outcome(
+        http_status=500, detail="internal server error", error=crash, reraise=True
+    )
+
+
+def test_a_client_error_closes_with_its_code_and_is_only_logged() -> None:
+    error = Boom("too chatty")
+    outcome = at(C.CONNECTED).outcome(error, cancelled=False)
+    assert (outcome.close_code, outcome.close_reason) == (4400, "too chatty")
+    assert (outcome.log, outcome.reraise) == ("client-error", False)
+
+
+def test_a_departure_while_nobody_received_uses_the_rule_at_that_moment() -> None:
+    silenced = at(C.CONNECTED)
+    silenced.client_left(1001, "")
+    silenced.ending = Ending.CLIENT_LEFT
+    assert silenced.outcome(None, cancelled=True) == Outcome()
+    loud = at(C.CONNECTED, catching=0)
+    loud.client_left(1001, "")
+    loud.ending = Ending.CLIENT_LEFT
+    assert loud.outcome(None, cancelled=True) == Outcome(log="client-left")

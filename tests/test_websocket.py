@@ -723,24 +723,33 @@ async def test_send_after_client_left_raises_websocket_disconnect() -> None:
 async def test_transport_send_failure_raises_websocket_disconnect() -> None:
     # The server reports a send to a departed client with OSError (ASGI spec):
     # triows turns it into WebSocketDisconnect, never a silent drop.
+    app = triows.App()
     outcome: list[Any] = []
 
-    async def failing_send(message: Any) -> None:
-        raise OSError("gone")
+    @app.websocket_route("/")
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            await ws.send("x")
+        except triows.WebSocketDisconnect as exc:
+            outcome.append(exc.code)
+        outcome.append(ws.state)
+
+    async def send(message: Any) -> None:
+        if message["type"] == "websocket.send":
+            raise OSError("gone")
+
+    events = [{"type": "websocket.connect"}]
 
     async def receive() -> dict[str, Any]:
+        if events:
+            return events.pop()
         await trio.sleep_forever()
         raise AssertionError  # pragma: no cover
 
     scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
-    ws = triows.WebSocket(scope, receive, failing_send)
-    ws._machine.accept()
-    try:
-        await ws.send("x")
-    except triows.WebSocketDisconnect as exc:
-        outcome.append(exc.code)
-    assert outcome == [1006]
-    assert ws.state is triows.ConnectionState.DISCONNECTED
+    with trio.fail_after(3):
+        await app(scope, receive, send)
+    assert outcome == [1006, triows.ConnectionState.DISCONNECTED]
 
 
 # -- structured concurrency -----------------------------------------------------------

@@ -23,6 +23,7 @@ from ._connection._websocket import WebSocket, WebSocketOptions
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view
+from ._serving._logs import ClientWarnings
 from ._sessions import SessionConfig
 from ._types import ASGIApp, Scope
 
@@ -114,6 +115,8 @@ class WebSocketEndpoints:
     live: set[WebSocket] = attrs.field(factory=set)
     #: Set once the graceful shutdown starts; fired when the last view ends.
     closing: trio.Event | None = None
+    #: Client-caused warnings, rate limited.
+    warnings: ClientWarnings = attrs.field(factory=ClientWarnings)
     _index: dict[str, _IndexEntry] | None = None
 
     def add(self, route: WebSocketRoute) -> None:
@@ -195,7 +198,7 @@ class WebSocketEndpoints:
 
         self.live.add(ws)
         try:
-            return await run_view(ws, route.view, kwargs, resolve)
+            return await run_view(ws, route.view, kwargs, resolve, self.warnings)
         finally:
             self.live.discard(ws)
             if self.closing is not None and not self.live:

@@ -31,7 +31,7 @@ import trio
 
 from ._connection._state import Outcome
 from ._connection._websocket import Rejected, WebSocket
-from ._serving._logs import client_address, client_warning
+from ._serving._logs import ClientWarnings, client_address
 
 __all__ = ["refuse", "run_view"]
 
@@ -49,8 +49,12 @@ async def run_view(
     view: Callable[..., Awaitable[Any]],
     kwargs: dict[str, Any],
     resolve_providers: Resolver | None,
+    warnings: ClientWarnings,
 ) -> BaseException | None:
-    """Run the view in its cancel scope, then apply its outcome; return a crash to raise."""
+    """Run the view in its cancel scope, then apply its outcome; return a crash to raise.
+
+    What a client caused is logged through ``warnings`` (rate limited).
+    """
     lifecycle = ws.lifecycle
     auto_accept = ws.options.auto_accept
     error: Exception | None = None
@@ -80,6 +84,8 @@ async def run_view(
         # garbage collector runs (a normal close raises through here).
         error = None
     try:
+        if outcome.log is not None:
+            _log(ws, outcome, warnings)
         await apply(ws, outcome)
         return outcome.error if outcome.reraise else None
     finally:
@@ -87,9 +93,7 @@ async def run_view(
 
 
 async def apply(ws: WebSocket, outcome: Outcome) -> None:
-    """Send the outcome's close frame or refusal, and log what the client caused."""
-    if outcome.log is not None:
-        _log(ws, outcome)
+    """Send the outcome's close frame or refusal."""
     if outcome.close_code is not None:
         await ws.close(outcome.close_code, outcome.close_reason)
     elif outcome.http_status is not None:
@@ -99,12 +103,12 @@ async def apply(ws: WebSocket, outcome: Outcome) -> None:
             await ws.reject(outcome.http_status)
 
 
-def _log(ws: WebSocket, outcome: Outcome) -> None:
+def _log(ws: WebSocket, outcome: Outcome, warnings: ClientWarnings) -> None:
     path = ws.scope.get("path", "?")
     who = client_address(ws.client)
     code = ws.client_close_code
     if outcome.log == "client-left":
-        client_warning(
+        warnings.warn(
             "client-left",
             "WebSocket %s from %s: the client left with close code %s%s, which the route "
             "does not catch; to catch it, add %s to caught_close_codes in "
@@ -117,7 +121,7 @@ def _log(ws: WebSocket, outcome: Outcome) -> None:
             path,
         )
     elif outcome.log == "protocol":
-        client_warning(
+        warnings.warn(
             "protocol",
             "WebSocket %s from %s: closed with %s: the client broke the protocol%s",
             path,
@@ -126,7 +130,7 @@ def _log(ws: WebSocket, outcome: Outcome) -> None:
             f" ({ws.client_close_reason})" if ws.client_close_reason else "",
         )
     else:
-        client_warning(
+        warnings.warn(
             "client-error",
             "WebSocket %s from %s: closing with %s: client error: %s",
             path,

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Final
 
-__all__ = ["access_line", "client_warning", "logger"]
+__all__ = ["ClientWarnings", "access_line", "client_address", "logger"]
 
 logger = logging.getLogger("triows")
 access_logger = logging.getLogger("triows.access")
@@ -28,38 +28,43 @@ BURST: Final = 10
 WINDOW: Final = 10.0
 
 
-class _RateLimit:
+class _Window:
     __slots__ = ("count", "start", "suppressed")
 
     def __init__(self) -> None:
-        self.start = 0.0
+        self.start = -WINDOW
         self.count = 0
         self.suppressed = 0
 
 
-_limits: dict[str, _RateLimit] = {}
+class ClientWarnings:
+    """Client-caused WARNING lines, rate limited per kind (one instance per App)."""
 
+    __slots__ = ("_windows",)
 
-def client_warning(kind: str, message: str, *args: object) -> None:
-    """Log one client-caused WARNING of ``kind``, unless that kind is flooding the log."""
-    now = time.monotonic()
-    limit = _limits.get(kind)
-    if limit is None:
-        limit = _limits[kind] = _RateLimit()
-    if now - limit.start >= WINDOW:
-        if limit.suppressed:
-            logger.warning(
-                "%d more client warnings like the last (%s) in %.0f s were not logged",
-                limit.suppressed,
-                kind,
-                WINDOW,
-            )
-        limit.start, limit.count, limit.suppressed = now, 0, 0
-    limit.count += 1
-    if limit.count > BURST:
-        limit.suppressed += 1
-        return
-    logger.warning(message, *args)
+    def __init__(self) -> None:
+        self._windows: dict[str, _Window] = {}
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        """Log one WARNING of ``kind``, unless that kind is flooding the log."""
+        now = time.monotonic()
+        window = self._windows.get(kind)
+        if window is None:
+            window = self._windows[kind] = _Window()
+        if now - window.start >= WINDOW:
+            if window.suppressed:
+                logger.warning(
+                    "%d more client warnings like the last (%s) within %.0f s were not logged",
+                    window.suppressed,
+                    kind,
+                    WINDOW,
+                )
+            window.start, window.count, window.suppressed = now, 0, 0
+        window.count += 1
+        if window.count > BURST:
+            window.suppressed += 1
+            return
+        logger.warning(message, *args)
 
 
 def client_address(client: tuple[str, int] | None) -> str:
