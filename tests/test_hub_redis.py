@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -12,11 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
+import coredis
 import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from triows.hub import Hub, HubUnavailable
+from triows.hub import Hub, HubUnavailable, _redis
 from triows.hub._redis import decode, encode
 
 from .redis_server import RedisServer, redis_server
@@ -244,3 +246,40 @@ async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisSe
         except subprocess.TimeoutExpired:
             parent.kill()
             raise
+
+
+def _hub_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "triows.hub" and r.levelno == level]
+
+
+async def test_malformed_messages_are_skipped_without_reconnecting(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16, defect 7: one bad payload on a triows: channel made the listener
+    # drop its connection and reconnect, losing the messages published meanwhile.
+    caplog.set_level(logging.DEBUG, logger="triows.hub")
+    # raising=False: the test also runs (and fails) against code without the limiter.
+    monkeypatch.setattr(_redis, "BAD_MESSAGE_LOG_INTERVAL", 1.0, raising=False)
+    bad = [b"", b'{"no":"tag"}', b"j{not json", b"s\xff\xfe", b"j" + b"[" * 100_000]
+    raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
+    async with raw, Hub(redis_server.url) as hub:
+        await _wait_connected(hub)
+        async with hub.subscribe("t") as sub:
+            for n in range(30):
+                await hub.publish("t", n)
+                await raw.publish(b"triows:t", bad[n % len(bad)])
+            with trio.fail_after(5):
+                assert [await sub.receive() for _ in range(30)] == list(range(30))
+            (warning,) = _hub_lines(caplog, logging.WARNING)
+            assert "malformed" in warning and "triows:t" in warning, warning
+            # After the interval, the next bad message is logged with the count of
+            # the ones skipped silently meanwhile.
+            await trio.sleep(1.1)
+            await raw.publish(b"triows:t", b"x")
+            await hub.publish("t", "good")
+            with trio.fail_after(5):
+                assert await sub.receive() == "good"
+            assert len(_hub_lines(caplog, logging.WARNING)) == 2
+            assert "29 more" in _hub_lines(caplog, logging.WARNING)[1]
+        assert hub._backend.outages == 0  # type: ignore[attr-defined]
+        assert hub._backend.connected  # type: ignore[attr-defined]

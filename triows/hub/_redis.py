@@ -9,12 +9,17 @@ If Redis goes away, the listener reconnects with exponential backoff (0.1 s to
 5 s) and subscribes again to every topic with local subscribers; subscribers
 keep running and simply receive nothing meanwhile.  ``publish`` raises
 HubUnavailable during the outage.  Delivery is at-most-once.
+
+A message on a ``triows:`` channel that is not the hub's (any Redis client can
+publish there: no type tag, bad JSON, bad UTF-8) is skipped with a warning,
+rate-limited per channel; the connection and the other messages are unaffected.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import coredis
@@ -34,6 +39,8 @@ CHANNEL_PREFIX = b"triows:"
 PUBLISH_TIMEOUT = 5.0
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+#: At most one warning per channel per this many seconds about malformed messages.
+BAD_MESSAGE_LOG_INTERVAL = 10.0
 
 
 def encode(message: Any) -> bytes:
@@ -71,6 +78,9 @@ class RedisBackend:
         self._hub: Hub | None = None
         #: Set while the listener is connected and subscribed.
         self.connected = False
+        #: How many times the listener lost its connection to Redis.
+        self.outages = 0
+        self._malformed = _MalformedLog()
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
@@ -114,14 +124,24 @@ class RedisBackend:
                             continue
                         channel = bytes(message["channel"])  # type: ignore[arg-type]
                         topic = channel[len(CHANNEL_PREFIX) :].decode()
-                        if hub.has_subscribers(topic):
-                            hub._deliver(topic, decode(message["data"]))  # type: ignore[arg-type]
-                        else:
+                        if not hub.has_subscribers(topic):
                             # The last local subscriber left: stop listening lazily,
                             # off the subscriber's path.
                             nursery.start_soon(self._unsubscribe, pubsub, channel)
+                            continue
+                        data: bytes = message["data"]  # type: ignore[assignment]
+                        try:
+                            decoded = decode(data)
+                        except (ValueError, RecursionError) as exc:
+                            # Any Redis client can publish on a triows: channel.  Its bad
+                            # message is its problem: skip it, keep the connection.
+                            self._malformed.report(channel, data, exc)
+                            continue
+                        hub._deliver(topic, decoded)
             except Exception as exc:  # an outage: connection refused, reset, timeout
                 self._pubsub = None
+                if self.connected:
+                    self.outages += 1
                 self.connected = False
                 logger.warning(
                     "hub: Redis at %s unavailable (%s); retrying in %.1f s",
@@ -163,6 +183,35 @@ class RedisBackend:
         except Exception as exc:
             # The listener will notice the outage and resubscribe on reconnect.
             logger.debug("hub: subscribe %r failed: %s", topic, exc)
+
+
+class _MalformedLog:
+    """Warns about messages that are not the hub's, rate-limited per channel.
+
+    One line per channel per BAD_MESSAGE_LOG_INTERVAL; the next line after a quiet
+    period says how many were skipped without a line.
+    """
+
+    def __init__(self) -> None:
+        # channel -> (when its last line was logged, messages skipped since silently)
+        self._channels: dict[bytes, tuple[float, int]] = {}
+
+    def report(self, channel: bytes, payload: bytes, error: Exception) -> None:
+        now = trio.current_time()
+        logged_at, silent = self._channels.get(channel, (-math.inf, 0))
+        if now - logged_at < BAD_MESSAGE_LOG_INTERVAL:
+            self._channels[channel] = (logged_at, silent + 1)
+            return
+        self._channels[channel] = (now, 0)
+        more = f"; {silent} more skipped on this channel since the last warning" if silent else ""
+        logger.warning(
+            "hub: skipped a malformed message on Redis channel %r (%d bytes, starting %r): %s%s",
+            channel,
+            len(payload),
+            payload[:32],
+            _summary(error),
+            more,
+        )
 
 
 def _summary(exc: BaseException) -> str:
