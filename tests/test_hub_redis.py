@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import math
 import os
 import re
 import signal
@@ -12,11 +15,12 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
+import coredis
 import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from triows.hub import Hub, HubUnavailable
+from triows.hub import Hub, HubUnavailable, _redis
 from triows.hub._redis import decode, encode
 
 from .redis_server import RedisServer, redis_server
@@ -244,3 +248,129 @@ async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisSe
         except subprocess.TimeoutExpired:
             parent.kill()
             raise
+
+
+def _hub_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "triows.hub" and r.levelno == level]
+
+
+async def test_no_acknowledged_message_is_lost_across_a_redis_restart(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16, defect 6: Redis back, publish() succeeded while the listener was
+    # still in its backoff, and those acknowledged messages reached nobody.
+    caplog.set_level(logging.INFO, logger="triows.hub")
+    # The old cap: after 2 s down the listener's next attempt is due at 3.1 s, so
+    # a prompt recovery below comes from publish() waking it, not from the cap.
+    monkeypatch.setattr(_redis, "BACKOFF_MAX", 5.0)
+    acknowledged: list[int] = []
+    received: list[int] = []
+    restarted_at = math.inf
+    first_ack_after_restart = math.inf
+
+    async def publish_numbers() -> None:
+        nonlocal first_ack_after_restart
+        for n in itertools.count():
+            with suppress(HubUnavailable):
+                await hub.publish("t", n)
+                acknowledged.append(n)
+                if trio.current_time() > restarted_at:
+                    first_ack_after_restart = min(first_ack_after_restart, trio.current_time())
+            await trio.sleep(0.01)
+
+    async def receive_numbers() -> None:
+        async for n in sub:
+            received.append(n)
+
+    async with Hub(redis_server.url) as hub:
+        await _wait_connected(hub)
+        async with hub.subscribe("t", max_buffer=100_000) as sub:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive_numbers)
+                nursery.start_soon(publish_numbers)
+                await trio.sleep(0.5)
+                await trio.to_thread.run_sync(redis_server.stop)
+                await trio.sleep(2)
+                await trio.to_thread.run_sync(redis_server.start)
+                restarted_at = trio.current_time()
+                await trio.sleep(1.5)
+                nursery.cancel_scope.cancel()
+            # The last ones may still be on their way back from Redis.
+            with trio.move_on_after(5):
+                while received[-1:] != acknowledged[-1:]:
+                    received.append(await sub.receive())
+
+    lost = sorted(set(acknowledged) - set(received))
+    assert not lost, f"{len(lost)} acknowledged messages lost: {lost[:5]}...{lost[-5:]}"
+    assert received == sorted(received)
+    # publish() raised while Redis was down, and works again soon after it returns.
+    assert len(acknowledged) < acknowledged[-1] + 1
+    assert first_ack_after_restart - restarted_at < 0.5
+    # One warning when the listener lost Redis, one line when it is back.
+    assert len(_hub_lines(caplog, logging.WARNING)) == 1
+    (back,) = [line for line in _hub_lines(caplog, logging.INFO) if "back after" in line]
+    assert re.search(r"back after \d+\.\d s", back), back
+
+
+async def test_a_publish_right_after_start_waits_for_the_listener(
+    redis_server: RedisServer,
+) -> None:
+    # No _wait_connected: the hub is running before its listener has connected
+    # and subscribed.  publish() waits for it instead of sending into the void.
+    async with Hub(redis_server.url) as hub, hub.subscribe("t") as sub:
+        await hub.publish("t", "first")
+        with trio.fail_after(5):
+            assert await sub.receive() == "first"
+
+
+async def test_a_listener_that_lost_its_subscription_unnoticed_reconnects(
+    redis_server: RedisServer,
+) -> None:
+    # A listener's connection can outlive the Redis it subscribed on (Redis
+    # restarted behind a proxy, a host gone without closing it): Redis then reports
+    # no receiver for a topic the listener believes it is subscribed to.  Simulated
+    # by unsubscribing the listener's connection behind the hub's back.
+    async with Hub(redis_server.url) as hub:
+        await _wait_connected(hub)
+        async with hub.subscribe("t") as sub:
+            await hub._backend._pubsub.unsubscribe(b"triows:t")  # type: ignore[attr-defined]
+            with pytest.raises(HubUnavailable, match="lost its subscription"):
+                await hub.publish("t", "to nobody")
+            await _wait_connected(hub)
+            await hub.publish("t", "after")
+            with trio.fail_after(5):
+                assert await sub.receive() == "after"
+        assert hub._backend.outages == 1  # type: ignore[attr-defined]
+
+
+async def test_malformed_messages_are_skipped_without_reconnecting(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 16, defect 7: one bad payload on a triows: channel made the listener
+    # drop its connection and reconnect, losing the messages published meanwhile.
+    caplog.set_level(logging.DEBUG, logger="triows.hub")
+    # raising=False: the test also runs (and fails) against code without the limiter.
+    monkeypatch.setattr(_redis, "BAD_MESSAGE_LOG_INTERVAL", 1.0, raising=False)
+    bad = [b"", b'{"no":"tag"}', b"j{not json", b"s\xff\xfe", b"j" + b"[" * 100_000]
+    raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
+    async with raw, Hub(redis_server.url) as hub:
+        await _wait_connected(hub)
+        async with hub.subscribe("t") as sub:
+            for n in range(30):
+                await hub.publish("t", n)
+                await raw.publish(b"triows:t", bad[n % len(bad)])
+            with trio.fail_after(5):
+                assert [await sub.receive() for _ in range(30)] == list(range(30))
+            (warning,) = _hub_lines(caplog, logging.WARNING)
+            assert "malformed" in warning and "triows:t" in warning, warning
+            # After the interval, the next bad message is logged with the count of
+            # the ones skipped silently meanwhile.
+            await trio.sleep(1.1)
+            await raw.publish(b"triows:t", b"x")
+            await hub.publish("t", "good")
+            with trio.fail_after(5):
+                assert await sub.receive() == "good"
+            assert len(_hub_lines(caplog, logging.WARNING)) == 2
+            assert "29 more" in _hub_lines(caplog, logging.WARNING)[1]
+        assert hub._backend.outages == 0  # type: ignore[attr-defined]
+        assert hub._backend.connected  # type: ignore[attr-defined]
