@@ -1,0 +1,130 @@
+"""Hardening of the core: cookies, mounted apps' Origin, nested JSON, exact routes.
+
+Each attack runs in memory (the TestClient) and, where it is about the wire, over
+real sockets on both backends.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any
+
+import itsdangerous
+import pytest
+import trio
+
+import triows
+from triows.testing import TestClient, live_server
+
+from .raw_client import handshake
+
+BACKENDS = ["hypercorn", "native"]
+SECRET = "correct horse battery staple"
+
+#: A quoted cookie value of backslashes: what makes http.cookies' unquoting quadratic.
+BACKSLASHES = '"' + "\\" * 60_000 + '"'
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def _raw_handshake(port: int, path: str, **headers: bytes) -> bytes:
+    """Send a hand-made handshake for ``path``; the response head (status line first)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(handshake(path, **headers))
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            response += chunk
+    return response
+
+
+def _status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+# -- 3. cookie parsing in linear time ---------------------------------------------------
+
+
+def _session_app() -> triows.App:
+    app = triows.App(session_secret=SECRET)
+
+    @app.websocket_route("/whoami", send_type="json")
+    async def whoami(ws: triows.WebSocket) -> None:
+        await ws.send(dict(ws.session))
+
+    return app
+
+
+def _session_cookie(session: str = "eyJ1c2VyIjogImFsaWNlIn0=") -> str:
+    """A valid signed cookie value holding ``{"user": "alice"}`` (base64 JSON)."""
+    return itsdangerous.TimestampSigner(SECRET).sign(session).decode()
+
+
+async def _whoami(client: TestClient, cookie: str) -> Any:
+    async with client.websocket_connect("/whoami", headers={"cookie": cookie}) as ws:
+        return await ws.receive_json()
+
+
+@pytest.mark.parametrize(
+    ("cookie", "session"),
+    [
+        (f"session={BACKSLASHES}", {}),
+        (f"other={BACKSLASHES}; session={_session_cookie()}", {"user": "alice"}),
+        ("\\" * 60_000, {}),
+    ],
+    ids=["quoted-session", "quoted-other-cookie", "unnamed"],
+)
+async def test_a_60kb_backslash_cookie_is_parsed_in_linear_time(
+    cookie: str, session: dict[str, str]
+) -> None:
+    client = TestClient(_session_app())
+    start = trio.current_time()
+    got = await _whoami(client, cookie)
+    elapsed = trio.current_time() - start
+    assert got == session
+    assert elapsed < 0.5, f"parsing the cookie took {elapsed:.2f} s"
+    # A normal session still loads, quoted or not, last cookie of the name winning.
+    assert await _whoami(client, f"session={_session_cookie()}") == {"user": "alice"}
+    assert await _whoami(client, f'a=1; session="{_session_cookie()}"') == {"user": "alice"}
+    assert await _whoami(client, f"session=x; session={_session_cookie()}") == {"user": "alice"}
+
+
+async def test_an_oversized_session_cookie_is_ignored_with_a_debug_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triows")
+    blob = base64.b64encode(json.dumps({"blob": "x" * 7000}).encode()).decode()
+    big = _session_cookie(blob)
+    assert len(big) > 8 * 1024
+    assert await _whoami(TestClient(_session_app()), f"session={big}") == {}
+    assert [r.levelno for r in caplog.records if "session cookie" in r.getMessage()] == [
+        logging.DEBUG
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_backslash_cookies_do_not_freeze_the_server(backend: str) -> None:
+    # The native backend takes header lines of up to 8 KiB: twenty such handshakes
+    # at once froze the event loop for seconds before.
+    cookie = b'session="' + b"\\" * 8_000 + b'"'
+    responses: list[bytes] = []
+    async with live_server(_session_app(), backend=backend) as server:
+
+        async def one() -> None:
+            responses.append(await _raw_handshake(server.port, "/whoami", Cookie=cookie))
+
+        start = trio.current_time()
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(one)
+    elapsed = trio.current_time() - start
+    assert [_status(r) for r in responses] == [101] * 20
+    assert elapsed < 1.0, f"twenty handshakes took {elapsed:.2f} s"
