@@ -14,9 +14,13 @@ from typing import Any
 import itsdangerous
 import pytest
 import trio
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute as StarletteWebSocketRoute
+from starlette.websockets import WebSocket as StarletteWebSocket
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 import triows
-from triows.testing import TestClient, live_server
+from triows.testing import HandshakeRejected, TestClient, live_server
 
 from .raw_client import handshake
 
@@ -128,3 +132,63 @@ async def test_backslash_cookies_do_not_freeze_the_server(backend: str) -> None:
     elapsed = trio.current_time() - start
     assert [_status(r) for r in responses] == [101] * 20
     assert elapsed < 1.0, f"twenty handshakes took {elapsed:.2f} s"
+
+
+# -- 8. the Origin check covers mounted apps ---------------------------------------------
+
+
+def _mounted_app(seen: list[str]) -> triows.App:
+    async def endpoint(websocket: StarletteWebSocket) -> None:
+        seen.append(websocket.scope["path"])
+        await websocket.accept()
+        await websocket.send_text("legacy")
+        await websocket.close()
+
+    app = triows.App()
+    app.mount("/legacy", Starlette(routes=[StarletteWebSocketRoute("/ws", endpoint)]))
+    return app
+
+
+async def test_a_cross_origin_handshake_to_a_mounted_app_is_refused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[str] = []
+    client = TestClient(_mounted_app(seen))
+    with pytest.raises(HandshakeRejected) as refused:
+        async with client.websocket_connect(
+            "/legacy/ws", headers={"origin": "http://evil.example"}
+        ):
+            pass
+    assert refused.value.status == 403
+    assert seen == []
+    warnings = [r for r in caplog.records if "cross-origin" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in warnings] == [
+        (logging.WARNING, "refused a cross-origin WebSocket handshake to /legacy/ws")
+    ]
+    async with client.websocket_connect(
+        "/legacy/ws", headers={"origin": "http://testserver"}
+    ) as ws:
+        assert await ws.receive_text() == "legacy"
+    assert seen == ["/ws"]  # the mounted app saw the handshake this time
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_cross_origin_handshake_to_a_mounted_app_over_real_sockets(
+    backend: str,
+) -> None:
+    seen: list[str] = []
+    with trio.fail_after(10):
+        async with live_server(_mounted_app(seen), backend=backend) as server:
+            with pytest.raises(ConnectionRejected) as refused:
+                async with open_websocket_url(
+                    server.url("/legacy/ws"),
+                    extra_headers=[(b"Origin", b"http://evil.example")],
+                ):
+                    pass
+            assert refused.value.status_code == 403
+            assert seen == []
+            same = f"http://{server.host}:{server.port}".encode()
+            async with open_websocket_url(
+                server.url("/legacy/ws"), extra_headers=[(b"Origin", same)]
+            ) as ws:
+                assert await ws.get_message() == "legacy"

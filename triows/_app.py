@@ -242,6 +242,8 @@ class App:
         """Hand every HTTP and WebSocket request under ``prefix`` to another ASGI app.
 
         The mounted app sees ``root_path`` extended by ``prefix`` and ``path`` without it.
+        The App's Origin check applies first: a cross-origin WebSocket handshake is
+        refused with 403 before the mounted app sees it.
         """
         prefix = "/" + prefix.strip("/")
         self._mounts.append(Mount(prefix, app))
@@ -347,6 +349,12 @@ class App:
         path: str = scope["path"]
         for mount in self._mounts:
             if path == mount.prefix or path.startswith(mount.prefix + "/"):
+                if kind == "websocket" and not self._origin_allowed(scope):
+                    # The App's Origin policy covers its mounted apps too.
+                    if (await receive())["type"] == "websocket.connect":
+                        logger.warning("refused a cross-origin WebSocket handshake to %s", path)
+                        await send({"type": "websocket.close", "code": 1000, "reason": ""})
+                    return True
                 child = dict(scope)
                 child["root_path"] = scope.get("root_path", "") + mount.prefix
                 child["path"] = path[len(mount.prefix) :] or "/"
