@@ -17,7 +17,7 @@ import trio
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute as StarletteWebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 import triows
 from triows.testing import HandshakeRejected, TestClient, live_server
@@ -192,3 +192,70 @@ async def test_a_cross_origin_handshake_to_a_mounted_app_over_real_sockets(
                 server.url("/legacy/ws"), extra_headers=[(b"Origin", same)]
             ) as ws:
                 assert await ws.get_message() == "legacy"
+
+
+# -- 10. deeply nested JSON ---------------------------------------------------------------
+
+DEEP_JSON = "[" * 5000 + "]" * 5000
+
+
+def _json_app() -> triows.App:
+    app = triows.App()
+
+    @app.websocket_route("/typed", receive_type="json")
+    async def typed(ws: triows.WebSocket) -> None:
+        await ws.receive()
+
+    @app.websocket_route("/untyped")
+    async def untyped(ws: triows.WebSocket) -> None:
+        await ws.receive_json()
+
+    @app.websocket_route("/send", send_type="json")
+    async def send(ws: triows.WebSocket) -> None:
+        value: list[Any] = []
+        for _ in range(5000):
+            value = [value]
+        for sender in (ws.send_json, ws.send):
+            try:
+                await sender(value)
+            except ValueError as exc:
+                await ws.send_text(f"ValueError: {exc}")
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/typed", "/untyped"])
+async def test_deeply_nested_json_closes_with_1007(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with TestClient(_json_app()).websocket_connect(path) as ws:
+        await ws.send_text(DEEP_JSON)
+        assert await ws.wait_closed() == 1007
+    assert _errors(caplog) == []
+
+
+async def test_sending_a_deeply_nested_value_raises_value_error() -> None:
+    async with TestClient(_json_app()).websocket_connect("/send") as ws:
+        for _ in range(2):
+            message = await ws.receive_text()
+            assert message.startswith("ValueError: ")
+            assert "nested too deeply" in message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("path", ["/typed", "/untyped"])
+async def test_deeply_nested_json_over_real_sockets(
+    backend: str, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(10):
+        async with (
+            live_server(_json_app(), backend=backend) as server,
+            open_websocket_url(server.url(path)) as ws,
+        ):
+            await ws.send_message(DEEP_JSON)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+    reason = closed.value.reason
+    assert reason is not None
+    assert reason.code == 1007
+    assert _errors(caplog) == []

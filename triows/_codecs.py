@@ -54,6 +54,8 @@ def decode_json(event: Message) -> Any:
         payload = event.get("bytes") or b""
     try:
         return json.loads(payload)
+    except RecursionError:
+        raise MessageDecodeError("the message's JSON is nested too deeply to decode") from None
     except (ValueError, TypeError) as exc:
         raise MessageDecodeError(f"the message is not valid JSON: {exc}") from None
 
@@ -78,7 +80,14 @@ def encode_bytes(value: Any) -> Message:
 
 def encode_json(value: Any) -> Message:
     # Compact separators: fewer bytes on the wire, and what browsers' JSON.stringify emits.
-    return {"type": "websocket.send", "text": json.dumps(value, separators=(",", ":"))}
+    try:
+        text = json.dumps(value, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError(
+            "cannot send the value as JSON: it is nested too deeply (past Python's "
+            "recursion limit); send a flatter value"
+        ) from None
+    return {"type": "websocket.send", "text": text}
 
 
 DECODERS: dict[MessageType, Decoder] = {
