@@ -22,7 +22,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 import triows
 from triows.testing import HandshakeRejected, TestClient, live_server
 
-from .raw_client import handshake
+from .raw_client import handshake, http_get
 
 BACKENDS = ["hypercorn", "native"]
 SECRET = "correct horse battery staple"
@@ -259,3 +259,77 @@ async def test_deeply_nested_json_over_real_sockets(
     assert reason is not None
     assert reason.code == 1007
     assert _errors(caplog) == []
+
+
+# -- 15. exact route matching ------------------------------------------------------------
+
+
+def _routes_app() -> triows.App:
+    app = triows.App()
+
+    @app.websocket_route("/text")
+    async def text(ws: triows.WebSocket) -> None:
+        await ws.send("text")
+
+    @app.websocket_route("/p/{n}")
+    async def number(ws: triows.WebSocket, n: int) -> None:
+        await ws.send(repr(n))
+
+    @app.websocket_route("/name/{name}")
+    async def name(ws: triows.WebSocket, name: str) -> None:
+        await ws.send(name)
+
+    @app.route("/h/{n}")
+    async def page(request: triows.Request, n: int) -> str:
+        return repr(n)
+
+    @app.route("/h")
+    async def home(request: triows.Request) -> str:
+        return "home"
+
+    async def sub(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"mounted"})
+
+    app.mount("/sub", sub)
+    return app
+
+
+#: Paths that end in (or hold) a control character: no route may match them.
+WEBSOCKET_PATHS = ["/text\n", "/p/7\n", "/p/7\r\n", "/p/\n7", "/name/a\tb", "/text\x00"]
+HTTP_PATHS = ["/h\n", "/h/7\n", "/sub\n", "/sub\n/x"]
+
+
+@pytest.mark.parametrize("path", WEBSOCKET_PATHS)
+async def test_a_newline_in_the_path_matches_no_websocket_route(path: str) -> None:
+    with pytest.raises(HandshakeRejected) as refused:
+        async with TestClient(_routes_app()).websocket_connect(path):
+            pass
+    assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("path", HTTP_PATHS)
+async def test_a_newline_in_the_path_matches_no_http_route(path: str) -> None:
+    assert (await TestClient(_routes_app()).get(path)).status == 404
+
+
+async def test_exact_paths_still_match() -> None:
+    client = TestClient(_routes_app())
+    for path, expected in [("/text", "text"), ("/p/7", "7"), ("/name/a b", "a b")]:
+        async with client.websocket_connect(path) as ws:
+            assert await ws.receive_text() == expected
+    assert (await client.get("/h/7")).text == "7"
+    assert (await client.get("/sub/x")).text == "mounted"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_percent_encoded_newline_over_real_sockets(backend: str) -> None:
+    with trio.fail_after(10):
+        async with live_server(_routes_app(), backend=backend) as server:
+            for path in ["/text%0a", "/p/7%0a", "/p/7%0d%0a", "/name/a%09b"]:
+                assert _status(await _raw_handshake(server.port, path)) == 403, path
+            for path in ["/h%0a", "/h/7%0a", "/sub%0a"]:
+                response = await http_get(server.port, path)
+                assert response.startswith(b"HTTP/1.1 404"), (path, response[:40])
+            assert _status(await _raw_handshake(server.port, "/p/7")) == 101
+            assert _status(await _raw_handshake(server.port, "/name/a%20b")) == 101
