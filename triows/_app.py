@@ -198,6 +198,8 @@ class App:
         """Hand every HTTP and WebSocket request under ``prefix`` to another ASGI app.
 
         The mounted app sees ``root_path`` extended by ``prefix`` and ``path`` without it.
+        The App's Origin check applies first: a cross-origin WebSocket handshake is
+        refused with 403 before the mounted app sees it.
         """
         prefix = "/" + prefix.strip("/")
         self._mounts.append(Mount(prefix, app))

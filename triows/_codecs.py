@@ -48,7 +48,9 @@ def decode_bytes(data: str | bytes) -> bytes:
 def decode_json(data: str | bytes) -> Any:
     try:
         return json.loads(data)
-    except (ValueError, TypeError, RecursionError) as exc:
+    except RecursionError:
+        raise MessageDecodeError("the message's JSON is nested too deeply to decode") from None
+    except (ValueError, TypeError) as exc:
         raise MessageDecodeError(f"the message is not valid JSON: {exc}") from None
 
 
@@ -72,7 +74,13 @@ def encode_bytes(value: Any) -> str | bytes:
 
 def encode_json(value: Any) -> str | bytes:
     # Compact separators: fewer bytes on the wire, and what browsers' JSON.stringify emits.
-    return json.dumps(value, separators=(",", ":"))
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except RecursionError:
+        raise ValueError(
+            "cannot send the value as JSON: it is nested too deeply (past Python's "
+            "recursion limit); send a flatter value"
+        ) from None
 
 
 DECODERS: dict[MessageType, Decoder] = {

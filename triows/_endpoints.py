@@ -218,13 +218,12 @@ class WebSocketEndpoints:
 
 def _index_routes(routes: list[WebSocketRoute]) -> dict[str, _IndexEntry]:
     """Each route without parameters by its text, with the earlier routes that could
-    match the same path (those with parameters; a regex's ``$`` also matches before
-    a final newline); the first such route wins a text."""
+    match the same path (those with parameters); the first such route wins a text."""
     index: dict[str, _IndexEntry] = {}
     for position, route in enumerate(routes):
         text = route.pattern.text
         if route.pattern.names or text in index:
             continue
-        earlier = [r for r in routes[:position] if r.pattern.names or r.pattern.text + "\n" == text]
+        earlier = [r for r in routes[:position] if r.pattern.names]
         index[text] = ((route, _NO_VALUES), earlier)
     return index

@@ -27,6 +27,10 @@ from ._datastructures import QueryParams
 __all__ = ["ParameterError", "Pattern", "ViewSignature", "convert_bool"]
 
 _SEGMENT = re.compile(r"{([^{}]*)}")
+#: What a ``{name}`` segment matches: one or more characters, none of them ``/`` or
+#: an ASCII control character (a percent-decoded ``%0a`` must not reach ``int()``,
+#: which would strip it).
+_SEGMENT_VALUE = r"[^/\x00-\x1f\x7f]+"
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -52,7 +56,11 @@ class ParameterError(Exception):
 
 @attrs.frozen
 class Pattern:
-    """A compiled route pattern such as ``/chat/{channel}``."""
+    """A compiled route pattern such as ``/chat/{channel}``.
+
+    It matches a whole path exactly (``re.fullmatch``: no ``$``, which would also
+    match before a final newline).
+    """
 
     text: str
     regex: re.Pattern[str]
@@ -75,13 +83,13 @@ class Pattern:
                 raise ValueError(f"route pattern {text!r} repeats the parameter {{{name}}}")
             names.append(name)
             parts.append(re.escape(text[position : match.start()]))
-            parts.append(f"(?P<{name}>[^/]+)")
+            parts.append(f"(?P<{name}>{_SEGMENT_VALUE})")
             position = match.end()
         parts.append(re.escape(text[position:]))
-        return cls(text=text, regex=re.compile("^" + "".join(parts) + "$"), names=tuple(names))
+        return cls(text=text, regex=re.compile("".join(parts)), names=tuple(names))
 
     def match(self, path: str) -> dict[str, str] | None:
-        found = self.regex.match(path)
+        found = self.regex.fullmatch(path)
         return None if found is None else found.groupdict()
 
 
