@@ -46,8 +46,6 @@ def load_app(target: str) -> App:
 
 
 async def _run(app: App, target: str, args: argparse.Namespace) -> None:
-    # hypercorn Config attributes; main() refused them with the native backend.
-    tls = {"certfile": args.certfile, "keyfile": args.keyfile} if args.certfile else {}
     scheme = "https" if args.certfile else "http"
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -65,7 +63,9 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     ping_interval=args.ping_interval or None,
                     ping_timeout=args.ping_timeout,
                     gc_freeze=args.gc_freeze,
-                    **tls,
+                    certfile=args.certfile,
+                    keyfile=args.keyfile,
+                    backlog=args.backlog,
                 )
             )
             print(
@@ -102,9 +102,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     run.add_argument(
         "--backend",
-        choices=("hypercorn", "native"),
-        default="hypercorn",
-        help="hypercorn's trio worker (default) or the native trio-socket server",
+        choices=("native", "hypercorn"),
+        default="native",
+        help="triows' own trio server (default) or hypercorn's trio worker (HTTP/2)",
+    )
+    run.add_argument(
+        "--backlog",
+        type=int,
+        default=1024,
+        help="the listening socket's queue of connections not yet accepted (default 1024)",
     )
     run.add_argument(
         "--ping-interval",
@@ -130,11 +136,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
-    if args.certfile and args.backend == "native":
-        parser.error(
-            "the native backend has no TLS: drop --backend native, "
-            "or put a TLS-terminating proxy in front of it"
-        )
+    if args.backlog < 1:
+        parser.error("--backlog must be at least 1")
     if args.ping_interval < 0 or args.ping_timeout <= 0:
         parser.error("--ping-interval must be >= 0 and --ping-timeout > 0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

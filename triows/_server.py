@@ -25,9 +25,12 @@ async def serve(
     max_message_size: int | None = None,
     ping_interval: float | None = 20.0,
     access_log: bool = False,
-    backend: Literal["hypercorn", "native"] = "hypercorn",
+    backend: Literal["native", "hypercorn"] = "native",
     ping_timeout: float = 20.0,
     handshake_timeout: float = 10.0,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    backlog: int = 1024,
     gc_freeze: bool = True,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
@@ -39,8 +42,12 @@ async def serve(
 
         port = await nursery.start(functools.partial(triows.serve, app, port=0))
 
-    Runs hypercorn's trio worker in this process, with the fixes of
-    ``triows._hypercorn`` so views see the client's exact close code.
+    Runs triows' native trio server (``backend="native"``, the default:
+    HTTP/1.1 with keep-alive for HTTP routes, WebSockets with permessage-deflate,
+    TLS with ``certfile`` and ``keyfile``) or hypercorn's trio worker in this
+    process (``backend="hypercorn"``: HTTP/2, hypercorn's options; see
+    docs/deployment.md for the hypercorn defects it does and does not work
+    around).  ``backlog`` is the listening socket's accept queue on both.
 
     Cancellation is a graceful shutdown: new connections are refused, every open
     WebSocket view is cancelled and its client gets close code 1001 (Going Away),
@@ -56,11 +63,8 @@ async def serve(
     seconds (``None``: never) the server pings each client, and closes one whose
     pong has not come ``ping_timeout`` seconds later (its view sees a disconnect
     with code 1006, reason ``"ping timeout"``, and is cancelled).  Other keyword
-    arguments set hypercorn ``Config`` attributes.
-
-    ``backend="native"`` serves the same App on trio sockets without hypercorn
-    (see ``triows._native.serve_native``): same semantics and close codes, a
-    faster path per message; hypercorn options are refused there.
+    arguments set hypercorn ``Config`` attributes (``backend="hypercorn"``
+    only: the native backend refuses them with TypeError).
 
     ``gc_freeze``: once the App has started, just before serving, collect
     garbage and ``gc.freeze()`` what is left (modules, routes, app-scoped
@@ -88,12 +92,17 @@ async def serve(
                 ping_timeout=ping_timeout,
                 handshake_timeout=handshake_timeout,
                 access_log=access_log,
+                certfile=certfile,
+                keyfile=keyfile,
+                backlog=backlog,
                 task_status=task_status,
                 **hypercorn_options,
             )
             return
         if backend != "hypercorn":
-            raise ValueError(f"serve() got backend={backend!r}; use 'hypercorn' or 'native'")
+            raise ValueError(f"serve() got backend={backend!r}; use 'native' or 'hypercorn'")
+        if certfile is not None:
+            hypercorn_options.update(certfile=certfile, keyfile=keyfile)
         await serve_hypercorn(
             app,
             host=host,
