@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -196,40 +196,35 @@ async def test_malformed_handshakes_get_400_and_slow_ones_time_out() -> None:
 # -- close codes --------------------------------------------------------------------------
 
 
-async def test_client_leaving_cancels_a_sleeping_view_promptly(
-    make_recorder: Callable[[triows.App], Any],
-) -> None:
+async def test_client_leaving_cancels_a_sleeping_view_promptly() -> None:
     app = triows.App()
     started, ended = trio.Event(), trio.Event()
+    codes: list[int | None] = []
 
-    @app.websocket_route("/sleep")
+    @app.websocket_route("/sleep", caught_close_codes=all)
     async def view(ws: triows.WebSocket) -> None:
         started.set()
         try:
             await trio.sleep_forever()
         finally:
+            codes.append(ws.client_close_code)
             ended.set()
 
-    recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with native_server(recorder) as server:
+        async with native_server(app) as server:
             async with open_websocket_url(server.url("/sleep")) as ws:
                 await started.wait()
                 await ws.aclose(4003)
             with trio.fail_after(0.5):  # well under a second
                 await ended.wait()
-                outcome = await recorder.next_outcome()
-            assert isinstance(outcome, triows.WebSocketDisconnect)
-            assert outcome.code == 4003
+            assert codes == [4003]
             # A dropped TCP connection (no close frame) cancels it too.
             started, ended = trio.Event(), trio.Event()
             async with upgraded(server, "/sleep"):
                 await started.wait()
             with trio.fail_after(0.5):
                 await ended.wait()
-                outcome = await recorder.next_outcome()
-            assert isinstance(outcome, triows.WebSocketDisconnect)
-            assert outcome.code == 1006
+            assert codes == [4003, 1006]
 
 
 async def test_message_past_max_size_closes_with_1009() -> None:
@@ -300,39 +295,36 @@ async def test_shutdown_closes_clients_with_1001_and_runs_lifespan() -> None:
 # -- keepalive ----------------------------------------------------------------------------
 
 
-async def test_ping_timeout_drops_a_silent_client_and_cancels_its_view(
-    make_recorder: Callable[[triows.App], Any],
-) -> None:
+async def test_ping_timeout_drops_a_silent_client_and_cancels_its_view() -> None:
     app = triows.App()
     started, ended = trio.Event(), trio.Event()
+    departures: list[tuple[int | None, str]] = []
 
-    @app.websocket_route("/quiet")
+    @app.websocket_route("/quiet", caught_close_codes=all)
     async def quiet(ws: triows.WebSocket) -> None:
         started.set()
         try:
             await trio.sleep_forever()
         finally:
+            departures.append((ws.client_close_code, ws.client_close_reason))
             ended.set()
 
-    recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with native_server(recorder, ping_interval=0.1, ping_timeout=0.2) as server:
+        async with native_server(app, ping_interval=0.1, ping_timeout=0.2) as server:
             # A polite client answers pings and stays connected.
             async with open_websocket_url(server.url("/quiet")):
                 await started.wait()
                 await trio.sleep(0.6)
                 assert not ended.is_set()
             await ended.wait()
-            assert await recorder.next_outcome() is None  # it closed with 1000
+            assert departures == [(1000, "")]
             # A client that never reads (so never answers) is dropped.
             started, ended = trio.Event(), trio.Event()
             async with upgraded(server, "/quiet") as stream:
                 await started.wait()
                 with trio.fail_after(2):
                     await ended.wait()
-                outcome = await recorder.next_outcome()
-                assert isinstance(outcome, triows.WebSocketDisconnect)
-                assert outcome.code == 1006
+                assert departures[1] == (1006, "ping timeout")
                 # What it would have read: a ping, then a 1011 close frame.
                 received = b""
                 with trio.move_on_after(1):
@@ -417,12 +409,12 @@ async def test_a_writers_unwritten_tail_goes_before_the_next_write(how: str) -> 
                 if how == "cancelled write":
                     with trio.move_on_after(0.2):
                         await writer.write(first)  # blocks: the peer is not reading
-                    assert writer._pending, "the cancelled write left no tail"
+                    assert writer.pending_bytes, "the cancelled write left no tail"
                     nursery.start_soon(read_all)
                 else:
                     nursery.start_soon(read_all)  # starts at the next checkpoint
                     assert writer.write_now(first, nursery)
-                    assert writer._pending, "the kernel took the whole MiB"
+                    assert writer.pending_bytes, "the kernel took the whole MiB"
                 # At once: before the flushing task (or anything else) has run.
                 await writer.write(b"after")
         assert got == [first + b"after"]

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+import ssl
+from typing import Any, cast
 from urllib.parse import unquote
 
 import h11
 import trio
-from websockets.datastructures import Headers as WSHeaders
-from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.http11 import Request as WSRequest
-from websockets.http11 import Response as WSResponse
-from websockets.protocol import Protocol
 
 from .._app import App
-from .._broadcast import BATCH_EXTENSION
-from .._exceptions import WebSocketDisconnect
+from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
-from .._transport import DEPARTURE_EXTENSION
+from .._serving._logs import access_line, client_address, logger
 from .._types import Scope
-from ._connection import SEND_NOW_OFFER, _ServerProtocol, _WebSocketConnection, logger
+from ._connection import NativeConnection
 from ._http import (
     _HEAD_END,
     _UPGRADE_WEBSOCKET,
@@ -30,23 +25,12 @@ from ._http import (
     _next_h11_event,
     _plain_response,
     _read_head,
-    _reason,
 )
-from ._writer import ClientGone, _send_all
-
-#: permessage-deflate, negotiated when the client offers it (browsers do), as on
-#: hypercorn; websockets' default settings: 4 KiB windows (12 bits) and memLevel 5,
-#: about 50 KiB of zlib state per compressed connection (tracemalloc) where zlib's
-#: defaults (15 bits, memLevel 8) take about 300 KiB.
-COMPRESSION = enable_server_permessage_deflate(None)
+from ._protocol import handshake
+from ._tls import TLSSocket, server_context
+from ._writer import _send_all
 
 access_logger = logging.getLogger("triows.access")
-
-
-# websockets logs "connection open/closed" at INFO for every connection; that is an
-# access log, which triows controls itself (access_log=True).
-_protocol_logger = logging.getLogger("triows.native.protocol")
-_protocol_logger.setLevel(logging.WARNING)
 
 
 class _NativeServer:
@@ -60,8 +44,11 @@ class _NativeServer:
         ping_timeout: float,
         handshake_timeout: float,
         access_log: bool,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
+        #: TLS, when serving https/wss.
+        self.ssl_context = ssl_context
         self.host = host
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
@@ -70,25 +57,27 @@ class _NativeServer:
         self.access_log = access_log
         self.state: dict[str, Any] = {}
         self.port = 0
-        self._live: set[_WebSocketConnection] = set()
+        self._live: set[NativeConnection] = set()
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
         #: HTTP connections waiting for their next request, and whether we stop.
         self._waiting_http: set[trio.CancelScope] = set()
         self._stopping = False
 
-    def log_access(self, conn: _WebSocketConnection, status: int) -> None:
+    def log_access(self, conn: NativeConnection, status: int) -> None:
         if self.access_log:
-            access_logger.info("%s WebSocket %d", conn.client, status)
+            access_line(conn.request.client, "WebSocket", conn.target, status)
 
     # -- per connection -------------------------------------------------------------------
 
     async def handle(self, stream: trio.SocketStream) -> None:
         """Serve one TCP connection (run by ``trio.serve_listeners``)."""
-        sock = stream.socket
+        tls = None if self.ssl_context is None else TLSSocket(stream, self.ssl_context)
+        # Over TLS, the SSLStream behind the socket methods the server calls.
+        sock = stream.socket if tls is None else cast(trio.socket.SocketType, tls)
         try:
             head = bytearray()
-            conn: _WebSocketConnection | None = None
+            conn: NativeConnection | None = None
             with trio.move_on_after(self.handshake_timeout) as waiting:
                 complete = await _read_head(sock, head)
                 if complete is None:
@@ -111,70 +100,68 @@ class _NativeServer:
             pass
         except Exception:
             # Never let one connection take the server down.
-            logger.exception("triows: unexpected error serving a connection")
+            logger.exception("unexpected error serving a connection")
         finally:
+            if tls is not None:
+                await tls.aclose()
             sock.close()
 
     async def _handshake(
         self, sock: trio.socket.SocketType, head: bytes
-    ) -> _WebSocketConnection | None:
-        protocol = _ServerProtocol(
-            extensions=COMPRESSION, max_size=self.max_message_size, logger=_protocol_logger
+    ) -> NativeConnection | None:
+        handshaken = await handshake(sock, head, self.max_message_size)
+        if handshaken is None:
+            return None
+        protocol, ws_request, response = handshaken
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in ws_request.headers.raw_items()
+        ]
+        request = HandshakeRequest.from_target(
+            ws_request.path,
+            headers,
+            client=_address(sock, peer=True),
+            server=_address(sock, peer=False),
+            scheme="ws" if self.ssl_context is None else "wss",
+            state=dict(self.state),
         )
-        protocol.receive_data(head)
-        events = protocol.events_received()
-        request = events[0] if events else None
-        if not isinstance(request, WSRequest):
-            # websockets already wrote 414/431 for an oversized head; 400 otherwise.
-            writes = b"".join(protocol.data_to_send())
-            if not writes.startswith(b"HTTP/"):
-                writes = _plain_response(400, "malformed WebSocket handshake\n")
-            await _send_all(sock, writes)
-            return None
-        response = protocol.accept(request)
-        if response.status_code != 101:
-            # Not a valid handshake (missing key, wrong version, not GET): websockets'
-            # own 400/405/426 answer, without bothering the App.
-            if [v.strip() for v in request.headers.get_all("Sec-WebSocket-Version")] not in (
-                [],
-                ["13"],
-            ):
-                # RFC 6455 4.2.2: a wrong version gets the versions this server speaks.
-                headers = WSHeaders([("Sec-WebSocket-Version", "13"), ("Connection", "close")])
-                headers["Content-Length"] = "0"
-                response = WSResponse(426, _reason(426), headers, b"")
-            protocol.send_response(response)
-            await _send_all(sock, b"".join(protocol.data_to_send()))
-            return None
-        # Frames a client sent before our answer stay queued in the protocol.
-        protocol.events[:0] = events[1:]
-        if len(events) == 1 and not protocol.reader.buffer and head.endswith(_HEAD_END):
-            # The parser (a generator) keeps the handshake request, headers and
-            # all, in its frame for the connection's lifetime.  It consumed
-            # exactly the request and waits at the start of the frame loop, so
-            # restart it there with the frame parser alone.
-            protocol.parser = Protocol.parse(protocol)
-            next(protocol.parser)
-        return _WebSocketConnection(self, sock, protocol, request, response)
+        return NativeConnection(
+            self,
+            sock,
+            protocol,
+            request,
+            response,
+            target=ws_request.path,
+            plain=self.ssl_context is None,
+        )
 
-    async def _serve_websocket(self, conn: _WebSocketConnection) -> None:
-        scope = self._websocket_scope(conn)
-        try:
-            await self.app(scope, conn.receive, conn.send)
-        except WebSocketDisconnect as exc:
-            # A close code the route does not catch: the App re-raises it to the server.
-            logger.info("triows: %s %s: %s", conn.client, scope["path"], exc)
-        except Exception:
-            logger.exception("triows: error in the App serving WebSocket %s", scope["path"])
-        finally:
-            self._live.discard(conn)
-        await conn.finish()
+    async def _serve_websocket(self, conn: NativeConnection) -> None:
+        """Run the App's WebSocket entry point next to the connection's reader task."""
+        async with trio.open_nursery() as nursery:
+            conn.start(nursery)
+            try:
+                error = await self.app.serve_websocket(conn)
+                if error is not None:
+                    logger.error(
+                        "error in the view serving WebSocket %s for %s",
+                        conn.request.path,
+                        client_address(conn.request.client),
+                        exc_info=error,
+                    )
+                await conn.finish()
+            finally:
+                self.forget(conn)
+                nursery.cancel_scope.cancel()
 
-    def opened(self, conn: _WebSocketConnection) -> None:
+    def opened(self, conn: NativeConnection) -> None:
         """An accepted connection: from now on the keepalive loop pings it."""
         if self.ping_interval is not None:
             conn.next_ping = trio.current_time() + self.ping_interval
             self._live.add(conn)
+
+    def forget(self, conn: NativeConnection) -> None:
+        """A connection the keepalive loop no longer pings (its client has gone)."""
+        self._live.discard(conn)
 
     @property
     def ping_interval_or_inf(self) -> float:
@@ -201,42 +188,6 @@ class _NativeServer:
                 elif now >= conn.next_ping:
                     conn.ping_deadline = now + timeout
                     nursery.start_soon(conn.ping)
-
-    def _websocket_scope(self, conn: _WebSocketConnection) -> Scope:
-        request = conn.request
-        assert request is not None
-        conn.request = None  # an idle connection keeps only what it needs
-        raw_path, _, query = request.path.partition("?")
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in request.headers.raw_items()
-        ]
-        subprotocols = [
-            item.strip()
-            for value in request.headers.get_all("Sec-WebSocket-Protocol")
-            for item in value.split(",")
-            if item.strip()
-        ]
-        return {
-            "type": "websocket",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
-            "scheme": "ws",
-            "path": unquote(raw_path),
-            "raw_path": raw_path.encode("latin-1"),
-            "query_string": query.encode("latin-1"),
-            "root_path": "",
-            "headers": headers,
-            "client": _address(conn.sock, peer=True),
-            "server": _address(conn.sock, peer=False),
-            "subprotocols": subprotocols,
-            "extensions": {
-                "websocket.http.response": {},
-                BATCH_EXTENSION: SEND_NOW_OFFER,
-                DEPARTURE_EXTENSION: conn.departure,
-            },
-            "state": dict(self.state),
-        }
 
     async def _serve_http(self, sock: trio.socket.SocketType, head: bytearray) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
@@ -316,6 +267,7 @@ class _NativeServer:
     async def run(
         self,
         port: int,
+        backlog: int,
         stop: trio.Event,
         shutdown_timeout: float,
         task_status: trio.TaskStatus[int],
@@ -324,7 +276,7 @@ class _NativeServer:
             lifespan = Lifespan(self.app, self.state, "the App")
             await lifespan.startup(lifespan_nursery)
             try:
-                listeners = await trio.open_tcp_listeners(port, host=self.host)
+                listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
                 self.port = listeners[0].socket.getsockname()[1]
                 async with trio.open_nursery() as connections:
                     self.nursery = connections
@@ -361,7 +313,7 @@ class _NativeServer:
                     try:
                         await lifespan.shutdown()
                     except RuntimeError:
-                        logger.exception("triows: the App's shutdown failed")
+                        logger.exception("the App's shutdown failed")
             lifespan_nursery.cancel_scope.cancel()
 
 
@@ -384,6 +336,9 @@ async def serve_native(
     ping_timeout: float = 20.0,
     handshake_timeout: float = 10.0,
     access_log: bool = False,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    backlog: int = 1024,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on trio sockets until cancelled (``triows.serve(backend="native")``).
@@ -396,6 +351,10 @@ async def serve_native(
     client that often and drops one whose pong does not come within
     ``ping_timeout`` seconds (its view is cancelled).  Messages larger than
     ``max_message_size`` bytes close the connection with 1009.
+
+    With ``certfile`` (and ``keyfile``, unless the key is in ``certfile``) every
+    connection is TLS (https/wss).  ``backlog`` is the listening socket's accept
+    queue.
 
     Cancellation is a graceful shutdown: open WebSockets are closed with 1001
     (views cancelled), new ones are refused with 503, listening stops, and within
@@ -410,6 +369,7 @@ async def serve_native(
         ping_timeout=ping_timeout,
         handshake_timeout=handshake_timeout,
         access_log=access_log,
+        ssl_context=None if certfile is None else server_context(certfile, keyfile),
     )
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -419,7 +379,7 @@ async def serve_native(
 
         async def run_server(task_status: trio.TaskStatus[int]) -> None:
             with server_scope:
-                await server.run(port, stop, shutdown_timeout, task_status)
+                await server.run(port, backlog, stop, shutdown_timeout, task_status)
 
         bound: int = await nursery.start(run_server)
         task_status.started(bound)

@@ -1,4 +1,12 @@
-"""Writing to a native connection's socket: frames, and one writer at a time."""
+"""Writing to a native connection's socket: frames, and one writer at a time.
+
+Writes are serialized by a flag, not a lock: the first writer writes, a
+concurrent writer (another task broadcasting, the reader answering a ping)
+appends its bytes to a pending list that the active writer flushes in the same
+call, so frames never interleave and an uncontended write costs no extra
+scheduling.  A cancelled partial write keeps its unsent tail at the head of the
+pending list, so the byte stream stays well-formed for the next frame.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ from typing import Final
 
 import trio
 from websockets.frames import Opcode
+
+from .._connection._transport import ClientGone
 
 #: Bytes read per ``recv`` call.
 RECV_SIZE: Final = 65536
@@ -21,10 +31,6 @@ OP_PONG: Final = Opcode.PONG
 
 # The server's own send errors (client left, socket closed under us).
 _SEND_ERRORS = (OSError, trio.ClosedResourceError, trio.BrokenResourceError)
-
-
-class ClientGone(OSError):
-    """Raised by ``send()`` for a message sent after the client left (ASGI: an OSError)."""
 
 
 class _Writer:
@@ -50,7 +56,7 @@ class _Writer:
         this wait, so a slow client pushes back on every sender.
         """
         if self.dead:
-            raise ClientGone("the client has closed this WebSocket")
+            raise ClientGone()
         if self._writing:
             self._pending.append(data)
             self._pending_size += len(data)
@@ -63,7 +69,7 @@ class _Writer:
                     self._drained = trio.Event()
                 await self._drained.wait()
                 if self.dead:
-                    raise ClientGone("the client has closed this WebSocket")
+                    raise ClientGone()
             if not self._pending:
                 return
             data = self._pop_pending()
@@ -81,6 +87,11 @@ class _Writer:
             if self._drained is not None:
                 self._drained.set()
                 self._drained = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued behind the write under way (or left by a cancelled one)."""
+        return self._pending_size
 
     @property
     def idle(self) -> bool:
@@ -141,7 +152,7 @@ class _Writer:
             self.dead = True
             self._pending.clear()
             self._pending_size = 0
-            raise ClientGone("the client has closed this WebSocket") from exc
+            raise ClientGone() from exc
 
     async def flush(self) -> None:
         """Write what concurrent writers left behind (a cancelled writer's tail)."""
@@ -164,4 +175,4 @@ async def _send_all(sock: trio.socket.SocketType, data: bytes) -> None:
             while sent < len(data):
                 sent += await sock.send(view[sent:])
     except _SEND_ERRORS as exc:
-        raise ClientGone("the client has closed the connection") from exc
+        raise ClientGone() from exc

@@ -1,0 +1,201 @@
+"""The WebSocket protocol on the native server: websockets' sans-I/O ServerProtocol.
+
+:func:`handshake` validates a client's upgrade request and prepares the 101 (or
+answers a broken handshake itself, without bothering the App); the connection
+then feeds the socket's bytes to :class:`_ServerProtocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import trio
+from websockets.datastructures import Headers as WSHeaders
+from websockets.exceptions import PayloadTooBig
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request as WSRequest
+from websockets.http11 import Response as WSResponse
+from websockets.protocol import CLOSED, OPEN, Protocol
+from websockets.server import ServerProtocol
+
+from ._http import _HEAD_END, _plain_response, _reason
+from ._writer import _send_all
+
+__all__ = ["COMPRESSION", "CONTROL_SLACK", "handshake"]
+
+#: permessage-deflate, negotiated when the client offers it (browsers do), as on
+#: hypercorn; websockets' default settings: 4 KiB windows (12 bits) and memLevel 5,
+#: about 50 KiB of zlib state per compressed connection (tracemalloc) where zlib's
+#: defaults (15 bits, memLevel 8) take about 300 KiB.
+COMPRESSION = enable_server_permessage_deflate(None)
+
+#: The largest control frame payload (RFC 6455 5.5): what a ping between two
+#: fragments may add to the size the parser allows for the next frame.
+CONTROL_SLACK: Final = 125
+
+# websockets logs "connection open/closed" at INFO for every connection; that is an
+# access log, which triows controls itself (access_log=True).
+_protocol_logger = logging.getLogger("triows.native.protocol")
+_protocol_logger.setLevel(logging.WARNING)
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' protocol, with two fixes for messages sent in fragments.
+
+    * A close frame may end a fragmented message.  RFC 6455 5.4 lets control
+      frames (close included) arrive between the fragments of a message;
+      websockets fails the connection with 1002 there, where the client asked
+      for a normal close (Autobahn case 7.1.5).  The unfinished message is
+      dropped and the close is answered as usual.
+    * Only a message's own payload counts against ``max_size``.  websockets
+      gives the next frame what is left of the limit, so a ping between two
+      fragments of a message close to the limit failed it with 1009.  Between
+      fragments the parser allows a control frame's worth more, and the
+      message's total is checked here instead.
+    """
+
+    def __init__(self, *, max_size: int | None, **kwargs: Any) -> None:
+        self._limit: int | None = max_size
+        #: The message being received in fragments: one growing buffer, so that
+        #: a message sent in 1-byte fragments costs about its size.
+        self._fragments: bytearray | None = None
+        self._fragments_text = False
+        #: The payload of the outstanding keepalive ping, and whether its pong came.
+        self.ping_payload: bytes | None = None
+        self.answered = False
+        super().__init__(max_size=max_size, **kwargs)
+
+    @property
+    def max_message_size(self) -> int | None:
+        limit = self._limit
+        if limit is None or self.current_size is None:
+            return limit
+        return limit + CONTROL_SLACK
+
+    @max_message_size.setter
+    def max_message_size(self, value: int | None) -> None:
+        self._limit = value
+
+    def recv_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        current = self.current_size
+        if opcode is Opcode.CLOSE:
+            self.current_size = None
+        elif (
+            opcode is Opcode.CONT
+            and current is not None
+            and self._limit is not None
+            and current + len(frame.data) > self._limit
+        ):
+            raise PayloadTooBig(len(frame.data), self._limit - current)
+        super().recv_frame(frame)
+
+    def take_messages(self) -> list[str | bytes]:
+        """The complete messages received since the last call (``str`` for text).
+
+        Notes a pong answering :attr:`ping_payload` in :attr:`answered`.  Invalid
+        UTF-8 in a text message fails the connection with 1007.
+        """
+        messages: list[str | bytes] = []
+        for frame in self.events_received():
+            if not isinstance(frame, Frame):
+                continue  # a second request during the handshake: nothing for the App
+            opcode = frame.opcode
+            data: bytes | bytearray | memoryview
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                is_text = opcode is Opcode.TEXT
+                if not frame.fin:
+                    self._fragments = bytearray(frame.data)
+                    self._fragments_text = is_text
+                    continue
+                data = frame.data
+            elif opcode is Opcode.CONT:
+                fragments = self._fragments
+                if fragments is None:
+                    continue  # the protocol already failed the connection
+                fragments += frame.data
+                if not frame.fin:
+                    continue
+                self._fragments = None
+                data, is_text = fragments, self._fragments_text
+            else:
+                if opcode is Opcode.PONG and frame.data == self.ping_payload:
+                    self.ping_payload = None
+                    self.answered = True
+                continue
+            if is_text:
+                try:
+                    messages.append(str(data, "utf-8"))
+                except UnicodeDecodeError:
+                    if self.state is OPEN:
+                        self.fail(1007, "invalid UTF-8 in a text message")
+                    break
+            else:
+                messages.append(bytes(data))
+        return messages
+
+    def departure(self, eof: bool) -> tuple[int, str] | None:
+        """The client's close code and reason once the connection ended (not OPEN).
+
+        ``eof``: the socket's input ended.  None while our own close frame waits
+        for the client's answer.
+        """
+        self._fragments = None
+        received = self.close_rcvd
+        if received is not None:
+            return received.code, received.reason
+        sent = self.close_sent
+        if isinstance(self.parser_exc, EOFError) or (sent is None and eof):
+            return 1006, ""
+        if sent is not None and (self.eof_sent or self.state is CLOSED or eof):
+            # The server failed the connection (1009 message too big, 1002,
+            # 1007): the view sees the code the client was sent.
+            return sent.code, sent.reason
+        return None
+
+
+async def handshake(
+    sock: trio.socket.SocketType, head: bytes, max_size: int
+) -> tuple[_ServerProtocol, WSRequest, WSResponse] | None:
+    """Parse an upgrade request: the protocol, request and 101 to send, or None.
+
+    None once a broken handshake was answered (websockets' 400/405/414/426/431).
+    """
+    protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
+    protocol.receive_data(head)
+    events = protocol.events_received()
+    request = events[0] if events else None
+    if not isinstance(request, WSRequest):
+        # websockets already wrote 414/431 for an oversized head; 400 otherwise.
+        writes = b"".join(protocol.data_to_send())
+        if not writes.startswith(b"HTTP/"):
+            writes = _plain_response(400, "malformed WebSocket handshake\n")
+        await _send_all(sock, writes)
+        return None
+    response = protocol.accept(request)
+    if response.status_code != 101:
+        # Not a valid handshake (missing key, wrong version, not GET): websockets'
+        # own 400/405/426 answer, without bothering the App.
+        if [v.strip() for v in request.headers.get_all("Sec-WebSocket-Version")] not in (
+            [],
+            ["13"],
+        ):
+            # RFC 6455 4.2.2: a wrong version gets the versions this server speaks.
+            headers = WSHeaders([("Sec-WebSocket-Version", "13"), ("Connection", "close")])
+            headers["Content-Length"] = "0"
+            response = WSResponse(426, _reason(426), headers, b"")
+        protocol.send_response(response)
+        await _send_all(sock, b"".join(protocol.data_to_send()))
+        return None
+    # Frames a client sent before our answer stay queued in the protocol.
+    protocol.events[:0] = events[1:]
+    if len(events) == 1 and not protocol.reader.buffer and head.endswith(_HEAD_END):
+        # The parser (a generator) keeps the handshake request, headers and
+        # all, in its frame for the connection's lifetime.  It consumed
+        # exactly the request and waits at the start of the frame loop, so
+        # restart it there with the frame parser alone.
+        protocol.parser = Protocol.parse(protocol)
+        next(protocol.parser)
+    return protocol, request, response
