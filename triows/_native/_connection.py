@@ -54,6 +54,7 @@ class NativeConnection:
     __slots__ = (
         "_callback",
         "_drained",
+        "_early",
         "_eof",
         "_gone",
         "_inbox",
@@ -83,6 +84,7 @@ class NativeConnection:
         response: WSResponse,
         *,
         target: str,
+        early: bytes = b"",
         plain: bool = True,
     ) -> None:
         self.server = server
@@ -94,6 +96,8 @@ class NativeConnection:
         #: The request-target as sent, for the access log.
         self.target = target
         self.writer = _Writer(sock)
+        #: What the client sent after its request head: frames, parsed once accepted.
+        self._early = early
         self._response: WSResponse | None = response  # the 101, until answered
         self._inbox: Inbox[str | bytes] = Inbox(INBOX_SIZE)
         self._gone: ClientGone | None = None
@@ -222,6 +226,9 @@ class NativeConnection:
     async def _read(self) -> None:
         try:
             # Frames that came with the handshake first.
+            if self._early:
+                self.protocol.receive_data(self._early)
+                self._early = b""
             await self._deliver()
             while self._gone is None and not self._eof and not self._stopped:
                 data = None

@@ -158,12 +158,17 @@ class _ServerProtocol(ServerProtocol):
 
 async def handshake(
     sock: trio.socket.SocketType, head: bytes, max_size: int
-) -> tuple[_ServerProtocol, WSRequest, WSResponse] | None:
+) -> tuple[_ServerProtocol, WSRequest, WSResponse, bytes] | None:
     """Parse an upgrade request: the protocol, request and 101 to send, or None.
 
-    None once a broken handshake was answered (websockets' 400/405/414/426/431).
+    The fourth item is what the client sent after its request head, to be
+    parsed as WebSocket frames once the handshake is accepted (a second
+    request pipelined behind the first is garbage there: 1002).  None once a
+    broken handshake was answered (websockets' 400/405/414/426/431).
     """
     protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
+    end = head.find(_HEAD_END) + len(_HEAD_END)
+    head, early = head[:end], head[end:]
     protocol.receive_data(head)
     events = protocol.events_received()
     request = events[0] if events else None
@@ -189,13 +194,11 @@ async def handshake(
         protocol.send_response(response)
         await _send_all(sock, b"".join(protocol.data_to_send()))
         return None
-    # Frames a client sent before our answer stay queued in the protocol.
-    protocol.events[:0] = events[1:]
-    if len(events) == 1 and not protocol.reader.buffer and head.endswith(_HEAD_END):
+    if len(events) == 1 and not protocol.reader.buffer:
         # The parser (a generator) keeps the handshake request, headers and
         # all, in its frame for the connection's lifetime.  It consumed
         # exactly the request and waits at the start of the frame loop, so
         # restart it there with the frame parser alone.
         protocol.parser = Protocol.parse(protocol)
         next(protocol.parser)
-    return protocol, request, response
+    return protocol, request, response, early

@@ -112,7 +112,7 @@ class _NativeServer:
         handshaken = await handshake(sock, head, self.max_message_size)
         if handshaken is None:
             return None
-        protocol, ws_request, response = handshaken
+        protocol, ws_request, response, early = handshaken
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in ws_request.headers.raw_items()
@@ -132,6 +132,7 @@ class _NativeServer:
             request,
             response,
             target=ws_request.path,
+            early=early,
             plain=self.ssl_context is None,
         )
 
