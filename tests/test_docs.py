@@ -561,21 +561,20 @@ async def test_unsendable_close_codes_are_refused() -> None:
         ("/nothing", 1000, False),
     ],
 )
-async def test_caught_close_codes(path: str, code: int, silenced: bool) -> None:
+async def test_caught_close_codes(
+    path: str, code: int, silenced: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     app = snippet_app("client_closures")
-    async with TestClient(app) as client:
-        if silenced:
-            async with client.websocket_connect(path) as ws:
-                await ws.send_text("x")
-                assert await ws.receive_text() == "x"
-                await ws.close(code)
-        else:
-            with pytest.raises(WebSocketDisconnect) as left:
-                async with client.websocket_connect(path) as ws:
-                    await ws.send_text("x")
-                    assert await ws.receive_text() == "x"
-                    await ws.close(code)
-            assert left.value.code == code
+    async with TestClient(app) as client, client.websocket_connect(path) as ws:
+        await ws.send_text("x")
+        assert await ws.receive_text() == "x"
+        await ws.close(code)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if silenced:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and f"close code {code}" in warnings[0]
+        assert f"add {code} to caught_close_codes" in warnings[0]
 
 
 async def test_handling_disconnects_by_hand() -> None:
@@ -1109,7 +1108,9 @@ def test_serve_defaults() -> None:
         name: parameter.default
         for name, parameter in inspect.signature(triows.serve).parameters.items()
     }
-    assert defaults["backend"] == "hypercorn"
+    assert defaults["backend"] == "native"
+    assert defaults["backlog"] == 1024
+    assert (defaults["certfile"], defaults["keyfile"]) == (None, None)
     assert (defaults["ping_interval"], defaults["ping_timeout"]) == (20.0, 20.0)
     assert defaults["handshake_timeout"] == 10.0
     assert defaults["shutdown_timeout"] == 5.0
@@ -1170,9 +1171,9 @@ async def test_both_backends_negotiate_compression(
 
 
 async def test_native_backend_refuses_hypercorn_options() -> None:
-    # backends.md: no TLS (nor any other hypercorn option) on the native backend.
-    with pytest.raises(TypeError, match="certfile"):
-        await triows.serve(triows.App(), backend="native", port=0, certfile="cert.pem")
+    # backends.md: hypercorn's Config options are refused by the native backend.
+    with pytest.raises(TypeError, match="h2_max_concurrent_streams"):
+        await triows.serve(triows.App(), backend="native", port=0, h2_max_concurrent_streams=5)
 
 
 # -- benchmarks ------------------------------------------------------------------------------

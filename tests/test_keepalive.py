@@ -22,7 +22,7 @@ def _app(ended: list[tuple[int | None, str]]) -> triows.App:
             await ws.send("ready")
             await trio.sleep_forever()
         finally:
-            ended.append((ws._machine.disconnect_code, ws._machine.disconnect_reason))
+            ended.append((ws.client_close_code, ws.client_close_reason))
 
     return app
 

@@ -374,24 +374,25 @@ async def test_client_leaving_cancels_a_view_that_is_not_receiving(
     path: str,
     code: int,
     not_receiving_app: tuple[triows.App, dict[str, Any]],
-    make_recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    backend: str,
 ) -> None:
     app, info = not_receiving_app
-    recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
+        async with live_server(app) as server:
             async with open_websocket_url(server.url(path)) as ws:
                 await info["started"].wait()
                 await ws.aclose(code)
             # Promptly: well under a second after the client left.
             with trio.fail_after(0.5):
                 await info["finally"].wait()
-                outcome = await recorder.next_outcome()
-    if code == 1000:
-        assert outcome is None
+    warnings = [r.getMessage() for r in caplog.records if r.name == "triows"]
+    # Plain hypercorn reports every client close as 1006 (docs/deployment.md).
+    seen = 1006 if backend == "hypercorn" else code
+    if seen in (1000, 1001):
+        assert warnings == []
     else:
-        assert isinstance(outcome, triows.WebSocketDisconnect)
-        assert outcome.code == code
+        assert len(warnings) == 1 and f"close code {seen}" in warnings[0]
     if path == "/nursery":
         assert info["child"] == "cancelled"
 

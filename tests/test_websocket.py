@@ -11,6 +11,7 @@ import trio
 
 import triows
 from triows import status
+from triows._serving._inbox import READ_AHEAD
 from triows.testing import HandshakeRejected, ServerClosed, TestClient
 
 # -- the request -------------------------------------------------------------------
@@ -775,8 +776,10 @@ async def test_client_leaving_cancels_sleeping_view_and_runs_finally() -> None:
 
 
 async def test_client_leaving_after_unread_messages_cancels_view() -> None:
-    # The client sends more messages than the read-ahead buffer holds, then leaves,
-    # while the view never receives: the view should still be cancelled.
+    # The client sends a few messages (no more than the read-ahead inbox holds),
+    # then leaves, while the view never receives: the view is still cancelled.
+    # (Behind more unread messages than that, the departure is seen at the view's
+    # next receive or send, or the keepalive deadline: see docs/design.md.)
     app = triows.App()
     started, ended = trio.Event(), trio.Event()
 
@@ -791,7 +794,7 @@ async def test_client_leaving_after_unread_messages_cancels_view() -> None:
     with trio.fail_after(2):
         async with TestClient(app, timeout=1).websocket_connect("/sleep") as ws:
             await started.wait()
-            for i in range(20):
+            for i in range(READ_AHEAD):
                 await ws.send_text(str(i))
             await ws.close()
         await ended.wait()
@@ -850,7 +853,9 @@ async def test_view_sending_in_a_loop_stops_when_client_leaves() -> None:
     assert len(outcome) == 1
 
 
-async def test_disconnect_while_not_receiving_propagates_uncaught_codes() -> None:
+async def test_disconnect_while_not_receiving_logs_uncaught_codes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = triows.App()
     started = trio.Event()
 
@@ -859,11 +864,13 @@ async def test_disconnect_while_not_receiving_propagates_uncaught_codes() -> Non
         started.set()
         await trio.sleep_forever()
 
-    with trio.fail_after(1), pytest.raises(triows.WebSocketDisconnect) as info:
+    with trio.fail_after(1):
         async with TestClient(app).websocket_connect("/sleep") as ws:
             await started.wait()
             await ws.close(4005, "x")
-    assert (info.value.code, info.value.reason) == (4005, "x")
+    (record,) = [r for r in caplog.records if r.name == "triows"]
+    assert record.levelname == "WARNING" and record.exc_info is None
+    assert "close code 4005 (x)" in record.getMessage()
 
 
 async def test_lifespan_shutdown_closes_open_connections_with_1001() -> None:
