@@ -1,11 +1,30 @@
-"""Plain HTTP on the native backend: request heads, h11 exchanges, short answers."""
+"""Plain HTTP on the native backend: request heads, h11 exchanges, short answers.
+
+Every request head, a WebSocket handshake's included, is read by
+:class:`RequestReader` and parsed by h11, so the same rules hold for both:
+
+* a head (request line, headers, blank line) is at most :data:`MAX_HEAD_SIZE`
+  bytes however it arrives, in one read or trickled: 431 past it;
+* its lines end with CRLF: a bare LF or CR gets 400 as soon as it arrives
+  (h11 would take a bare LF; a reader waiting for CRLF CRLF would wait for it
+  until the handshake timeout);
+* h11's checks: the request line, header syntax, exactly one Host header in
+  HTTP/1.1, Content-Length and Transfer-Encoding (400).
+
+Bytes that come after a head stay buffered: pipelined requests are served in
+order, and a WebSocket handshake takes the whole buffer, so frames sent right
+behind it are WebSocket input.  :class:`HTTPExchange` is one request/response
+for the App.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import re
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Final
 
 import h11
 import trio
@@ -15,10 +34,15 @@ from websockets.http11 import Response as WSResponse
 from .._types import Message
 from ._writer import RECV_SIZE, _send_all
 
-#: The largest request head (request line and headers) accepted.
+#: The largest request head (request line and headers, blank line included) accepted.
 MAX_HEAD_SIZE: Final = 16384
-_UPGRADE_WEBSOCKET = re.compile(rb"\r\nupgrade[ \t]*:[ \t]*websocket", re.IGNORECASE)
+#: When the server closes with input unread, how long it reads and drops that input.
+CLOSE_LINGER: Final = 2.0
+
 _HEAD_END = b"\r\n\r\n"
+_BAD_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+
+logger = logging.getLogger("triows")
 
 
 @functools.cache
@@ -41,7 +65,131 @@ def _plain_response(status: int, text: str) -> bytes:
     return WSResponse(status, _reason(status), headers, body).serialize()
 
 
-class _HTTPExchange:
+async def close_gently(sock: trio.socket.SocketType) -> None:
+    """Half-close, then drop input until EOF or for :data:`CLOSE_LINGER` seconds.
+
+    Closing a socket with unread input resets the connection, and a reset can
+    destroy the answer just sent before the client reads it.
+    """
+    try:
+        sock.shutdown(trio.socket.SHUT_WR)
+    except OSError:
+        return
+    with trio.move_on_after(CLOSE_LINGER), contextlib.suppress(OSError, trio.ClosedResourceError):
+        while await sock.recv(RECV_SIZE):
+            pass
+
+
+async def refuse(sock: trio.socket.SocketType, status: int, text: str) -> None:
+    """Answer ``status`` and close: the request is not served."""
+    await _send_all(sock, _plain_response(status, text))
+    await close_gently(sock)
+
+
+def wants_websocket(request: h11.Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (its handshake then checks the rest)."""
+    return any(
+        name == b"upgrade"
+        and b"websocket" in [token.strip() for token in value.lower().split(b",")]
+        for name, value in request.headers
+    )
+
+
+class _BadHead(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class RequestReader:
+    """The request heads of one connection: read, checked, then parsed by h11."""
+
+    __slots__ = ("_head", "_scanned", "conn", "request", "sock")
+
+    #: The last request read (set by :meth:`next_request`).
+    request: h11.Request
+
+    def __init__(self, sock: trio.socket.SocketType, head: bytearray) -> None:
+        self.sock = sock
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        #: What was received since the current head started.  The first head's
+        #: buffer is the caller's: a WebSocket handshake takes it whole.
+        self._head = head
+        self._scanned = 0
+
+    async def next_request(self) -> bool:
+        """Read the next request head: True with :attr:`request` set.
+
+        False if the client left first, or if the head broke a rule (it was
+        answered 400 or 431 and the connection half-closed).
+        """
+        try:
+            if not await self._read_head():
+                return False
+            event = self.conn.next_event()
+        except _BadHead as exc:
+            await refuse(self.sock, exc.status, f"{exc}\n")
+            return False
+        except h11.RemoteProtocolError as exc:
+            await refuse(self.sock, exc.error_status_hint, f"{exc}\n")
+            return False
+        if not isinstance(event, h11.Request):  # pragma: no cover - a complete head is one
+            await refuse(self.sock, 400, "malformed request\n")
+            return False
+        self.request = event
+        return True
+
+    async def _read_head(self) -> bool:
+        while not self._head_complete():
+            try:
+                data = await self.sock.recv(RECV_SIZE)
+            except (OSError, trio.ClosedResourceError):
+                return False
+            if not data:
+                return False
+            self._head += data
+            self.conn.receive_data(data)
+        return True
+
+    def _head_complete(self) -> bool:
+        """Whether the buffer holds a whole head; raises _BadHead if it breaks a rule."""
+        head = self._head
+        end = head.find(_HEAD_END, max(0, self._scanned - 3))
+        if end != -1:
+            limit = size = end + len(_HEAD_END)
+        else:
+            # A CR at the very end may be the start of a CRLF: look at it next time.
+            limit = len(head) - head.endswith(b"\r")
+            size = len(head) + 1  # the head needs at least one more byte
+        if _BAD_LINE_END.search(head, self._scanned, limit) is not None:
+            raise _BadHead(400, "request lines must end with CRLF")
+        self._scanned = limit
+        if size > MAX_HEAD_SIZE:
+            raise _BadHead(431, "request head too large")
+        return end != -1
+
+    async def next_cycle(self) -> bool:
+        """After a complete response: True once ready for the next request.
+
+        False if the connection must close (closed gently if input is left).
+        A request body the App did not read is skipped if it has arrived.
+        """
+        conn = self.conn
+        with contextlib.suppress(h11.RemoteProtocolError):
+            while conn.their_state is h11.SEND_BODY and conn.next_event() is not h11.NEED_DATA:
+                pass
+        unread = conn.trailing_data[0]
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self._head[:] = unread[:MAX_HEAD_SIZE]  # past it, the next head is too large
+            self._scanned = 0
+            return True
+        if unread or conn.their_state is not h11.DONE:
+            await close_gently(self.sock)
+        return False
+
+
+class HTTPExchange:
     """One HTTP request/response on an h11 connection, as an ASGI receive/send pair."""
 
     __slots__ = ("_body_done", "_conn", "_responded", "_sock", "_started", "_status")
@@ -109,33 +257,3 @@ class _HTTPExchange:
     @property
     def status(self) -> int:
         return self._status
-
-
-async def _read_head(sock: trio.socket.SocketType, head: bytearray) -> bool | None:
-    """Read until the end of the request head: True; EOF first: False; too large: None."""
-    start = 0
-    while True:
-        try:
-            data = await sock.recv(RECV_SIZE)
-        except (OSError, trio.ClosedResourceError):
-            return False
-        if not data:
-            return False
-        head += data
-        if head.find(_HEAD_END, start) != -1:
-            return True
-        if len(head) > MAX_HEAD_SIZE:
-            return None
-        start = max(0, len(head) - 3)
-
-
-async def _next_h11_event(conn: h11.Connection, sock: trio.socket.SocketType) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        try:
-            data = await sock.recv(RECV_SIZE)
-        except (OSError, trio.ClosedResourceError):
-            data = b""
-        conn.receive_data(data)
