@@ -1,12 +1,14 @@
 """The native server's HTTP rules over real loopback sockets, with exact bytes.
 
-Request heads (size limit, line endings, Host) and pipelining.
+Request heads (size limit, line endings, Host), request bodies (timeout, a
+client leaving mid-body, 100-continue, chunked, too large) and pipelining.
 Each test is bounded in time.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import pytest
@@ -155,6 +157,137 @@ async def test_a_bare_lf_in_one_header_line_gets_400() -> None:
         async with native_server(_app(), handshake_timeout=30) as server:
             answer = await _exchange(server, request)
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+
+
+async def test_expect_100_continue_is_answered_before_the_body() -> None:
+    with trio.fail_after(5):
+        async with native_server(_app()) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(_post(5, b"Expect: 100-continue", b"Connection: close"))
+                interim = await _read_until(stream, b"\r\n\r\n")
+                assert interim == b"HTTP/1.1 100 Continue\r\n\r\n", interim
+                await stream.send_all(b"hello")
+                answer = await _read_to_eof(stream)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    assert answer.endswith(b'{"length": 5}')
+
+
+# -- 13: request bodies have a time limit ---------------------------------------------------
+
+
+async def test_stalled_bodies_get_408_and_are_closed() -> None:
+    async def stall(server: LiveServer, answers: list[bytes]) -> None:
+        answers.append(await _exchange(server, _post(100) + b"only part of it"))
+
+    answers: list[bytes] = []
+    with trio.fail_after(5):
+        async with (
+            native_server(_app(), body_timeout=0.5) as server,
+            trio.open_nursery() as nursery,
+        ):
+            for _ in range(20):
+                nursery.start_soon(stall, server, answers)
+    assert len(answers) == 20
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+
+
+async def test_the_body_timeout_bounds_the_whole_body_not_each_gap() -> None:
+    # A byte every 0.1 s never leaves a 0.5 s gap, but the body takes 10 s.
+    with trio.fail_after(5):
+        async with native_server(_app(), body_timeout=0.5) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(_post(100))
+                started = trio.current_time()
+                with pytest.raises(trio.BrokenResourceError):
+                    for _ in range(100):
+                        await stream.send_all(b"x")
+                        await trio.sleep(0.1)
+                answer = await _read_to_eof(stream)
+                assert trio.current_time() - started < 2
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+
+
+# -- 14: a client leaving mid-body is not a server error ---------------------------------------
+
+
+async def test_clients_leaving_mid_body_log_no_error(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def leave(server: LiveServer) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        async with stream:
+            await stream.send_all(_post(100) + b"only part of it")
+            await trio.sleep(0.05)
+
+    with trio.fail_after(5):
+        async with native_server(_app()) as server:
+            async with trio.open_nursery() as nursery:
+                for _ in range(20):
+                    nursery.start_soon(leave, server)
+            # The server still serves, and has seen every departure by now.
+            answer = await _exchange(server, _get("/page?name=after", b"Connection: close"))
+            assert answer.endswith(b"<p>after</p>")
+            await trio.sleep(0.2)
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not errors, [r.getMessage() for r in errors]
+    left = [r for r in caplog.records if r.name.startswith("triows") and "body" in r.getMessage()]
+    assert len(left) <= 20
+
+
+# -- bodies that work -------------------------------------------------------------------------
+
+
+async def test_a_chunked_body_is_read() -> None:
+    request = _post(0, b"Connection: close").replace(
+        b"Content-Length: 0", b"Transfer-Encoding: chunked"
+    )
+    with trio.fail_after(5):
+        async with native_server(_app()) as server:
+            answer = await _exchange(server, request + b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    assert answer.endswith(b'{"length": 8}')
+
+
+async def test_a_broken_chunked_body_gets_400_and_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    request = _post(0).replace(b"Content-Length: 0", b"Transfer-Encoding: chunked")
+    with trio.fail_after(5):
+        async with native_server(_app()) as server:
+            answer = await _exchange(server, request + b"5\r\nhello\r\nzz\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_body_over_the_apps_limit_gets_413_and_a_clean_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    size = 2 * 1024 * 1024  # the App takes up to 1 MiB
+
+    async def send_body(stream: trio.SocketStream) -> None:
+        # The server stops reading at 1 MiB: the rest may not go through.
+        with trio.move_on_after(2):
+            try:
+                for _ in range(size // 65536):
+                    await stream.send_all(b"x" * 65536)
+            except trio.BrokenResourceError:
+                pass
+
+    with trio.fail_after(10):
+        async with native_server(_app()) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream, trio.open_nursery() as nursery:
+                await stream.send_all(_post(size))
+                nursery.start_soon(send_body, stream)
+                # A clean close: the whole answer, then EOF (no reset).
+                answer = await _read_to_eof(stream)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+    assert b"\r\nconnection: close\r\n" in answer.lower()
+    assert answer.endswith(b"request body too large")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # -- 19: pipelining ------------------------------------------------------------------------------

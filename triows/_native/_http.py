@@ -13,8 +13,16 @@ Every request head, a WebSocket handshake's included, is read by
 
 Bytes that come after a head stay buffered: pipelined requests are served in
 order, and a WebSocket handshake takes the whole buffer, so frames sent right
-behind it are WebSocket input.  :class:`HTTPExchange` is one request/response
-for the App.
+behind it are WebSocket input.
+
+:class:`HTTPExchange` is one request/response for the App.  ``Expect:
+100-continue`` is answered when the App first reads the body.  The time spent
+waiting for body bytes, summed over the body, is at most ``body_timeout``
+seconds.  If the body never comes whole (that timeout, a client that leaves
+mid-body, a broken chunked encoding) the App is cancelled inside ``receive()``
+(an ``http.disconnect`` would let it take the part for the whole body), the
+client gets 408 or 400 when no response has started, and the connection
+closes: a DEBUG line, no error.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ import trio
 from websockets.datastructures import Headers as WSHeaders
 from websockets.http11 import Response as WSResponse
 
-from .._types import Message
-from ._writer import RECV_SIZE, _send_all
+from .._types import ASGIApp, Message, Scope
+from ._writer import RECV_SIZE, ClientGone, _send_all
 
 #: The largest request head (request line and headers, blank line included) accepted.
 MAX_HEAD_SIZE: Final = 16384
+#: Default of ``body_timeout``: seconds of waiting for a request body, in all.
+BODY_TIMEOUT: Final = 30.0
 #: When the server closes with input unread, how long it reads and drops that input.
 CLOSE_LINGER: Final = 2.0
 
@@ -192,29 +202,91 @@ class RequestReader:
 class HTTPExchange:
     """One HTTP request/response on an h11 connection, as an ASGI receive/send pair."""
 
-    __slots__ = ("_body_done", "_conn", "_responded", "_sock", "_started", "_status")
+    __slots__ = (
+        "_body_done",
+        "_conn",
+        "_failure",
+        "_received",
+        "_responded",
+        "_scope",
+        "_sock",
+        "_started",
+        "_status",
+        "_wait_left",
+    )
 
-    def __init__(self, conn: h11.Connection, sock: trio.socket.SocketType) -> None:
+    def __init__(
+        self, conn: h11.Connection, sock: trio.socket.SocketType, body_timeout: float
+    ) -> None:
         self._conn = conn
         self._sock = sock
         self._body_done = False
-        self._started: h11.Response | None = None
+        #: Body events taken from h11 before the App asked for them.
+        self._received: list[object] = []
+        #: The response's headers, from ``http.response.start`` until it is written.
+        self._started: list[tuple[bytes, bytes]] | None = None
         self._responded = trio.Event()
         self._status = 0
+        self._scope = trio.CancelScope()
+        self._wait_left = body_timeout
+        #: Why the body never came whole: the status to answer (0: none) and a reason.
+        self._failure: tuple[int, str] | None = None
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        """Run the App on this exchange; raises ClientGone if the client left."""
+        try:
+            with self._scope:
+                await app(scope, self.receive, self.send)
+        except ClientGone:
+            raise
+        except Exception:
+            # Never let one request take the connection's task down.
+            logger.exception("triows: error in the App serving HTTP %s", scope["path"])
+            await self._answer_if_silent(500, "internal server error\n")
+            return
+        if self._failure is not None:
+            status, reason = self._failure
+            logger.debug(
+                "triows: %s %s %s: %s", scope["client"], scope["method"], scope["path"], reason
+            )
+            if status:
+                await self._answer_if_silent(status, reason + "\n")
+
+    async def _answer_if_silent(self, status: int, text: str) -> None:
+        if self._conn.our_state is h11.SEND_RESPONSE:
+            with contextlib.suppress(ClientGone):
+                await _send_all(self._sock, _plain_response(status, text))
+                if status != 408:  # a stalled client sends nothing more
+                    await close_gently(self._sock)
+
+    async def _fail(self, status: int, reason: str) -> None:
+        """The body will not come whole: cancel the App (here, in its receive())."""
+        if self._failure is None:
+            self._failure = (status, reason)
+        self._scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    def _next_event(self) -> object:
+        if self._received:
+            return self._received.pop(0)
+        return self._conn.next_event()
 
     async def receive(self) -> Message:
+        if self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            return {"type": "http.disconnect"}
         if self._body_done:
             await self._responded.wait()
             return {"type": "http.disconnect"}
-        conn = self._conn
         while True:
-            event = conn.next_event()
+            try:
+                event = self._next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._fail(exc.error_status_hint, f"bad request body: {exc}")
+                return {"type": "http.disconnect"}
             if event is h11.NEED_DATA:
-                try:
-                    data = await self._sock.recv(RECV_SIZE)
-                except (OSError, trio.ClosedResourceError):
-                    data = b""
-                conn.receive_data(data)
+                if not await self._receive_data():
+                    return {"type": "http.disconnect"}
                 continue
             if isinstance(event, h11.Data):
                 return {"type": "http.request", "body": bytes(event.data), "more_body": True}
@@ -223,25 +295,68 @@ class HTTPExchange:
                 return {"type": "http.request", "body": b"", "more_body": False}
             return {"type": "http.disconnect"}
 
+    async def _receive_data(self) -> bool:
+        """Read body bytes into h11; False (App cancelled) if they do not come."""
+        conn = self._conn
+        if conn.they_are_waiting_for_100_continue:
+            interim = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            await _send_all(self._sock, conn.send(interim) or b"")
+        data: bytes | None = None
+        started = trio.current_time()
+        with trio.move_on_after(max(self._wait_left, 0.0)):
+            try:
+                data = await self._sock.recv(RECV_SIZE)
+            except (OSError, trio.ClosedResourceError):
+                data = b""
+        self._wait_left -= trio.current_time() - started
+        if data is None:
+            await self._fail(408, "request body timeout")
+            return False
+        if not data:
+            await self._fail(0, "the client left before the end of the request body")
+            return False
+        conn.receive_data(data)
+        return True
+
+    def _whole_body_received(self) -> bool:
+        """Whether the request body is all here (taking what arrived for receive())."""
+        conn = self._conn
+        try:
+            while conn.their_state is h11.SEND_BODY:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return False
+                self._received.append(event)
+        except h11.RemoteProtocolError:
+            return False
+        return True
+
     async def send(self, message: Message) -> None:
         kind = message["type"]
         conn = self._conn
         if kind == "http.response.start":
             self._status = int(message["status"])
-            self._started = h11.Response(
-                status_code=self._status,
-                headers=list(message.get("headers", [])),
-                reason=_reason(self._status).encode(),
-            )
+            self._started = [
+                (bytes(name), bytes(value)) for name, value in message.get("headers", ())
+            ]
             return
         if kind != "http.response.body":
             raise ValueError(f"the native backend cannot send an ASGI {kind!r} event here")
+        if self._failure is not None:
+            raise ClientGone("the request failed: " + self._failure[1])
         if self._responded.is_set():
             return
         out: list[bytes] = []
         if self._started is not None:
-            out.append(conn.send(self._started) or b"")
-            self._started = None
+            headers, self._started = self._started, None
+            if not self._whole_body_received():
+                # The connection closes after this response: the client may stop sending.
+                headers.append((b"connection", b"close"))
+            status = self._status
+            response = h11.Response(
+                status_code=status, headers=headers, reason=_reason(status).encode()
+            )
+            out.append(conn.send(response) or b"")
         body = bytes(message.get("body", b""))
         if body:
             out.append(conn.send(h11.Data(data=body)) or b"")

@@ -24,6 +24,7 @@ from .._types import Scope
 from ._connection import SEND_NOW_OFFER, _ServerProtocol, _WebSocketConnection, logger
 from ._http import (
     _HEAD_END,
+    BODY_TIMEOUT,
     HTTPExchange,
     RequestReader,
     _plain_response,
@@ -58,6 +59,7 @@ class _NativeServer:
         ping_timeout: float,
         handshake_timeout: float,
         access_log: bool,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
         self.host = host
@@ -66,6 +68,7 @@ class _NativeServer:
         self.ping_timeout = ping_timeout
         self.handshake_timeout = handshake_timeout
         self.access_log = access_log
+        self.body_timeout = body_timeout
         self.state: dict[str, Any] = {}
         self.port = 0
         self._live: set[_WebSocketConnection] = set()
@@ -242,18 +245,10 @@ class _NativeServer:
         """Serve the request just read by ``http``, and the next ones (keep-alive)."""
         sock = http.sock
         while True:
-            exchange = HTTPExchange(http.conn, sock)
+            exchange = HTTPExchange(http.conn, sock, self.body_timeout)
             request = http.request
             scope = self._http_scope(request, sock)
-            try:
-                await self.app(scope, exchange.receive, exchange.send)
-            except ClientGone:
-                return
-            except Exception:
-                logger.exception("triows: error in the App serving HTTP %s", scope["path"])
-                if not exchange.complete and http.conn.our_state is h11.SEND_RESPONSE:
-                    await _send_all(sock, _plain_response(500, "internal server error\n"))
-                return
+            await exchange.run(self.app, scope)
             if not exchange.complete:
                 return
             if self.access_log:
@@ -368,6 +363,7 @@ async def serve_native(
     ping_timeout: float = 20.0,
     handshake_timeout: float = 10.0,
     access_log: bool = False,
+    body_timeout: float = BODY_TIMEOUT,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on trio sockets until cancelled (``triows.serve(backend="native")``).
@@ -382,7 +378,9 @@ async def serve_native(
     ``max_message_size`` bytes close the connection with 1009.
 
     Every request head, a handshake's too, follows the HTTP rules of ``_http``
-    (at most ``MAX_HEAD_SIZE`` bytes, CRLF line ends, one Host header).
+    (at most ``MAX_HEAD_SIZE`` bytes, CRLF line ends, one Host header).  A
+    request body gets ``body_timeout`` seconds of waiting for its bytes, in
+    all: past it the client gets 408 and the connection closes.
 
     Cancellation is a graceful shutdown: open WebSockets are closed with 1001
     (views cancelled), new ones are refused with 503, listening stops, and within
@@ -397,6 +395,7 @@ async def serve_native(
         ping_timeout=ping_timeout,
         handshake_timeout=handshake_timeout,
         access_log=access_log,
+        body_timeout=body_timeout,
     )
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
