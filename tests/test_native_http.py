@@ -159,6 +159,16 @@ async def test_a_bare_lf_in_one_header_line_gets_400() -> None:
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
 
 
+async def test_content_length_and_transfer_encoding_together_get_400() -> None:
+    # A request smuggling classic: the server and a proxy disagree on the body's end.
+    request = _post(3, b"Transfer-Encoding: chunked") + b"0\r\n\r\nGET /page HTTP/1.1\r\n"
+    with trio.fail_after(3):
+        async with native_server(_app()) as server:
+            answer = await _exchange(server, request)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:100]
+    assert answer.count(b"HTTP/1.1") == 1
+
+
 async def test_expect_100_continue_is_answered_before_the_body() -> None:
     with trio.fail_after(5):
         async with native_server(_app()) as server:

@@ -9,7 +9,9 @@ Every request head, a WebSocket handshake's included, is read by
   (h11 would take a bare LF; a reader waiting for CRLF CRLF would wait for it
   until the handshake timeout);
 * h11's checks: the request line, header syntax, exactly one Host header in
-  HTTP/1.1, Content-Length and Transfer-Encoding (400).
+  HTTP/1.1, Content-Length and Transfer-Encoding values (400);
+* not both Content-Length and Transfer-Encoding (400; h11 lets
+  Transfer-Encoding win and keeps the connection, RFC 9112 6.3 says close).
 
 Bytes that come after a head stay buffered: pipelined requests are served in
 order, and a WebSocket handshake takes the whole buffer, so frames sent right
@@ -145,6 +147,11 @@ class RequestReader:
             return False
         if not isinstance(event, h11.Request):  # pragma: no cover - a complete head is one
             await refuse(self.sock, 400, "malformed request\n")
+            return False
+        names = {name for name, _ in event.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # RFC 9112 6.3: a smuggling attempt, or at best ambiguous.
+            await refuse(self.sock, 400, "both Content-Length and Transfer-Encoding\n")
             return False
         self.request = event
         return True
