@@ -1,24 +1,60 @@
-"""Plain HTTP on the native backend: request heads, h11 exchanges, short answers."""
+"""Plain HTTP on the native backend: request heads, h11 exchanges, short answers.
+
+Every request head, a WebSocket handshake's included, is read by
+:class:`RequestReader` and parsed by h11, so the same rules hold for both:
+
+* a head (request line, headers, blank line) is at most :data:`MAX_HEAD_SIZE`
+  bytes however it arrives, in one read or trickled: 431 past it;
+* its lines end with CRLF: a bare LF or CR gets 400 as soon as it arrives
+  (h11 would take a bare LF; a reader waiting for CRLF CRLF would wait for it
+  until the handshake timeout);
+* h11's checks: the request line, header syntax, exactly one Host header in
+  HTTP/1.1, Content-Length and Transfer-Encoding values (400);
+* not both Content-Length and Transfer-Encoding (400; h11 lets
+  Transfer-Encoding win and keeps the connection, RFC 9112 6.3 says close).
+
+Bytes that come after a head stay buffered: pipelined requests are served in
+order, and a WebSocket handshake takes the whole buffer, so frames sent right
+behind it are WebSocket input.
+
+:class:`HTTPExchange` is one request/response for the App.  ``Expect:
+100-continue`` is answered when the App first reads the body.  The time spent
+waiting for body bytes, summed over the body, is at most ``body_timeout``
+seconds.  If the body never comes whole (that timeout, a client that leaves
+mid-body, a broken chunked encoding) the App is cancelled inside ``receive()``
+(an ``http.disconnect`` would let it take the part for the whole body), the
+client gets 408 or 400 when no response has started, and the connection
+closes: a DEBUG line, no error.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import re
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Final
 
 import h11
 import trio
 from websockets.datastructures import Headers as WSHeaders
 from websockets.http11 import Response as WSResponse
 
-from .._types import Message
-from ._writer import RECV_SIZE, _send_all
+from .._types import ASGIApp, Message, Scope
+from ._writer import RECV_SIZE, ClientGone, _send_all
 
-#: The largest request head (request line and headers) accepted.
+#: The largest request head (request line and headers, blank line included) accepted.
 MAX_HEAD_SIZE: Final = 16384
-_UPGRADE_WEBSOCKET = re.compile(rb"\r\nupgrade[ \t]*:[ \t]*websocket", re.IGNORECASE)
+#: Default of ``body_timeout``: seconds of waiting for a request body, in all.
+BODY_TIMEOUT: Final = 30.0
+#: When the server closes with input unread, how long it reads and drops that input.
+CLOSE_LINGER: Final = 2.0
+
 _HEAD_END = b"\r\n\r\n"
+_BAD_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+
+logger = logging.getLogger("triows")
 
 
 @functools.cache
@@ -41,32 +77,223 @@ def _plain_response(status: int, text: str) -> bytes:
     return WSResponse(status, _reason(status), headers, body).serialize()
 
 
-class _HTTPExchange:
+async def close_gently(sock: trio.socket.SocketType) -> None:
+    """Half-close, then drop input until EOF or for :data:`CLOSE_LINGER` seconds.
+
+    Closing a socket with unread input resets the connection, and a reset can
+    destroy the answer just sent before the client reads it.
+    """
+    try:
+        sock.shutdown(trio.socket.SHUT_WR)
+    except OSError:
+        return
+    with trio.move_on_after(CLOSE_LINGER), contextlib.suppress(OSError, trio.ClosedResourceError):
+        while await sock.recv(RECV_SIZE):
+            pass
+
+
+async def refuse(sock: trio.socket.SocketType, status: int, text: str) -> None:
+    """Answer ``status`` and close: the request is not served."""
+    await _send_all(sock, _plain_response(status, text))
+    await close_gently(sock)
+
+
+def wants_websocket(request: h11.Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (its handshake then checks the rest)."""
+    return any(
+        name == b"upgrade"
+        and b"websocket" in [token.strip() for token in value.lower().split(b",")]
+        for name, value in request.headers
+    )
+
+
+class _BadHead(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class RequestReader:
+    """The request heads of one connection: read, checked, then parsed by h11."""
+
+    __slots__ = ("_head", "_scanned", "conn", "request", "sock")
+
+    #: The last request read (set by :meth:`next_request`).
+    request: h11.Request
+
+    def __init__(self, sock: trio.socket.SocketType, head: bytearray) -> None:
+        self.sock = sock
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
+        #: What was received since the current head started.  The first head's
+        #: buffer is the caller's: a WebSocket handshake takes it whole.
+        self._head = head
+        self._scanned = 0
+
+    async def next_request(self) -> bool:
+        """Read the next request head: True with :attr:`request` set.
+
+        False if the client left first, or if the head broke a rule (it was
+        answered 400 or 431 and the connection half-closed).
+        """
+        try:
+            if not await self._read_head():
+                return False
+            event = self.conn.next_event()
+        except _BadHead as exc:
+            await refuse(self.sock, exc.status, f"{exc}\n")
+            return False
+        except h11.RemoteProtocolError as exc:
+            await refuse(self.sock, exc.error_status_hint, f"{exc}\n")
+            return False
+        if not isinstance(event, h11.Request):  # pragma: no cover - a complete head is one
+            await refuse(self.sock, 400, "malformed request\n")
+            return False
+        names = {name for name, _ in event.headers}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # RFC 9112 6.3: a smuggling attempt, or at best ambiguous.
+            await refuse(self.sock, 400, "both Content-Length and Transfer-Encoding\n")
+            return False
+        self.request = event
+        return True
+
+    async def _read_head(self) -> bool:
+        while not self._head_complete():
+            try:
+                data = await self.sock.recv(RECV_SIZE)
+            except (OSError, trio.ClosedResourceError):
+                return False
+            if not data:
+                return False
+            self._head += data
+            self.conn.receive_data(data)
+        return True
+
+    def _head_complete(self) -> bool:
+        """Whether the buffer holds a whole head; raises _BadHead if it breaks a rule."""
+        head = self._head
+        end = head.find(_HEAD_END, max(0, self._scanned - 3))
+        if end != -1:
+            limit = size = end + len(_HEAD_END)
+        else:
+            # A CR at the very end may be the start of a CRLF: look at it next time.
+            limit = len(head) - head.endswith(b"\r")
+            size = len(head) + 1  # the head needs at least one more byte
+        if _BAD_LINE_END.search(head, self._scanned, limit) is not None:
+            raise _BadHead(400, "request lines must end with CRLF")
+        self._scanned = limit
+        if size > MAX_HEAD_SIZE:
+            raise _BadHead(431, "request head too large")
+        return end != -1
+
+    async def next_cycle(self) -> bool:
+        """After a complete response: True once ready for the next request.
+
+        False if the connection must close (closed gently if input is left).
+        A request body the App did not read is skipped if it has arrived.
+        """
+        conn = self.conn
+        with contextlib.suppress(h11.RemoteProtocolError):
+            while conn.their_state is h11.SEND_BODY and conn.next_event() is not h11.NEED_DATA:
+                pass
+        unread = conn.trailing_data[0]
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self._head[:] = unread[:MAX_HEAD_SIZE]  # past it, the next head is too large
+            self._scanned = 0
+            return True
+        if unread or conn.their_state is not h11.DONE:
+            await close_gently(self.sock)
+        return False
+
+
+class HTTPExchange:
     """One HTTP request/response on an h11 connection, as an ASGI receive/send pair."""
 
-    __slots__ = ("_body_done", "_conn", "_responded", "_sock", "_started", "_status")
+    __slots__ = (
+        "_body_done",
+        "_conn",
+        "_failure",
+        "_received",
+        "_responded",
+        "_scope",
+        "_sock",
+        "_started",
+        "_status",
+        "_wait_left",
+    )
 
-    def __init__(self, conn: h11.Connection, sock: trio.socket.SocketType) -> None:
+    def __init__(
+        self, conn: h11.Connection, sock: trio.socket.SocketType, body_timeout: float
+    ) -> None:
         self._conn = conn
         self._sock = sock
         self._body_done = False
-        self._started: h11.Response | None = None
+        #: Body events taken from h11 before the App asked for them.
+        self._received: list[object] = []
+        #: The response's headers, from ``http.response.start`` until it is written.
+        self._started: list[tuple[bytes, bytes]] | None = None
         self._responded = trio.Event()
         self._status = 0
+        self._scope = trio.CancelScope()
+        self._wait_left = body_timeout
+        #: Why the body never came whole: the status to answer (0: none) and a reason.
+        self._failure: tuple[int, str] | None = None
+
+    async def run(self, app: ASGIApp, scope: Scope) -> None:
+        """Run the App on this exchange; raises ClientGone if the client left."""
+        try:
+            with self._scope:
+                await app(scope, self.receive, self.send)
+        except ClientGone:
+            raise
+        except Exception:
+            # Never let one request take the connection's task down.
+            logger.exception("triows: error in the App serving HTTP %s", scope["path"])
+            await self._answer_if_silent(500, "internal server error\n")
+            return
+        if self._failure is not None:
+            status, reason = self._failure
+            logger.debug(
+                "triows: %s %s %s: %s", scope["client"], scope["method"], scope["path"], reason
+            )
+            if status:
+                await self._answer_if_silent(status, reason + "\n")
+
+    async def _answer_if_silent(self, status: int, text: str) -> None:
+        if self._conn.our_state is h11.SEND_RESPONSE:
+            with contextlib.suppress(ClientGone):
+                await _send_all(self._sock, _plain_response(status, text))
+                if status != 408:  # a stalled client sends nothing more
+                    await close_gently(self._sock)
+
+    async def _fail(self, status: int, reason: str) -> None:
+        """The body will not come whole: cancel the App (here, in its receive())."""
+        if self._failure is None:
+            self._failure = (status, reason)
+        self._scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    def _next_event(self) -> object:
+        if self._received:
+            return self._received.pop(0)
+        return self._conn.next_event()
 
     async def receive(self) -> Message:
+        if self._failure is not None:
+            await trio.lowlevel.checkpoint()
+            return {"type": "http.disconnect"}
         if self._body_done:
             await self._responded.wait()
             return {"type": "http.disconnect"}
-        conn = self._conn
         while True:
-            event = conn.next_event()
+            try:
+                event = self._next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._fail(exc.error_status_hint, f"bad request body: {exc}")
+                return {"type": "http.disconnect"}
             if event is h11.NEED_DATA:
-                try:
-                    data = await self._sock.recv(RECV_SIZE)
-                except (OSError, trio.ClosedResourceError):
-                    data = b""
-                conn.receive_data(data)
+                if not await self._receive_data():
+                    return {"type": "http.disconnect"}
                 continue
             if isinstance(event, h11.Data):
                 return {"type": "http.request", "body": bytes(event.data), "more_body": True}
@@ -75,25 +302,68 @@ class _HTTPExchange:
                 return {"type": "http.request", "body": b"", "more_body": False}
             return {"type": "http.disconnect"}
 
+    async def _receive_data(self) -> bool:
+        """Read body bytes into h11; False (App cancelled) if they do not come."""
+        conn = self._conn
+        if conn.they_are_waiting_for_100_continue:
+            interim = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+            await _send_all(self._sock, conn.send(interim) or b"")
+        data: bytes | None = None
+        started = trio.current_time()
+        with trio.move_on_after(max(self._wait_left, 0.0)):
+            try:
+                data = await self._sock.recv(RECV_SIZE)
+            except (OSError, trio.ClosedResourceError):
+                data = b""
+        self._wait_left -= trio.current_time() - started
+        if data is None:
+            await self._fail(408, "request body timeout")
+            return False
+        if not data:
+            await self._fail(0, "the client left before the end of the request body")
+            return False
+        conn.receive_data(data)
+        return True
+
+    def _whole_body_received(self) -> bool:
+        """Whether the request body is all here (taking what arrived for receive())."""
+        conn = self._conn
+        try:
+            while conn.their_state is h11.SEND_BODY:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    return False
+                self._received.append(event)
+        except h11.RemoteProtocolError:
+            return False
+        return True
+
     async def send(self, message: Message) -> None:
         kind = message["type"]
         conn = self._conn
         if kind == "http.response.start":
             self._status = int(message["status"])
-            self._started = h11.Response(
-                status_code=self._status,
-                headers=list(message.get("headers", [])),
-                reason=_reason(self._status).encode(),
-            )
+            self._started = [
+                (bytes(name), bytes(value)) for name, value in message.get("headers", ())
+            ]
             return
         if kind != "http.response.body":
             raise ValueError(f"the native backend cannot send an ASGI {kind!r} event here")
+        if self._failure is not None:
+            raise ClientGone("the request failed: " + self._failure[1])
         if self._responded.is_set():
             return
         out: list[bytes] = []
         if self._started is not None:
-            out.append(conn.send(self._started) or b"")
-            self._started = None
+            headers, self._started = self._started, None
+            if not self._whole_body_received():
+                # The connection closes after this response: the client may stop sending.
+                headers.append((b"connection", b"close"))
+            status = self._status
+            response = h11.Response(
+                status_code=status, headers=headers, reason=_reason(status).encode()
+            )
+            out.append(conn.send(response) or b"")
         body = bytes(message.get("body", b""))
         if body:
             out.append(conn.send(h11.Data(data=body)) or b"")
@@ -109,33 +379,3 @@ class _HTTPExchange:
     @property
     def status(self) -> int:
         return self._status
-
-
-async def _read_head(sock: trio.socket.SocketType, head: bytearray) -> bool | None:
-    """Read until the end of the request head: True; EOF first: False; too large: None."""
-    start = 0
-    while True:
-        try:
-            data = await sock.recv(RECV_SIZE)
-        except (OSError, trio.ClosedResourceError):
-            return False
-        if not data:
-            return False
-        head += data
-        if head.find(_HEAD_END, start) != -1:
-            return True
-        if len(head) > MAX_HEAD_SIZE:
-            return None
-        start = max(0, len(head) - 3)
-
-
-async def _next_h11_event(conn: h11.Connection, sock: trio.socket.SocketType) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        try:
-            data = await sock.recv(RECV_SIZE)
-        except (OSError, trio.ClosedResourceError):
-            data = b""
-        conn.receive_data(data)

@@ -18,17 +18,13 @@ from .._serving._logs import access_line, client_address, logger
 from .._types import Scope
 from ._connection import NativeConnection
 from ._http import (
-    _HEAD_END,
-    _UPGRADE_WEBSOCKET,
-    MAX_HEAD_SIZE,
-    _HTTPExchange,
-    _next_h11_event,
-    _plain_response,
-    _read_head,
+    BODY_TIMEOUT,
+    HTTPExchange,
+    RequestReader,
+    wants_websocket,
 )
 from ._protocol import handshake
 from ._tls import TLSSocket, server_context
-from ._writer import _send_all
 
 access_logger = logging.getLogger("triows.access")
 
@@ -45,6 +41,7 @@ class _NativeServer:
         handshake_timeout: float,
         access_log: bool,
         ssl_context: ssl.SSLContext | None = None,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.app = app
         #: TLS, when serving https/wss.
@@ -55,6 +52,7 @@ class _NativeServer:
         self.ping_timeout = ping_timeout
         self.handshake_timeout = handshake_timeout
         self.access_log = access_log
+        self.body_timeout = body_timeout
         self.state: dict[str, Any] = {}
         self.port = 0
         self._live: set[NativeConnection] = set()
@@ -78,22 +76,24 @@ class _NativeServer:
         try:
             head = bytearray()
             conn: NativeConnection | None = None
+            http: RequestReader | None = None
             with trio.move_on_after(self.handshake_timeout) as waiting:
-                complete = await _read_head(sock, head)
-                if complete is None:
-                    await _send_all(sock, _plain_response(431, "request head too large\n"))
-                    return
-                if not complete:
-                    return  # the client left before sending a request
-                end = head.find(_HEAD_END)
-                if _UPGRADE_WEBSOCKET.search(head, 0, end) is not None:
+                # HTTP's rules for every head, a handshake's too (see _http).
+                reader = RequestReader(sock, head)
+                if not await reader.next_request():
+                    return  # the client left, or its head was refused (answered)
+                if not wants_websocket(reader.request):
+                    http = reader
+                else:
+                    del reader  # a WebSocket keeps no HTTP state
                     conn = await self._handshake(sock, bytes(head))
                     if conn is None:
                         return
             if waiting.cancelled_caught:
                 return  # slowloris: no complete request head in time
             if conn is None:
-                await self._serve_http(sock, head)
+                assert http is not None
+                await self._serve_http(http)
             else:
                 await self._serve_websocket(conn)
         except ClientGone:
@@ -190,60 +190,36 @@ class _NativeServer:
                     conn.ping_deadline = now + timeout
                     nursery.start_soon(conn.ping)
 
-    async def _serve_http(self, sock: trio.socket.SocketType, head: bytearray) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
-        conn.receive_data(bytes(head))
-        kept_alive = False
+    async def _serve_http(self, http: RequestReader) -> None:
+        """Serve the request just read by ``http``, and the next ones (keep-alive)."""
+        sock = http.sock
         while True:
-            if kept_alive and self._stopping:
-                return  # shutting down: no new request on a kept-alive connection
-            kept_alive = True
-            try:
-                with trio.move_on_after(self.handshake_timeout) as waiting:
-                    # Until a request starts, shutdown may close the connection.
-                    self._waiting_http.add(waiting)
-                    try:
-                        event = await _next_h11_event(conn, sock)
-                    finally:
-                        self._waiting_http.discard(waiting)
-                if waiting.cancelled_caught or not isinstance(event, h11.Request):
-                    return
-            except h11.RemoteProtocolError as exc:
-                with trio.move_on_after(1):
-                    await _send_all(sock, _plain_response(exc.error_status_hint, f"{exc}\n"))
-                return
-            exchange = _HTTPExchange(conn, sock)
-            scope = self._http_scope(event, sock)
-            try:
-                await self.app(scope, exchange.receive, exchange.send)
-            except ClientGone:
-                return
-            except Exception:
-                logger.exception("triows: error in the App serving HTTP %s", scope["path"])
-                if not exchange.complete and conn.our_state is h11.SEND_RESPONSE:
-                    await _send_all(sock, _plain_response(500, "internal server error\n"))
-                return
+            exchange = HTTPExchange(http.conn, sock, self.body_timeout)
+            request = http.request
+            scope = self._http_scope(request, sock)
+            await exchange.run(self.app, scope)
             if not exchange.complete:
                 return
             if self.access_log:
                 access_logger.info(
                     "%s %s %s %d",
                     scope["client"],
-                    event.method.decode(),
-                    event.target.decode(),
+                    request.method.decode(),
+                    request.target.decode(),
                     exchange.status,
                 )
-            # A request body the App did not read: skip what has already arrived
-            # (a GET's end of message); one still on the wire ends the connection.
-            try:
-                while conn.their_state is h11.SEND_BODY:
-                    if conn.next_event() is h11.NEED_DATA:
-                        return
-            except h11.RemoteProtocolError:
+            if self._stopping or not await http.next_cycle():
+                return  # shutting down (no new request on a kept-alive connection), or done
+            got = False
+            with trio.move_on_after(self.handshake_timeout) as waiting:
+                # Until a request starts, shutdown may close the connection.
+                self._waiting_http.add(waiting)
+                try:
+                    got = await http.next_request()
+                finally:
+                    self._waiting_http.discard(waiting)
+            if not got:
                 return
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
 
     def _http_scope(self, request: h11.Request, sock: trio.socket.SocketType) -> Scope:
         raw_path, _, query = request.target.partition(b"?")
@@ -340,6 +316,7 @@ async def serve_native(
     certfile: str | None = None,
     keyfile: str | None = None,
     backlog: int = 1024,
+    body_timeout: float = BODY_TIMEOUT,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on trio sockets until cancelled (``triows.serve(backend="native")``).
@@ -357,6 +334,11 @@ async def serve_native(
     connection is TLS (https/wss).  ``backlog`` is the listening socket's accept
     queue.
 
+    Every request head, a handshake's too, follows the HTTP rules of ``_http``
+    (at most ``MAX_HEAD_SIZE`` bytes, CRLF line ends, one Host header).  A
+    request body gets ``body_timeout`` seconds of waiting for its bytes, in
+    all: past it the client gets 408 and the connection closes.
+
     Cancellation is a graceful shutdown: open WebSockets are closed with 1001
     (views cancelled), new ones are refused with 503, listening stops, and within
     about ``shutdown_timeout`` seconds remaining connections are dropped and the
@@ -371,6 +353,7 @@ async def serve_native(
         handshake_timeout=handshake_timeout,
         access_log=access_log,
         ssl_context=None if certfile is None else server_context(certfile, keyfile),
+        body_timeout=body_timeout,
     )
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
