@@ -98,7 +98,12 @@ OUTCOMES = [
     (C.CONNECTED, None, None, Outcome(close_code=1000)),
     (C.CONNECTING, None, None, Outcome(http_status=403)),
     (C.CLOSED, None, None, Outcome()),
-    (C.CONNECTED, Ending.SHUTDOWN, None, Outcome(close_code=1001, close_reason="server shutting down")),
+    (
+        C.CONNECTED,
+        Ending.SHUTDOWN,
+        None,
+        Outcome(close_code=1001, close_reason="server shutting down"),
+    ),
     (C.CONNECTING, Ending.SHUTDOWN, None, Outcome(http_status=503, detail="server shutting down")),
     (C.DISCONNECTED, None, WebSocketDisconnect(1000), Outcome()),
     (C.DISCONNECTED, None, WebSocketDisconnect(4000), Outcome(log="client-left")),

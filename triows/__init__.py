@@ -10,6 +10,8 @@ from __future__ import annotations
 from . import status
 from ._app import App
 from ._connection._frames import Broadcast
+from ._connection._state import ConnectionState
+from ._connection._websocket import WebSocket
 from ._datastructures import URL, Headers, QueryParams
 from ._exceptions import (
     BadMessage,
@@ -22,8 +24,6 @@ from ._http import Request, Response
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
-from ._connection._state import ConnectionState
-from ._connection._websocket import WebSocket
 from .hub import Hub, HubUnavailable, SlowConsumer, Subscription
 
 __all__ = [

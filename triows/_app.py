@@ -12,8 +12,8 @@ import trio
 
 from ._asgi import ASGITransport
 from ._codecs import MessageType, check_message_type
+from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
-from ._connection._websocket import WebSocketOptions
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http import (
     BodyTooLarge,

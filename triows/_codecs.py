@@ -34,9 +34,9 @@ def check_message_type(name: str, argument: str) -> MessageType:
 
 
 def decode_text(data: str | bytes) -> str:
-    if data.__class__ is not str:
+    if not isinstance(data, str):
         raise MessageTypeError(f"expected a text message, got a binary one ({len(data)} bytes)")
-    return data  # type: ignore[return-value]
+    return data
 
 
 def decode_bytes(data: str | bytes) -> bytes:

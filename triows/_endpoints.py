@@ -18,8 +18,9 @@ import attrs
 import trio
 
 from ._asgi import serve_asgi_websocket
+from ._connection._options import WebSocketOptions
 from ._connection._transport import HandshakeRequest, Transport
-from ._connection._websocket import WebSocket, WebSocketOptions
+from ._connection._websocket import WebSocket
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import trio
 
-from ._hypercorn import serve_hypercorn
 from ._app import App
+from ._hypercorn import serve_hypercorn
 
 __all__ = ["serve"]
 

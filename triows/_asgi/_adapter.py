@@ -78,7 +78,7 @@ class ASGITransport:
     async def connect(self) -> bool:
         """Read the ``websocket.connect`` event; False if the client left before it."""
         event = await self._receive()
-        return event["type"] == "websocket.connect"
+        return bool(event["type"] == "websocket.connect")
 
     async def pump(self) -> None:
         """Read the server's events into the inbox until the client leaves (a task)."""

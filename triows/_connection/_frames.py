@@ -17,6 +17,7 @@ from .._codecs import Encoder
 
 __all__ = ["Broadcast", "Prepared", "encode_frame"]
 
+
 def encode_frame(data: str | bytes) -> bytes:
     """One complete, unmasked server-to-client message frame (text for ``str``)."""
     if isinstance(data, str):

@@ -14,70 +14,30 @@ is cancelled after a short grace (see ``Lifecycle.client_left``).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping, Sequence
-from types import MappingProxyType, TracebackType
+from collections.abc import Iterable, Sequence
+from types import TracebackType
 from typing import Any, NoReturn
 
-import attrs
 import trio
 
 from .. import status
-from .._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
-from .._datastructures import URL, Headers, QueryParams
+from .._codecs import DECODERS, ENCODERS
 from .._exceptions import WebSocketDisconnect, disconnects_in
-from .._types import Message, Scope
+from .._types import Message
 from ._frames import Broadcast, Prepared
+from ._options import DEFAULT_OPTIONS, WebSocketOptions, check_close_code, raw_headers
+from ._request import RequestView
 from ._state import CONNECTED, CONNECTING, DISCONNECTED, REJECTED, ConnectionState, Input, Lifecycle
 from ._transport import ClientGone, RawHeaders, Transport
 
-__all__ = ["DEFAULT_OPTIONS", "Rejected", "WebSocket", "WebSocketOptions"]
-
-
-@attrs.frozen
-class WebSocketOptions:
-    """A route's per-connection settings, resolved once at decoration time."""
-
-    receive_type: MessageType = "text"
-    send_type: MessageType = "text"
-    auto_accept: bool = True
-    caught_close_codes: Container[int] = (1000, 1001)
-    decode: Decoder = attrs.field(init=False)
-    encode: Encoder = attrs.field(init=False)
-
-    @decode.default
-    def _decode(self) -> Decoder:
-        return DECODERS[self.receive_type]
-
-    @encode.default
-    def _encode(self) -> Encoder:
-        return ENCODERS[self.send_type]
-
-
-DEFAULT_OPTIONS = WebSocketOptions()
-
-
-def check_close_code(code: int, reason: str) -> None:
-    """Raise ValueError unless a server may send this close code and reason."""
-    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
-        raise ValueError(
-            f"close code {code} cannot be sent: use 1000-1003, 1007-1014, or 3000-4999 "
-            "(4000-4999 for application errors)"
-        )
-    if len(reason.encode()) > 123:
-        raise ValueError(
-            f"close reason is {len(reason.encode())} bytes; a close frame allows at most 123"
-        )
-
-
-def _raw(headers: Sequence[tuple[str, str]]) -> RawHeaders:
-    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+__all__ = ["Rejected", "WebSocket"]
 
 
 class Rejected(Exception):
     """Ends a view that enters ``async with ws`` after ``reject()``; swallowed by the runner."""
 
 
-class WebSocket:
+class WebSocket(RequestView):
     """One WebSocket connection, as seen by a view.
 
     Cancellation: every ``await`` here is a trio checkpoint.  ``receive()`` is
@@ -86,19 +46,10 @@ class WebSocket:
     before sending, so a cancelled close still counts as a close.
     """
 
-    __slots__ = (
-        "_decode",
-        "_encode",
-        "_headers",
-        "_query",
-        "_refusal",
-        "_transport",
-        "lifecycle",
-        "options",
-    )
+    __slots__ = ("_decode", "_encode", "_refusal", "lifecycle", "options")
 
     def __init__(self, transport: Transport, options: WebSocketOptions = DEFAULT_OPTIONS) -> None:
-        self._transport = transport
+        super().__init__(transport)
         #: The route's settings.
         self.options = options
         self._decode = options.decode
@@ -107,63 +58,9 @@ class WebSocket:
         self.lifecycle = Lifecycle(
             caught_codes=options.caught_close_codes, catching=1 if options.auto_accept else 0
         )
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
         #: send_event(): a websocket.http.response.start waiting for its body.
         self._refusal: tuple[int, RawHeaders] | None = None
-        transport.on_departure(self.lifecycle.client_left)
-
-    # -- the request ---------------------------------------------------------------
-
-    @property
-    def scope(self) -> Scope:
-        """The connection's ASGI scope (built on first use under the native server)."""
-        return self._transport.request.scope
-
-    @property
-    def url(self) -> URL:
-        """The full URL of the connection request (``str(ws.url)``)."""
-        return URL.from_scope(self.scope)
-
-    @property
-    def headers(self) -> Headers:
-        """The handshake's HTTP headers: immutable and case-insensitive."""
-        if self._headers is None:
-            self._headers = Headers(self._transport.request.headers)
-        return self._headers
-
-    @property
-    def query_parameters(self) -> QueryParams:
-        """The query string's parameters: an immutable mapping."""
-        if self._query is None:
-            self._query = QueryParams(self._transport.request.query_string)
-        return self._query
-
-    @property
-    def client(self) -> tuple[str, int] | None:
-        """The client's ``(host, port)``, when the server knows it."""
-        return self._transport.request.client
-
-    @property
-    def subprotocols(self) -> list[str]:
-        """The subprotocols the client offered, in its order of preference."""
-        return list(self._transport.request.subprotocols)
-
-    @property
-    def session(self) -> Mapping[str, Any]:
-        """The session from the signed session cookie: a read-only mapping.
-
-        Raises RuntimeError unless sessions are enabled with
-        ``App(session_secret=...)``.  A WebSocket cannot set cookies, so the
-        session is read-only here; HTTP routes write it (``request.session``).
-        """
-        session = self.scope.get("session")
-        if session is None:
-            raise RuntimeError(
-                "ws.session is not available: sessions are not enabled on this App; "
-                "pass App(session_secret=...) to enable signed-cookie sessions"
-            )
-        return MappingProxyType(session)
+        transport.on_departure(self.lifecycle.departed)
 
     @property
     def state(self) -> ConnectionState:
@@ -197,7 +94,7 @@ class WebSocket:
         """
         self.lifecycle.move("accept")
         try:
-            await self._transport.accept(subprotocol, _raw(headers) if headers else ())
+            await self._transport.accept(subprotocol, raw_headers(headers) if headers else ())
         except ClientGone as gone:
             self._gone(gone)
 
@@ -222,7 +119,7 @@ class WebSocket:
         self.lifecycle.move("reject")
         if isinstance(body, str):
             body = body.encode()
-        await self._transport.refuse(status, _raw(headers), body)
+        await self._transport.refuse(status, raw_headers(headers), body)
 
     async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``.
@@ -324,11 +221,12 @@ class WebSocket:
     async def _next(self, call: str) -> str | bytes:
         """The next message from the transport (the per-message path: keep it short)."""
         lifecycle = self.lifecycle
-        if lifecycle.state is not CONNECTED:
-            # After the client left, the messages it sent before leaving are
-            # still delivered; once the departure itself was read, receive raises.
-            if lifecycle.state is not DISCONNECTED or lifecycle.input is Input.DRAINED:
-                lifecycle.check_open(call, "received")
+        # After the client left, the messages it sent before leaving are still
+        # delivered; once the departure itself was read, receive raises.
+        if lifecycle.state is not CONNECTED and (
+            lifecycle.state is not DISCONNECTED or lifecycle.input is Input.DRAINED
+        ):
+            lifecycle.check_open(call, "received")
         lifecycle.receivers += 1
         try:
             return await self._transport.receive()
@@ -424,15 +322,16 @@ class WebSocket:
             await self.close(int(event.get("code", 1000)), event.get("reason") or "")
         elif kind == "websocket.http.response.start":
             self.lifecycle.move("reject")
-            self._refusal = (int(event["status"]), list(event.get("headers") or ()))
+            refusal_headers: RawHeaders = list(event.get("headers") or ())
+            self._refusal = (int(event["status"]), refusal_headers)
         elif kind == "websocket.http.response.body":
             if self._refusal is None:
                 raise RuntimeError(
                     "send_event(websocket.http.response.body) called in state "
                     f"{self.lifecycle.state.value}: send websocket.http.response.start first"
                 )
-            (code, headers), self._refusal = self._refusal, None
-            await self._transport.refuse(code, headers, bytes(event.get("body", b"")))
+            (status_code, raw), self._refusal = self._refusal, None
+            await self._transport.refuse(status_code, raw, bytes(event.get("body", b"")))
         else:
             raise ValueError(
                 f"send_event() got an event of type {kind!r}; a WebSocket view can send "

@@ -37,7 +37,9 @@ async def serve_hypercorn(
     config.accesslog = logging.getLogger("triows.access") if access_log else None
     for name, value in hypercorn_options.items():
         if not hasattr(config, name):
-            raise TypeError(f"serve() got an unknown option {name!r} (not a hypercorn Config field)")
+            raise TypeError(
+                f"serve() got an unknown option {name!r} (not a hypercorn Config field)"
+            )
         setattr(config, name, value)
     stop = trio.Event()
     async with trio.open_nursery() as nursery:

@@ -41,8 +41,9 @@ import trio
 from websockets.datastructures import Headers as WSHeaders
 from websockets.http11 import Response as WSResponse
 
+from .._connection._transport import ClientGone
 from .._types import ASGIApp, Message, Scope
-from ._writer import RECV_SIZE, ClientGone, _send_all
+from ._writer import RECV_SIZE, _send_all
 
 #: The largest request head (request line and headers, blank line included) accepted.
 MAX_HEAD_SIZE: Final = 16384
@@ -350,7 +351,7 @@ class HTTPExchange:
         if kind != "http.response.body":
             raise ValueError(f"the native backend cannot send an ASGI {kind!r} event here")
         if self._failure is not None:
-            raise ClientGone("the request failed: " + self._failure[1])
+            raise ClientGone(1006, "the request failed: " + self._failure[1])
         if self._responded.is_set():
             return
         out: list[bytes] = []

@@ -1,0 +1,53 @@
+"""A route's per-connection options, and the checks on what a view may send."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+
+import attrs
+
+from .._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
+from ._transport import RawHeaders
+
+__all__ = ["DEFAULT_OPTIONS", "WebSocketOptions", "check_close_code", "raw_headers"]
+
+
+@attrs.frozen
+class WebSocketOptions:
+    """A route's per-connection settings, resolved once at decoration time."""
+
+    receive_type: MessageType = "text"
+    send_type: MessageType = "text"
+    auto_accept: bool = True
+    caught_close_codes: Container[int] = (1000, 1001)
+    decode: Decoder = attrs.field(init=False)
+    encode: Encoder = attrs.field(init=False)
+
+    @decode.default
+    def _decode(self) -> Decoder:
+        return DECODERS[self.receive_type]
+
+    @encode.default
+    def _encode(self) -> Encoder:
+        return ENCODERS[self.send_type]
+
+
+DEFAULT_OPTIONS = WebSocketOptions()
+
+
+def check_close_code(code: int, reason: str) -> None:
+    """Raise ValueError unless a server may send this close code and reason."""
+    if not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+        raise ValueError(
+            f"close code {code} cannot be sent: use 1000-1003, 1007-1014, or 3000-4999 "
+            "(4000-4999 for application errors)"
+        )
+    if len(reason.encode()) > 123:
+        raise ValueError(
+            f"close reason is {len(reason.encode())} bytes; a close frame allows at most 123"
+        )
+
+
+def raw_headers(headers: Sequence[tuple[str, str]]) -> RawHeaders:
+    """Header pairs as the wire has them: lower-case names, latin-1 bytes."""
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
