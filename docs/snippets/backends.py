@@ -15,12 +15,14 @@ async def echo(ws: WebSocket) -> None:
 async def main(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     await triows.serve(
         app,
-        backend="native",  # or "hypercorn", the default
+        backend="native",  # the default; or "hypercorn"
         port=0,
         ping_interval=20.0,  # ping every client every 20 s (None: never)
         ping_timeout=20.0,  # close one whose pong is 20 s late: its view sees 1006
         handshake_timeout=10.0,  # a request head must arrive within 10 s
         shutdown_timeout=5.0,  # views get 5 s at shutdown (clients get 1001)
+        backlog=1024,  # connections the kernel queues before they are accepted
+        # certfile="cert.pem", keyfile="key.pem",  # TLS: wss:// and https://
         task_status=task_status,  # started(port)
     )
 
