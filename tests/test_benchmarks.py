@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVERS = (
     "raw-asgi",
     "websockets-trio",
+    "triows-plain-hypercorn",
     "triows",
     "triows-native",
     "triows-hub",

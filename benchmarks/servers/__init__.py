@@ -51,6 +51,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "websockets-trio", "websockets, trio implementation", "benchmarks.servers.websockets_trio"
     ),
     ServerSpec(
+        "triows-plain-hypercorn",
+        "triows App on hypercorn -k trio (ASGI adapter)",
+        "benchmarks.servers.triows_app",
+        ("--backend", "plain-hypercorn"),
+    ),
+    ServerSpec(
         "triows",
         "triows on hypercorn (triows.serve)",
         "benchmarks.servers.triows_app",

@@ -1,8 +1,10 @@
-"""triows, served by ``triows.serve`` (hypercorn) or its native backend.
+"""triows: ``triows.serve`` on its native server or hypercorn, or plain hypercorn.
 
-``--backend native`` calls ``triows.serve(app, backend="native")``; when that
-backend does not exist (yet), the server reports ``UNAVAILABLE`` and exits 3,
-and the harness leaves it out of the run.
+``--backend native`` calls ``triows.serve(app, backend="native")`` (the default
+backend), ``--backend hypercorn`` ``triows.serve(app, backend="hypercorn")``,
+and ``--backend plain-hypercorn`` serves the App exactly as
+``hypercorn -k trio module:app`` does (no triows code inside hypercorn: the App's
+ASGI adapter only).
 
 The plain serial loop of ``/pub`` sends one :class:`triows.Broadcast` (the
 triows way to send one message to many clients: framed once).
@@ -27,7 +29,7 @@ import trio
 import triows
 from triows import WebSocket
 
-from ._common import HOST, MESSAGE, announce, parse_go, unavailable
+from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn
 
 app = triows.App()
 subscribers: set[WebSocket] = set()
@@ -116,23 +118,20 @@ async def main(backend: str, fanout: str) -> None:
         redis, url = _start_redis()
         atexit.register(redis.kill)
         hub = triows.Hub(url)
-    if backend == "native":
-        serve = functools.partial(triows.serve, app, host=HOST, port=0, backend="native")
-    else:
-        serve = functools.partial(triows.serve, app, host=HOST, port=0)
+    if backend == "plain-hypercorn":
+        await serve_on_hypercorn(app)
+        return
+    serve = functools.partial(triows.serve, app, host=HOST, port=0, backend=backend)
     async with trio.open_nursery() as nursery:
-        try:
-            port: int = await nursery.start(serve)
-        except (TypeError, ValueError, NotImplementedError) as exc:
-            if backend == "native":
-                unavailable(f'triows.serve(app, backend="native") failed: {exc}')
-            raise
+        port: int = await nursery.start(serve)
         announce(port)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--backend", choices=("hypercorn", "native"), default="hypercorn")
+    parser.add_argument(
+        "--backend", choices=("native", "hypercorn", "plain-hypercorn"), default="native"
+    )
     parser.add_argument("--fanout", choices=("serial", "hub", "redis"), default="serial")
     arguments = parser.parse_args()
     trio.run(main, arguments.backend, arguments.fanout)
