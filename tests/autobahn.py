@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
+import ssl
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -97,18 +100,75 @@ async def run(
     parallelism: int = 2,
     timeout: float = 600,
 ) -> dict[str, dict[str, Any]]:
-    """Run ``cases`` against the echo App on ``backend``; return index.json's cases."""
+    """Run ``cases`` against the echo App on ``backend``; return index.json's cases.
+
+    ``native-tls``: the native server over TLS, which kosoku (plain ws:// only)
+    reaches through :func:`tls_relay`, a local relay that speaks TLS to the server.
+    """
+    server_backend, options = backend, {}
+    certificate = None
+    if backend == "native-tls":
+        server_backend = "native"
+        certificate = self_signed_certificate(outdir)
+        options = {"certfile": str(certificate[0]), "keyfile": str(certificate[1])}
     with trio.fail_after(timeout):
         # 16 MiB: the 9.* cases send messages of up to 16 MiB.
-        async with live_server(
-            echo_app(), backend=backend, max_message_size=16 * 1024 * 1024
-        ) as server:
-            command = kosoku_command(server.url("/"), cases, outdir, parallelism)
+        async with (
+            live_server(
+                echo_app(), backend=server_backend, max_message_size=16 * 1024 * 1024, **options
+            ) as server,
+            trio.open_nursery() as nursery,
+        ):
+            port = server.port
+            if certificate is not None:
+                context = ssl.create_default_context(cafile=str(certificate[0]))
+                port = await nursery.start(tls_relay, server.port, context)
+            command = kosoku_command(f"ws://127.0.0.1:{port}/", cases, outdir, parallelism)
             # kosoku exits 1 when a case fails; the report says which.
             await trio.run_process(command, check=False, capture_stdout=True)
+            nursery.cancel_scope.cancel()
     index = json.loads((outdir / "index.json").read_text())
     (agent,) = index.values()
     return dict(agent)
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for 127.0.0.1 in ``directory``: (cert.pem, key.pem)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def tls_relay(
+    server_port: int,
+    context: ssl.SSLContext,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Relay plain TCP connections on a free loopback port to a TLS server (a task)."""
+
+    async def pipe(source: trio.abc.Stream, sink: trio.abc.Stream) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await sink.aclose()
+
+    async def relay(client: trio.SocketStream) -> None:
+        tcp = await trio.open_tcp_stream("127.0.0.1", server_port)
+        server = trio.SSLStream(tcp, context, server_hostname="127.0.0.1")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pipe, client, server)
+            nursery.start_soon(pipe, server, client)
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(relay, listeners)
 
 
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, collections.Counter[str]]:
@@ -165,7 +225,9 @@ def _verdict_order(verdict: str) -> tuple[int, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/autobahn", description=__doc__.split("\n")[0])
-    parser.add_argument("--backend", choices=("hypercorn", "native"), default="hypercorn")
+    parser.add_argument(
+        "--backend", choices=("native", "native-tls", "hypercorn"), default="native"
+    )
     parser.add_argument("--out", type=Path, default=Path("build/autobahn"))
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("cases", nargs="*", default=list(CASES))

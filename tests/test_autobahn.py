@@ -1,6 +1,6 @@
 """Autobahn conformance (issue 4): kosoku's fuzzing client against triows.serve.
 
-Both backends run every case of ``tests.autobahn.CASES``: 1.* to 10.* and the
+Every backend (native, native over TLS, hypercorn) runs every case of ``tests.autobahn.CASES``: 1.* to 10.* and the
 compression subset 12.1.*, 13.1.*.  No case may fail or be
 unimplemented, and every NON-STRICT or INFORMATIONAL verdict must be one
 documented with its reason.  Whole run: about 25 s (hypercorn) and 8 s (native)
@@ -16,7 +16,7 @@ import pytest
 from tests import autobahn
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+@pytest.mark.parametrize("backend", ["native", "native-tls", "hypercorn"])
 async def test_autobahn_cases_pass(backend: str, tmp_path: Path) -> None:
     cases = autobahn.CASES
     results = await autobahn.run(backend, cases, tmp_path, timeout=240)
