@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import attrs
 
@@ -42,6 +42,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 STARTUP_TIMEOUT = 30.0  # a server prints its PORT line
 SCENARIO_TIMEOUT = 300.0  # one load-generator run, end to end
 SETTLE = 1.0  # before reading a server's RSS
+
+Named = TypeVar("Named", ServerSpec, "Scenario")
 
 
 @attrs.frozen
@@ -561,6 +563,61 @@ def machine() -> str:
 # -- main ------------------------------------------------------------------------------------
 
 
+def _selected(
+    parser: argparse.ArgumentParser, known: Sequence[Named], value: str | None, what: str
+) -> list[Named]:
+    """The items of ``known`` named in the comma-separated ``value`` (all if None)."""
+    if not value:
+        return list(known)
+    wanted = value.split(",")
+    unknown = set(wanted) - {item.name for item in known}
+    if unknown:
+        parser.error(f"unknown {what}: {', '.join(sorted(unknown))}")
+    return [item for item in known if item.name in wanted]
+
+
+def _warn_if_busy(background: dict[int, float]) -> None:
+    if any(load > 10 for load in background.values()):
+        print(
+            "warning: the machine is busy before the run ("
+            + ", ".join(f"cpu{c} {load:.0f}%" for c, load in sorted(background.items()))
+            + "): results will be noisy",
+            file=sys.stderr,
+        )
+
+
+def _measure(
+    spec: ServerSpec,
+    scenario: Scenario,
+    params: Params,
+    client: str,
+    cores: tuple[set[int], set[int]] | None,
+    logs: Path,
+    progress: str,
+    results: Results,
+    unavailable: dict[str, str],
+) -> None:
+    """One measurement into ``results``; a server that cannot run goes to ``unavailable``."""
+    try:
+        measurement: Measurement | None = run_one(spec, scenario, params, client, cores, logs)
+    except Unavailable as exc:
+        unavailable[spec.name] = str(exc)
+        print(f"{progress} {spec.name}: unavailable: {exc}", flush=True)
+        return
+    except Exception as exc:
+        measurement = None
+        print(f"{progress} {scenario.name} {spec.name}: FAILED: {exc}")
+    results[scenario.name][spec.name].append(measurement)
+    if measurement is not None:
+        cpu = measurement.client_cpu_pct
+        print(
+            f"{progress} {scenario.name:<10} {spec.name:<20} "
+            f"{measurement.value:>12,.1f} {scenario.unit}"
+            + ("" if cpu is None else f"  (client CPU {cpu:.0f}%)"),
+            flush=True,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test (< 60 s)")
@@ -579,20 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv_list = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv_list)
 
-    servers = list(SERVERS)
-    if args.servers:
-        wanted = args.servers.split(",")
-        unknown = set(wanted) - {s.name for s in SERVERS}
-        if unknown:
-            parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
-        servers = [s for s in SERVERS if s.name in wanted]
-    scenarios = list(SCENARIOS)
-    if args.scenarios:
-        wanted = args.scenarios.split(",")
-        unknown = set(wanted) - {s.name for s in SCENARIOS}
-        if unknown:
-            parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-        scenarios = [s for s in SCENARIOS if s.name in wanted]
+    servers = _selected(parser, SERVERS, args.servers, "server(s)")
+    scenarios = _selected(parser, SCENARIOS, args.scenarios, "scenario(s)")
     repeats = args.repeats or (1 if args.quick else 3)
     stem = "quick" if args.quick else "latest"
 
@@ -605,13 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
 
     background = busy_percent()
-    if any(load > 10 for load in background.values()):
-        print(
-            "warning: the machine is busy before the run ("
-            + ", ".join(f"cpu{c} {load:.0f}%" for c, load in sorted(background.items()))
-            + "): results will be noisy",
-            file=sys.stderr,
-        )
+    _warn_if_busy(background)
 
     results: Results = {s.name: {spec.name: [] for spec in servers} for s in scenarios}
     unavailable: dict[str, str] = {}
@@ -622,27 +661,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in scenarios:
             params = scenario.quick if args.quick else scenario.full
             for spec in order:
-                if spec.name in unavailable:
-                    continue
-                try:
-                    measurement: Measurement | None = run_one(
-                        spec, scenario, params, args.client, cores, logs
-                    )
-                except Unavailable as exc:
-                    unavailable[spec.name] = str(exc)
-                    print(f"[{repeat + 1}/{repeats}] {spec.name}: unavailable: {exc}", flush=True)
-                    continue
-                except Exception as exc:
-                    measurement = None
-                    print(f"[{repeat + 1}/{repeats}] {scenario.name} {spec.name}: FAILED: {exc}")
-                results[scenario.name][spec.name].append(measurement)
-                if measurement is not None:
-                    cpu = measurement.client_cpu_pct
-                    print(
-                        f"[{repeat + 1}/{repeats}] {scenario.name:<10} {spec.name:<20} "
-                        f"{measurement.value:>12,.1f} {scenario.unit}"
-                        + ("" if cpu is None else f"  (client CPU {cpu:.0f}%)"),
-                        flush=True,
+                if spec.name not in unavailable:
+                    progress = f"[{repeat + 1}/{repeats}]"
+                    _measure(
+                        spec,
+                        scenario,
+                        params,
+                        args.client,
+                        cores,
+                        logs,
+                        progress,
+                        results,
+                        unavailable,
                     )
 
     ran = [s for s in servers if s.name not in unavailable]

@@ -98,7 +98,11 @@ def serve(backend: str) -> None:
         if malloc_trim is not None:
             # Hand freed heap back to the OS so RSS shows what is still in use.
             malloc_trim(0)
-        return {"tasks": count_tasks(), "websockets": len(app._connections), "rss_kib": rss_kib()}
+        return {
+            "tasks": count_tasks(),
+            "websockets": len(app.websockets.live),
+            "rss_kib": rss_kib(),
+        }
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -248,106 +252,115 @@ async def settle(
         await trio.sleep(0.3)
 
 
-async def run(
-    *,
-    cycles: int,
-    idle: int,
-    backend: str = "hypercorn",
-    concurrency: int = 20,
-    rss_tolerance: float = 0.05,
-    log: Any = print,
+async def read_port(server: trio.Process) -> int:
+    """The port the soak server prints once it listens (bounded: 30 s)."""
+    assert server.stdout is not None
+    with trio.fail_after(30):
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = await server.stdout.receive_some(64)
+            if not chunk:
+                raise RuntimeError("the soak server exited before it started")
+            line += chunk
+    return int(line)
+
+
+async def run_cycles(port: int, count: int, offset: int, concurrency: int) -> None:
+    """``count`` connect/disconnect cycles numbered from ``offset``, ``concurrency`` at a time."""
+    numbers = iter(range(offset, offset + count))
+
+    async def worker() -> None:
+        for n in numbers:
+            with trio.fail_after(10):
+                await cycle(port, n)
+
+    async with trio.open_nursery() as workers:
+        for _ in range(concurrency):
+            workers.start_soon(worker)
+
+
+async def open_idle(port: int, count: int, clients: list[Client]) -> None:
+    """Open ``count`` connections, 100 at a time, appending each to ``clients``."""
+
+    async def opened() -> None:
+        clients.append(await Client.connect(port))
+
+    for start in range(0, count, 100):
+        async with trio.open_nursery() as batch:
+            for _ in range(min(100, count - start)):
+                batch.start_soon(opened)
+
+
+async def echo_all(clients: list[Client]) -> int:
+    """Have every client echo a message, 100 at a time; return how many did."""
+    served = 0
+
+    async def ping(client: Client) -> None:
+        nonlocal served
+        await client.echo(b"still there?")
+        served += 1
+
+    for start in range(0, len(clients), 100):
+        async with trio.open_nursery() as batch:
+            for client in clients[start : start + 100]:
+                batch.start_soon(ping, client)
+    return served
+
+
+async def close_all(clients: list[Client]) -> None:
+    for start in range(0, len(clients), 100):
+        async with trio.open_nursery() as batch:
+            for client in clients[start : start + 100]:
+                if client.sock.fileno() != -1:
+                    batch.start_soon(client.close)
+
+
+async def hold_idle(port: int, count: int, figures: dict[str, Any]) -> None:
+    """Hold ``count`` idle connections, check each still echoes, then close them all."""
+    clients: list[Client] = []
+    try:
+        await open_idle(port, count, clients)
+        held = await settle(port, count)
+        figures["peak_rss_kib"] = max(figures.get("peak_rss_kib", 0), held["rss_kib"])
+        figures["idle_held"] = held["websockets"]
+        figures["idle_served"] = await echo_all(clients)
+    finally:
+        await close_all(clients)
+
+
+async def measure(
+    port: int, *, cycles: int, idle: int, backend: str, concurrency: int, log: Any
 ) -> dict[str, Any]:
-    """Run the soak; return the figures and the list of failed checks (``failures``)."""
-    raise_nofile()
-    command = [sys.executable, SCRIPT, "--serve", "--backend", backend]
-    async with trio.open_nursery() as nursery:
-        server = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
-        try:
-            assert server.stdout is not None
-            with trio.fail_after(30):
-                line = b""
-                while not line.endswith(b"\n"):
-                    chunk = await server.stdout.receive_some(64)
-                    if not chunk:
-                        raise RuntimeError("the soak server exited before it started")
-                    line += chunk
-            port = int(line)
-            figures: dict[str, Any] = {"backend": backend, "cycles": cycles, "idle": idle}
-            started = time.monotonic()
+    """Warm-up, baseline, the measured cycles and idle round, final figures."""
+    figures: dict[str, Any] = {"backend": backend, "cycles": cycles, "idle": idle}
+    started = time.monotonic()
+    # Warm-up: one round of everything (allocator pools and arenas reach
+    # their working size), then the baseline.  A leak shows as growth
+    # over the second, measured round.
+    await run_cycles(port, min(300, cycles), 0, concurrency)
+    await hold_idle(port, idle, figures)
+    baseline = await settle(port, 0)
+    figures["baseline"] = baseline
+    log(f"baseline: {baseline}")
+    done = 0
+    while done < cycles:
+        batch_size = min(1000, cycles - done)
+        await run_cycles(port, batch_size, done, concurrency)
+        done += batch_size
+        now = await debug(port)
+        figures["peak_rss_kib"] = max(figures.get("peak_rss_kib", 0), now["rss_kib"])
+        log(f"{done} cycles: {now}")
+    await hold_idle(port, idle, figures)
+    final = await settle(port, 0, max_tasks=baseline["tasks"])
+    figures["final"] = final
+    figures["seconds"] = round(time.monotonic() - started, 1)
+    log(f"final: {final}")
+    return figures
 
-            async def run_cycles(count: int, offset: int) -> None:
-                numbers = iter(range(offset, offset + count))
 
-                async def worker() -> None:
-                    for n in numbers:
-                        with trio.fail_after(10):
-                            await cycle(port, n)
-
-                async with trio.open_nursery() as workers:
-                    for _ in range(concurrency):
-                        workers.start_soon(worker)
-
-            async def hold_idle(count: int) -> None:
-                clients: list[Client] = []
-                try:
-                    for start in range(0, count, 100):
-                        async with trio.open_nursery() as batch:
-                            for _ in range(min(100, count - start)):
-
-                                async def opened() -> None:
-                                    clients.append(await Client.connect(port))
-
-                                batch.start_soon(opened)
-                    held = await settle(port, count)
-                    figures.setdefault("peak_rss_kib", 0)
-                    figures["peak_rss_kib"] = max(figures["peak_rss_kib"], held["rss_kib"])
-                    figures["idle_held"] = held["websockets"]
-                    served = 0
-                    for start in range(0, len(clients), 100):
-                        async with trio.open_nursery() as batch:
-                            for client in clients[start : start + 100]:
-
-                                async def ping(client: Client = client) -> None:
-                                    nonlocal served
-                                    await client.echo(b"still there?")
-                                    served += 1
-
-                                batch.start_soon(ping)
-                    figures["idle_served"] = served
-                finally:
-                    for start in range(0, len(clients), 100):
-                        async with trio.open_nursery() as batch:
-                            for client in clients[start : start + 100]:
-                                if client.sock.fileno() != -1:
-                                    batch.start_soon(client.close)
-
-            # Warm-up: one round of everything (allocator pools and arenas reach
-            # their working size), then the baseline.  A leak shows as growth
-            # over the second, measured round.
-            await run_cycles(min(300, cycles), 0)
-            await hold_idle(idle)
-            baseline = await settle(port, 0)
-            figures["baseline"] = baseline
-            log(f"baseline: {baseline}")
-            done = 0
-            while done < cycles:
-                batch_size = min(1000, cycles - done)
-                await run_cycles(batch_size, done)
-                done += batch_size
-                now = await debug(port)
-                figures["peak_rss_kib"] = max(figures.get("peak_rss_kib", 0), now["rss_kib"])
-                log(f"{done} cycles: {now}")
-            await hold_idle(idle)
-            final = await settle(port, 0, max_tasks=baseline["tasks"])
-            figures["final"] = final
-            figures["seconds"] = round(time.monotonic() - started, 1)
-            log(f"final: {final}")
-        finally:
-            server.terminate()
-            with trio.move_on_after(10):
-                await server.wait()
-            nursery.cancel_scope.cancel()
-
+def check(figures: dict[str, Any], idle: int, rss_tolerance: float) -> list[str]:
+    """The failed checks; adds ``leaked_tasks`` and ``rss_growth`` to ``figures``."""
+    baseline, final = figures["baseline"], figures["final"]
     failures = []
     if final["websockets"] != 0:
         failures.append(f"{final['websockets']} WebSockets still open")
@@ -363,7 +376,34 @@ async def run(
         failures.append(
             f"idle: {figures.get('idle_held')} held, {figures.get('idle_served')} served of {idle}"
         )
-    figures["failures"] = failures
+    return failures
+
+
+async def run(
+    *,
+    cycles: int,
+    idle: int,
+    backend: str = "hypercorn",
+    concurrency: int = 20,
+    rss_tolerance: float = 0.05,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Run the soak; return the figures and the list of failed checks (``failures``)."""
+    raise_nofile()
+    command = [sys.executable, SCRIPT, "--serve", "--backend", backend]
+    async with trio.open_nursery() as nursery:
+        server = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+        try:
+            port = await read_port(server)
+            figures = await measure(
+                port, cycles=cycles, idle=idle, backend=backend, concurrency=concurrency, log=log
+            )
+        finally:
+            server.terminate()
+            with trio.move_on_after(10):
+                await server.wait()
+            nursery.cancel_scope.cancel()
+    figures["failures"] = check(figures, idle, rss_tolerance)
     return figures
 
 

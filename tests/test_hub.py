@@ -57,7 +57,7 @@ async def test_disconnect_policy_raises_slow_consumer_and_unsubscribes() -> None
             await slow.receive()
         # The fast subscriber lost nothing, and the slow one is gone from the topic.
         assert [await fast.receive() for _ in range(5)] == list(range(5))
-        assert hub._topics["t"] == {fast}
+        assert hub.subscriber_count("t") == 1
 
 
 async def test_slow_subscriber_never_blocks_the_publisher() -> None:
@@ -110,6 +110,28 @@ async def test_cancelling_a_subscriber_task_unsubscribes() -> None:
             assert hub.has_subscribers("t")
             nursery.cancel_scope.cancel()
         assert not hub.has_subscribers("t")
+
+
+async def test_subscriber_count_topics_and_connected() -> None:
+    hub = Hub()
+    assert hub.subscriber_count("t") == 0 and not hub.connected
+    async with hub:
+        assert hub.connected and hub.topics() == []
+        async with hub.subscribe("t"), hub.subscribe("t"), hub.subscribe("u"):
+            assert (hub.subscriber_count("t"), hub.subscriber_count("u")) == (2, 1)
+            assert sorted(hub.topics()) == ["t", "u"]
+            assert hub.subscriber_count("nobody") == 0
+        assert hub.subscriber_count("t") == 0 and hub.topics() == []
+    assert not hub.connected
+
+
+async def test_deliver_reaches_local_subscribers_without_the_backend() -> None:
+    # Backends call deliver() for each message that reaches this process.
+    async with Hub() as hub, hub.subscribe("t") as sub:
+        hub.deliver("t", {"n": 1})
+        hub.deliver("nobody", "dropped")
+        assert len(sub) == 1
+        assert await sub.receive() == {"n": 1}
 
 
 async def test_two_receivers_on_one_subscription_is_an_error() -> None:

@@ -14,11 +14,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import coredis
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
 from triows.hub import Hub, HubUnavailable, _redis
 from triows.hub._redis import decode, encode
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 async def _wait_connected(hub: Hub) -> None:
     with trio.fail_after(10):
         # Polls a flag the listener flips on (re)connection; bounded by fail_after.
-        while not hub._backend.connected:  # type: ignore[attr-defined]  # noqa: ASYNC110
+        while not hub.connected:  # noqa: ASYNC110
             await trio.sleep(0.01)
 
 
@@ -224,12 +225,15 @@ async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisSe
             assert len(workers) >= 2
             async with AsyncExitStack() as connections:
                 clients: dict[int, WebSocketConnection] = {}
+                # trio-websocket's tasks; each connection is closed (callbacks below) first.
+                nursery = await connections.enter_async_context(trio.open_nursery())
                 # Connect until both workers hold a client (the kernel picks the worker).
+                # Our own TCP stream, so that its local port is known.
                 for _ in range(40):
-                    ws = await connections.enter_async_context(
-                        open_websocket_url(f"ws://127.0.0.1:{port}/chat")
-                    )
-                    local_port = ws._stream.socket.getsockname()[1]  # type: ignore[attr-defined]
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    local_port = stream.socket.getsockname()[1]
+                    ws = await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", "/chat")
+                    connections.push_async_callback(ws.aclose)
                     clients.setdefault(_owner_pid(port, local_port, workers), ws)
                     if len(clients) == 2:
                         break
@@ -324,23 +328,37 @@ async def test_a_publish_right_after_start_waits_for_the_listener(
 
 
 async def test_a_listener_that_lost_its_subscription_unnoticed_reconnects(
-    redis_server: RedisServer,
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A listener's connection can outlive the Redis it subscribed on (Redis
     # restarted behind a proxy, a host gone without closing it): Redis then reports
     # no receiver for a topic the listener believes it is subscribed to.  Simulated
     # by unsubscribing the listener's connection behind the hub's back.
+    caplog.set_level(logging.INFO, logger="triows.hub")
+    # The listener's pub/sub connections, as coredis creates them for the hub.
+    pubsubs: list[Any] = []
+    pubsub = coredis.Redis.pubsub
+
+    def capture(self: coredis.Redis[bytes], **kwargs: Any) -> Any:
+        pubsubs.append(pubsub(self, **kwargs))
+        return pubsubs[-1]
+
+    monkeypatch.setattr(coredis.Redis, "pubsub", capture)
     async with Hub(redis_server.url) as hub:
         await _wait_connected(hub)
         async with hub.subscribe("t") as sub:
-            await hub._backend._pubsub.unsubscribe(b"triows:t")  # type: ignore[attr-defined]
+            (listener,) = pubsubs
+            await listener.unsubscribe(b"triows:t")
             with pytest.raises(HubUnavailable, match="lost its subscription"):
                 await hub.publish("t", "to nobody")
             await _wait_connected(hub)
             await hub.publish("t", "after")
             with trio.fail_after(5):
                 assert await sub.receive() == "after"
-        assert hub._backend.outages == 1  # type: ignore[attr-defined]
+        # One outage: the listener reconnected once.
+        assert len(pubsubs) == 2
+        (lost,) = _hub_lines(caplog, logging.WARNING)
+        assert "lost Redis" in lost and "stale connection" in lost, lost
 
 
 async def test_malformed_messages_are_skipped_without_reconnecting(
@@ -372,5 +390,6 @@ async def test_malformed_messages_are_skipped_without_reconnecting(
                 assert await sub.receive() == "good"
             assert len(_hub_lines(caplog, logging.WARNING)) == 2
             assert "29 more" in _hub_lines(caplog, logging.WARNING)[1]
-        assert hub._backend.outages == 0  # type: ignore[attr-defined]
-        assert hub._backend.connected  # type: ignore[attr-defined]
+        # No outage: the listener kept its connection.
+        assert not [line for line in _hub_lines(caplog, logging.WARNING) if "lost Redis" in line]
+        assert hub.connected

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import inspect
 import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -153,7 +152,7 @@ def _evaluated_signature(view: Callable[..., Any]) -> inspect.Signature:
         return inspect.signature(view, eval_str=True)
     except NameError as exc:
         error = exc
-    frame = sys._getframe(1)
+    frame = inspect.currentframe()  # this function's own frame is triows': skipped
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module != "triows" and not module.startswith("triows."):
@@ -161,7 +160,7 @@ def _evaluated_signature(view: Callable[..., Any]) -> inspect.Signature:
                 return inspect.signature(view, eval_str=True, locals=frame.f_locals)
             except NameError:
                 pass
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     raise error
 
 

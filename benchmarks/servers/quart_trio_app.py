@@ -20,7 +20,9 @@ async def echo() -> None:
 
 
 async def sub() -> None:
-    ws = cast(Any, websocket)._get_current_object()  # the connection, not the proxy
+    # The connection, not the proxy (kept in `subscribers` beyond this request):
+    # werkzeug's LocalProxy API, documented despite its underscore.
+    ws = cast(Any, websocket)._get_current_object()  # noqa: SLF001
     await ws.accept()
     subscribers.add(ws)
     try:

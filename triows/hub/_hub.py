@@ -35,6 +35,10 @@ class Backend(Protocol):
     async def watch(self, topic: str) -> None:
         """A first local subscriber appeared for ``topic``."""
 
+    @property
+    def connected(self) -> bool:
+        """Whether the engine can be reached now (see :attr:`Hub.connected`)."""
+
 
 def check_message(message: Any) -> None:
     if not isinstance(message, str | bytes):
@@ -64,10 +68,14 @@ class MemoryBackend:
         check_message(message)
         await trio.lowlevel.checkpoint()
         assert self._hub is not None
-        self._hub._deliver(topic, message)
+        self._hub.deliver(topic, message)
 
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()
+
+    @property
+    def connected(self) -> bool:
+        return self._hub is not None
 
 
 class Hub:
@@ -111,7 +119,18 @@ class Hub:
 
     @property
     def running(self) -> bool:
+        """Whether the hub is running (inside ``App(hub=...)`` or ``async with hub:``)."""
         return self._running
+
+    @property
+    def connected(self) -> bool:
+        """Whether ``publish()`` can reach the hub's engine now.
+
+        In memory: whenever the hub is running.  With Redis: while its listener
+        is connected to Redis and subscribed to every topic with local
+        subscribers (False while it starts, during an outage and once stopped).
+        """
+        return self._running and self._backend.connected
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the hub until cancelled (``nursery.start(hub.run)``)."""
@@ -205,12 +224,35 @@ class Hub:
         """Whether this process has a subscriber to ``topic``."""
         return topic in self._topics
 
-    def _deliver(self, topic: str, message: Any) -> None:
+    def subscriber_count(self, topic: str) -> int:
+        """How many subscriptions to ``topic`` this process holds (0 if none).
+
+        Local to this process: with Redis, other processes' subscribers are not
+        counted.  A subscription counts from the start of its ``subscribe()``
+        block until it is left (or overflows under ``"disconnect"``).
+        """
+        subscribers = self._topics.get(topic)
+        return 0 if subscribers is None else len(subscribers)
+
+    def topics(self) -> list[str]:
+        """The topics with at least one subscriber in this process (a snapshot).
+
+        For backends: the Redis listener subscribes to these on (re)connection.
+        """
+        return list(self._topics)
+
+    def deliver(self, topic: str, message: Any) -> None:
+        """Hand ``message`` to this process's subscribers of ``topic``; never waits.
+
+        For backends, not applications (publish with :meth:`publish`): a backend
+        calls it once per message that reaches this process.  Subscriptions that
+        overflow under ``"disconnect"`` are removed from the topic.
+        """
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
         # One Broadcast per delivery: every subscriber shares its encoding and frame.
         shared = Broadcast(message)
-        overflowed = [s for s in subscribers if not s._put(shared)]
+        overflowed = [s for s in subscribers if not s.put(shared)]
         for subscription in overflowed:
             self._remove(subscription)

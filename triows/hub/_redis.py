@@ -153,7 +153,7 @@ class RedisBackend:
         # From here on watch() subscribes new topics on this connection itself, so
         # none added while the topics below are being subscribed is missed.
         self._pubsub = pubsub
-        topics = list(hub._topics)
+        topics = hub.topics()
         if topics:
             await pubsub.subscribe(*(_channel(t) for t in topics))
         self._listening.update(topics)
@@ -190,7 +190,7 @@ class RedisBackend:
                 # message is its problem: skip it, keep the connection.
                 self._malformed.report(channel, data, exc)
                 continue
-            hub._deliver(topic, decoded)
+            hub.deliver(topic, decoded)
 
     def _lost(self) -> None:
         reason, self._restart_reason = self._restart_reason, ""

@@ -68,8 +68,12 @@ class Subscription:
         #: The WebSocket that forward() is sending to.
         self._target: WebSocket | None = None
 
-    def _put(self, message: Broadcast) -> bool:
-        """Buffer ``message``; False if the subscription overflowed and must be removed."""
+    def put(self, message: Broadcast) -> bool:
+        """Buffer ``message``; False if the subscription overflowed and must be removed.
+
+        Called by the hub (:meth:`Hub.deliver <triows.Hub.deliver>`), once per
+        message: never waits.  Applications publish with ``Hub.publish()``.
+        """
         buffer = self._buffer
         # forward() is idle and nothing is queued ahead: let the server write
         # the message from the delivering task, sparing the subscriber a wake-up.
