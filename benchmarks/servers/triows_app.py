@@ -23,6 +23,7 @@ import functools
 import socket
 import subprocess
 import time
+from typing import Literal
 
 import trio
 
@@ -121,7 +122,8 @@ async def main(backend: str, fanout: str) -> None:
     if backend == "plain-hypercorn":
         await serve_on_hypercorn(app)
         return
-    serve = functools.partial(triows.serve, app, host=HOST, port=0, backend=backend)
+    server: Literal["native", "hypercorn"] = "native" if backend == "native" else "hypercorn"
+    serve = functools.partial(triows.serve, app, host=HOST, port=0, backend=server)
     async with trio.open_nursery() as nursery:
         port: int = await nursery.start(serve)
         announce(port)
