@@ -236,16 +236,19 @@ async def test_batches_and_forward_over_real_sockets(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", ["hypercorn", "native"])
 async def test_permessage_deflate_clients(backend: str) -> None:
-    # websockets' client offers permessage-deflate and both backends accept it, so
-    # the shared frames cannot be used: each message is compressed per connection
-    # (next to an uncompressed client of the same topic).
+    # websockets' client offers permessage-deflate and the native backend accepts
+    # it, so the shared frames cannot be used: each message is compressed per
+    # connection (next to an uncompressed client of the same topic).  The
+    # hypercorn backend declines it (docs/deployment.md: wsproto would inflate a
+    # deflate bomb): the offering client gets plain frames.
     app, hub, _ = _fanout_app()
+    negotiated = [] if backend == "hypercorn" else ["permessage-deflate"]
     with trio.fail_after(10):
         async with testing.live_server(app, backend=backend) as server:
             connect = functools.partial(websockets.trio.client.connect, compression="deflate")
             async with connect(server.url("/batch")) as ws:
                 extensions = ws.protocol.extensions
-                assert [e.name for e in extensions] == ["permessage-deflate"]
+                assert [e.name for e in extensions] == negotiated
                 got = [await ws.recv() for _ in range(5)]
                 assert got == ["one", "two", "shared", "x" * 70_000, "shared"]
             async with (
@@ -393,9 +396,10 @@ def _counting_send_many(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 async def test_hub_hands_messages_to_idle_subscribers_without_waking_them(
     transport: str, monkeypatch: pytest.MonkeyPatch, tls_certificate: tuple[Path, Path]
 ) -> None:
-    # Over plain TCP each message is written by the publishing task (send_now):
-    # the forwarding task never wakes.  Over TLS only the SSL object may write,
-    # so every message takes the forward task's ordinary path.
+    # On the native backend each message is written by the publishing task
+    # (send_now): the forwarding task never wakes.  The hypercorn backend offers
+    # no send_now (nothing writes to hypercorn's socket outside hypercorn's send
+    # path), so every message takes the forward task's ordinary path.
     calls = _counting_send_many(monkeypatch)
     app, hub, _ = _fanout_app()
     with trio.fail_after(10):
@@ -404,7 +408,7 @@ async def test_hub_hands_messages_to_idle_subscribers_without_waking_them(
             for n in range(20):
                 await hub.publish("t", f"m{n}")
                 assert await ws.get_message() == f"m{n}"
-    assert len(calls) == (20 if transport == "hypercorn-tls" else 0)
+    assert len(calls) == (0 if transport == "native" else 20)
 
 
 @pytest.mark.parametrize("backend", ["hypercorn", "native"])
@@ -459,14 +463,13 @@ async def test_direct_writes_and_the_views_own_sends_never_interleave(
 async def test_sends_write_directly_unless_the_server_cannot(
     transport: str, monkeypatch: pytest.MonkeyPatch, tls_certificate: tuple[Path, Path]
 ) -> None:
-    # send(), send_text() and send_many() go through send_now on plain TCP: no
-    # websocket.send event reaches the server's ASGI send.  Over TLS they all do.
+    # send(), send_text() and send_many() go through send_now on the native
+    # backend: no websocket.send event reaches the server's ASGI send.  The
+    # hypercorn backend is plain ASGI: every message is a websocket.send event.
     from hypercorn.protocol.ws_stream import WSStream
 
-    from triows import _hypercorn
     from triows._native._connection import _WebSocketConnection
 
-    _hypercorn.install()  # serve() installs it too; patch the installed method
     events: list[str] = []
     for cls, name in ((WSStream, "app_send"), (_WebSocketConnection, "send")):
         original = getattr(cls, name)
@@ -498,7 +501,7 @@ async def test_sends_write_directly_unless_the_server_cannot(
                     "shared",
                 ]
     sends = [e for e in events if e in ("websocket.send", "triows.websocket.send_batch")]
-    assert len(sends) == (30 if transport == "hypercorn-tls" else 0)
+    assert len(sends) == (0 if transport == "native" else 40)
 
 
 @pytest.mark.parametrize("backend", ["hypercorn", "native"])

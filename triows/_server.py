@@ -7,10 +7,9 @@ import logging
 from typing import Any, Literal
 
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
-from . import _hypercorn
 from ._app import App
+from ._hypercorn import serve_hypercorn
 
 __all__ = ["serve"]
 
@@ -30,6 +29,7 @@ async def serve(
     ping_timeout: float = 20.0,
     handshake_timeout: float = 10.0,
     gc_freeze: bool = True,
+    backlog: int = 1024,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
 ) -> None:
@@ -63,6 +63,10 @@ async def serve(
     (see ``triows._native.serve_native``): same semantics and close codes, a
     faster path per message; hypercorn options are refused there.
 
+    ``backlog``: the listen backlog, connections the kernel completes before the
+    server accepts them (hypercorn's own default, 100, left a burst of
+    handshakes waiting for SYN retries).
+
     ``gc_freeze``: once the App has started, just before serving, collect
     garbage and ``gc.freeze()`` what is left (modules, routes, app-scoped
     providers), so the collector's full passes skip it; ``gc.unfreeze()`` when
@@ -89,67 +93,27 @@ async def serve(
                 ping_timeout=ping_timeout,
                 handshake_timeout=handshake_timeout,
                 access_log=access_log,
+                # TODO(native): backlog=backlog, once serve_native accepts it.
                 task_status=task_status,
                 **hypercorn_options,
             )
             return
         if backend != "hypercorn":
             raise ValueError(f"serve() got backend={backend!r}; use 'hypercorn' or 'native'")
-        _hypercorn.install()
-        config = _hypercorn.TriowsConfig()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.websocket_max_message_size = max_message_size
-        keepalive = None
-        if ping_interval is not None:
-            keepalive = config.triows_keepalive = _hypercorn.Keepalive(ping_interval, ping_timeout)
-        # The server's one keepalive task pings (hypercorn's own pings are off: they
-        # would cost a task per connection, spawned at every handshake).
-        config.websocket_ping_interval = None
-        config.graceful_timeout = shutdown_timeout
-        config.keep_alive_timeout = handshake_timeout
-        idle = config.triows_idle = _hypercorn.IdleTimeouts(handshake_timeout)
-        config.accesslog = logging.getLogger("triows.access") if access_log else None
-        for name, value in hypercorn_options.items():
-            if not hasattr(config, name):
-                raise TypeError(
-                    f"serve() got an unknown option {name!r} (not a hypercorn Config field)"
-                )
-            setattr(config, name, value)
-
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            # The server runs shielded: cancelling serve() must become a graceful
-            # shutdown, not an abrupt cancel of every connection.
-            server_scope = trio.CancelScope(shield=True)
-
-            async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
-                with server_scope:
-                    async with trio.open_nursery() as services:
-                        # Inside the shielded scope: idle connections close at once
-                        # when the shutdown starts, as hypercorn's own timers do.
-                        services.start_soon(idle.run, stop)
-                        await hypercorn_serve(
-                            app,  # type: ignore[arg-type]
-                            config,
-                            shutdown_trigger=stop.wait,
-                            task_status=task_status,
-                        )
-                        services.cancel_scope.cancel()
-
-            try:
-                binds: list[str] = await nursery.start(run_server)
-                if keepalive is not None:
-                    nursery.start_soon(keepalive.run)
-                task_status.started(int(binds[0].rsplit(":", 1)[1]))
-                await trio.sleep_forever()
-            finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(shutdown_timeout):
-                        await app.close_connections(shutdown_timeout)
-                    stop.set()
-                    # hypercorn now finishes its connections (bounded by graceful_timeout)
-                    # and runs the App's lifespan shutdown; force it after twice the budget.
-                    server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1
+        await serve_hypercorn(
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout=shutdown_timeout,
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
+            access_log=access_log,
+            backlog=backlog,
+            task_status=task_status,
+            **hypercorn_options,
+        )
     finally:
         if freezer is not None and freezer.frozen:
             gc.unfreeze()

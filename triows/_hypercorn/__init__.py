@@ -1,63 +1,38 @@
-"""The hypercorn fixes that ``triows.serve`` and ``triows run`` apply.
+"""The hypercorn backend of ``triows.serve``: hypercorn 0.18, extended by declared subclasses.
 
-The package: ``_config`` (the config that turns them on), ``_timers`` (one task
-per server for keepalive and idle timeouts), ``_writes`` (batches and direct
-writes), ``_install`` (the wrappers themselves).
+Nothing here patches hypercorn: ``serve_hypercorn`` runs hypercorn's protocols
+with subclasses bound where hypercorn builds each object (see ``_tcp`` and
+``_stream``), each override calling hypercorn's method and adding behaviour
+before or after it.  The App sees plain ASGI.  What hypercorn 0.18 gets wrong,
+and what this backend does about it (docs/deployment.md has the user's view):
 
-hypercorn 0.18's WebSocket stream (``hypercorn.protocol.ws_stream.WSStream``):
+- it reports every close the client starts as 1006: the app gets the code and
+  reason of the client's close frame (``TriowsConnection`` records it; the
+  stream's ``app_put`` rewrites the disconnect);
+- it sends pings but never checks pongs: one keepalive task per WebSocket
+  pings and closes a client whose pong is late (1006, ``"ping timeout"``);
+- wsproto inflates a permessage-deflate frame before the size check (a 1 MiB
+  frame took 1.3 GB): permessage-deflate is not negotiated;
+- after a 1009 its buffer keeps every later fragment: ``BoundedBuffer``
+  refuses before writing, and the stream drains the client's frames to its
+  close frame without keeping them;
+- some packets (a handshake followed by a body or a pipelined request) make
+  h11's LocalProtocolError escape its TCPServer and end the whole server:
+  ``TriowsTCPServer.run`` contains any error to its connection;
+- its socket writes are shielded, so a client that stops reading holds the
+  shutdown: at the shutdown's deadline the server closes the sockets left;
+- it drops a send after the client left silently (ASGI asks for an OSError:
+  ``ClientGone``), fails a connection on a bad frame without a close frame
+  (1002, 1007 are sent first), accepts any ``Sec-WebSocket-Key`` and refuses a
+  bad version with a bare 400 (400 and 426 here), and lets a write race the
+  connection's close with ``trio.BusyResourceError``;
+- it listens with a backlog of 100: ``serve()`` passes its ``backlog`` (1024).
 
-1. reports every client-initiated close to the app as code 1006, dropping the code
-   and reason from the client's close frame; and after a 1009 (message too big) it
-   tells the app nothing until the socket closes;
-2. silently discards ``websocket.send`` events once the client has gone, where the
-   ASGI spec asks for an ``OSError`` so the app can tell;
-3. sends pings but never checks that pongs come back, so a peer that vanished
-   without closing (or stopped reading) holds its connection and view forever.
-   With a TriowsConfig, one :class:`Keepalive` task per server pings and closes
-   a connection whose pong is late: the view sees a disconnect with code 1006
-   and reason ``"ping timeout"``;
-4. fails a connection on a client's protocol error (bad frame, invalid UTF-8)
-   by dropping the TCP connection without a close frame: with a TriowsConfig the
-   client gets a close frame with the code (1002, 1007) first;
-5. accepts any ``Sec-WebSocket-Key`` (RFC 6455: base64 of 16 bytes) and refuses
-   an unsupported ``Sec-WebSocket-Version`` with a bare 400: triows refuses a bad
-   key with 400, and a wrong version with 426 and ``Sec-WebSocket-Version: 13``;
-6. (its trio ``TCPServer``) lets a write race the connection's close: ``_close()``
-   half-closes the stream without the send lock, and a concurrent write then
-   fails with ``trio.BusyResourceError``, which reaches the app's ``send``.  With
-   a TriowsConfig that write counts as a closed connection, as ``_close()``
-   itself counts the race.
-
-It also adds triows' ``triows.send_batch`` extension (see ``triows._broadcast``):
-a batch of messages is framed by wsproto (or, with no extension negotiated,
-taken from the frames a :class:`~triows.Broadcast` shares) and written as one
-``Data`` event, so one socket write.  Its ``send_now`` writes a batch from the
-calling task without yielding (every ``WebSocket.send``, and a hub delivering
-to an idle subscriber): when
-the connection's send lock is free, the frames go to the socket with one
-non-blocking write; a tail the kernel did not take waits in
-``TCPServer._triows_pending``, which the connection's next write (or a task
-spawned to flush it) sends first, under the lock.
-
-And it trims two per-connection costs of hypercorn's trio ``TCPServer``: its
-idle timeout (the slowloris guard before a request head, and between
-keep-alive requests) is a deadline checked by one :class:`IdleTimeouts` task
-per server instead of a task started and cancelled per connection, and with
-no ``read_timeout`` its read loop has no ``trio.fail_after(inf)`` scope per
-read.
-
-(hypercorn also drops WebSockets without a close frame at shutdown; triows fixes
-that in the App itself, see ``App.close_connections``, so it needs no patch.)
-
-The fix wraps a few methods of ``WSStream`` and ``TCPServer`` once per process.
-The wrappers act only on streams whose config is a :class:`TriowsConfig`, the
-config ``serve()`` builds; a plain ``hypercorn -k trio`` server in the same
-process, or any other config, runs hypercorn's code unchanged.  The patch
-refuses to install on a hypercorn series it was not tested with.
+At shutdown, ``App.close_connections()`` closes every view's WebSocket with 1001
+through ASGI before the server stops: that needs nothing from hypercorn.
 """
 
-from ._config import TriowsConfig
-from ._install import TESTED_SERIES, ClientGone, install
-from ._timers import IdleTimeouts, Keepalive
+from ._serve import hypercorn_config, serve_hypercorn
+from ._stream import ClientGone
 
-__all__ = ["TESTED_SERIES", "ClientGone", "IdleTimeouts", "Keepalive", "TriowsConfig", "install"]
+__all__ = ["ClientGone", "hypercorn_config", "serve_hypercorn"]
