@@ -65,6 +65,7 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                     ping_interval=args.ping_interval or None,
                     ping_timeout=args.ping_timeout,
                     gc_freeze=args.gc_freeze,
+                    backlog=args.backlog,
                     **tls,
                 )
             )
@@ -118,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=20.0,
         help="seconds a client has to answer a ping before it is disconnected (default 20)",
     )
+    run.add_argument(
+        "--backlog",
+        type=int,
+        default=1024,
+        help="listen backlog: connections queued before the server accepts them (default 1024)",
+    )
     run.add_argument("--certfile", help="TLS certificate chain (PEM): serve wss:// and https://")
     run.add_argument("--keyfile", help="the certificate's private key (PEM)")
     run.add_argument(
@@ -137,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if args.ping_interval < 0 or args.ping_timeout <= 0:
         parser.error("--ping-interval must be >= 0 and --ping-timeout > 0")
+    if args.backlog < 1:
+        parser.error("--backlog must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(args.target)
     try:
