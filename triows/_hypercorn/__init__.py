@@ -1,9 +1,11 @@
 """The hypercorn backend of ``triows.serve``: hypercorn 0.18, extended by declared subclasses.
 
-Nothing here patches hypercorn: ``serve_hypercorn`` runs hypercorn's protocols
-with subclasses bound where hypercorn builds each object (see ``_tcp`` and
-``_stream``), each override calling hypercorn's method and adding behaviour
-before or after it.  The App sees plain ASGI.  What hypercorn 0.18 gets wrong,
+Nothing here patches hypercorn: ``serve_hypercorn`` (``_serve``) runs hypercorn's
+protocols with subclasses bound where hypercorn builds each object (``_tcp``:
+the TCP server; ``_protocols``: HTTP/1.1 and HTTP/2; ``_stream``: the
+WebSocket stream, its wsproto connection and message buffer), each override
+calling hypercorn's method and adding behaviour before or after it.  The App
+sees plain ASGI.  What hypercorn 0.18 gets wrong,
 and what this backend does about it (docs/deployment.md has the user's view):
 
 - it reports every close the client starts as 1006: the app gets the code and

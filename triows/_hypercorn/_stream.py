@@ -1,9 +1,10 @@
 """hypercorn's WebSocket stream as triows serves it: declared subclasses, no patches.
 
-:class:`TriowsWSStream` is built by :class:`~._tcp.TriowsH11Protocol` where
-hypercorn's ``H11Protocol`` builds its ``WSStream``; it builds its own wsproto
-connection (:class:`TriowsConnection`) where hypercorn's ``Handshake.accept``
-builds one, and its message buffer (:class:`BoundedBuffer`) in its constructor.
+:class:`TriowsWSStream` is built by the protocols of ``_protocols`` where
+hypercorn's ``H11Protocol`` and ``H2Protocol`` build a ``WSStream``; it builds
+its own wsproto connection (:class:`TriowsConnection`) where hypercorn's
+``Handshake.accept`` builds one, and its message buffer (:class:`BoundedBuffer`)
+in its constructor.
 Every override calls hypercorn's method and adds behaviour before or after it.
 """
 
@@ -17,7 +18,7 @@ from typing import Final
 import attrs
 import trio
 from hypercorn.config import Config
-from hypercorn.protocol.events import Data, EndBody, Request, Response, StreamClosed
+from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.ws_stream import (
     ASGIWebsocketState,
@@ -199,14 +200,15 @@ class TriowsWSStream(WSStream):
                 return
             await super().handle(event)
             return
-        if isinstance(event, Data) and self.buffer.overflowed:
+        # Data over HTTP/1.1, Body over HTTP/2.
+        if isinstance(event, (Body, Data)) and self.buffer.overflowed:
             await self._drain(event.data)
             return
         if isinstance(event, StreamClosed):
             self._ended.set()
             self._answered.set()
         await super().handle(event)
-        if isinstance(event, Data) and self.buffer.overflowed:
+        if isinstance(event, (Body, Data)) and self.buffer.overflowed:
             await self._drain(b"")  # the frames after the refused one in this read
 
     async def _refuse(self, request: Request) -> bool:

@@ -1,34 +1,27 @@
-"""hypercorn's trio TCP server and HTTP/1.1 protocol as triows serves them.
+"""hypercorn's trio TCP server as triows serves it.
 
 ``serve_hypercorn`` runs its own accept loop (``trio.serve_listeners``) with
-:class:`TriowsTCPServer`, where hypercorn's worker uses ``TCPServer``.  Each
-binds the next declared subclass where hypercorn builds the object: the
-server's ``protocol`` (hypercorn's ``ProtocolWrapper``) gets a
-:class:`TriowsH11Protocol` for HTTP/1.1, whose ``stream`` is a
-:class:`~._stream.TriowsWSStream` for a WebSocket.  HTTP/2 (over TLS with ALPN,
-or h2c) keeps hypercorn's own classes.
+:class:`TriowsTCPServer`, where hypercorn's worker uses ``TCPServer``; its
+``protocol`` is a :class:`~._protocols.TriowsProtocolWrapper`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event
 from hypercorn.protocol import ProtocolWrapper
-from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.protocol.http_stream import HTTPStream
-from hypercorn.protocol.ws_stream import WSStream
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import AppWrapper, ConnectionState, LifespanState, TaskGroup
-from hypercorn.typing import WorkerContext as WorkerContextType
+from hypercorn.typing import AppWrapper, LifespanState
 
-from ._stream import Keepalive, TriowsWSStream
+from ._protocols import TriowsProtocolWrapper
+from ._stream import Keepalive
 
-__all__ = ["Connections", "TriowsH11Protocol", "TriowsTCPServer"]
+__all__ = ["Connections", "TriowsTCPServer"]
 
 logger = logging.getLogger("triows")
 
@@ -62,53 +55,6 @@ class Connections:
             connection.abort()
 
 
-class TriowsH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, serving WebSockets with :class:`TriowsWSStream`."""
-
-    def __init__(
-        self,
-        app: AppWrapper,
-        config: Config,
-        context: WorkerContextType,
-        task_group: TaskGroup,
-        connection_state: ConnectionState,
-        ssl: bool,
-        client: tuple[str, int] | None,
-        server: tuple[str, int] | None,
-        send: Callable[[Event], Awaitable[None]],
-        *,
-        keepalive: Keepalive | None,
-    ) -> None:
-        self._keepalive = keepalive
-        self._stream: HTTPStream | WSStream | None = None
-        super().__init__(
-            app, config, context, task_group, connection_state, ssl, client, server, send
-        )
-
-    @property
-    def stream(self) -> HTTPStream | WSStream | None:
-        return self._stream
-
-    @stream.setter
-    def stream(self, stream: HTTPStream | WSStream | None) -> None:
-        # hypercorn's _create_stream assigns the stream it has just built, before
-        # giving it the request: a WebSocket gets ours, built the same way.
-        if type(stream) is WSStream:
-            stream = TriowsWSStream(
-                stream.app,
-                stream.config,
-                stream.context,
-                stream.task_group,
-                stream.scheme == "wss",
-                stream.client,
-                stream.server,
-                stream.send,
-                stream.stream_id,
-                keepalive=self._keepalive,
-            )
-        self._stream = stream
-
-
 class TriowsTCPServer(TCPServer):
     """hypercorn's trio TCP server: one connection, contained, and closable at a deadline."""
 
@@ -134,23 +80,22 @@ class TriowsTCPServer(TCPServer):
         return self._protocol
 
     @protocol.setter
-    def protocol(self, wrapper: ProtocolWrapper) -> None:
+    def protocol(self, built: ProtocolWrapper) -> None:
         # hypercorn's run() assigns the ProtocolWrapper it has just built, before
-        # any byte is read: HTTP/1.1 is served by ours, built the same way.
-        if type(wrapper.protocol) is H11Protocol:
-            wrapper.protocol = TriowsH11Protocol(
-                wrapper.app,
-                wrapper.config,
-                wrapper.context,
-                wrapper.task_group,
-                wrapper.state,
-                wrapper.ssl,
-                wrapper.client,
-                wrapper.server,
-                wrapper.send,
-                keepalive=self._keepalive,
-            )
-        self._protocol = wrapper
+        # any byte is read: ours is built the same way (its protocols are ours).
+        self._protocol = TriowsProtocolWrapper(
+            built.app,
+            built.config,
+            built.context,
+            built.task_group,
+            built.state,
+            built.ssl,
+            built.client,
+            built.server,
+            built.send,
+            "h2" if isinstance(built.protocol, H2Protocol) else None,
+            keepalive=self._keepalive,
+        )
 
     async def run(self) -> None:
         """hypercorn's connection; an error in it ends this connection, not the server.
