@@ -27,7 +27,6 @@ __all__ = ["TESTED_SERIES", "serve_hypercorn"]
 #: The hypercorn release series whose classes triows' subclasses were written against.
 TESTED_SERIES = ("0.18.",)
 
-logger = logging.getLogger("triows")
 
 Listener = trio.SocketListener | trio.SSLListener[trio.SocketStream]
 Handler = Callable[[Any], Awaitable[object]]
