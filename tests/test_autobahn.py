@@ -1,7 +1,9 @@
 """Autobahn conformance (issue 4): kosoku's fuzzing client against triows.serve.
 
-Every backend (native, native over TLS, hypercorn) runs every case of ``tests.autobahn.CASES``: 1.* to 10.* and the
-compression subset 12.1.*, 13.1.*.  No case may fail or be
+Every backend (native, native over TLS, hypercorn) runs every case of
+``tests.autobahn.CASES``: 1.* to 10.* and the compression subset 12.1.*, 13.1.*
+(not on hypercorn: that backend does not negotiate permessage-deflate, see
+docs/deployment.md, so every compression case would be UNIMPLEMENTED there).  No case may fail or be
 unimplemented, and every NON-STRICT or INFORMATIONAL verdict must be one
 documented with its reason.  Whole run: about 25 s (hypercorn) and 8 s (native)
 on two cores; ``scripts/autobahn`` runs the same from the command line.
@@ -18,14 +20,16 @@ from tests import autobahn
 
 @pytest.mark.parametrize("backend", ["native", "native-tls", "hypercorn"])
 async def test_autobahn_cases_pass(backend: str, tmp_path: Path) -> None:
-    cases = autobahn.CASES
+    cases: tuple[str, ...] = autobahn.CASES
+    if backend == "hypercorn":  # no permessage-deflate there
+        cases = tuple(case for case in cases if not case.startswith(("12.", "13.")))
     results = await autobahn.run(backend, cases, tmp_path, timeout=240)
     print(autobahn.table(results))
     assert autobahn.problems(results) == []
     # Every selected category ran (an empty selection must not pass quietly).
     ran = {case_id.split(".")[0] for case_id in results}
     assert ran == {case.split(".")[0] for case in cases}
-    assert len(results) >= 337
+    assert len(results) >= (301 if backend == "hypercorn" else 337)
 
 
 def test_problems_are_reported() -> None:

@@ -210,16 +210,14 @@ async def test_under_plain_hypercorn(behaviour: Behaviour) -> None:
 @behaviours
 async def test_over_triows_serve(behaviour: Behaviour, backend: Backend) -> None:
     log: list[object] = []
-    # No keepalive: hypercorn pings as soon as it accepts, and trio-websocket fails
-    # (LocalProtocolError) if that ping arrives after it sent its close frame.
-    async with backend.serve(_app(log), ping_interval=None) as served:
+    async with backend.serve(_app(log)) as served:
 
         @asynccontextmanager
         async def connect(path: str) -> AsyncIterator[_Client]:
             async with served.connect(path) as ws:
                 yield _OverSockets(ws)
 
-        # serve(backend="hypercorn") is hypercorn's own trio worker: codes are 1006 there.
-        serving = _Serving(connect, reports_close_codes=backend.server != "hypercorn")
+        # Every triows.serve backend passes the client's own close code on.
+        serving = _Serving(connect, reports_close_codes=True)
         with trio.fail_after(5):
             await behaviour(serving, log)

@@ -66,6 +66,10 @@ async def serve(
     arguments set hypercorn ``Config`` attributes (``backend="hypercorn"``
     only: the native backend refuses them with TypeError).
 
+    ``backlog``: the listen backlog, connections the kernel completes before the
+    server accepts them (hypercorn's own default, 100, left a burst of
+    handshakes waiting for SYN retries), on both backends.
+
     ``gc_freeze``: once the App has started, just before serving, collect
     garbage and ``gc.freeze()`` what is left (modules, routes, app-scoped
     providers), so the collector's full passes skip it; ``gc.unfreeze()`` when
@@ -110,8 +114,10 @@ async def serve(
             shutdown_timeout=shutdown_timeout,
             max_message_size=max_message_size,
             ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
             handshake_timeout=handshake_timeout,
             access_log=access_log,
+            backlog=backlog,
             task_status=task_status,
             **hypercorn_options,
         )

@@ -1,0 +1,358 @@
+"""hypercorn's WebSocket stream as triows serves it: declared subclasses, no patches.
+
+:class:`TriowsWSStream` is built by the protocols of ``_protocols`` where
+hypercorn's ``H11Protocol`` and ``H2Protocol`` build a ``WSStream``; it builds
+its own wsproto connection (:class:`TriowsConnection`) where hypercorn's
+``Handshake.accept`` builds one, and its message buffer (:class:`BoundedBuffer`)
+in its constructor.
+Every override calls hypercorn's method and adds behaviour before or after it.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import Final
+
+import attrs
+import trio
+from hypercorn.config import Config
+from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.ws_stream import (
+    ASGIWebsocketState,
+    FrameTooLargeError,
+    WebsocketBuffer,
+    WSStream,
+)
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    TaskGroup,
+    WorkerContext,
+)
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import CloseConnection, Message, Ping, Pong
+from wsproto.events import Event as WSEvent
+
+__all__ = ["BoundedBuffer", "ClientGone", "Keepalive", "TriowsConnection", "TriowsWSStream"]
+
+logger = logging.getLogger("triows")
+
+#: The payload of triows' keepalive pings.
+PING_PAYLOAD: Final = b"triows"
+
+_CLOSE_HEADERS: Final = ((b"content-length", b"0"), (b"connection", b"close"))
+
+
+class ClientGone(OSError):
+    """Raised to the app for a send after the client left (ASGI: an OSError subclass)."""
+
+
+@attrs.frozen
+class Keepalive:
+    """Ping every ``interval`` seconds; close a client whose pong is ``timeout`` seconds late."""
+
+    interval: float
+    timeout: float
+
+
+class BoundedBuffer(WebsocketBuffer):
+    """hypercorn's message buffer, refusing a message *before* it outgrows the limit.
+
+    hypercorn's buffer writes a fragment and then compares the length, and keeps
+    writing every later fragment of a refused message: data sent after a 1009
+    grew it without bound.  This one raises before writing, frees what it held,
+    and refuses everything after (the connection is closing with 1009).
+    """
+
+    overflowed: bool = False
+
+    def extend(self, event: Message) -> None:  # type: ignore[type-arg]
+        if self.overflowed or self.length + len(event.data) > self.max_length:
+            self.overflowed = True
+            self.clear()
+            raise FrameTooLargeError()
+        super().extend(event)
+
+
+class TriowsConnection(Connection):
+    """wsproto's server connection, noting what triows needs from the frames it parses."""
+
+    def __init__(self) -> None:
+        super().__init__(ConnectionType.SERVER)
+        #: The first close the peer sent (or wsproto's failure of the connection).
+        self.peer_close: CloseConnection | None = None
+        #: wsproto failed the connection on a bad frame (1002, 1007); the peer is not told yet.
+        self.failed = False
+        #: Called on every pong.
+        self.on_pong: Callable[[], None] | None = None
+
+    def events(self) -> Generator[WSEvent, None, None]:
+        for event in super().events():
+            if isinstance(event, Pong) and self.on_pong is not None:
+                self.on_pong()
+            elif isinstance(event, CloseConnection) and self.peer_close is None:
+                self.peer_close = event
+                # A close frame moves wsproto out of OPEN before the event is
+                # yielded; a frame it refuses leaves it OPEN.
+                self.failed = self.state is ConnectionState.OPEN
+            yield event
+
+
+def handshake_refusal(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+    """Status and headers refusing an upgrade whose key or version is wrong, else None.
+
+    hypercorn accepts any ``Sec-WebSocket-Key`` (RFC 6455: base64 of 16 bytes)
+    and refuses an unsupported version with a bare 400 (RFC 6455: 426 with the
+    versions it supports).
+    """
+    key = version = None
+    for name, value in headers:
+        name = name.lower()
+        if name == b"sec-websocket-key":
+            key = value
+        elif name == b"sec-websocket-version":
+            version = value
+    if version is not None and version.strip() != b"13":
+        return 426, [(b"sec-websocket-version", b"13"), *_CLOSE_HEADERS]
+    if key is not None:
+        try:
+            valid = len(binascii.a2b_base64(key.strip(), strict_mode=True)) == 16
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            return 400, list(_CLOSE_HEADERS)
+    return None
+
+
+class TriowsWSStream(WSStream):
+    """hypercorn's WebSocket stream with triows' fixes (see the package docstring)."""
+
+    buffer: BoundedBuffer
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Callable[[StreamEvent], Awaitable[None]],
+        stream_id: int,
+        *,
+        keepalive: Keepalive | None,
+    ) -> None:
+        self._send_to_protocol = send
+        self._connection: TriowsConnection | None = None
+        self._app_put: Callable[[ASGIReceiveEvent], Awaitable[None]] | None = None
+        super().__init__(
+            app, config, context, task_group, ssl, client, server, self._send_event, stream_id
+        )
+        self.buffer = BoundedBuffer(config.websocket_max_message_size)
+        self._keepalive = keepalive
+        #: A close triows decided (a ping timeout), reported to the app before any other.
+        self._own_close: tuple[int, str] | None = None
+        self._app_done = False
+        self._disconnect_scope: trio.CancelScope | None = None
+        self._ended = trio.Event()
+        self._answered = trio.Event()
+
+    # -- the wsproto connection: ours, where hypercorn's Handshake.accept builds one ----------
+
+    @property
+    def connection(self) -> TriowsConnection:
+        assert self._connection is not None, "no wsproto connection before the handshake"
+        return self._connection
+
+    @connection.setter
+    def connection(self, built: Connection) -> None:
+        # hypercorn's _accept assigns the connection Handshake.accept built: a
+        # server connection with a permessage-deflate extension that app_send()
+        # kept from being negotiated (so disabled, and dropped by wsproto).  Ours
+        # is the same connection, recording pongs and the peer's close.
+        assert self.handshake.extensions is None and built.state is ConnectionState.OPEN
+        connection = TriowsConnection()
+        connection.on_pong = self._pong
+        self._connection = connection
+
+    # -- the app's queue: ours, where hypercorn's handle() spawns the app -------------------
+
+    @property
+    def app_put(self) -> Callable[[ASGIReceiveEvent], Awaitable[None]] | None:
+        return None if self._app_put is None else self._put
+
+    @app_put.setter
+    def app_put(self, put: Callable[[ASGIReceiveEvent], Awaitable[None]] | None) -> None:
+        self._app_put = put
+
+    # -- events from the client -------------------------------------------------------------
+
+    async def handle(self, event: StreamEvent) -> None:
+        if isinstance(event, Request):
+            if not self.closed and await self._refuse(event):
+                return
+            await super().handle(event)
+            return
+        # Data over HTTP/1.1, Body over HTTP/2.
+        if isinstance(event, (Body, Data)) and self.buffer.overflowed:
+            await self._drain(event.data)
+            return
+        if isinstance(event, StreamClosed):
+            self._ended.set()
+            self._answered.set()
+        await super().handle(event)
+        if isinstance(event, (Body, Data)) and self.buffer.overflowed:
+            await self._drain(b"")  # the frames after the refused one in this read
+
+    async def _refuse(self, request: Request) -> bool:
+        """Refuse a bad key or version as RFC 6455 asks (see handshake_refusal)."""
+        refusal = handshake_refusal(request.headers) if request.http_version == "1.1" else None
+        if refusal is None:
+            return False
+        self.closed = True
+        status, headers = refusal
+        await self.send(Response(stream_id=self.stream_id, status_code=status, headers=headers))
+        await self.send(EndBody(stream_id=self.stream_id))
+        return True
+
+    async def _drain(self, data: bytes) -> None:
+        """After a 1009: parse the client's frames for its close, keeping none of them."""
+        connection = self.connection
+        if self.closed or connection.state is ConnectionState.CLOSED:
+            return
+        connection.receive_data(data)
+        for event in connection.events():
+            if isinstance(event, CloseConnection):
+                await self.send(StreamClosed(stream_id=self.stream_id))
+                return
+
+    async def _put(self, message: ASGIReceiveEvent) -> None:
+        """The app's queue, as hypercorn's ``app_put``; a disconnect never waits in it.
+
+        hypercorn reports every close the client starts as 1006: the disconnect
+        carries the code and reason of the client's close frame instead (or the
+        1009 this server sent, or its ping timeout).  It is put from a task of
+        the connection, cancelled when the app ends: the reader (or the
+        keepalive closing a silent client) never blocks behind an app that lags
+        with a full queue, and the socket closes at once.
+        """
+        assert self._app_put is not None
+        if message["type"] != "websocket.disconnect":
+            await self._app_put(message)
+            return
+        code, reason = self._close_code(message["code"])
+        if not self._app_done:
+            self.task_group.spawn(
+                self._put_disconnect,
+                {"type": "websocket.disconnect", "code": code, "reason": reason},
+            )
+        await trio.lowlevel.checkpoint()
+
+    def _close_code(self, hypercorns: int) -> tuple[int, str]:
+        if self._own_close is not None:
+            return self._own_close
+        if self.buffer.overflowed:
+            return 1009, "message too big"
+        close = None if self._connection is None else self._connection.peer_close
+        if close is not None:
+            return close.code, close.reason or ""
+        return hypercorns, ""
+
+    async def _put_disconnect(self, message: ASGIReceiveEvent) -> None:
+        assert self._app_put is not None
+        with trio.CancelScope() as self._disconnect_scope:
+            await self._app_put(message)
+
+    # -- events from the app ----------------------------------------------------------------
+
+    async def app_send(self, message: ASGISendEvent | None) -> None:
+        if message is None:
+            self._app_done = True  # nobody will read a disconnect still waiting
+            if self._disconnect_scope is not None:
+                self._disconnect_scope.cancel()
+        elif message["type"] == "websocket.accept" and self.state is ASGIWebsocketState.HANDSHAKE:
+            # No permessage-deflate: wsproto inflates a frame before anyone can
+            # check its size (one 1 MiB frame can inflate to 1 GiB).
+            self.handshake.extensions = None
+        elif message["type"] == "websocket.send" and self._client_gone():
+            # hypercorn drops the send silently; ASGI asks for an OSError.
+            raise ClientGone("the client has closed this WebSocket")
+        accepting = self.state is ASGIWebsocketState.HANDSHAKE
+        await super().app_send(message)
+        if accepting and self.state is ASGIWebsocketState.CONNECTED and self._keepalive:
+            self.task_group.spawn(self._keep_alive, self._keepalive)
+
+    def _client_gone(self) -> bool:
+        return self.closed or (
+            self.state is ASGIWebsocketState.CONNECTED
+            and self.connection.state is not ConnectionState.OPEN
+        )
+
+    # -- what goes to hypercorn's protocol --------------------------------------------------
+
+    async def _send_event(self, event: StreamEvent) -> None:
+        """hypercorn's ``send`` for this stream: a failed connection's close frame first.
+
+        When wsproto fails the connection on a bad frame (1002) or invalid UTF-8
+        (1007), hypercorn ends the stream and drops the TCP connection without
+        telling the client why: the close frame with the code goes out first.
+        """
+        connection = self._connection
+        if (
+            isinstance(event, StreamClosed)
+            and connection is not None
+            and connection.failed
+            and connection.state is ConnectionState.OPEN
+            and connection.peer_close is not None
+        ):
+            close = connection.peer_close
+            data = connection.send(CloseConnection(close.code, close.reason))
+            await self._send_to_protocol(Data(stream_id=self.stream_id, data=data))
+        await self._send_to_protocol(event)
+
+    # -- keepalive --------------------------------------------------------------------------
+
+    async def _keep_alive(self, keepalive: Keepalive) -> None:
+        """Ping every interval; close the connection if an answer is ``timeout`` late.
+
+        The answer to a ping is a pong; while the connection is closing, it is
+        the client's close frame (a client that never finishes the closing
+        handshake is dropped too).  hypercorn's own pings (one task per
+        connection too) never check for pongs.
+        """
+        connection = self.connection
+        while True:
+            with trio.move_on_after(keepalive.interval):
+                await self._ended.wait()
+            if self._ended.is_set():
+                return
+            self._answered = trio.Event()
+            if connection.state is ConnectionState.OPEN:
+                # From a task of its own: a write to a client that stopped reading
+                # blocks (hypercorn shields it), and the deadline must not wait for it.
+                ping = Data(stream_id=self.stream_id, data=connection.send(Ping(PING_PAYLOAD)))
+                self.task_group.spawn(self.send, ping)
+            with trio.move_on_after(keepalive.timeout):
+                await self._answered.wait()
+            if self._ended.is_set():
+                return
+            if not self._answered.is_set():
+                await self._close_silent_client()
+                return
+
+    def _pong(self) -> None:
+        self._answered.set()
+
+    async def _close_silent_client(self) -> None:
+        logger.info("closing a WebSocket whose pong did not come in time")
+        self._own_close = (1006, "ping timeout")
+        # hypercorn's own end of a stream: the app gets its disconnect, and the
+        # socket closes, which also ends a write stuck on it.
+        await self.send(StreamClosed(stream_id=self.stream_id))
