@@ -18,7 +18,7 @@ async def feed(ws: WebSocket) -> None:
 
 async def announce(data: object) -> int:
     """Send ``data`` to every connected client; return how many got it."""
-    message = triows.Broadcast(data)  # encoded (and framed) once for all of them
+    message = triows.Broadcast(data)  # encoded once for all of them (framed once on native)
     delivered = 0
     for client in list(clients):
         try:
