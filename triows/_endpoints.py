@@ -9,7 +9,6 @@ also knows every open connection, for the graceful shutdown.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Container, Iterable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -24,13 +23,11 @@ from ._connection._websocket import WebSocket
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view
-from ._serving._logs import ClientWarnings
+from ._serving._logs import ClientWarnings, client_address
 from ._sessions import SessionConfig
 from ._types import ASGIApp, Scope
 
 __all__ = ["AllCodes", "Mount", "OriginPolicy", "WebSocketEndpoints", "WebSocketRoute"]
-
-logger = logging.getLogger("triows")
 
 #: The keyword arguments of a view that takes only the connection (never mutated).
 _NO_ARGUMENTS: dict[str, Any] = {}
@@ -157,7 +154,13 @@ class WebSocketEndpoints:
         if self.sessions is not None:
             request.scope["session"] = self.sessions.load(request.scope)
         if not self.origins.allows(request):
-            logger.warning("refused a cross-origin WebSocket handshake to %s", request.path)
+            self.warnings.warn(
+                "origin",
+                "refused a cross-origin WebSocket handshake to %s from %s (Origin %s)",
+                request.path,
+                client_address(request.client),
+                (request.header(b"origin") or b"").decode("latin-1"),
+            )
             await transport.refuse(403, (), b"")
             return None
         if self.mounts:

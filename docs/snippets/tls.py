@@ -18,5 +18,5 @@ async def serve_tls(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    # Keyword arguments serve() does not know set hypercorn Config attributes.
+    # TLS on the native server (the default); backend="hypercorn" takes the same two.
     await triows.serve(app, port=port, certfile=certfile, keyfile=keyfile, task_status=task_status)

@@ -52,7 +52,7 @@ class Broadcast:
 
     ``await ws.send(Broadcast(value))`` sends ``value`` as ``ws.send(value)``
     would (by the route's ``send_type``), but the encoding (JSON, UTF-8) and,
-    on ``triows.serve``'s backends, the WebSocket frame are computed at most
+    on the native server, the WebSocket frame are computed at most
     once per message type however many connections send it.  Build one per
     message and send the same object to every client::
 

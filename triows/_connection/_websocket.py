@@ -256,9 +256,9 @@ class WebSocket(RequestView):
     async def send_many(self, messages: Iterable[Any]) -> None:
         """Send ``messages`` in order, each encoded as :meth:`send` would.
 
-        The whole batch goes out in one socket write where the server can
-        (``triows.serve``'s backends), and :class:`~triows.Broadcast` items reuse
-        their shared frame.  Every message is encoded before anything is sent, so
+        On the native server the whole batch goes out in one socket write, and
+        :class:`~triows.Broadcast` items reuse their shared frame; under an ASGI
+        server (hypercorn) each message is one ``websocket.send``.  Every message is encoded before anything is sent, so
         a TypeError sends nothing.  Raises like :meth:`send`.  If cancelled, part
         of the batch may have been sent, as a cancelled :meth:`send` may have
         sent part of its message.

@@ -122,7 +122,7 @@ class Subscription:
         message are shared by every subscriber of this process.  A subscriber
         that lags therefore catches up in fewer, larger writes.  While this
         task waits with nothing buffered, a server that can write without
-        blocking (``triows.serve``, either backend, over plain TCP) takes a
+        blocking (the native server over plain TCP) takes a
         published message straight from the publishing task: no task switch
         per subscriber.  Messages still reach the client in publish order.
 
