@@ -27,6 +27,15 @@ from hypothesis import given
 from tests import test_wire_fuzz as fuzz
 
 
+def example_for(runner: Any, server: fuzz.ServerProcess) -> Any:
+    """A one-argument function for @given: run ``case`` against ``server``."""
+
+    def example(case: Any) -> None:
+        runner(server, case)
+
+    return example
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=500, help="examples per target")
@@ -47,10 +56,9 @@ def main() -> int:
             if args.target and name not in args.target:
                 continue
 
-            def example(case: Any, runner: Any = runner) -> None:
-                runner(server, case)
-
-            test = fuzz.fuzz_settings(args.examples, shrink=args.shrink)(given(strategy)(example))
+            test = fuzz.fuzz_settings(args.examples, shrink=args.shrink)(
+                given(strategy)(example_for(runner, server))
+            )
             started = time.monotonic()
             print(f"{args.backend} {name}: {args.examples} examples ...", flush=True)
             try:
