@@ -336,39 +336,53 @@ class App:
         async with trio.open_nursery() as nursery:
             stack = AsyncExitStack()
             try:
-                # App-scoped providers may use app.nursery and the hub: open them
-                # first.  At shutdown the background tasks are cancelled before
-                # the providers are torn down and the hub stops, so a publisher
-                # never finds the hub gone.
-                self._nursery = nursery
-                if self.hub is not None:
-                    await stack.enter_async_context(self.hub)
-                await self.providers.start_app(stack)
-                stack.callback(self._close_nursery, nursery)
-                state = scope.setdefault("state", {})
-                for mount in self._mounts:
-                    mounted = Lifespan(mount.app, state, f"the app mounted at {mount.prefix!r}")
-                    stack.push_async_callback(mounted.shutdown)
-                    await mounted.startup(nursery)
-                for hook in self._startup_hooks:
-                    await hook()
-                for hook in reversed(self._shutdown_hooks):
-                    stack.push_async_callback(hook)
-            except Exception as exc:
-                logger.exception("triows: startup failed")
-                reply = {"type": "lifespan.startup.failed", "message": _describe(exc)}
-                with trio.CancelScope(shield=True):
-                    await stack.aclose()
-                self._close_nursery(nursery)
-            else:
-                await send({"type": "lifespan.startup.complete"})
-                message = await receive()
                 try:
-                    await self.close_connections()
-                    await stack.aclose()
+                    # App-scoped providers may use app.nursery and the hub: open
+                    # them first.  At shutdown the background tasks are cancelled
+                    # before the providers are torn down and the hub stops, so a
+                    # publisher never finds the hub gone.
+                    self._nursery = nursery
+                    if self.hub is not None:
+                        await stack.enter_async_context(self.hub)
+                    await self.providers.start_app(stack)
+                    stack.callback(self._close_nursery, nursery)
+                    state = scope.setdefault("state", {})
+                    for mount in self._mounts:
+                        mounted = Lifespan(mount.app, state, f"the app mounted at {mount.prefix!r}")
+                        stack.push_async_callback(mounted.shutdown)
+                        await mounted.startup(nursery)
+                    for hook in self._startup_hooks:
+                        await hook()
+                    for hook in reversed(self._shutdown_hooks):
+                        stack.push_async_callback(hook)
                 except Exception as exc:
-                    logger.exception("triows: shutdown failed")
-                    reply = {"type": "lifespan.shutdown.failed", "message": _describe(exc)}
+                    logger.exception("triows: startup failed")
+                    reply = {"type": "lifespan.startup.failed", "message": _describe(exc)}
+                    with trio.CancelScope(shield=True):
+                        await stack.aclose()
+                else:
+                    await send({"type": "lifespan.startup.complete"})
+                    message = await receive()
+                    try:
+                        # A server that closed the connections itself (serve())
+                        # gave them their time: views still running then overran
+                        # it and must not hold up the App's shutdown again.
+                        closed = self.websockets.closing is not None
+                        await self.close_connections(0 if closed else 5.0)
+                        await stack.aclose()
+                    except Exception as exc:
+                        logger.exception("triows: shutdown failed")
+                        reply = {"type": "lifespan.shutdown.failed", "message": _describe(exc)}
+            finally:
+                # Every path, a cancellation too (the server gave up on the
+                # shutdown), unwinds here, in this task: the stack (app.nursery,
+                # providers, the hub's nursery) in reverse order of opening, then
+                # this nursery.  (A cancelled unwinding is quick: each hook and
+                # teardown is cancelled at its first wait.)
+                try:
+                    await stack.aclose()
+                finally:
+                    self._close_nursery(nursery)
         await send(reply)
 
     def _close_nursery(self, nursery: trio.Nursery) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import logging
 import os
@@ -15,6 +14,7 @@ import trio
 
 from ._app import App
 from ._server import serve
+from ._serving._shutdown import FORCE, abandoned_tasks
 
 __all__ = ["load_app", "main"]
 
@@ -47,35 +47,64 @@ def load_app(target: str) -> App:
 
 async def _run(app: App, target: str, args: argparse.Namespace) -> None:
     scheme = "https" if args.certfile else "http"
+    # A second signal forces the shutdown under way (serve() watches this event).
+    force = trio.Event()
+    FORCE.set(force)
+    serving = trio.CancelScope()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(
-                functools.partial(
-                    serve,
-                    app,
-                    host=args.host,
-                    port=args.port,
-                    shutdown_timeout=args.shutdown_timeout,
-                    max_message_size=args.max_message_size,
-                    handshake_timeout=args.handshake_timeout,
-                    access_log=args.access_log,
-                    backend=args.backend,
-                    ping_interval=args.ping_interval or None,
-                    ping_timeout=args.ping_timeout,
-                    gc_freeze=args.gc_freeze,
-                    certfile=args.certfile,
-                    keyfile=args.keyfile,
-                    backlog=args.backlog,
-                )
-            )
+
+            async def run_server(task_status: trio.TaskStatus[int]) -> None:
+                with serving:
+                    await serve(
+                        app,
+                        host=args.host,
+                        port=args.port,
+                        shutdown_timeout=args.shutdown_timeout,
+                        max_message_size=args.max_message_size,
+                        handshake_timeout=args.handshake_timeout,
+                        access_log=args.access_log,
+                        backend=args.backend,
+                        ping_interval=args.ping_interval or None,
+                        ping_timeout=args.ping_timeout,
+                        gc_freeze=args.gc_freeze,
+                        certfile=args.certfile,
+                        keyfile=args.keyfile,
+                        backlog=args.backlog,
+                        task_status=task_status,
+                    )
+                nursery.cancel_scope.cancel()  # served: stop listening for signals
+
+            port = await nursery.start(run_server)
             print(
                 f"triows: serving {target} on {scheme}://{args.host}:{port} (Ctrl+C to stop)",
                 flush=True,
             )
             async for signum in signals:
-                print(f"triows: {signal.Signals(signum).name}, shutting down", flush=True)
-                break
-            nursery.cancel_scope.cancel()
+                name = signal.Signals(signum).name
+                if not serving.cancel_called:
+                    print(f"triows: {name}, shutting down ({name} again to force)", flush=True)
+                    serving.cancel()
+                else:
+                    print(f"triows: {name} again, forcing the shutdown", flush=True)
+                    force.set()
+                    # Cancelled as serve() returns, at once now; else exit regardless.
+                    await trio.sleep(FORCED_EXIT_TIMEOUT)
+                    _exit_now(1)
+    if force.is_set() or abandoned_tasks():
+        # Tasks that ignore cancellation still run: trio.run() would wait for them.
+        _exit_now(1 if force.is_set() else 0)
+
+
+def _exit_now(code: int) -> None:
+    print("triows: exiting without waiting for tasks that overran the shutdown", flush=True)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+#: After a forced shutdown, how long serve() may take to return before the process exits.
+FORCED_EXIT_TIMEOUT = 1.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

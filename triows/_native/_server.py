@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import ssl
+from functools import partial
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -15,6 +16,13 @@ from .._app import App
 from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
 from .._serving._logs import access_line, client_address, logger
+from .._serving._shutdown import (
+    FORCE,
+    UNWIND,
+    Detached,
+    Shutdown,
+    abandon_native_connections,
+)
 from .._types import Scope
 from ._connection import NativeConnection
 from ._http import (
@@ -246,52 +254,57 @@ class _NativeServer:
         port: int,
         backlog: int,
         stop: trio.Event,
-        shutdown_timeout: float,
+        shutdown: Shutdown,
         task_status: trio.TaskStatus[int],
     ) -> None:
-        async with trio.open_nursery() as lifespan_nursery:
-            lifespan = Lifespan(self.app, self.state, "the App")
-            await lifespan.startup(lifespan_nursery)
+        # The App's lifespan and the connections run in Detached nurseries: at the
+        # shutdown's bound, what still runs there (a task ignoring cancellation)
+        # is abandoned, and serve() returns all the same.
+        lifespan_tasks = Detached("the App's lifespan", on_error=stop)
+        lifespan = Lifespan(self.app, self.state, "the App")
+        try:
+            await lifespan.startup(await lifespan_tasks.open())
+            listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
+            self.port = listeners[0].socket.getsockname()[1]
+            connections = Detached("the connections", on_error=stop)
+            self.nursery = await connections.open()
             try:
-                listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
-                self.port = listeners[0].socket.getsockname()[1]
-                async with trio.open_nursery() as connections:
-                    self.nursery = connections
-                    accepting = trio.CancelScope()
-
-                    async def accept() -> None:
-                        with accepting:
-                            async with trio.open_nursery() as services:
-                                if self.ping_interval is not None:
-                                    services.start_soon(
-                                        self._keepalive, connections, self.ping_interval
-                                    )
-                                await trio.serve_listeners(
-                                    self.handle, listeners, handler_nursery=connections
-                                )
-
-                    connections.start_soon(accept)
+                async with trio.open_nursery() as services:
+                    if self.ping_interval is not None:
+                        services.start_soon(self._keepalive, self.nursery, self.ping_interval)
+                    serve = partial(trio.serve_listeners, handler_nursery=self.nursery)
+                    services.start_soon(serve, self.handle, listeners)
                     task_status.started(self.port)
                     await stop.wait()
                     # Close every WebSocket with 1001 (new ones get 503 meanwhile),
                     # then stop listening; connections still open get the rest of
                     # the budget to finish their closing handshake.
-                    deadline = trio.current_time() + shutdown_timeout
-                    with trio.move_on_at(deadline):
-                        await self.app.close_connections(shutdown_timeout)
-                    accepting.cancel()
-                    # Idle keep-alive connections close at once, as on hypercorn.
-                    self._stopping = True
-                    for waiting in list(self._waiting_http):
-                        waiting.cancel()
-                    connections.cancel_scope.deadline = max(deadline, trio.current_time() + 0.1)
+                    shutdown.begin()
+                    with shutdown.stage(shutdown.deadline):
+                        await self.app.close_connections(shutdown.timeout)
+                    services.cancel_scope.cancel()
+                # Idle keep-alive connections close at once, as on hypercorn.
+                self._stopping = True
+                for waiting in list(self._waiting_http):
+                    waiting.cancel()
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(shutdown_timeout):
+                shutdown.begin()
+                cancel_at = max(shutdown.deadline, trio.current_time() + 0.1)
+                if not await connections.close(shutdown, cancel_at, cancel_at + UNWIND):
+                    handler = _NativeServer.handle.__code__
+                    abandon_native_connections(connections.tasks, handler, self.app.websockets)
+        finally:
+            shutdown.begin()
+            with trio.CancelScope(shield=True):
+                ends = min(trio.current_time() + shutdown.timeout, shutdown.bound - UNWIND)
+                with shutdown.stage(ends):
                     try:
                         await lifespan.shutdown()
                     except RuntimeError:
                         logger.exception("the App's shutdown failed")
-            lifespan_nursery.cancel_scope.cancel()
+                now = trio.current_time()
+                if not await lifespan_tasks.close(shutdown, now, max(now, shutdown.bound)):
+                    logger.warning("the App's lifespan overran the shutdown: abandoned it")
 
 
 def _address(sock: trio.socket.SocketType, *, peer: bool) -> tuple[str, int] | None:
@@ -356,14 +369,21 @@ async def serve_native(
         body_timeout=body_timeout,
     )
     stop = trio.Event()
+    shutdown = Shutdown(shutdown_timeout)
+    force = FORCE.get()
     async with trio.open_nursery() as nursery:
         # The server runs shielded: cancelling serve_native() must become a
-        # graceful shutdown, not an abrupt cancel of every connection.
+        # graceful shutdown, not an abrupt cancel of every connection.  Its
+        # stages end within the bound (see triows._serving._shutdown).
         server_scope = trio.CancelScope(shield=True)
 
         async def run_server(task_status: trio.TaskStatus[int]) -> None:
             with server_scope:
-                await server.run(port, backlog, stop, shutdown_timeout, task_status)
+                async with trio.open_nursery() as watching:
+                    if force is not None:
+                        watching.start_soon(shutdown.watch, force)
+                    await server.run(port, backlog, stop, shutdown, task_status)
+                    watching.cancel_scope.cancel()
 
         bound: int = await nursery.start(run_server)
         task_status.started(bound)
@@ -371,4 +391,6 @@ async def serve_native(
             await trio.sleep_forever()
         finally:
             stop.set()
-            server_scope.deadline = trio.current_time() + 2 * shutdown_timeout + 1
+            shutdown.begin()
+            # A backstop: the stages end before it.
+            server_scope.deadline = shutdown.bound + UNWIND
