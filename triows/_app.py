@@ -364,9 +364,7 @@ class App:
                     await send({"type": "lifespan.startup.complete"})
                     message = await receive()
                     try:
-                        # A server that closed the connections itself (serve())
-                        # gave them their time: views still running then overran
-                        # it and must not hold up the App's shutdown again.
+                        # serve() closed them already: views left overran it.
                         closed = self.websockets.closing is not None
                         await self.close_connections(0 if closed else 5.0)
                         await stack.aclose()
@@ -374,11 +372,8 @@ class App:
                         logger.exception("triows: shutdown failed")
                         reply = {"type": "lifespan.shutdown.failed", "message": _describe(exc)}
             finally:
-                # Every path, a cancellation too (the server gave up on the
-                # shutdown), unwinds here, in this task: the stack (app.nursery,
-                # providers, the hub's nursery) in reverse order of opening, then
-                # this nursery.  (A cancelled unwinding is quick: each hook and
-                # teardown is cancelled at its first wait.)
+                # Every path (a cancellation too) unwinds here, in this task: the
+                # stack (app.nursery, providers, hub) in reverse order, then this nursery.
                 try:
                     await stack.aclose()
                 finally:
