@@ -357,3 +357,38 @@ async def test_a_mounted_app_that_never_answers_fails_the_startup(
     with trio.fail_after(5), pytest.raises(RuntimeError, match=r"did not answer .* within 0\.2 s"):
         async with TestClient(app):
             pass
+
+
+async def test_a_client_leaving_mid_body_runs_no_view_and_gets_no_answer() -> None:
+    # An ASGI server reports the departure as http.disconnect before the body's
+    # end: the view must not run on a truncated body, and nothing is sent.
+    app = triows.App()
+    ran: list[bytes] = []
+
+    @app.route("/data", methods=["POST"])
+    async def data(request: triows.Request) -> str:
+        ran.append(request.body)
+        return "ok"
+
+    events = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return events.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/data", "headers": [], "query_string": b""}
+    with trio.fail_after(2):
+        await app(scope, receive, send)
+    assert ran == [] and sent == []
+
+
+def test_deeply_nested_json_in_a_body_is_a_value_error() -> None:
+    request = triows.Request({"type": "http"}, b"[" * 5000 + b"]" * 5000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        request.json()

@@ -16,6 +16,7 @@ from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http import (
+    BodyIncomplete,
     BodyTooLarge,
     Request,
     Response,
@@ -295,6 +296,8 @@ class App:
             return
         try:
             body = await read_body(receive)
+        except BodyIncomplete:
+            return  # the client left mid-body: nothing to answer, nothing to log
         except BodyTooLarge:
             await send_response(send, Response("request body too large", 413))
             return

@@ -44,8 +44,12 @@ class Request:
         return QueryParams(self.scope.get("query_string", b""))
 
     def json(self) -> Any:
-        """The body parsed as JSON (raises ValueError if it is not JSON)."""
-        return json.loads(self.body)
+        """The body parsed as JSON (raises ValueError if it is not JSON, or nested
+        past Python's recursion limit)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError:
+            raise ValueError("the request body's JSON is nested too deeply to decode") from None
 
     @property
     def session(self) -> dict[str, Any]:
@@ -111,14 +115,22 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyIncomplete(Exception):
+    """The client left before its request body was complete: there is nobody to answer."""
+
+
 async def read_body(receive: Receive) -> bytes:
-    """Read the whole request body; raises BodyTooLarge past MAX_BODY_SIZE."""
+    """Read the whole request body.
+
+    Raises BodyTooLarge past MAX_BODY_SIZE, and BodyIncomplete if the client
+    leaves before the body's end (a view never runs on a truncated body).
+    """
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise BodyIncomplete
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_SIZE:
