@@ -370,16 +370,16 @@ async def test_a_client_leaving_mid_body_runs_no_view_and_gets_no_answer() -> No
         ran.append(request.body)
         return "ok"
 
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "http.request", "body": b"part", "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, object]] = []
+    sent: list[Any] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> dict[str, Any]:
         return events.pop(0)
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/data", "headers": [], "query_string": b""}
