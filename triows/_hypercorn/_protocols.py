@@ -7,7 +7,9 @@ here is bound where hypercorn assigns the object it has just built, before it
 is used: :class:`TriowsProtocolWrapper` (by ``TriowsTCPServer.protocol``)
 builds :class:`TriowsH11Protocol` and :class:`TriowsH2Protocol`, whose streams
 (``H11Protocol.stream``, the ``H2Protocol.streams`` dict) get a
-:class:`TriowsWSStream` for a WebSocket.  Plain HTTP streams are hypercorn's.
+:class:`TriowsWSStream` for a WebSocket, and a :class:`TriowsHTTPStream` for
+plain HTTP (it refuses an upgrade hypercorn took for plain HTTP, as the native
+server does).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 
-from ._stream import Keepalive, TriowsWSStream
+from .._serving._keepalive import Keepalive
+from ._stream import TriowsHTTPStream, TriowsWSStream
 
 __all__ = ["TriowsH2Protocol", "TriowsH11Protocol", "TriowsProtocolWrapper"]
 
@@ -31,7 +34,19 @@ Stream = HTTPStream | WSStream
 
 
 def _ours(stream: Stream, keepalive: Keepalive | None) -> Stream:
-    """A WebSocket stream hypercorn has just built, as a :class:`TriowsWSStream`."""
+    """A stream hypercorn has just built, as a :class:`TriowsWSStream` or :class:`TriowsHTTPStream`."""
+    if type(stream) is HTTPStream:
+        return TriowsHTTPStream(
+            stream.app,
+            stream.config,
+            stream.context,
+            stream.task_group,
+            stream.scheme == "https",
+            stream.client,
+            stream.server,
+            stream.send,
+            stream.stream_id,
+        )
     if type(stream) is not WSStream:
         return stream
     return TriowsWSStream(

@@ -19,7 +19,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ASGIFramework, ConnectionState, LifespanState
 
 from .._app import App
-from ._stream import Keepalive
+from .._serving._keepalive import Keepalive
 from ._tcp import Connections, TriowsTCPServer
 
 __all__ = ["TESTED_SERIES", "serve_hypercorn"]
@@ -182,6 +182,9 @@ class _Worker:
                         trio.serve_listeners, handler, listeners, handler_nursery=connections
                     )
                 )
+                if self.keepalive is not None:
+                    # One task pings every WebSocket, as on the native server.
+                    accepting.start_soon(self.keepalive.run, connections)
                 task_status.started(port)
                 await self.stopping.wait()
                 accepting.cancel_scope.cancel()  # and the listeners close

@@ -5,21 +5,25 @@ hypercorn's ``H11Protocol`` and ``H2Protocol`` build a ``WSStream``; it builds
 its own wsproto connection (:class:`TriowsConnection`) where hypercorn's
 ``Handshake.accept`` builds one, and its message buffer (:class:`BoundedBuffer`)
 in its constructor.
+:class:`TriowsHTTPStream` is built where hypercorn builds an ``HTTPStream``:
+it refuses a request that asks for a WebSocket but that hypercorn took for
+plain HTTP (no ``Connection: Upgrade``, not ``GET``), as the native server does.
 Every override calls hypercorn's method and adds behaviour before or after it.
+Keepalive, the handshake rule and the departure are the ones both servers share
+(``triows._serving._keepalive``, ``triows._serving._handshake``,
+``triows._connection._transport.ClientGone``).
 """
 
 from __future__ import annotations
 
-import binascii
 import logging
 from collections.abc import Awaitable, Callable, Generator
-from typing import Final
 
-import attrs
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.ws_stream import (
     ASGIWebsocketState,
     FrameTooLargeError,
@@ -37,26 +41,28 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.events import Event as WSEvent
 
-__all__ = ["BoundedBuffer", "ClientGone", "Keepalive", "TriowsConnection", "TriowsWSStream"]
+from .._connection._transport import ClientGone
+from .._serving._handshake import BAD_HANDSHAKE, Refusal, asks_for_websocket, refusal
+from .._serving._keepalive import (
+    CLOSE_BUDGET,
+    TIMEOUT_CLOSE,
+    TIMEOUT_DEPARTURE,
+    Keepalive,
+    PingState,
+)
+
+__all__ = [
+    "BoundedBuffer",
+    "Keepalive",
+    "TriowsConnection",
+    "TriowsHTTPStream",
+    "TriowsWSStream",
+]
 
 logger = logging.getLogger("triows")
 
-#: The payload of triows' keepalive pings.
-PING_PAYLOAD: Final = b"triows"
-
-_CLOSE_HEADERS: Final = ((b"content-length", b"0"), (b"connection", b"close"))
-
-
-class ClientGone(OSError):
-    """Raised to the app for a send after the client left (ASGI: an OSError subclass)."""
-
-
-@attrs.frozen
-class Keepalive:
-    """Ping every ``interval`` seconds; close a client whose pong is ``timeout`` seconds late."""
-
-    interval: float
-    timeout: float
+#: The HTTP versions whose upgrades the handshake rule checks.
+HTTP1 = ("1.0", "1.1")
 
 
 class BoundedBuffer(WebsocketBuffer):
@@ -87,13 +93,13 @@ class TriowsConnection(Connection):
         self.peer_close: CloseConnection | None = None
         #: wsproto failed the connection on a bad frame (1002, 1007); the peer is not told yet.
         self.failed = False
-        #: Called on every pong.
-        self.on_pong: Callable[[], None] | None = None
+        #: Called with the payload of every pong (the keepalive matches it to its ping).
+        self.on_pong: Callable[[bytes], None] | None = None
 
     def events(self) -> Generator[WSEvent, None, None]:
         for event in super().events():
             if isinstance(event, Pong) and self.on_pong is not None:
-                self.on_pong()
+                self.on_pong(bytes(event.payload))
             elif isinstance(event, CloseConnection) and self.peer_close is None:
                 self.peer_close = event
                 # A close frame moves wsproto out of OPEN before the event is
@@ -102,32 +108,37 @@ class TriowsConnection(Connection):
             yield event
 
 
-def handshake_refusal(
-    headers: list[tuple[bytes, bytes]],
-) -> tuple[int, list[tuple[bytes, bytes]]] | None:
-    """Status and headers refusing an upgrade whose key or version is wrong, else None.
+async def _send_refusal(stream: WSStream | HTTPStream, refused: Refusal) -> None:
+    """Answer a refused handshake as the shared rule says, as hypercorn answers its own."""
+    stream.closed = True
+    headers = list(refused.headers)
+    await stream.send(
+        Response(stream_id=stream.stream_id, status_code=refused.status, headers=headers)
+    )
+    await stream.send(EndBody(stream_id=stream.stream_id))
+    # The connection closes, as on the native server (Connection: close).
+    await stream.send(StreamClosed(stream_id=stream.stream_id))
 
-    hypercorn accepts any ``Sec-WebSocket-Key`` (RFC 6455: base64 of 16 bytes)
-    and refuses an unsupported version with a bare 400 (RFC 6455: 426 with the
-    versions it supports).
+
+class TriowsHTTPStream(HTTPStream):
+    """hypercorn's HTTP stream, refusing a request that asks for a WebSocket.
+
+    hypercorn serves an upgrade without ``Connection: Upgrade`` (or not a
+    ``GET``) as plain HTTP; the native server refuses it by the handshake rule
+    (``triows._serving._handshake``): so does this stream.
     """
-    key = version = None
-    for name, value in headers:
-        name = name.lower()
-        if name == b"sec-websocket-key":
-            key = value
-        elif name == b"sec-websocket-version":
-            version = value
-    if version is not None and version.strip() != b"13":
-        return 426, [(b"sec-websocket-version", b"13"), *_CLOSE_HEADERS]
-    if key is not None:
-        try:
-            valid = len(binascii.a2b_base64(key.strip(), strict_mode=True)) == 16
-        except (binascii.Error, ValueError):
-            valid = False
-        if not valid:
-            return 400, list(_CLOSE_HEADERS)
-    return None
+
+    async def handle(self, event: StreamEvent) -> None:
+        if (
+            isinstance(event, Request)
+            and not self.closed
+            and event.http_version in HTTP1
+            and asks_for_websocket(event.headers)
+        ):
+            refused = refusal(event.http_version, event.method.encode("latin-1"), event.headers)
+            await _send_refusal(self, refused or BAD_HANDSHAKE)
+            return
+        await super().handle(event)
 
 
 class TriowsWSStream(WSStream):
@@ -157,12 +168,15 @@ class TriowsWSStream(WSStream):
         )
         self.buffer = BoundedBuffer(config.websocket_max_message_size)
         self._keepalive = keepalive
+        #: The keepalive's bookkeeping for this WebSocket (see triows._serving._keepalive).
+        self.ping_state = PingState()
+        #: A keepalive ping is being written (a writer stuck on it gets no close frame).
+        self._pinging = False
         #: A close triows decided (a ping timeout), reported to the app before any other.
         self._own_close: tuple[int, str] | None = None
         self._app_done = False
         self._disconnect_scope: trio.CancelScope | None = None
         self._ended = trio.Event()
-        self._answered = trio.Event()
 
     # -- the wsproto connection: ours, where hypercorn's Handshake.accept builds one ----------
 
@@ -179,7 +193,8 @@ class TriowsWSStream(WSStream):
         # is the same connection, recording pongs and the peer's close.
         assert self.handshake.extensions is None and built.state is ConnectionState.OPEN
         connection = TriowsConnection()
-        connection.on_pong = self._pong
+        if self._keepalive is not None:
+            connection.on_pong = self._pong
         self._connection = connection
 
     # -- the app's queue: ours, where hypercorn's handle() spawns the app -------------------
@@ -206,20 +221,24 @@ class TriowsWSStream(WSStream):
             return
         if isinstance(event, StreamClosed):
             self._ended.set()
-            self._answered.set()
+            if self._keepalive is not None:
+                self._keepalive.forget(self)
         await super().handle(event)
         if isinstance(event, (Body, Data)) and self.buffer.overflowed:
             await self._drain(b"")  # the frames after the refused one in this read
 
     async def _refuse(self, request: Request) -> bool:
-        """Refuse a bad key or version as RFC 6455 asks (see handshake_refusal)."""
-        refusal = handshake_refusal(request.headers) if request.http_version == "1.1" else None
-        if refusal is None:
+        """Refuse a bad handshake by the rule both servers share (triows._serving._handshake).
+
+        hypercorn accepts any ``Sec-WebSocket-Key`` and refuses an unsupported
+        version with a bare 400 (RFC 6455: 426 naming the versions it speaks).
+        """
+        if request.http_version not in HTTP1:
+            return False  # HTTP/2 (RFC 8441): hypercorn's checks
+        refused = refusal(request.http_version, request.method.encode("latin-1"), request.headers)
+        if refused is None:
             return False
-        self.closed = True
-        status, headers = refusal
-        await self.send(Response(stream_id=self.stream_id, status_code=status, headers=headers))
-        await self.send(EndBody(stream_id=self.stream_id))
+        await _send_refusal(self, refused)
         return True
 
     async def _drain(self, data: bytes) -> None:
@@ -282,12 +301,13 @@ class TriowsWSStream(WSStream):
             # check its size (one 1 MiB frame can inflate to 1 GiB).
             self.handshake.extensions = None
         elif message["type"] == "websocket.send" and self._client_gone():
-            # hypercorn drops the send silently; ASGI asks for an OSError.
-            raise ClientGone("the client has closed this WebSocket")
+            # hypercorn drops the send silently; ASGI asks for an OSError: the
+            # core's, with the close code the app would have been told.
+            raise ClientGone(*self._close_code(1006))
         accepting = self.state is ASGIWebsocketState.HANDSHAKE
         await super().app_send(message)
-        if accepting and self.state is ASGIWebsocketState.CONNECTED and self._keepalive:
-            self.task_group.spawn(self._keep_alive, self._keepalive)
+        if accepting and self.state is ASGIWebsocketState.CONNECTED and self._keepalive is not None:
+            self._keepalive.opened(self)
 
     def _client_gone(self) -> bool:
         return self.closed or (
@@ -317,42 +337,54 @@ class TriowsWSStream(WSStream):
             await self._send_to_protocol(Data(stream_id=self.stream_id, data=data))
         await self._send_to_protocol(event)
 
-    # -- keepalive --------------------------------------------------------------------------
+    # -- keepalive: the server's one Keepalive task calls these -------------------------------
 
-    async def _keep_alive(self, keepalive: Keepalive) -> None:
-        """Ping every interval; close the connection if an answer is ``timeout`` late.
+    def _pong(self, payload: bytes) -> None:
+        assert self._keepalive is not None
+        self._keepalive.pong(self, payload)
 
-        The answer to a ping is a pong; while the connection is closing, it is
-        the client's close frame (a client that never finishes the closing
-        handshake is dropped too).  hypercorn's own pings (one task per
-        connection too) never check for pongs.
+    async def ping(self, payload: bytes) -> None:
+        """Write a keepalive ping, through hypercorn's send as its own pings go.
+
+        hypercorn's own pings (one task per connection) never check for pongs.
         """
         connection = self.connection
-        while True:
-            with trio.move_on_after(keepalive.interval):
-                await self._ended.wait()
-            if self._ended.is_set():
-                return
-            self._answered = trio.Event()
-            if connection.state is ConnectionState.OPEN:
-                # From a task of its own: a write to a client that stopped reading
-                # blocks (hypercorn shields it), and the deadline must not wait for it.
-                ping = Data(stream_id=self.stream_id, data=connection.send(Ping(PING_PAYLOAD)))
-                self.task_group.spawn(self.send, ping)
-            with trio.move_on_after(keepalive.timeout):
-                await self._answered.wait()
-            if self._ended.is_set():
-                return
-            if not self._answered.is_set():
-                await self._close_silent_client()
-                return
+        if self._ended.is_set() or connection.state is not ConnectionState.OPEN:
+            return
+        data = connection.send(Ping(payload))
+        self._pinging = True
+        try:
+            await self.send(Data(stream_id=self.stream_id, data=data))
+        finally:
+            self._pinging = False
 
-    def _pong(self) -> None:
-        self._answered.set()
-
-    async def _close_silent_client(self) -> None:
+    async def drop_silent_client(self) -> None:
+        """No pong in time: the app gets 1006, the client 1011 (best effort), the stream ends."""
         logger.info("closing a WebSocket whose pong did not come in time")
-        self._own_close = (1006, "ping timeout")
-        # hypercorn's own end of a stream: the app gets its disconnect, and the
-        # socket closes, which also ends a write stuck on it.
-        await self.send(StreamClosed(stream_id=self.stream_id))
+        self._own_close = TIMEOUT_DEPARTURE
+        connection = self.connection
+        if (
+            not self._ended.is_set()
+            and not self._pinging
+            and connection.state is ConnectionState.OPEN
+        ):
+            # From a task of the connection: hypercorn shields its socket writes,
+            # so a write to a client that stopped reading is bounded only by
+            # leaving it behind (the socket's close below ends it).
+            written = trio.Event()
+            close = Data(
+                stream_id=self.stream_id, data=connection.send(CloseConnection(*TIMEOUT_CLOSE))
+            )
+            self.task_group.spawn(self._send_then_set, close, written)
+            with trio.move_on_after(CLOSE_BUDGET):
+                await written.wait()
+        if not self._ended.is_set():
+            # hypercorn's own end of a stream: the app gets its disconnect, and
+            # the socket closes, which also ends a write stuck on it.
+            await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def _send_then_set(self, event: StreamEvent, done: trio.Event) -> None:
+        try:
+            await self.send(event)
+        finally:
+            done.set()

@@ -18,8 +18,8 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, LifespanState
 
+from .._serving._keepalive import Keepalive
 from ._protocols import TriowsProtocolWrapper
-from ._stream import Keepalive
 
 __all__ = ["Connections", "TriowsTCPServer"]
 

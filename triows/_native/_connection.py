@@ -17,7 +17,6 @@ The connection owns two things (see ``triows._connection._transport``):
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
@@ -29,9 +28,11 @@ from websockets.protocol import OPEN
 
 from .._connection._transport import ClientGone, DepartureCallback, HandshakeRequest, RawHeaders
 from .._serving._inbox import Inbox
+from .._serving._keepalive import CLOSE_BUDGET, TIMEOUT_CLOSE, TIMEOUT_DEPARTURE, PingState
 from .._serving._logs import logger
 from ._http import _reason
 from ._protocol import _ServerProtocol
+from ._tls import TLSSocket
 from ._writer import RECV_SIZE, _Writer
 
 if TYPE_CHECKING:
@@ -64,8 +65,7 @@ class NativeConnection:
         "_response",
         "_stopped",
         "_waiting",
-        "next_ping",
-        "ping_deadline",
+        "ping_state",
         "plain",
         "protocol",
         "request",
@@ -107,9 +107,9 @@ class NativeConnection:
         self._waiting: trio.CancelScope | None = None
         self._reader_done: trio.Event | None = None
         self._stopped = False
-        #: Keepalive bookkeeping, read by the server's keepalive loop.
-        self.next_ping = math.inf
-        self.ping_deadline: float | None = None
+        #: Keepalive bookkeeping, the server's Keepalive's (triows._serving._keepalive).
+        self.ping_state = PingState()
+        protocol.on_pong = self._pong
         self._eof = False
         self._refused = False
         #: Whether the last read returned less than asked: the socket is empty.
@@ -273,10 +273,6 @@ class NativeConnection:
         """Hand what the protocol parsed to the view; write what it answered."""
         protocol = self.protocol
         messages = protocol.take_messages()
-        if protocol.answered:
-            protocol.answered = False
-            self.ping_deadline = None
-            self.next_ping = trio.current_time() + self.server.ping_interval_or_inf
         ended = None if protocol.state is OPEN else protocol.departure(self._eof)
         if ended is not None:
             # Nothing follows the departure: the last messages go in past the
@@ -331,26 +327,30 @@ class NativeConnection:
 
     # -- keepalive and the end ----------------------------------------------------------
 
-    async def ping(self) -> None:
-        """Send a keepalive ping (run as a short task by the server's keepalive loop)."""
+    def _pong(self, payload: bytes) -> None:
+        if self.server.keepalive is not None:
+            self.server.keepalive.pong(self, payload)
+
+    async def ping(self, payload: bytes) -> None:
+        """Send a keepalive ping (a short task of the server's Keepalive)."""
         if self.protocol.state is OPEN and not self.writer.dead:
-            # Only the answer to this ping counts: an unsolicited pong must not
-            # keep a silent connection alive.
-            payload = self.protocol.ping_payload = os.urandom(4)
             self.protocol.send_ping(payload)
             await self._flush_protocol()
 
     async def drop_silent_client(self) -> None:
-        """No pong in time: send 1011 (best effort), tell the view 1006, drop the socket."""
+        """No pong in time: tell the view 1006, send 1011 (within a budget), drop the socket."""
         logger.info("closing the connection of %s: no pong in time", self.client)
-        self._left(1006, "ping timeout")
+        self._left(*TIMEOUT_DEPARTURE)
         if self.protocol.state is OPEN and not self.writer.dead:
-            self.protocol.fail(1011, "ping timeout")
-            with trio.move_on_after(1.0):
+            self.protocol.fail(*TIMEOUT_CLOSE)  # behind a stuck write, it never goes out
+            with trio.move_on_after(CLOSE_BUDGET):
                 await self._flush_protocol()
         self.writer.dead = True
         self.stop_reading()
-        self.sock.close()  # wakes the reader (trio notifies the socket's waiters)
+        if isinstance(self.sock, TLSSocket):
+            await self.sock.aclose()  # as a whole (bounded): the handler's close is then a no-op
+        else:
+            self.sock.close()  # wakes the reader (trio notifies the socket's waiters)
 
     async def finish(self) -> None:
         """After the view returned: flush, then wait briefly for the client's close.

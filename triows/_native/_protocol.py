@@ -8,10 +8,10 @@ then feeds the socket's bytes to :class:`_ServerProtocol`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
-from websockets.datastructures import Headers as WSHeaders
 from websockets.exceptions import PayloadTooBig
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
@@ -20,6 +20,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.server import ServerProtocol
 
+from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
 from ._http import _HEAD_END, _plain_response, _reason
 from ._writer import _send_all
 
@@ -62,9 +63,8 @@ class _ServerProtocol(ServerProtocol):
         #: a message sent in 1-byte fragments costs about its size.
         self._fragments: bytearray | None = None
         self._fragments_text = False
-        #: The payload of the outstanding keepalive ping, and whether its pong came.
-        self.ping_payload: bytes | None = None
-        self.answered = False
+        #: Called with the payload of every pong (the keepalive matches it to its ping).
+        self.on_pong: Callable[[bytes], None] | None = None
         super().__init__(max_size=max_size, **kwargs)
 
     @property
@@ -95,7 +95,7 @@ class _ServerProtocol(ServerProtocol):
     def take_messages(self) -> list[str | bytes]:
         """The complete messages received since the last call (``str`` for text).
 
-        Notes a pong answering :attr:`ping_payload` in :attr:`answered`.  Invalid
+        Hands each pong's payload to :attr:`on_pong`.  Invalid
         UTF-8 in a text message fails the connection with 1007.
         """
         messages: list[str | bytes] = []
@@ -121,9 +121,8 @@ class _ServerProtocol(ServerProtocol):
                 self._fragments = None
                 data, is_text = fragments, self._fragments_text
             else:
-                if opcode is Opcode.PONG and frame.data == self.ping_payload:
-                    self.ping_payload = None
-                    self.answered = True
+                if opcode is Opcode.PONG and self.on_pong is not None:
+                    self.on_pong(bytes(frame.data))
                 continue
             if is_text:
                 try:
@@ -164,11 +163,18 @@ async def handshake(
     The fourth item is what the client sent after its request head, to be
     parsed as WebSocket frames once the handshake is accepted (a second
     request pipelined behind the first is garbage there: 1002).  None once a
-    broken handshake was answered (websockets' 400/405/414/426/431).
+    broken handshake was answered: as triows' handshake rule says
+    (``triows._serving._handshake``), or websockets' 414/431 for an oversized head.
     """
-    protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
     end = head.find(_HEAD_END) + len(_HEAD_END)
     head, early = head[:end], head[end:]
+    refused = refusal(*_request_fields(head))
+    if refused is not None:
+        # The handshake rule both servers share (triows._serving._handshake),
+        # before websockets or the App see the request.
+        await _send_all(sock, refusal_response(refused))
+        return None
+    protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
     protocol.receive_data(head)
     events = protocol.events_received()
     request = events[0] if events else None
@@ -181,18 +187,9 @@ async def handshake(
         return None
     response = protocol.accept(request)
     if response.status_code != 101:
-        # Not a valid handshake (missing key, wrong version, not GET): websockets'
-        # own 400/405/426 answer, without bothering the App.
-        if [v.strip() for v in request.headers.get_all("Sec-WebSocket-Version")] not in (
-            [],
-            ["13"],
-        ):
-            # RFC 6455 4.2.2: a wrong version gets the versions this server speaks.
-            headers = WSHeaders([("Sec-WebSocket-Version", "13"), ("Connection", "close")])
-            headers["Content-Length"] = "0"
-            response = WSResponse(426, _reason(426), headers, b"")
-        protocol.send_response(response)
-        await _send_all(sock, b"".join(protocol.data_to_send()))
+        # Something websockets refuses beyond triows' rule (a malformed
+        # extension offer): a malformed handshake, answered as the rule does.
+        await _send_all(sock, refusal_response(BAD_HANDSHAKE))
         return None
     if len(events) == 1 and not protocol.reader.buffer:
         # The parser (a generator) keeps the handshake request, headers and
@@ -202,3 +199,22 @@ async def handshake(
         protocol.parser = Protocol.parse(protocol)
         next(protocol.parser)
     return protocol, request, response, early
+
+
+def _request_fields(head: bytes) -> tuple[str, bytes, list[tuple[bytes, bytes]]]:
+    """The HTTP version, method and headers of a request head (h11 has checked it)."""
+    request_line, *lines = head[: -len(_HEAD_END)].split(b"\r\n")
+    method, _, rest = request_line.partition(b" ")
+    version = rest.rpartition(b" ")[2].removeprefix(b"HTTP/").decode("latin-1")
+    headers = []
+    for line in lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.strip().lower(), value.strip()))
+    return version, method, headers
+
+
+def refusal_response(refused: Refusal) -> bytes:
+    """The bytes of a refusal: the status and headers both servers send, no body."""
+    lines = [b"HTTP/1.1 %d %s" % (refused.status, _reason(refused.status).encode())]
+    lines += [name + b": " + value for name, value in refused.headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"

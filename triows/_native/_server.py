@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 from functools import partial
 from typing import Any, cast
@@ -15,6 +14,7 @@ import trio
 from .._app import App
 from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
+from .._serving._keepalive import Keepalive
 from .._serving._logs import access_line, client_address, logger
 from .._serving._shutdown import (
     FORCE,
@@ -63,7 +63,8 @@ class _NativeServer:
         self.body_timeout = body_timeout
         self.state: dict[str, Any] = {}
         self.port = 0
-        self._live: set[NativeConnection] = set()
+        #: One task pings every open WebSocket (triows._serving._keepalive).
+        self.keepalive = None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
         #: HTTP connections waiting for their next request, and whether we stop.
@@ -163,40 +164,22 @@ class _NativeServer:
                 nursery.cancel_scope.cancel()
 
     def opened(self, conn: NativeConnection) -> None:
-        """An accepted connection: from now on the keepalive loop pings it."""
-        if self.ping_interval is not None:
-            conn.next_ping = trio.current_time() + self.ping_interval
-            self._live.add(conn)
+        """An accepted connection: from now on the keepalive pings it."""
+        if self.keepalive is not None:
+            self.keepalive.opened(conn)
 
     def forget(self, conn: NativeConnection) -> None:
-        """A connection the keepalive loop no longer pings (its client has gone)."""
-        self._live.discard(conn)
-
-    @property
-    def ping_interval_or_inf(self) -> float:
-        return math.inf if self.ping_interval is None else self.ping_interval
+        """A connection the keepalive no longer pings (its client has gone)."""
+        if self.keepalive is not None:
+            self.keepalive.forget(conn)
 
     async def _keepalive(self, nursery: trio.Nursery, interval: float) -> None:
-        """One task for every connection's keepalive: no task or timer per connection.
+        """The one keepalive task, shared with hypercorn's (``triows._serving._keepalive``).
 
-        Each connection is pinged ``interval`` seconds after its last pong (or its
-        accept) and dropped when the pong is ``ping_timeout`` seconds late, with a
-        precision of a quarter of the shorter of the two.
+        Pings and drops run in ``nursery``; ``interval`` is the keepalive's.
         """
-        timeout = self.ping_timeout
-        tick = min(interval, timeout) / 4
-        while True:
-            await trio.sleep(tick)
-            now = trio.current_time()
-            for conn in list(self._live):
-                deadline = conn.ping_deadline
-                if deadline is not None:
-                    if now >= deadline:
-                        self._live.discard(conn)
-                        nursery.start_soon(conn.drop_silent_client)
-                elif now >= conn.next_ping:
-                    conn.ping_deadline = now + timeout
-                    nursery.start_soon(conn.ping)
+        assert self.keepalive is not None and self.keepalive.interval == interval
+        await self.keepalive.run(nursery)
 
     async def _serve_http(self, http: RequestReader) -> None:
         """Serve the request just read by ``http``, and the next ones (keep-alive)."""
