@@ -7,8 +7,7 @@ Starts one ``triows run tests.fuzz_app:app`` process on 127.0.0.1 (restarted aft
 failed check, so that hypothesis can shrink), runs each target's strategy for
 ``--examples`` examples with shrinking on, prints the minimal failing example with
 the exact bytes it sent, and kills the server on the way out.  Exit status 1 if any
-target failed.  ``--include-known`` also sends the shapes of known upstream defects
-(see ``HYPERCORN_225`` in the test module).
+target failed.
 """
 
 from __future__ import annotations
@@ -46,10 +45,8 @@ def main() -> int:
         choices=[name for name, _, _ in fuzz.TARGETS],
         help="what to fuzz (repeatable; default: all)",
     )
-    parser.add_argument("--include-known", action="store_true", help="send known defects too")
     parser.add_argument("--no-shrink", dest="shrink", action="store_false")
     args = parser.parse_args()
-    fuzz.INCLUDE_KNOWN_DEFECTS = args.include_known
     failed = []
     with fuzz.running_server(args.backend) as server:
         for name, strategy, runner in fuzz.TARGETS:

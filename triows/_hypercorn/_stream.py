@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Generator
 
+import h11
 import trio
 from hypercorn.config import Config
 from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
@@ -305,7 +306,13 @@ class TriowsWSStream(WSStream):
             # core's, with the close code the app would have been told.
             raise ClientGone(*self._close_code(1006))
         accepting = self.state is ASGIWebsocketState.HANDSHAKE
-        await super().app_send(message)
+        try:
+            await super().app_send(message)
+        except h11.LocalProtocolError:
+            # hypercorn already failed this connection (bytes after the upgrade
+            # request: pgjones/hypercorn#225) and TriowsTCPServer ends it; for the
+            # app the client is gone, which is not an error of the app's.
+            raise ClientGone(1006, "the connection failed") from None
         if accepting and self.state is ASGIWebsocketState.CONNECTED and self._keepalive is not None:
             self._keepalive.opened(self)
 
