@@ -8,15 +8,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import NoReturn
 
 import trio
 
 from ._app import App
 from ._server import serve
-from ._serving._shutdown import FORCE, abandoned_tasks
+from ._serving._shutdown import FORCE, OVERRUNS
 
 __all__ = ["load_app", "main"]
+
+logger = logging.getLogger("triows")
 
 
 def load_app(target: str) -> App:
@@ -45,11 +48,15 @@ def load_app(target: str) -> App:
     return obj
 
 
-async def _run(app: App, target: str, args: argparse.Namespace) -> None:
+async def _run(app: App, target: str, args: argparse.Namespace) -> int:
+    """Serve until a signal, then shut down; the process's exit status."""
     scheme = "https" if args.certfile else "http"
-    # A second signal forces the shutdown under way (serve() watches this event).
+    # A second signal forces the shutdown under way (serve() watches this event);
+    # the server lists what overran its shutdown in ``overruns``.
     force = trio.Event()
     FORCE.set(force)
+    overruns: list[str] = []
+    OVERRUNS.set(overruns)
     serving = trio.CancelScope()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -80,31 +87,61 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> None:
                 f"triows: serving {target} on {scheme}://{args.host}:{port} (Ctrl+C to stop)",
                 flush=True,
             )
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not serving.cancel_called:
-                    print(f"triows: {name}, shutting down ({name} again to force)", flush=True)
-                    serving.cancel()
-                else:
-                    print(f"triows: {name} again, forcing the shutdown", flush=True)
-                    force.set()
-                    # Cancelled as serve() returns, at once now; else exit regardless.
-                    await trio.sleep(FORCED_EXIT_TIMEOUT)
-                    _exit_now(1)
-    if force.is_set() or abandoned_tasks():
-        # Tasks that ignore cancellation still run: trio.run() would wait for them.
-        _exit_now(1 if force.is_set() else 0)
+            # Cancelled as soon as serve() returns: past the bound, it overran.
+            await _shut_down_on_signals(signals, serving, force, _bound(args))
+            _exit_overrun(len(overruns) or len(app.websockets.live), forced=force.is_set())
+    return 1 if force.is_set() else 0
 
 
-def _exit_now(code: int) -> None:
-    print("triows: exiting without waiting for tasks that overran the shutdown", flush=True)
+async def _shut_down_on_signals(
+    signals: AsyncIterator[int], serving: trio.CancelScope, force: trio.Event, bound: float
+) -> None:
+    """Shut down gracefully on the first signal, force it on a second one; return at
+    the bound, or :data:`SETTLE_AFTER_FORCE` seconds after a forced shutdown."""
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        print(f"triows: {name}, shutting down ({name} again to force)", flush=True)
+        serving.cancel()
+        break
+    with trio.move_on_after(bound):
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            print(f"triows: {name} again, forcing the shutdown", flush=True)
+            force.set()
+            await trio.sleep(SETTLE_AFTER_FORCE)
+            break
+    # serve() may have returned just now: its cancellation of this task comes first.
+    await trio.lowlevel.checkpoint()
+
+
+def _bound(args: argparse.Namespace) -> float:
+    """Seconds from the first signal to the end of serve()'s shutdown, whatever clients
+    do, unless a view ignores cancellation (docs/deployment.md, Graceful shutdown), and
+    a moment for the server's own WARNINGs about such views."""
+    timeout: float = args.shutdown_timeout
+    stages = 2 if args.backend == "native" else 3  # hypercorn: its views', then 2 x more
+    return stages * timeout + 1 + SETTLE_AFTER_FORCE
+
+
+def _exit_overrun(views: int, *, forced: bool) -> NoReturn:
+    """serve() did not return in time: a view ignores cancellation.  Exit now, with 1."""
+    logger.error(
+        "%d view(s) overran the %sshutdown: exiting with status 1 without waiting for them",
+        views,
+        "forced " if forced else "",
+    )
+    # trio.run() waits for every task, and a trio task cannot be killed: a view that
+    # shields itself from cancellation would keep this process alive.  Only here, at
+    # the process boundary, is not waiting sound: the server has closed every
+    # connection; flush what was logged and printed, and leave.
     logging.shutdown()
+    sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(1)
 
 
 #: After a forced shutdown, how long serve() may take to return before the process exits.
-FORCED_EXIT_TIMEOUT = 1.0
+SETTLE_AFTER_FORCE = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -172,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = load_app(args.target)
     try:
-        trio.run(_run, app, args.target, args)
+        status = trio.run(_run, app, args.target, args)
     except (OSError, BaseExceptionGroup) as exc:
         bind_error = _first_os_error(exc)
         if bind_error is None:
@@ -180,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(
             f"triows: cannot serve on {args.host}:{args.port}: {bind_error.strerror or bind_error}"
         ) from None
+    if status:
+        raise SystemExit(status)  # a forced shutdown
 
 
 def _first_os_error(exc: BaseException) -> OSError | None:

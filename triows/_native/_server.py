@@ -16,13 +16,7 @@ from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
 from .._serving._keepalive import Keepalive
 from .._serving._logs import access_line, client_address, logger
-from .._serving._shutdown import (
-    FORCE,
-    UNWIND,
-    Detached,
-    Shutdown,
-    abandon_native_connections,
-)
+from .._serving._shutdown import FORCE, UNWIND, Shutdown
 from .._types import Scope
 from ._connection import NativeConnection
 from ._http import (
@@ -32,6 +26,7 @@ from ._http import (
     wants_websocket,
 )
 from ._protocol import handshake
+from ._reaper import Served, reap
 from ._tls import TLSSocket, server_context
 
 access_logger = logging.getLogger("triows.access")
@@ -67,6 +62,8 @@ class _NativeServer:
         self.keepalive = None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
+        #: Every connection served, by socket, until it ends (see ``_reaper``).
+        self.open: dict[trio.socket.SocketType, Served] = {}
         #: HTTP connections waiting for their next request, and whether we stop.
         self._waiting_http: set[trio.CancelScope] = set()
         self._stopping = False
@@ -82,6 +79,7 @@ class _NativeServer:
         tls = None if self.ssl_context is None else TLSSocket(stream, self.ssl_context)
         # Over TLS, the SSLStream behind the socket methods the server calls.
         sock = stream.socket if tls is None else cast(trio.socket.SocketType, tls)
+        self.open[stream.socket] = None
         try:
             head = bytearray()
             conn: NativeConnection | None = None
@@ -92,12 +90,13 @@ class _NativeServer:
                 if not await reader.next_request():
                     return  # the client left, or its head was refused (answered)
                 if not wants_websocket(reader.request):
-                    http = reader
+                    http = self.open[stream.socket] = reader
                 else:
                     del reader  # a WebSocket keeps no HTTP state
                     conn = await self._handshake(sock, bytes(head))
                     if conn is None:
                         return
+                    self.open[stream.socket] = conn
             if waiting.cancelled_caught:
                 return  # slowloris: no complete request head in time
             if conn is None:
@@ -111,6 +110,7 @@ class _NativeServer:
             # Never let one connection take the server down.
             logger.exception("unexpected error serving a connection")
         finally:
+            del self.open[stream.socket]
             if tls is not None:
                 await tls.aclose()
             sock.close()
@@ -240,54 +240,66 @@ class _NativeServer:
         shutdown: Shutdown,
         task_status: trio.TaskStatus[int],
     ) -> None:
-        # The App's lifespan and the connections run in Detached nurseries: at the
-        # shutdown's bound, what still runs there (a task ignoring cancellation)
-        # is abandoned, and serve() returns all the same.
-        lifespan_tasks = Detached("the App's lifespan", on_error=stop)
+        """Serve until ``stop`` is set, then shut down in the stages of ``shutdown``.
+
+        Every task is a child of this one: the App's lifespan, the connections
+        (in :attr:`nursery`), the accept loop and the keepalive.
+        """
         lifespan = Lifespan(self.app, self.state, "the App")
-        try:
-            await lifespan.startup(await lifespan_tasks.open())
-            listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
-            self.port = listeners[0].socket.getsockname()[1]
-            connections = Detached("the connections", on_error=stop)
-            self.nursery = await connections.open()
+        async with trio.open_nursery() as lifespan_nursery:
             try:
-                async with trio.open_nursery() as services:
-                    if self.ping_interval is not None:
-                        services.start_soon(self._keepalive, self.nursery, self.ping_interval)
-                    serve = partial(trio.serve_listeners, handler_nursery=self.nursery)
-                    services.start_soon(serve, self.handle, listeners)
-                    task_status.started(self.port)
-                    await stop.wait()
-                    # Close every WebSocket with 1001 (new ones get 503 meanwhile),
-                    # then stop listening; connections still open get the rest of
-                    # the budget to finish their closing handshake.
-                    shutdown.begin()
-                    with shutdown.stage(shutdown.deadline):
-                        await self.app.close_connections(shutdown.timeout)
-                    services.cancel_scope.cancel()
-                # Idle keep-alive connections close at once, as on hypercorn.
-                self._stopping = True
-                for waiting in list(self._waiting_http):
-                    waiting.cancel()
+                await lifespan.startup(lifespan_nursery)
+                listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
+                self.port = listeners[0].socket.getsockname()[1]
+                await self._serve(listeners, stop, shutdown, task_status)
             finally:
+                # Once every connection has ended: the App's shutdown, within the
+                # bound (none is left if a view overran it: the App's lifespan is
+                # then cancelled, and unwinds its hub and app.nursery in order).
                 shutdown.begin()
-                cancel_at = max(shutdown.deadline, trio.current_time() + 0.1)
-                if not await connections.close(shutdown, cancel_at, cancel_at + UNWIND):
-                    handler = _NativeServer.handle.__code__
-                    abandon_native_connections(connections.tasks, handler, self.app.websockets)
-        finally:
-            shutdown.begin()
-            with trio.CancelScope(shield=True):
-                ends = min(trio.current_time() + shutdown.timeout, shutdown.bound - UNWIND)
-                with shutdown.stage(ends):
-                    try:
-                        await lifespan.shutdown()
-                    except RuntimeError:
-                        logger.exception("the App's shutdown failed")
-                now = trio.current_time()
-                if not await lifespan_tasks.close(shutdown, now, max(now, shutdown.bound)):
-                    logger.warning("the App's lifespan overran the shutdown: abandoned it")
+                with trio.CancelScope(shield=True):
+                    ends = min(trio.current_time() + shutdown.timeout, shutdown.bound - UNWIND)
+                    with shutdown.stage(ends):
+                        try:
+                            await lifespan.shutdown()
+                        except RuntimeError:
+                            logger.exception("the App's shutdown failed")
+                lifespan_nursery.cancel_scope.cancel()
+
+    async def _serve(
+        self,
+        listeners: list[trio.SocketListener],
+        stop: trio.Event,
+        shutdown: Shutdown,
+        task_status: trio.TaskStatus[int],
+    ) -> None:
+        """Accept connections until ``stop``; then close them (``_reaper``), wait for them."""
+        async with trio.open_nursery() as reaping:
+            async with trio.open_nursery() as connections:
+                self.nursery = connections
+                try:
+                    async with trio.open_nursery() as services:
+                        if self.ping_interval is not None:
+                            services.start_soon(self._keepalive, connections, self.ping_interval)
+                        serve = partial(trio.serve_listeners, handler_nursery=connections)
+                        services.start_soon(serve, self.handle, listeners)
+                        task_status.started(self.port)
+                        await stop.wait()
+                        # Close every WebSocket with 1001 (new ones get 503 meanwhile),
+                        # then stop listening.
+                        shutdown.begin()
+                        with shutdown.stage(shutdown.deadline):
+                            await self.app.close_connections(shutdown.timeout)
+                        services.cancel_scope.cancel()
+                    # Idle keep-alive connections close at once, as on hypercorn.
+                    self._stopping = True
+                    for waiting in list(self._waiting_http):
+                        waiting.cancel()
+                finally:
+                    # What is still open is cancelled, then closed from the outside.
+                    shutdown.begin()
+                    reaping.start_soon(reap, self.open, shutdown, connections, self.app.websockets)
+            reaping.cancel_scope.cancel()  # every connection has ended
 
 
 def _address(sock: trio.socket.SocketType, *, peer: bool) -> tuple[str, int] | None:
@@ -335,10 +347,14 @@ async def serve_native(
     request body gets ``body_timeout`` seconds of waiting for its bytes, in
     all: past it the client gets 408 and the connection closes.
 
-    Cancellation is a graceful shutdown: open WebSockets are closed with 1001
-    (views cancelled), new ones are refused with 503, listening stops, and within
-    about ``shutdown_timeout`` seconds remaining connections are dropped and the
-    App's lifespan shutdown runs.
+    Cancellation is a graceful shutdown, within ``2 * shutdown_timeout + 1``
+    seconds: open WebSockets are closed with 1001 (views cancelled), new ones are
+    refused with 503, listening stops; views get ``shutdown_timeout`` seconds to
+    end, then their connections are cancelled and, 0.5 s later, closed (a
+    WebSocket gets 1001 if it has not yet); then the App's lifespan shutdown runs.
+    A trio task cannot be killed: a view that shields itself from cancellation
+    keeps running after its connection is closed, and this function returns only
+    once it has (one WARNING names it at the bound; ``triows run`` exits instead).
     """
     server = _NativeServer(
         app,
@@ -354,26 +370,22 @@ async def serve_native(
     stop = trio.Event()
     shutdown = Shutdown(shutdown_timeout)
     force = FORCE.get()
+
+    async def run_server(task_status: trio.TaskStatus[int]) -> None:
+        # Shielded: cancelling serve_native() must become a graceful shutdown in
+        # stages (triows._serving._shutdown), not an abrupt cancel of everything.
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as watching:
+                if force is not None:
+                    watching.start_soon(shutdown.watch, force)
+                await server.run(port, backlog, stop, shutdown, task_status)
+                watching.cancel_scope.cancel()
+
     async with trio.open_nursery() as nursery:
-        # The server runs shielded: cancelling serve_native() must become a
-        # graceful shutdown, not an abrupt cancel of every connection.  Its
-        # stages end within the bound (see triows._serving._shutdown).
-        server_scope = trio.CancelScope(shield=True)
-
-        async def run_server(task_status: trio.TaskStatus[int]) -> None:
-            with server_scope:
-                async with trio.open_nursery() as watching:
-                    if force is not None:
-                        watching.start_soon(shutdown.watch, force)
-                    await server.run(port, backlog, stop, shutdown, task_status)
-                    watching.cancel_scope.cancel()
-
-        bound: int = await nursery.start(run_server)
-        task_status.started(bound)
         try:
+            bound: int = await nursery.start(run_server)
+            task_status.started(bound)
             await trio.sleep_forever()
         finally:
-            stop.set()
             shutdown.begin()
-            # A backstop: the stages end before it.
-            server_scope.deadline = shutdown.bound + UNWIND
+            stop.set()

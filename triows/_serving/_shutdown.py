@@ -1,25 +1,24 @@
-"""The shutdown of a server, within its bound: stages, forcing, abandoned tasks.
+"""The shutdown of a server, within its bound: stages, forcing, and what overran it.
 
 Cancelling ``serve()`` starts a graceful shutdown in stages, each with its own
 deadline, the whole within ``2 * shutdown_timeout + 1`` seconds (the
-documented bound): views get ``shutdown_timeout`` seconds to end (their clients
-get 1001), connections still open are then cancelled and get :data:`UNWIND`
-seconds to unwind, the App's lifespan shutdown gets ``shutdown_timeout``
-seconds, and its task :data:`UNWIND` seconds more.
+documented bound of the native server): views get ``shutdown_timeout`` seconds
+to end (their clients get 1001); the connections still open are then
+cancelled, and :data:`UNWIND` seconds later the server closes their sockets
+from the outside, so that every task blocked on one wakes with an error; the
+App's lifespan shutdown gets ``shutdown_timeout`` seconds, within the bound.
 
-A trio task cannot be killed: one that ignores cancellation (a view in a
-shielded scope) would hold its nursery open, and ``serve()`` with it.  So the
-tasks a server cannot wait for (its connections, the App's lifespan) run in a
-:class:`Detached` nursery, hosted by a system task: at the bound the server
-stops waiting for them and *abandons* what is left (the native server closes
-an abandoned connection's socket first, so its client sees the end).  An
-abandoned task still runs until it ends; ``trio.run`` waits for it, and
-``triows run`` exits without waiting (:func:`abandoned_tasks`).
+Every task stays a child of its server: none outlives its connection, and
+``serve()`` returns only once all have ended.  A trio task cannot be killed,
+so a view that shields itself from cancellation holds ``serve()`` open until
+it returns: its client has its close (its socket is closed) and the server
+logs one WARNING naming it at the bound (:meth:`Shutdown.overran`).  ``triows
+run`` does not wait for such a view: at the bound it exits with status 1.
 
-``triows run`` forces a shutdown under way on a second signal: :data:`FORCE`
-holds an event the servers watch (a context variable, so that the CLI reaches
-the ``serve()`` it started and no other); once it is set every stage ends at
-once and everything still open is abandoned.
+``triows run`` also forces a shutdown under way on a second signal:
+:data:`FORCE` holds an event the servers watch (a context variable, so that
+the CLI reaches the ``serve()`` it started and no other); once it is set every
+stage ends at once.  :data:`OVERRUNS` collects, for it, what overran.
 """
 
 from __future__ import annotations
@@ -28,48 +27,41 @@ import contextlib
 import contextvars
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from types import CodeType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
 import trio
-from websockets.protocol import OPEN
+from websockets.frames import Close, Frame, Opcode
 
 from ._logs import logger
 
-if TYPE_CHECKING:
-    from .._endpoints import WebSocketEndpoints
-    from .._native._connection import NativeConnection
-
-__all__ = [
-    "FORCE",
-    "UNWIND",
-    "Detached",
-    "Shutdown",
-    "abandon_native_connections",
-    "abandoned_tasks",
-]
+__all__ = ["FORCE", "GOING_AWAY", "OVERRUNS", "SETTLE", "UNWIND", "Shutdown", "close_socket"]
 
 #: Set by ``triows run``: setting the event forces the shutdown under way.
 FORCE: contextvars.ContextVar[trio.Event | None] = contextvars.ContextVar(
     "triows_force_shutdown", default=None
 )
 
-#: Seconds a cancelled stage's tasks get to unwind before they are abandoned.
+#: Set by ``triows run``: a server appends a description of each view that overran.
+OVERRUNS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "triows_shutdown_overruns", default=None
+)
+
+#: Seconds cancelled connections get to unwind before their sockets are closed.
 UNWIND: Final = 0.5
 
-#: Detached nurseries whose owner stopped waiting while tasks still ran in them.
-_abandoned: set[Detached] = set()
+#: Seconds a forced shutdown gives the tasks it cancelled before it names what overran.
+SETTLE: Final = 0.1
 
-
-def abandoned_tasks() -> int:
-    """How many abandoned tasks still run in this process (``trio.run`` waits for them)."""
-    return sum(len(detached.tasks) for detached in _abandoned)
+#: The close frame (1001) a server writes on a connection it closes from the outside.
+GOING_AWAY: Final = Frame(Opcode.CLOSE, Close(1001, "server shutting down").serialize()).serialize(
+    mask=False
+)
 
 
 class Shutdown:
-    """One server's shutdown: its stages' deadlines within the bound, and forcing."""
+    """One server's shutdown: its stages' deadlines within the bound, forcing, overruns."""
 
     def __init__(self, timeout: float) -> None:
         #: ``shutdown_timeout``: the budget of the views, and of the lifespan shutdown.
@@ -78,6 +70,11 @@ class Shutdown:
         self.began = math.inf
         #: Whether it was forced: every stage ends at once.
         self.forced = False
+        #: What overran the shutdown (``triows run``'s list, when it runs the server).
+        self.overruns: list[str] = []
+        report = OVERRUNS.get()
+        if report is not None:
+            self.overruns = report
         self._stages: set[trio.CancelScope] = set()
 
     def begin(self) -> None:
@@ -92,7 +89,7 @@ class Shutdown:
 
     @property
     def bound(self) -> float:
-        """When the whole shutdown is over, whatever still runs."""
+        """When the whole shutdown is over, unless a task ignores cancellation."""
         return self.began + 2 * self.timeout + 1
 
     @contextmanager
@@ -107,6 +104,11 @@ class Shutdown:
             finally:
                 self._stages.discard(scope)
 
+    async def until(self, deadline: float) -> None:
+        """Wait for ``deadline``, or until the shutdown is forced."""
+        with self.stage(deadline):
+            await trio.sleep_forever()
+
     def force(self) -> None:
         """End the stage under way, and every later one, at once."""
         self.forced = True
@@ -118,177 +120,26 @@ class Shutdown:
         await force.wait()
         self.force()
 
-
-class Detached:
-    """A nursery hosted by a system task, so that its owner can stop waiting for it.
-
-    ``await open()`` gives the nursery; ``await close(...)`` cancels it and
-    waits for its tasks, until a deadline: tasks still running then are
-    abandoned (they run on; :func:`abandoned_tasks` counts them).  Tasks run in a
-    copy of the opener's context.  An exception from a task (not a
-    cancellation) calls ``on_error`` at once (the server then shuts down) and is
-    raised by ``close()``, or logged if the nursery was abandoned.
-    """
-
-    def __init__(self, name: str, on_error: trio.Event | None = None) -> None:
-        self.name = name
-        self._on_error = on_error
-        self._nursery: trio.Nursery | None = None
-        self._opened = trio.Event()
-        self._released = trio.Event()
-        #: Set once the nursery has closed: every task in it has ended.
-        self.done = trio.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def nursery(self) -> trio.Nursery:
-        assert self._nursery is not None, "open() the Detached nursery first"
-        return self._nursery
-
-    @property
-    def tasks(self) -> frozenset[trio.lowlevel.Task]:
-        """The tasks running in the nursery."""
-        nursery = self._nursery
-        return frozenset() if nursery is None or self.done.is_set() else nursery.child_tasks
-
-    async def open(self) -> trio.Nursery:
-        trio.lowlevel.spawn_system_task(
-            self._host, name=f"triows: {self.name}", context=contextvars.copy_context()
+    def overran(self, what: str) -> None:
+        """``what`` (a view, by its route) is still running at the bound: say so, once."""
+        self.overruns.append(what)
+        logger.warning(
+            "%s overran the shutdown: its connection is closed, and serve() returns"
+            " only once the view does (a trio task cannot be killed)",
+            what,
         )
-        await self._opened.wait()
-        return self.nursery
-
-    async def _host(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._opened.set()
-                # Open until the owner is done with it (tasks may come until then).
-                await self._released.wait()
-        except BaseException as exc:
-            # A system task must not raise: hand the error over (cancellations
-            # are the owner's doing, or trio.run ending: nothing to report).
-            if not _only_cancelled(exc):
-                self._error = exc
-                if self._on_error is not None:
-                    self._on_error.set()
-        finally:
-            self.done.set()
-            self._opened.set()
-            if self in _abandoned:
-                _abandoned.discard(self)
-                if self._error is not None:
-                    logger.error(
-                        "error in %s, after the shutdown abandoned it",
-                        self.name,
-                        exc_info=self._error,
-                    )
-                    self._error = None
-
-    async def close(self, shutdown: Shutdown, cancel_at: float, give_up_at: float) -> bool:
-        """Cancel the nursery at ``cancel_at``; wait for its tasks until ``give_up_at``.
-
-        True if every task ended; False if some were abandoned.  Raises what a
-        task raised.  A forced ``shutdown`` cancels and gives up at once.
-        """
-        nursery = self.nursery
-        if shutdown.forced:
-            nursery.cancel_scope.cancel()
-        else:
-            nursery.cancel_scope.deadline = cancel_at
-        self._released.set()
-        with shutdown.stage(give_up_at):
-            await self.done.wait()
-        if not self.done.is_set():
-            nursery.cancel_scope.cancel()
-            _abandoned.add(self)
-            return False
-        error, self._error = self._error, None
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
-        return True
 
 
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancelled(inner) for inner in exc.exceptions)
-    return isinstance(exc, trio.Cancelled)
-
-
-# -- the native server's abandoned connections ----------------------------------------
-
-
-def abandon_native_connections(
-    tasks: Iterable[trio.lowlevel.Task],
-    handler: CodeType,
-    routes: WebSocketEndpoints,
-) -> None:
-    """Close the connections of the native server's handler tasks that overran the shutdown.
-
-    Each task is one connection, served by ``handler`` (``_NativeServer.handle``,
-    inside ``trio.serve_listeners``'s wrapper), whose locals name its stream
-    and, once known, its WebSocket ``conn`` or its HTTP reader: reading them
-    here keeps the per-connection path free of any bookkeeping for this rare
-    case.  A WebSocket client whose writer is free
-    gets a 1001 close frame first; every socket is then closed, so its client
-    sees the end, and one WARNING names what overran (its route, from ``routes``).
-    """
-    for task in tasks:
-        names = _locals_of(task, handler)
-        if names is None:
-            continue  # a short helper task (a ping): cancelled, it ends by itself
-        stream = names.get("stream")
-        if not isinstance(stream, trio.SocketStream):
-            continue
-        conn: NativeConnection | None = names.get("conn")
-        http = names.get("http")
-        if conn is not None:
-            found = routes.route_for(conn.request.path)
-            route = conn.request.path if found is None else found[0].pattern.text
-            what = f"the WebSocket view of route {route!r} (client {conn.client})"
-            _say_going_away(conn, stream.socket)
-        elif http is not None and getattr(http, "request", None) is not None:
-            request = http.request
-            what = f"the HTTP view of {request.method.decode()} {request.target.decode()!r}"
-        else:
-            what = "a connection"
-        _close_abruptly(stream.socket)
-        logger.warning("%s overran the shutdown: abandoned it and closed its connection", what)
-
-
-def _locals_of(task: trio.lowlevel.Task, code: CodeType) -> dict[str, Any] | None:
-    """The locals of the call of ``code`` that ``task`` is in (it awaits inside it)."""
-    coro: Any = task.coro
-    for _ in range(8):  # trio.serve_listeners runs the handler inside a wrapper
-        frame = getattr(coro, "cr_frame", None)
-        if frame is None:
-            return None
-        if frame.f_code is code:
-            return dict(frame.f_locals)
-        coro = getattr(coro, "cr_await", None)
-    return None
-
-
-def _say_going_away(conn: NativeConnection, sock: trio.socket.SocketType) -> None:
-    """A 1001 close frame, if the connection is open and nothing is being written."""
-    if not conn.plain or conn.protocol.state is not OPEN or not conn.writer.idle:
-        return
-    conn.writer.dead = True  # nothing more goes out, whatever the view does next
-    conn.protocol.send_close(1001, "server shutting down")
-    with contextlib.suppress(OSError):
-        os.write(sock.fileno(), b"".join(conn.protocol.data_to_send()))
-
-
-def _close_abruptly(sock: trio.socket.SocketType) -> None:
-    """Close ``sock`` at once: a FIN after what was written, unread input dropped first
-    (closing with unread input sends a reset, which can destroy our close frame)."""
+def close_socket(sock: trio.socket.SocketType) -> None:
+    """Close ``sock`` from outside the tasks using it: each one blocked on it wakes
+    with an error.  A FIN goes after what was written; unread input is dropped first
+    (closing with unread input sends a reset, which can destroy a close frame)."""
     with contextlib.suppress(OSError):
         for _ in range(16):
             if not os.read(sock.fileno(), 65536):
                 break
     with contextlib.suppress(OSError):
         sock.shutdown(trio.socket.SHUT_RDWR)
-    sock.close()  # wakes the tasks waiting on it (trio notifies them)
+    if sock.fileno() != -1:
+        trio.lowlevel.notify_closing(sock)  # what trio's close() does too: explicit here
+        sock.close()
