@@ -20,6 +20,7 @@ from hypercorn.typing import ASGIFramework, ConnectionState, LifespanState
 
 from .._app import App
 from .._serving._keepalive import Keepalive
+from .._serving._logs import ACCESS_LOG_FORMAT
 from ._tcp import Connections, TriowsTCPServer
 
 __all__ = ["TESTED_SERIES", "serve_hypercorn"]
@@ -117,6 +118,10 @@ def hypercorn_config(
     config.graceful_timeout = shutdown_timeout
     config.keep_alive_timeout = handshake_timeout
     config.accesslog = logging.getLogger("triows.access") if access_log else None
+    config.access_log_format = ACCESS_LOG_FORMAT  # the native server's format too
+    # hypercorn's own logger, without the stream handler hypercorn would add to it:
+    # its lines go through the application's logging once, as the native server's.
+    config.errorlog = logging.getLogger("hypercorn.error")
     for name, value in options.items():
         if not hasattr(config, name):
             raise TypeError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import ssl
 from functools import partial
 from typing import Any, cast
@@ -28,8 +27,6 @@ from ._http import (
 from ._protocol import handshake
 from ._reaper import Served, reap
 from ._tls import TLSSocket, server_context
-
-access_logger = logging.getLogger("triows.access")
 
 
 class _NativeServer:
@@ -70,7 +67,7 @@ class _NativeServer:
 
     def log_access(self, conn: NativeConnection, status: int) -> None:
         if self.access_log:
-            access_line(conn.request.client, "WebSocket", conn.target, status)
+            access_line(conn.request.client, "GET", conn.request.path, status)
 
     # -- per connection -------------------------------------------------------------------
 
@@ -192,13 +189,7 @@ class _NativeServer:
             if not exchange.complete:
                 return
             if self.access_log:
-                access_logger.info(
-                    "%s %s %s %d",
-                    scope["client"],
-                    request.method.decode(),
-                    request.target.decode(),
-                    exchange.status,
-                )
+                access_line(scope["client"], scope["method"], scope["path"], exchange.status)
             if self._stopping or not await http.next_cycle():
                 return  # shutting down (no new request on a kept-alive connection), or done
             got = False

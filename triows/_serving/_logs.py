@@ -9,7 +9,9 @@
   :data:`BURST` lines of one kind within :data:`WINDOW` seconds, the rest of
   that window is counted and reported in one line.
 * Access: one INFO line per request on ``triows.access``, the same format on
-  both backends: ``client "METHOD path" status`` (``WebSocket`` for handshakes).
+  both backends: ``client "METHOD path" status`` (``GET`` and 101 for an
+  accepted WebSocket handshake).  The hypercorn backend formats it with
+  :data:`ACCESS_LOG_FORMAT`, the native server with :func:`access_line`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import time
 from typing import Final
 
-__all__ = ["ClientWarnings", "access_line", "client_address", "logger"]
+__all__ = ["ACCESS_LOG_FORMAT", "ClientWarnings", "access_line", "client_address", "logger"]
 
 logger = logging.getLogger("triows")
 access_logger = logging.getLogger("triows.access")
@@ -72,7 +74,11 @@ def client_address(client: tuple[str, int] | None) -> str:
     return "-" if client is None else f"{client[0]}:{client[1]}"
 
 
-def access_line(client: tuple[str, int] | None, method: str, target: str, status: int) -> None:
-    """The access log's one line for a request (``WebSocket`` as the method for handshakes)."""
+#: hypercorn's access log atoms for the same line: client, method, path, status.
+ACCESS_LOG_FORMAT: Final = '%(h)s "%(m)s %(U)s" %(s)s'
+
+
+def access_line(client: tuple[str, int] | None, method: str, path: str, status: int) -> None:
+    """The access log's one line for a request (``path`` decoded, without the query)."""
     if access_logger.isEnabledFor(logging.INFO):
-        access_logger.info('%s "%s %s" %d', client_address(client), method, target, status)
+        access_logger.info('%s "%s %s" %d', client_address(client), method, path, status)
