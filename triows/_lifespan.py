@@ -1,7 +1,8 @@
 """Running an ASGI app's lifespan, as a server does.
 
-Two servers of lifespans live in triows: the native backend runs the App's, and
-the App runs the lifespan of each app given to ``App.mount`` inside its own.
+Three drivers of lifespans live in triows, all this one: the native backend runs
+the App's, the TestClient runs the App's, and the App runs the lifespan of each
+app given to ``App.mount`` inside its own.
 Both call the app with a ``lifespan`` scope in a nursery, send
 ``lifespan.startup`` and later ``lifespan.shutdown``, and wait for each answer.
 As the ASGI spec asks of servers, an app that raises before answering its
@@ -29,8 +30,12 @@ ANSWER_TIMEOUT = 60.0
 class Lifespan:
     """The lifespan of ``app``, called ``name`` in errors and logs ("the App")."""
 
-    def __init__(self, app: ASGIApp, state: dict[str, Any], name: str) -> None:
+    def __init__(
+        self, app: ASGIApp, state: dict[str, Any], name: str, *, timeout: float | None = None
+    ) -> None:
         self.app = app
+        #: How long the app may take to answer its startup or its shutdown.
+        self.timeout = ANSWER_TIMEOUT if timeout is None else timeout
         #: The server's lifespan state, shared so the app's requests see what it stores.
         self.state = state
         self.name = name
@@ -72,13 +77,13 @@ class Lifespan:
 
     async def _reply(self) -> Message | None:
         try:
-            with trio.fail_after(ANSWER_TIMEOUT):
+            with trio.fail_after(self.timeout):
                 return await self._from_app.receive()
         except trio.EndOfChannel:
             return None  # the app returned or raised without answering
         except trio.TooSlowError:
             raise RuntimeError(
-                f"{self.name} did not answer its lifespan event within {ANSWER_TIMEOUT:g} s"
+                f"{self.name} did not answer its lifespan event within {self.timeout:g} s"
             ) from None
 
     async def _run(self) -> None:

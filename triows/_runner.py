@@ -104,7 +104,7 @@ async def apply(ws: WebSocket, outcome: Outcome) -> None:
 
 
 def _log(ws: WebSocket, outcome: Outcome, warnings: ClientWarnings) -> None:
-    path = ws.scope.get("path", "?")
+    path = ws.path
     who = client_address(ws.client)
     code = ws.client_close_code
     if outcome.log == "client-left":

@@ -53,6 +53,11 @@ class RequestView:
         return self._transport.request.client
 
     @property
+    def path(self) -> str:
+        """The request's path, percent-decoded (``ws.url.path`` includes the root path)."""
+        return self._transport.request.path
+
+    @property
     def subprotocols(self) -> list[str]:
         """The subprotocols the client offered, in its order of preference."""
         return list(self._transport.request.subprotocols)

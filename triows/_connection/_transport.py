@@ -56,9 +56,10 @@ class HandshakeRequest:
     ``headers`` are lower-case names with their raw values, in order.
     ``subprotocols`` and ``extensions`` are the ones the client offered, in its
     order of preference.  ``state`` is a copy of the App's lifespan state for
-    this connection.  ``scope`` is the ASGI scope the connection came with under
-    an ASGI server, and is built from the request on first use elsewhere (only
-    for code that asks for ``ws.scope``: never on the per-message path).
+    this connection.  :attr:`scope` is the ASGI scope the connection came with
+    under an ASGI server (``scope=`` at construction), and is built from the
+    request on first use elsewhere (only for code that asks for ``ws.scope`` or
+    a session: never on the per-message path, nor for every connection).
     """
 
     path: str
@@ -73,11 +74,15 @@ class HandshakeRequest:
     extensions: Sequence[str] = ()
     http_version: str = "1.1"
     state: MutableMapping[str, Any] = attrs.field(factory=dict)
-    scope: MutableMapping[str, Any] = attrs.field(default=None)
+    asgi_scope: MutableMapping[str, Any] | None = attrs.field(default=None, alias="scope")
 
-    def __attrs_post_init__(self) -> None:
-        if self.scope is None:
-            self.scope = self._build_scope()
+    @property
+    def scope(self) -> MutableMapping[str, Any]:
+        """The ASGI scope: the server's under an ASGI server, else built on first use."""
+        scope = self.asgi_scope
+        if scope is None:
+            scope = self.asgi_scope = self._build_scope()
+        return scope
 
     @classmethod
     def from_target(

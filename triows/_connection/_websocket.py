@@ -374,4 +374,4 @@ class WebSocket(RequestView):
     __anext__ = receive
 
     def __repr__(self) -> str:
-        return f"<WebSocket {self._transport.request.path} {self.lifecycle.state.value}>"
+        return f"<WebSocket {self.path} {self.lifecycle.state.value}>"

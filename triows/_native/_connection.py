@@ -225,24 +225,26 @@ class NativeConnection:
 
     async def _read(self) -> None:
         try:
-            # Frames that came with the handshake first.
-            if self._early:
-                self.protocol.receive_data(self._early)
-                self._early = b""
-            await self._deliver()
-            while self._gone is None and not self._eof and not self._stopped:
-                data = None
-                with trio.CancelScope() as self._waiting:
-                    data = await self._recv()
-                self._waiting = None
-                if data is None:
-                    continue  # stopped, or nothing to read after all
-                if data:
-                    self.protocol.receive_data(data)
-                else:
-                    self._eof = True
-                    self.protocol.receive_eof()
+            # One cancel scope for the reader's whole life (stop_reading() cancels
+            # it), none per read or per message.
+            with trio.CancelScope() as self._waiting:
+                if self._stopped:
+                    return
+                # Frames that came with the handshake first.
+                if self._early:
+                    self.protocol.receive_data(self._early)
+                    self._early = b""
                 await self._deliver()
+                while self._gone is None and not self._eof:
+                    data = await self._recv()
+                    if data is None:
+                        continue  # nothing to read after all
+                    if data:
+                        self.protocol.receive_data(data)
+                    else:
+                        self._eof = True
+                        self.protocol.receive_eof()
+                    await self._deliver()
         finally:
             self._waiting = None
             self._inbox.close()
@@ -282,13 +284,11 @@ class NativeConnection:
             messages = []
             self._left(*ended)
         if protocol.writes:  # pongs, the echo of a close frame, a 1009 close
+            # Cancelled mid-write (stop_reading), the writer keeps the unwritten
+            # tail ahead of its next write: no frame is cut in half.
             await self._flush_protocol()
         for message in messages:
-            if self._stopped:
-                return
-            with trio.CancelScope() as self._waiting:
-                await self._inbox.put(message)
-            self._waiting = None
+            await self._inbox.put(message)
 
     async def _flush_protocol(self) -> None:
         """Write what the protocol produced; a trailing EOF half-closes the socket."""

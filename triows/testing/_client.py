@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -14,6 +13,7 @@ import attrs
 import trio
 
 from .._datastructures import Headers
+from .._lifespan import Lifespan
 from .._types import ASGIApp, Message, Scope
 from ._websocket import AppTask, TestWebSocket
 
@@ -72,43 +72,23 @@ class TestClient:
         self.app = app
         self.timeout = timeout
         self.raise_server_exceptions = raise_server_exceptions
-        self._lifespan_send: trio.MemorySendChannel[Message] | None = None
-        self._lifespan_events: trio.MemoryReceiveChannel[Message] | None = None
         self._nursery_manager: Any = None
-        self._lifespan_task: AppTask | None = None
+        #: The App's lifespan (triows' one lifespan driver), while the client is open.
+        self._lifespan: Lifespan | None = None
         #: The lifespan's state: each request's scope gets a shallow copy (ASGI).
         self._state: dict[str, Any] = {}
 
     async def __aenter__(self) -> TestClient:
         self._nursery_manager = trio.open_nursery()
         nursery = await self._nursery_manager.__aenter__()
-        to_app_send, to_app = trio.open_memory_channel[Message](math.inf)
-        from_app_send, from_app = trio.open_memory_channel[Message](math.inf)
-        self._lifespan_send, self._lifespan_events = to_app_send, from_app
-        task = self._lifespan_task = AppTask()
-        nursery.start_soon(
-            task.run,
-            self.app,
-            {"type": "lifespan", "asgi": {"version": "3.0"}, "state": self._state},
-            to_app.receive,
-            from_app_send.send,
-        )
-        await to_app_send.send({"type": "lifespan.startup"})
+        self._lifespan = Lifespan(self.app, self._state, "the App", timeout=self.timeout)
         try:
-            await self._lifespan_reply("lifespan.startup")
+            await self._lifespan.startup(nursery)
         except BaseException:
+            nursery.cancel_scope.cancel()
             await self._nursery_manager.__aexit__(None, None, None)
             raise
         return self
-
-    async def _lifespan_reply(self, stage: str) -> None:
-        assert self._lifespan_events is not None and self._lifespan_task is not None
-        with trio.fail_after(self.timeout):
-            message = await self._lifespan_events.receive()
-        if message["type"] == f"{stage}.failed":
-            raise RuntimeError(f"{stage} failed: {message.get('message', '')}")
-        if message["type"] != f"{stage}.complete":
-            raise RuntimeError(f"{stage}: unexpected {message['type']!r}")
 
     async def __aexit__(
         self,
@@ -116,10 +96,9 @@ class TestClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._lifespan_send is not None
+        assert self._lifespan is not None
         try:
-            await self._lifespan_send.send({"type": "lifespan.shutdown"})
-            await self._lifespan_reply("lifespan.shutdown")
+            await self._lifespan.shutdown()
         finally:
             await self._nursery_manager.__aexit__(exc_type, exc, tb)
 
