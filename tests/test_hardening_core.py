@@ -163,8 +163,10 @@ async def test_a_cross_origin_handshake_to_a_mounted_app_is_refused(
     assert seen == []
     warnings = [r for r in caplog.records if "cross-origin" in r.getMessage()]
     assert [r.levelno for r in warnings] == [logging.WARNING]
-    assert warnings[0].getMessage().startswith(
-        "refused a cross-origin WebSocket handshake to /legacy/ws from "
+    assert (
+        warnings[0]
+        .getMessage()
+        .startswith("refused a cross-origin WebSocket handshake to /legacy/ws from ")
     )
     async with client.websocket_connect(
         "/legacy/ws", headers={"origin": "http://testserver"}
