@@ -58,6 +58,7 @@ class NativeConnection:
         "_early",
         "_eof",
         "_gone",
+        "_idle",
         "_inbox",
         "_nursery",
         "_reader_done",
@@ -107,6 +108,8 @@ class NativeConnection:
         self._waiting: trio.CancelScope | None = None
         self._reader_done: trio.Event | None = None
         self._stopped = False
+        #: Whether the reader waits (for the socket, or for room in the inbox).
+        self._idle = False
         #: Keepalive bookkeeping, the server's Keepalive's (triows._serving._keepalive).
         self.ping_state = PingState()
         protocol.on_pong = self._pong
@@ -137,7 +140,7 @@ class NativeConnection:
             await trio.lowlevel.checkpoint()
             raise self._departure()
         try:
-            await self.writer.write(self._frames(messages))
+            await self.writer.write(self.protocol.frames(messages))
         except ClientGone:
             self._left(1006, "")
             raise self._departure() from None
@@ -149,7 +152,7 @@ class NativeConnection:
         writer = self.writer
         if not writer.idle:
             return False  # checked before framing: deflate's state must not move for nothing
-        return writer.write_now(self._frames(messages), nursery)
+        return writer.write_now(self.protocol.frames(messages), nursery)
 
     async def accept(self, subprotocol: str | None, headers: RawHeaders) -> None:
         response = self._response
@@ -220,7 +223,9 @@ class NativeConnection:
     def stop_reading(self) -> None:
         """The view is done: the reader stops at its next wait (see :meth:`finish`)."""
         self._stopped = True
-        if self._waiting is not None:
+        if self._waiting is not None and self._idle:
+            # Only while the reader waits: a write it has begun (a pong, the echo
+            # of a close frame) is never cut, which would break a TLS stream.
             self._waiting.cancel()
 
     async def _read(self) -> None:
@@ -235,8 +240,10 @@ class NativeConnection:
                     self.protocol.receive_data(self._early)
                     self._early = b""
                 await self._deliver()
-                while self._gone is None and not self._eof:
+                while self._gone is None and not self._eof and not self._stopped:
+                    self._idle = True
                     data = await self._recv()
+                    self._idle = False
                     if data is None:
                         continue  # nothing to read after all
                     if data:
@@ -284,11 +291,11 @@ class NativeConnection:
             messages = []
             self._left(*ended)
         if protocol.writes:  # pongs, the echo of a close frame, a 1009 close
-            # Cancelled mid-write (stop_reading), the writer keeps the unwritten
-            # tail ahead of its next write: no frame is cut in half.
-            await self._flush_protocol()
+            await self._flush_protocol()  # not cancelled by stop_reading (see there)
+        self._idle = True
         for message in messages:
             await self._inbox.put(message)
+        self._idle = False
 
     async def _flush_protocol(self) -> None:
         """Write what the protocol produced; a trailing EOF half-closes the socket."""
@@ -308,22 +315,6 @@ class NativeConnection:
             self._left(1006, "")
         except OSError:
             pass  # shutdown() on a socket the peer already reset
-
-    def _frames(self, messages: Sequence[Prepared]) -> bytes:
-        """The wire bytes of a batch (the connection is open)."""
-        protocol = self.protocol
-        if protocol.extensions:
-            # permessage-deflate keeps per-connection state: frame each one here.
-            for prepared in messages:
-                data = prepared.data
-                if isinstance(data, str):
-                    protocol.send_text(data.encode())
-                else:
-                    protocol.send_binary(data)
-            return b"".join(protocol.data_to_send())
-        if len(messages) == 1:
-            return messages[0].frame()
-        return b"".join([m.frame() for m in messages])
 
     # -- keepalive and the end ----------------------------------------------------------
 

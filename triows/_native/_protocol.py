@@ -8,10 +8,12 @@ then feeds the socket's bytes to :class:`_ServerProtocol`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import h11
 import trio
+from websockets.datastructures import Headers as WSHeaders
 from websockets.exceptions import PayloadTooBig
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
@@ -20,8 +22,9 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.server import ServerProtocol
 
+from .._connection._frames import Prepared
 from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
-from ._http import _HEAD_END, _plain_response, _reason
+from ._http import _HEAD_END, _reason
 from ._writer import _send_all
 
 __all__ = ["COMPRESSION", "CONTROL_SLACK", "handshake"]
@@ -92,6 +95,24 @@ class _ServerProtocol(ServerProtocol):
             raise PayloadTooBig(len(frame.data), self._limit - current)
         super().recv_frame(frame)
 
+    def frames(self, messages: Sequence[Prepared]) -> bytes:
+        """The wire bytes of a batch (the connection is open).
+
+        Without an extension one shared frame per message serves every client;
+        permessage-deflate keeps per-connection state, so each is framed here.
+        """
+        if self.extensions:
+            for prepared in messages:
+                data = prepared.data
+                if isinstance(data, str):
+                    self.send_text(data.encode())
+                else:
+                    self.send_binary(data)
+            return b"".join(self.data_to_send())
+        if len(messages) == 1:
+            return messages[0].frame()
+        return b"".join([m.frame() for m in messages])
+
     def take_messages(self) -> list[str | bytes]:
         """The complete messages received since the last call (``str`` for text).
 
@@ -156,61 +177,40 @@ class _ServerProtocol(ServerProtocol):
 
 
 async def handshake(
-    sock: trio.socket.SocketType, head: bytes, max_size: int
+    sock: trio.socket.SocketType, request: h11.Request, head: bytes, max_size: int
 ) -> tuple[_ServerProtocol, WSRequest, WSResponse, bytes] | None:
-    """Parse an upgrade request: the protocol, request and 101 to send, or None.
+    """Accept an upgrade request: the protocol, request and 101 to send, or None.
 
-    The fourth item is what the client sent after its request head, to be
-    parsed as WebSocket frames once the handshake is accepted (a second
-    request pipelined behind the first is garbage there: 1002).  None once a
-    broken handshake was answered: as triows' handshake rule says
-    (``triows._serving._handshake``), or websockets' 414/431 for an oversized head.
+    ``request`` is the head as h11 parsed it (parsed once: websockets does not
+    parse it again); ``head`` is every byte read so far.  The fourth item is
+    what the client sent after its request head, to be parsed as WebSocket
+    frames once the handshake is accepted (a second request pipelined behind
+    the first is garbage there: 1002).  None once a broken handshake was
+    answered, as triows' handshake rule says (``triows._serving._handshake``).
     """
-    end = head.find(_HEAD_END) + len(_HEAD_END)
-    head, early = head[:end], head[end:]
-    refused = refusal(*_request_fields(head))
+    early = head[head.find(_HEAD_END) + len(_HEAD_END) :]
+    version = request.http_version.decode("latin-1")
+    refused = refusal(version, request.method, list(request.headers))
     if refused is not None:
         # The handshake rule both servers share (triows._serving._handshake),
         # before websockets or the App see the request.
         await _send_all(sock, refusal_response(refused))
         return None
     protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
-    protocol.receive_data(head)
-    events = protocol.events_received()
-    request = events[0] if events else None
-    if not isinstance(request, WSRequest):
-        # websockets already wrote 414/431 for an oversized head; 400 otherwise.
-        writes = b"".join(protocol.data_to_send())
-        if not writes.startswith(b"HTTP/"):
-            writes = _plain_response(400, "malformed WebSocket handshake\n")
-        await _send_all(sock, writes)
-        return None
-    response = protocol.accept(request)
+    # The handshake is parsed already: the protocol starts at its frame parser.
+    protocol.parser = Protocol.parse(protocol)
+    next(protocol.parser)
+    headers = WSHeaders(
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
+    )
+    ws_request = WSRequest(request.target.decode("latin-1"), headers)
+    response = protocol.accept(ws_request)
     if response.status_code != 101:
         # Something websockets refuses beyond triows' rule (a malformed
         # extension offer): a malformed handshake, answered as the rule does.
         await _send_all(sock, refusal_response(BAD_HANDSHAKE))
         return None
-    if len(events) == 1 and not protocol.reader.buffer:
-        # The parser (a generator) keeps the handshake request, headers and
-        # all, in its frame for the connection's lifetime.  It consumed
-        # exactly the request and waits at the start of the frame loop, so
-        # restart it there with the frame parser alone.
-        protocol.parser = Protocol.parse(protocol)
-        next(protocol.parser)
-    return protocol, request, response, early
-
-
-def _request_fields(head: bytes) -> tuple[str, bytes, list[tuple[bytes, bytes]]]:
-    """The HTTP version, method and headers of a request head (h11 has checked it)."""
-    request_line, *lines = head[: -len(_HEAD_END)].split(b"\r\n")
-    method, _, rest = request_line.partition(b" ")
-    version = rest.rpartition(b" ")[2].removeprefix(b"HTTP/").decode("latin-1")
-    headers = []
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.strip().lower(), value.strip()))
-    return version, method, headers
+    return protocol, ws_request, response, early
 
 
 def refusal_response(refused: Refusal) -> bytes:

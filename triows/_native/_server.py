@@ -89,8 +89,8 @@ class _NativeServer:
                 if not wants_websocket(reader.request):
                     http = self.open[stream.socket] = reader
                 else:
+                    conn = await self._handshake(sock, reader.request, bytes(head))
                     del reader  # a WebSocket keeps no HTTP state
-                    conn = await self._handshake(sock, bytes(head))
                     if conn is None:
                         return
                     self.open[stream.socket] = conn
@@ -113,19 +113,15 @@ class _NativeServer:
             sock.close()
 
     async def _handshake(
-        self, sock: trio.socket.SocketType, head: bytes
+        self, sock: trio.socket.SocketType, h11_request: h11.Request, head: bytes
     ) -> NativeConnection | None:
-        handshaken = await handshake(sock, head, self.max_message_size)
+        handshaken = await handshake(sock, h11_request, head, self.max_message_size)
         if handshaken is None:
             return None
         protocol, ws_request, response, early = handshaken
-        headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in ws_request.headers.raw_items()
-        ]
         request = HandshakeRequest.from_target(
             ws_request.path,
-            headers,
+            list(h11_request.headers),
             client=_address(sock, peer=True),
             server=_address(sock, peer=False),
             scheme="ws" if self.ssl_context is None else "wss",
