@@ -202,6 +202,8 @@ BAD_FRAMES = {
     "close frame with a 1-byte payload": frame(0x8, b"\x03"),
     "close code 1005 (never sent on the wire)": frame(0x8, struct.pack("!H", 1005)),
     "close code 999": frame(0x8, struct.pack("!H", 999)),
+    # Registered after RFC 6455; wsproto refuses it, so both servers do.
+    "close code 1014": frame(0x8, struct.pack("!H", 1014)),
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 import h11
 import trio
 from websockets.datastructures import Headers as WSHeaders
-from websockets.exceptions import PayloadTooBig
+from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request as WSRequest
@@ -43,6 +43,12 @@ CONTROL_SLACK: Final = 125
 # access log, which triows controls itself (access_log=True).
 _protocol_logger = logging.getLogger("triows.native.protocol")
 _protocol_logger.setLevel(logging.WARNING)
+
+
+#: Close codes registered after RFC 6455 (Service Restart, Try Again Later, Bad
+#: Gateway): websockets accepts them from a client, hypercorn's wsproto fails the
+#: connection with 1002.  One rule for both servers: refused here too.
+REFUSED_CLOSE_CODES: Final = frozenset({1012, 1013, 1014})
 
 
 class _ServerProtocol(ServerProtocol):
@@ -86,6 +92,8 @@ class _ServerProtocol(ServerProtocol):
         current = self.current_size
         if opcode is Opcode.CLOSE:
             self.current_size = None
+            if int.from_bytes(frame.data[:2], "big") in REFUSED_CLOSE_CODES:
+                raise ProtocolError("invalid close code from the client")
         elif (
             opcode is Opcode.CONT
             and current is not None
