@@ -287,7 +287,6 @@ async def wait_for_exit(process: trio.Process, output: bytearray) -> tuple[int, 
     return code, trio.current_time() - started
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_run_exits_with_1_at_the_bound_when_a_view_ignores_cancellation(
     tmp_path: Path,
 ) -> None:
@@ -315,7 +314,6 @@ async def test_run_exits_with_1_at_the_bound_when_a_view_ignores_cancellation(
             process.kill()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 async def test_run_a_second_signal_forces_the_shutdown(tmp_path: Path) -> None:
     # shutdown_timeout=10: the bound (21 s) is far; only forcing ends it in time.
     process, port, output = await run_stuck_cli(tmp_path, "--shutdown-timeout", "10")

@@ -391,9 +391,8 @@ class App:
         """Close every open WebSocket with 1001 (Going Away) and wait for their views.
 
         Views are cancelled (their ``finally`` blocks run); connections not yet
-        accepted are refused with 503, and new ones are refused from now on.
-        Returns when every view has finished, or after ``timeout`` seconds.
-        """
+        accepted are refused with 503, and new ones from now on.  Returns when
+        every view has finished, or after ``timeout`` seconds."""
         await self.websockets.close_all(timeout)
 
 

@@ -83,44 +83,30 @@ async def serve(
     try:
         if max_message_size is None:
             max_message_size = getattr(app, "max_message_size", 1024 * 1024)
+        if backend not in ("native", "hypercorn"):
+            raise ValueError(f"serve() got backend={backend!r}; use 'native' or 'hypercorn'")
+        common: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "shutdown_timeout": shutdown_timeout,
+            "max_message_size": max_message_size,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "handshake_timeout": handshake_timeout,
+            "access_log": access_log,
+            "backlog": backlog,
+            "task_status": task_status,
+        }
         if backend == "native":
             from ._native import serve_native
 
             await serve_native(
-                app,
-                host=host,
-                port=port,
-                shutdown_timeout=shutdown_timeout,
-                max_message_size=max_message_size,
-                ping_interval=ping_interval,
-                ping_timeout=ping_timeout,
-                handshake_timeout=handshake_timeout,
-                access_log=access_log,
-                certfile=certfile,
-                keyfile=keyfile,
-                backlog=backlog,
-                task_status=task_status,
-                **hypercorn_options,
+                app, certfile=certfile, keyfile=keyfile, **common, **hypercorn_options
             )
             return
-        if backend != "hypercorn":
-            raise ValueError(f"serve() got backend={backend!r}; use 'native' or 'hypercorn'")
         if certfile is not None:
             hypercorn_options.update(certfile=certfile, keyfile=keyfile)
-        await serve_hypercorn(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=shutdown_timeout,
-            max_message_size=max_message_size,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            handshake_timeout=handshake_timeout,
-            access_log=access_log,
-            backlog=backlog,
-            task_status=task_status,
-            **hypercorn_options,
-        )
+        await serve_hypercorn(app, **common, **hypercorn_options)
     finally:
         if freezer is not None and freezer.frozen:
             gc.unfreeze()
