@@ -8,31 +8,14 @@ the fuzzer's longest frames (up to 70000 bytes) run into the limit.
 from __future__ import annotations
 
 import triows
+from tests.echo_apps import echo_app
 
 __all__ = ["MAX_MESSAGE_SIZE", "app"]
 
 #: The largest message a client may send to this App, in bytes.
 MAX_MESSAGE_SIZE = 64 * 1024
 
-app = triows.App(max_message_size=MAX_MESSAGE_SIZE)
-
-
-@app.websocket_route("/text")
-async def text(ws: triows.WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-@app.websocket_route("/json", value_type="json")
-async def as_json(ws: triows.WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
-
-
-@app.websocket_route("/bytes", value_type="bytes")
-async def as_bytes(ws: triows.WebSocket) -> None:
-    async for message in ws:
-        await ws.send(message)
+app = echo_app(max_message_size=MAX_MESSAGE_SIZE)  # /text, /json, /bytes
 
 
 @app.route("/body", methods=("GET", "POST", "PUT", "DELETE"))
