@@ -1,6 +1,7 @@
 """Soak test (issue 4): connect/disconnect cycles and idle connections on loopback.
 
     .venv/bin/python scripts/soak.py [--cycles 10000] [--idle 2000] [--backend hypercorn|native]
+                                     [--attacks SECONDS]
 
 The server runs in a child process (``--serve``) with a debug HTTP route that
 reports its trio task count, open WebSockets and RSS.  The parent drives it:
@@ -14,6 +15,14 @@ reports its trio task count, open WebSockets and RSS.  The parent drives it:
 4. checks: no task leaked (the server's task count is back to the baseline), RSS
    back within ``--rss-tolerance`` (5 %) of the baseline, no open WebSocket left.
 
+With ``--attacks SECONDS`` an attack round follows the idle round (and runs
+once in the warm-up): well-behaved echo clients, whose every message must come
+back in order, next to deflate bombs (1009 where permessage-deflate is
+negotiated, 1002 on hypercorn, which does not negotiate it), slow readers that
+flood and never read, half-open and silent sockets, and bursts of 300
+handshakes.  Also checked then: the server is alive and still serves, and its
+log has no ERROR line.
+
 Prints the figures and exits 1 if a check fails.  Every loop is bounded.
 """
 
@@ -21,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -29,6 +40,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from typing import Any
 
 import trio
@@ -39,8 +51,9 @@ SCRIPT = os.path.abspath(__file__)
 
 HANDSHAKE = (
     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
 )
+DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
 
 
 def raise_nofile() -> int:
@@ -75,7 +88,10 @@ def count_tasks() -> int:
 
 def serve(backend: str) -> None:
     import gc
+    import logging
 
+    # Level names on every line: the parent fails the soak on any ERROR line.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     raise_nofile()
     app = triows.App()
 
@@ -140,19 +156,21 @@ class Client:
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.sock = sock
         self.buffer = b""
+        self.head = b""
 
     @classmethod
-    async def connect(cls, port: int) -> Client:
+    async def connect(cls, port: int, extra: str = "") -> Client:
         sock = trio.socket.socket()
         await sock.connect(("127.0.0.1", port))
         client = cls(sock)
         key = base64.b64encode(os.urandom(16)).decode()
-        await client.send(HANDSHAKE.format(key=key).encode())
+        await client.send(HANDSHAKE.format(key=key, extra=extra).encode())
         while b"\r\n\r\n" not in client.buffer:
             await client._read()
         head, _, client.buffer = client.buffer.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise RuntimeError(f"handshake refused: {head[:80]!r}")
+        client.head = head
         return client
 
     async def send(self, data: bytes) -> None:
@@ -265,6 +283,16 @@ async def read_port(server: trio.Process) -> int:
     return int(line)
 
 
+async def collect_output(server: trio.Process, lines: list[str]) -> None:
+    """The server's stderr (its log), line by line, until it exits."""
+    assert server.stderr is not None
+    pending = b""
+    async for chunk in server.stderr:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        lines.extend(line.decode(errors="replace") for line in complete)
+
+
 async def run_cycles(port: int, count: int, offset: int, concurrency: int) -> None:
     """``count`` connect/disconnect cycles numbered from ``offset``, ``concurrency`` at a time."""
     numbers = iter(range(offset, offset + count))
@@ -328,17 +356,237 @@ async def hold_idle(port: int, count: int, figures: dict[str, Any]) -> None:
         await close_all(clients)
 
 
+# -- attacks next to well-behaved clients (--attacks) -----------------------------------------
+
+
+def raw_frame(payload: bytes, first: int = 0x82) -> bytes:
+    """One client frame with a zero masking key (valid, and no cost to mask megabytes)."""
+    return bytes([first, 0x80 | 127]) + struct.pack("!Q", len(payload)) + b"\0\0\0\0" + payload
+
+
+@functools.cache
+def deflate_bomb(compressed: int) -> bytes:
+    """A raw-deflate payload of about ``compressed`` bytes: zeros, ~1000 times larger inflated.
+
+    16 MiB of zeros compressed up to a full flush (byte-aligned, no back-reference
+    across it), repeated: a valid stream, built in milliseconds."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(16 << 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * max(1, compressed // len(block))
+
+
+class Attack:
+    """One attack round: what it held open, what it saw; bounded by ``until``."""
+
+    def __init__(self, port: int, until: float, bomb: bytes) -> None:
+        self.port, self.until, self.bomb = port, until, bomb
+        self.held: list[trio.socket.SocketType] = []
+        self.figures: dict[str, Any] = {
+            "good_sent": 0,
+            "good_received": 0,
+            "good_errors": [],
+            "bomb_codes": {},
+            "slow_readers": 0,
+            "slow_bytes_sent": 0,
+            "slow_dropped": 0,
+            "half_open": 0,
+            "silent": 0,
+            "burst_ok": 0,
+            "burst_failed": [],
+        }
+
+    async def good(self, index: int) -> None:
+        """Echo numbered messages, 8 in flight, until the round ends; each must come back in order."""
+        figures = self.figures
+        try:
+            client = await Client.connect(self.port)
+            sequence = 0
+            while trio.current_time() < self.until:
+                batch = [b"good %d %d " % (index, sequence + i) + b"x" * 100 for i in range(8)]
+                await client.send(b"".join(frame(0x2, message) for message in batch))
+                figures["good_sent"] += len(batch)
+                sequence += len(batch)
+                for message in batch:
+                    with trio.fail_after(10):
+                        opcode, echoed = await client.receive()
+                    if (opcode, echoed) != (0x2, message):
+                        raise RuntimeError(
+                            f"expected {message[:20]!r}, got {opcode} {echoed[:40]!r}"
+                        )
+                    figures["good_received"] += 1
+            await client.close()
+        except (OSError, EOFError, RuntimeError, trio.TooSlowError) as error:
+            figures["good_errors"].append(f"client {index}: {error!r}")
+
+    async def bombs(self, count: int) -> None:
+        """Deflate bombs one after the other: 1009 where deflate is negotiated, else 1002."""
+        for _ in range(count):
+            if trio.current_time() >= self.until:
+                return
+            with trio.move_on_after(10):
+                code = await self.one_bomb()
+                codes = self.figures["bomb_codes"]
+                codes[code] = codes.get(code, 0) + 1
+            await trio.sleep(0.2)
+
+    async def one_bomb(self) -> str:
+        client = await Client.connect(self.port, extra=DEFLATE)
+        negotiated = b"permessage-deflate" in client.head.lower()
+        code = "no close frame"
+
+        async def read_close() -> None:
+            nonlocal code
+            with contextlib.suppress(OSError, EOFError):
+                while True:
+                    opcode, payload = await client.receive()
+                    if opcode == 0x8:
+                        code = str(struct.unpack("!H", payload[:2])[0])
+                        return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_close)
+            with contextlib.suppress(OSError):  # the server may close before it has all
+                await client.send(raw_frame(self.bomb, first=0xC2))  # FIN, RSV1, binary
+        client.reset()
+        return ("deflate " if negotiated else "no deflate ") + code
+
+    async def slow_reader(self) -> None:
+        """Echo-flood without ever reading, until the socket buffers are full; then hold."""
+        client = await Client.connect(self.port)
+        self.held.append(client.sock)
+        self.figures["slow_readers"] += 1
+        message = raw_frame(os.urandom(60_000))
+        try:
+            while trio.current_time() < self.until:
+                with trio.move_on_after(0.5) as blocked:
+                    await client.send(message)
+                    self.figures["slow_bytes_sent"] += len(message)
+                if blocked.cancelled_caught:
+                    break
+        except OSError:  # the server gave up on this client: fair
+            self.figures["slow_dropped"] += 1
+
+    async def half_open(self) -> None:
+        """Half a handshake, then silence."""
+        sock = trio.socket.socket()
+        self.held.append(sock)
+        await sock.connect(("127.0.0.1", self.port))
+        await sock.send(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+        self.figures["half_open"] += 1
+
+    async def silent(self) -> None:
+        """A full handshake, then nothing at all: no reads, no pong, no close."""
+        client = await Client.connect(self.port)
+        self.held.append(client.sock)
+        self.figures["silent"] += 1
+
+    async def burst(self, size: int) -> None:
+        """``size`` handshakes at once, each echoes a message and closes."""
+
+        async def one(n: int) -> None:
+            try:
+                with trio.fail_after(15):
+                    await cycle(self.port, 3 * n)  # clean close
+                self.figures["burst_ok"] += 1
+            except (OSError, EOFError, RuntimeError, trio.TooSlowError) as error:
+                self.figures["burst_failed"].append(repr(error))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(size):
+                nursery.start_soon(one, n)
+
+    async def bursts(self, size: int, count: int) -> None:
+        for _ in range(count):
+            if trio.current_time() >= self.until:
+                return
+            await self.burst(size)
+            await trio.sleep(1)
+
+    async def watch(self) -> None:
+        """The server's figures with everything held, just before the round ends."""
+        await trio.sleep_until(self.until - 0.5)
+        self.figures["under_attack"] = await debug(self.port)
+
+    def release(self) -> None:
+        for sock in self.held:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        self.held.clear()
+
+
+async def attack_round(port: int, seconds: float, scale: dict[str, int]) -> dict[str, Any]:
+    """Well-behaved echo clients for ``seconds`` while the attacks run next to them."""
+    attack = Attack(port, trio.current_time() + seconds, deflate_bomb(scale["bomb_bytes"]))
+    try:
+        with trio.fail_after(seconds + 60):
+            async with trio.open_nursery() as nursery:
+                for index in range(scale["good"]):
+                    nursery.start_soon(attack.good, index)
+                for _ in range(scale["slow"]):
+                    nursery.start_soon(attack.slow_reader)
+                for _ in range(scale["half_open"]):
+                    nursery.start_soon(attack.half_open)
+                    nursery.start_soon(attack.silent)
+                nursery.start_soon(attack.bombs, scale["bombs"])
+                nursery.start_soon(attack.bursts, scale["burst"], scale["bursts"])
+                nursery.start_soon(attack.watch)
+    finally:
+        attack.release()
+    return attack.figures
+
+
+def check_attacks(attacks: dict[str, Any], backend: str) -> list[str]:
+    failures = []
+    if attacks["good_errors"] or attacks["good_sent"] != attacks["good_received"]:
+        failures.append(
+            f"well-behaved: {attacks['good_received']} of {attacks['good_sent']} echoed, "
+            f"errors {attacks['good_errors'][:3]}"
+        )
+    if attacks["good_sent"] == 0:
+        failures.append("well-behaved: no message sent")
+    expected = "deflate 1009" if backend == "native" else "no deflate 1002"
+    if not attacks["bomb_codes"] or set(attacks["bomb_codes"]) != {expected}:
+        failures.append(f"deflate bombs: {attacks['bomb_codes']}, expected all {expected!r}")
+    if attacks["burst_failed"]:
+        failures.append(
+            f"bursts: {len(attacks['burst_failed'])} failed {attacks['burst_failed'][:3]}"
+        )
+    return failures
+
+
+ATTACK_SCALE = {
+    "good": 20,  # well-behaved echo clients
+    "slow": 20,  # slow readers
+    "half_open": 50,  # half handshakes, and as many silent handshaken connections
+    "bombs": 20,  # deflate bombs, one after the other
+    "bomb_bytes": 1_000_000,  # compressed size of each (inflates ~1000 times larger)
+    "burst": 300,  # handshakes at once
+    "bursts": 5,
+}
+
+
 async def measure(
-    port: int, *, cycles: int, idle: int, backend: str, concurrency: int, log: Any
+    port: int,
+    *,
+    cycles: int,
+    idle: int,
+    backend: str,
+    concurrency: int,
+    log: Any,
+    attack_seconds: float = 0,
+    attack_scale: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Warm-up, baseline, the measured cycles and idle round, final figures."""
+    """Warm-up, baseline, the measured cycles, idle and attack rounds, final figures."""
     figures: dict[str, Any] = {"backend": backend, "cycles": cycles, "idle": idle}
+    scale = {**ATTACK_SCALE, **(attack_scale or {})}
     started = time.monotonic()
     # Warm-up: one round of everything (allocator pools and arenas reach
     # their working size), then the baseline.  A leak shows as growth
     # over the second, measured round.
     await run_cycles(port, min(300, cycles), 0, concurrency)
     await hold_idle(port, idle, figures)
+    if attack_seconds:
+        await attack_round(port, attack_seconds, scale)
     baseline = await settle(port, 0)
     figures["baseline"] = baseline
     log(f"baseline: {baseline}")
@@ -351,6 +599,15 @@ async def measure(
         figures["peak_rss_kib"] = max(figures.get("peak_rss_kib", 0), now["rss_kib"])
         log(f"{done} cycles: {now}")
     await hold_idle(port, idle, figures)
+    if attack_seconds:
+        attacked = time.monotonic()
+        figures["attacks"] = await attack_round(port, attack_seconds, scale)
+        figures["attacks"]["seconds"] = round(time.monotonic() - attacked, 1)
+        log(f"attacks: {figures['attacks']}")
+        client = await Client.connect(port)
+        await client.echo(b"still serving?")
+        await client.close()
+        figures["served_after_attacks"] = True
     final = await settle(port, 0, max_tasks=baseline["tasks"])
     figures["final"] = final
     figures["seconds"] = round(time.monotonic() - started, 1)
@@ -376,6 +633,13 @@ def check(figures: dict[str, Any], idle: int, rss_tolerance: float) -> list[str]
         failures.append(
             f"idle: {figures.get('idle_held')} held, {figures.get('idle_served')} served of {idle}"
         )
+    errors = [line for line in figures["server_output"] if "ERROR" in line or "Traceback" in line]
+    if errors:
+        failures.append(f"server output: {errors[:5]}")
+    if not figures["server_alive"]:
+        failures.append("the server process died")
+    if "attacks" in figures:
+        failures.extend(check_attacks(figures["attacks"], figures["backend"]))
     return failures
 
 
@@ -387,22 +651,37 @@ async def run(
     concurrency: int = 20,
     rss_tolerance: float = 0.05,
     log: Any = print,
+    attack_seconds: float = 0,
+    attack_scale: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run the soak; return the figures and the list of failed checks (``failures``)."""
     raise_nofile()
     command = [sys.executable, SCRIPT, "--serve", "--backend", backend]
+    output: list[str] = []
     async with trio.open_nursery() as nursery:
-        server = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE)
+        server = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         try:
             port = await read_port(server)
+            nursery.start_soon(collect_output, server, output)
             figures = await measure(
-                port, cycles=cycles, idle=idle, backend=backend, concurrency=concurrency, log=log
+                port,
+                cycles=cycles,
+                idle=idle,
+                backend=backend,
+                concurrency=concurrency,
+                log=log,
+                attack_seconds=attack_seconds,
+                attack_scale=attack_scale,
             )
+            figures["server_alive"] = server.returncode is None
         finally:
             server.terminate()
             with trio.move_on_after(10):
                 await server.wait()
             nursery.cancel_scope.cancel()
+    figures["server_output"] = output
     figures["failures"] = check(figures, idle, rss_tolerance)
     return figures
 
@@ -415,6 +694,13 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rss-tolerance", type=float, default=0.05)
+    parser.add_argument(
+        "--attacks",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="also run the attack round for SECONDS (0: none)",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.backend)
@@ -426,6 +712,7 @@ def main() -> int:
             backend=args.backend,
             concurrency=args.concurrency,
             rss_tolerance=args.rss_tolerance,
+            attack_seconds=args.attacks,
         )
     )
     print(json.dumps(figures, indent=2))

@@ -30,3 +30,36 @@ async def test_short_soak(backend: str) -> None:
     assert figures["failures"] == [], figures
     assert figures["idle_served"] == 200
     assert figures["leaked_tasks"] <= 0
+
+
+# A short attack round (scripts/soak.py --attacks SECONDS for the long one): echo
+# clients whose every message must come back in order, next to deflate bombs, slow
+# readers, half-open and silent connections and bursts of 300 handshakes.
+SHORT_ATTACKS = {
+    "good": 10,
+    "slow": 10,
+    "half_open": 20,
+    "bombs": 5,
+    "bomb_bytes": 250_000,
+    "burst": 300,
+    "bursts": 2,
+}
+
+
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+async def test_short_attack_soak(backend: str) -> None:
+    figures = await _soak().run(
+        cycles=100,
+        idle=50,
+        backend=backend,
+        attack_seconds=4,
+        attack_scale=SHORT_ATTACKS,
+        log=lambda _: None,
+    )
+    assert figures["failures"] == [], figures
+    attacks = figures["attacks"]
+    assert attacks["good_sent"] > 0
+    assert attacks["good_received"] == attacks["good_sent"]
+    assert attacks["burst_ok"] == 2 * 300
+    assert figures["server_output"] == []
+    assert figures["leaked_tasks"] <= 0
