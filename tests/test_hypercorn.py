@@ -384,3 +384,41 @@ async def test_backlog_option_of_serve_and_triows_run() -> None:
         assert _listen_backlog(server.port) == min(2048, cap)
     async with cli_server(PYTHON_M, "examples.echo:app", "--backlog", "2000") as cli:
         assert _listen_backlog(cli.port) == min(2000, cap)
+
+
+# -- a request body has a time limit ----------------------------------------------------------
+
+
+async def test_a_stalled_body_gets_408_and_the_connection_closes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # hypercorn times the wait for a request head, never for a body: a client
+    # that sends Content-Length and stalls held its connection and the view.
+    from triows._hypercorn import _http_stream
+
+    monkeypatch.setattr(_http_stream, "BODY_TIMEOUT", 0.5)
+    app = triows.App()
+    ran: list[bytes] = []
+
+    @app.route("/data", methods=["POST"])
+    async def data(request: triows.Request) -> str:
+        ran.append(request.body)
+        return "ok"
+
+    head = b"POST /data HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+    with trio.fail_after(5):
+        async with live_server(app) as server:
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(head + b"only part of it")
+                started = trio.current_time()
+                answer = await _read_until_closed(stream)
+            assert trio.current_time() - started < 2
+            whole = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with whole:  # a body sent in time is served as before
+                await whole.send_all(head + b"x" * 100)
+                served = await whole.receive_some(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert served.startswith(b"HTTP/1.1 200"), served[:80]
+    assert ran == [b"x" * 100]  # no view ran on the truncated body
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -26,7 +26,8 @@ from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 
 from .._serving._keepalive import Keepalive
-from ._stream import TriowsHTTPStream, TriowsWSStream
+from ._http_stream import TriowsHTTPStream
+from ._stream import TriowsWSStream
 
 __all__ = ["TriowsH2Protocol", "TriowsH11Protocol", "TriowsProtocolWrapper"]
 

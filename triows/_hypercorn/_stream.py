@@ -5,9 +5,7 @@ hypercorn's ``H11Protocol`` and ``H2Protocol`` build a ``WSStream``; it builds
 its own wsproto connection (:class:`TriowsConnection`) where hypercorn's
 ``Handshake.accept`` builds one, and its message buffer (:class:`BoundedBuffer`)
 in its constructor.
-:class:`TriowsHTTPStream` is built where hypercorn builds an ``HTTPStream``:
-it refuses a request that asks for a WebSocket but that hypercorn took for
-plain HTTP (no ``Connection: Upgrade``, not ``GET``), as the native server does.
+(Its HTTP sibling is ``_http_stream.TriowsHTTPStream``.)
 Every override calls hypercorn's method and adds behaviour before or after it.
 Keepalive, the handshake rule and the departure are the ones both servers share
 (``triows._serving._keepalive``, ``triows._serving._handshake``,
@@ -22,9 +20,8 @@ from collections.abc import Awaitable, Callable, Generator
 import h11
 import trio
 from hypercorn.config import Config
-from hypercorn.protocol.events import Body, Data, EndBody, Request, Response, StreamClosed
+from hypercorn.protocol.events import Body, Data, Request, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.ws_stream import (
     ASGIWebsocketState,
     FrameTooLargeError,
@@ -43,7 +40,7 @@ from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.events import Event as WSEvent
 
 from .._connection._transport import ClientGone
-from .._serving._handshake import BAD_HANDSHAKE, Refusal, asks_for_websocket, refusal
+from .._serving._handshake import refusal
 from .._serving._keepalive import (
     CLOSE_BUDGET,
     TIMEOUT_CLOSE,
@@ -51,19 +48,16 @@ from .._serving._keepalive import (
     Keepalive,
     PingState,
 )
+from ._http_stream import HTTP1, send_refusal
 
 __all__ = [
     "BoundedBuffer",
     "Keepalive",
     "TriowsConnection",
-    "TriowsHTTPStream",
     "TriowsWSStream",
 ]
 
 logger = logging.getLogger("triows")
-
-#: The HTTP versions whose upgrades the handshake rule checks.
-HTTP1 = ("1.0", "1.1")
 
 
 class BoundedBuffer(WebsocketBuffer):
@@ -107,39 +101,6 @@ class TriowsConnection(Connection):
                 # yielded; a frame it refuses leaves it OPEN.
                 self.failed = self.state is ConnectionState.OPEN
             yield event
-
-
-async def _send_refusal(stream: WSStream | HTTPStream, refused: Refusal) -> None:
-    """Answer a refused handshake as the shared rule says, as hypercorn answers its own."""
-    stream.closed = True
-    headers = list(refused.headers)
-    await stream.send(
-        Response(stream_id=stream.stream_id, status_code=refused.status, headers=headers)
-    )
-    await stream.send(EndBody(stream_id=stream.stream_id))
-    # The connection closes, as on the native server (Connection: close).
-    await stream.send(StreamClosed(stream_id=stream.stream_id))
-
-
-class TriowsHTTPStream(HTTPStream):
-    """hypercorn's HTTP stream, refusing a request that asks for a WebSocket.
-
-    hypercorn serves an upgrade without ``Connection: Upgrade`` (or not a
-    ``GET``) as plain HTTP; the native server refuses it by the handshake rule
-    (``triows._serving._handshake``): so does this stream.
-    """
-
-    async def handle(self, event: StreamEvent) -> None:
-        if (
-            isinstance(event, Request)
-            and not self.closed
-            and event.http_version in HTTP1
-            and asks_for_websocket(event.headers)
-        ):
-            refused = refusal(event.http_version, event.method.encode("latin-1"), event.headers)
-            await _send_refusal(self, refused or BAD_HANDSHAKE)
-            return
-        await super().handle(event)
 
 
 class TriowsWSStream(WSStream):
@@ -239,7 +200,7 @@ class TriowsWSStream(WSStream):
         refused = refusal(request.http_version, request.method.encode("latin-1"), request.headers)
         if refused is None:
             return False
-        await _send_refusal(self, refused)
+        await send_refusal(self, refused)
         return True
 
     async def _drain(self, data: bytes) -> None:
