@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
 import functools
+import signal
 import socket
 import subprocess
 import time
@@ -37,6 +39,8 @@ subscribers: set[WebSocket] = set()
 hub: triows.Hub | None = None
 #: A subscription's buffer: above one round's burst, so nothing is dropped.
 HUB_BUFFER = 1024
+#: prctl(2): the signal a child gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 @app.on_startup
@@ -92,6 +96,12 @@ async def idle(ws: WebSocket) -> None:
         pass
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when this server dies.  The harness kills servers with
+    SIGKILL, which runs no atexit hook: without this, redis-server outlived them."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -99,6 +109,7 @@ def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
