@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar, overload
 
-import attrs
 import trio
 
 from ._asgi import ASGITransport
@@ -15,19 +14,10 @@ from ._codecs import MessageType, check_message_type
 from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
-from ._http import (
-    BodyIncomplete,
-    BodyTooLarge,
-    Request,
-    Response,
-    allow_header,
-    read_body,
-    send_response,
-    to_response,
-)
+from ._http_routes import HTTPEndpoints, HTTPRoute
 from ._lifespan import Lifespan
 from ._providers import ProviderRegistry, ProviderScope
-from ._routing import ParameterError, Pattern, ViewSignature
+from ._routing import Pattern, ViewSignature
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .hub import Hub
@@ -38,14 +28,6 @@ logger = logging.getLogger("triows")
 
 F = TypeVar("F", bound=Callable[..., Any])
 WebSocketView = Callable[..., Awaitable[None]]
-
-
-@attrs.frozen
-class HTTPRoute:
-    pattern: Pattern
-    view: Callable[..., Awaitable[Any]]
-    signature: ViewSignature
-    methods: tuple[str, ...]
 
 
 class App:
@@ -101,12 +83,12 @@ class App:
         )
         #: The App's Hub, run for the App's lifetime and injected as the provider ``hub``.
         self.hub = hub
-        self._http_routes: list[HTTPRoute] = []
         self._mounts: list[Mount] = []
         #: The WebSocket routes and every connection they serve (any server).
         self.websockets = WebSocketEndpoints(
             self.providers, OriginPolicy.of(allowed_origins), self._mounts, self._sessions
         )
+        self._http = HTTPEndpoints(self.providers, self.websockets, self._sessions)
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self._nursery: trio.Nursery | None = None
@@ -170,7 +152,7 @@ class App:
 
         def register(view: F) -> F:
             signature = ViewSignature.of(view, compiled, "http")
-            self._http_routes.append(HTTPRoute(compiled, view, signature, allowed))
+            self._http.add(HTTPRoute(compiled, view, signature, allowed))
             return view
 
         return register
@@ -259,7 +241,7 @@ class App:
                 scope["session"] = self._sessions.load(scope)
             mount = self.websockets.mount_for(scope["path"])
             if mount is None:
-                await self._http(scope, receive, send)
+                await self._http.serve(scope, receive, send)
             else:
                 await mount.app(mount.scope_for(scope), receive, send)
         elif kind == "lifespan":
@@ -274,59 +256,6 @@ class App:
         native server); returns the view's crash for the server to log.
         """
         return await self.websockets.serve(transport)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        method: str = scope["method"]
-        for route in self._http_routes:
-            values = route.pattern.match(path)
-            if values is not None:
-                break
-        else:
-            if self.websockets.route_for(path) is not None:
-                response = Response("this URL speaks WebSocket only", 426, {"upgrade": "websocket"})
-            else:
-                response = Response("not found", 404)
-            await send_response(send, response)
-            return
-        if method not in route.methods:
-            await send_response(
-                send, Response("method not allowed", 405, allow_header(route.methods))
-            )
-            return
-        try:
-            body = await read_body(receive)
-        except BodyIncomplete:
-            return  # the client left mid-body: nothing to answer, nothing to log
-        except BodyTooLarge:
-            await send_response(send, Response("request body too large", 413))
-            return
-        request = Request(scope, body)
-        session_before = None if self._sessions is None else dict(scope["session"])
-        providers = self.providers.providers
-        try:
-            kwargs = route.signature.bind(values, request.query_parameters, providers)
-        except ParameterError as exc:
-            await send_response(
-                send, Response.json({"detail": exc.detail, "parameter": exc.parameter}, 400)
-            )
-            return
-        try:
-            async with AsyncExitStack() as stack:
-                kwargs.update(
-                    await self.providers.resolve(
-                        route.signature.provider_names(providers), stack, request
-                    )
-                )
-                response = to_response(await route.view(request, **kwargs))
-        except Exception:
-            await send_response(send, Response("internal server error", 500))
-            raise
-        extra_headers: list[tuple[bytes, bytes]] = []
-        if self._sessions is not None and scope["session"] != session_before:
-            cookie = self._sessions.set_cookie(scope["session"])
-            extra_headers.append((b"set-cookie", cookie.encode("latin-1")))
-        await send_response(send, response, head=method == "HEAD", extra_headers=extra_headers)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
