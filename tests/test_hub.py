@@ -240,3 +240,25 @@ async def test_background_publishers_stop_before_the_hub() -> None:
         while published < 100:
             await trio.lowlevel.checkpoint()
     assert not hub.running
+
+
+async def test_stats_count_publishes_deliveries_and_drops_per_policy() -> None:
+    async with Hub() as hub:
+        assert hub.stats == triows.HubStats()
+        async with (
+            hub.subscribe("t", max_buffer=2) as oldest,
+            hub.subscribe("t", max_buffer=2, on_overflow="disconnect") as slow,
+        ):
+            for i in range(3):
+                await hub.publish("t", i)
+            with pytest.raises(SlowConsumer):
+                await slow.receive()
+            assert oldest.dropped == 1
+        await hub.publish("nobody", "x")
+        assert hub.stats.published == 4
+        # 3 to `oldest`, 2 to `slow` before its overflow (the third did not fit).
+        assert hub.stats.delivered == 5
+        assert hub.stats.dropped_oldest == 1
+        assert hub.stats.dropped_disconnect == 3  # two buffered, one that did not fit
+        assert hub.stats.disconnected == 1
+        assert hub.stats.dropped == 4

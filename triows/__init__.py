@@ -24,7 +24,7 @@ from ._http import Request, Response
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
-from .hub import Hub, HubUnavailable, SlowConsumer, Subscription
+from .hub import Hub, HubStats, HubUnavailable, SlowConsumer, Subscription
 
 __all__ = [
     "URL",
@@ -35,6 +35,7 @@ __all__ = [
     "ConnectionState",
     "Headers",
     "Hub",
+    "HubStats",
     "HubUnavailable",
     "MessageDecodeError",
     "MessageTypeError",

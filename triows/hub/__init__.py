@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 from ._hub import DEFAULT_MAX_BUFFER, Hub, HubUnavailable
+from ._stats import HubStats
 from ._subscription import OverflowPolicy, SlowConsumer, Subscription
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
     "Hub",
+    "HubStats",
     "HubUnavailable",
     "OverflowPolicy",
     "SlowConsumer",

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import trio
 
 from .._connection._frames import Broadcast
+from ._stats import HubStats
 from ._subscription import OverflowPolicy, Subscription
 
 __all__ = ["Backend", "Hub", "HubUnavailable"]
@@ -116,6 +117,8 @@ class Hub:
         self._nursery_manager: Any = None
         self._nursery: trio.Nursery | None = None
         self._running = False
+        #: Counters of what this hub did in this process (see :class:`HubStats`).
+        self.stats = HubStats()
 
     @property
     def running(self) -> bool:
@@ -175,6 +178,7 @@ class Hub:
                 "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
             )
         await self._backend.publish(topic, message)
+        self.stats.published += 1
 
     @asynccontextmanager
     async def subscribe(
@@ -200,6 +204,7 @@ class Hub:
             topic,
             self.max_buffer if max_buffer is None else max_buffer,
             self.on_overflow if on_overflow is None else on_overflow,
+            self.stats,
         )
         subscribers = self._topics.get(topic)
         if subscribers is None:
@@ -254,5 +259,6 @@ class Hub:
         # One Broadcast per delivery: every subscriber shares its encoding and frame.
         shared = Broadcast(message)
         overflowed = [s for s in subscribers if not s.put(shared)]
+        self.stats.delivered += len(subscribers) - len(overflowed)
         for subscription in overflowed:
             self._remove(subscription)

@@ -9,6 +9,7 @@ import trio
 
 from .._connection._frames import Broadcast
 from .._exceptions import ClientError
+from ._stats import HubStats
 
 if TYPE_CHECKING:
     from .._connection._websocket import WebSocket
@@ -44,6 +45,7 @@ class Subscription:
     __slots__ = (
         "_buffer",
         "_overflowed",
+        "_stats",
         "_target",
         "_waiter",
         "dropped",
@@ -52,7 +54,13 @@ class Subscription:
         "topic",
     )
 
-    def __init__(self, topic: str, max_buffer: int, on_overflow: OverflowPolicy) -> None:
+    def __init__(
+        self,
+        topic: str,
+        max_buffer: int,
+        on_overflow: OverflowPolicy,
+        stats: HubStats | None = None,
+    ) -> None:
         if max_buffer < 1:
             raise ValueError(f"max_buffer={max_buffer}: a subscription needs room for one message")
         if on_overflow not in OVERFLOW_POLICIES:
@@ -67,6 +75,8 @@ class Subscription:
         self._waiter: trio.lowlevel.Task | None = None
         #: The WebSocket that forward() is sending to.
         self._target: WebSocket | None = None
+        #: The hub's counters, where overflows are counted.
+        self._stats = HubStats() if stats is None else stats
 
     def put(self, message: Broadcast) -> bool:
         """Buffer ``message``; False if the subscription overflowed and must be removed.
@@ -87,11 +97,14 @@ class Subscription:
         if len(buffer) >= self.max_buffer:
             if self.on_overflow == "disconnect":
                 self._overflowed = True
+                self._stats.disconnected += 1
+                self._stats.dropped_disconnect += len(buffer) + 1
                 buffer.clear()
                 self._wake()
                 return False
             buffer.popleft()
             self.dropped += 1
+            self._stats.dropped_oldest += 1
         buffer.append(message)
         if self._waiter is not None:
             self._wake()
