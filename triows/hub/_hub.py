@@ -109,8 +109,15 @@ class Hub:
         if url is None:
             self._backend = MemoryBackend()
         elif url.startswith(("redis://", "rediss://", "unix://")):
-            from ._redis import RedisBackend
-
+            try:
+                from ._redis import RedisBackend
+            except ModuleNotFoundError as exc:  # coredis is the extra triows[redis]
+                if (exc.name or "").partition(".")[0] != "coredis":
+                    raise
+                raise ImportError(
+                    f"Hub({url!r}) needs the Redis client coredis, which is not installed: "
+                    "pip install 'triows[redis]' (in a checkout: pip install -e '.[redis]')"
+                ) from None
             self._backend = RedisBackend(url)
         else:
             raise ValueError(f"Hub({url!r}): use no URL (in memory) or a redis:// URL")
