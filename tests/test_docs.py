@@ -332,7 +332,7 @@ def test_decoration_time_errors() -> None:
             pass
 
     with pytest.raises(ValueError, match="receive_type"):
-        app.websocket_route("/x", receive_type="xml")  # type: ignore[arg-type]
+        app.websocket_route("/x", receive_type="xml")
 
 
 async def test_inspect_request() -> None:

@@ -18,6 +18,7 @@ from ._exceptions import (
     ClientError,
     MessageDecodeError,
     MessageTypeError,
+    MessageValidationError,
     WebSocketDisconnect,
 )
 from ._http import Request, Response
@@ -39,6 +40,7 @@ __all__ = [
     "HubUnavailable",
     "MessageDecodeError",
     "MessageTypeError",
+    "MessageValidationError",
     "ParameterError",
     "ProviderError",
     "QueryParams",

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 import trio
 
 from ._asgi import ASGITransport
-from ._codecs import MessageType, check_message_type
+from ._codecs import MessageType, check_message_spec
 from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
@@ -106,28 +106,32 @@ class App:
         self,
         pattern: str,
         *,
-        value_type: MessageType | None = None,
-        receive_type: MessageType = "text",
-        send_type: MessageType = "text",
+        value_type: MessageType | object | None = None,
+        receive_type: MessageType | object = "text",
+        send_type: MessageType | object = "text",
         auto_accept: bool = True,
         caught_close_codes: Iterable[int] | Callable[..., Any] = (1000, 1001),
     ) -> Callable[[F], F]:
         """Register a WebSocket view for ``pattern`` (``{name}`` segments allowed).
 
         ``value_type`` sets both ``receive_type`` and ``send_type`` (each one of
-        ``"text"``, ``"json"``, ``"bytes"``).  With ``auto_accept`` the connection is
+        ``"text"``, ``"json"``, ``"bytes"``, or a type: a msgspec Struct, dataclass,
+        attrs class, TypedDict, pydantic model or a union of them dispatched on a
+        ``type`` field; ``receive()`` then returns validated instances and raises
+        :class:`~triows.MessageValidationError`, ``send()`` takes instances).  With ``auto_accept`` the connection is
         accepted before the view runs and closed with 1000 after it returns.
         ``caught_close_codes`` are the client close codes that end the view silently
         (pass the built-in ``all`` for every code, ``()`` for none).
 
         Raises TypeError for a view that is not ``async def`` or lacks a route
-        parameter, ValueError for an unknown message type or annotation.
+        parameter or a type that cannot be a message type, ValueError for an unknown
+        message type name or annotation.
         """
         if value_type is not None:
-            receive_type = send_type = check_message_type(value_type, "value_type")
+            receive_type = send_type = check_message_spec(value_type, "value_type")
         options = WebSocketOptions(
-            receive_type=check_message_type(receive_type, "receive_type"),
-            send_type=check_message_type(send_type, "send_type"),
+            receive_type=check_message_spec(receive_type, "receive_type"),
+            send_type=check_message_spec(send_type, "send_type"),
             auto_accept=auto_accept,
             caught_close_codes=(
                 AllCodes() if caught_close_codes is all else frozenset(caught_close_codes)  # type: ignore[arg-type]

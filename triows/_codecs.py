@@ -1,7 +1,9 @@
 """Message types: how ``receive()`` decodes and ``send()`` encodes a value.
 
 A route resolves its ``receive_type`` and ``send_type`` to one decoder and one
-encoder at decoration time, so each message costs a single function call.
+encoder at decoration time, so each message costs a single function call.  A
+message type is one of the names below, or a type (typed messages: see
+``triows._typed``), which brings its own decoder and the shared JSON encoder.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ._exceptions import MessageDecodeError, MessageTypeError
+from ._typed import codec_for, encode_typed
 
-__all__ = ["DECODERS", "ENCODERS", "MESSAGE_TYPES", "MessageType", "check_message_type"]
+__all__ = [
+    "DECODERS",
+    "ENCODERS",
+    "MESSAGE_TYPES",
+    "MessageType",
+    "check_message_spec",
+    "check_message_type",
+    "decoder_for",
+    "encoder_for",
+]
 
 MessageType = Literal["text", "json", "bytes"]
 MESSAGE_TYPES: tuple[MessageType, ...] = ("text", "json", "bytes")
@@ -31,6 +43,31 @@ def check_message_type(name: str, argument: str) -> MessageType:
             + ", ".join(repr(t) for t in MESSAGE_TYPES)
         )
     return name
+
+
+def check_message_spec(spec: object, argument: str) -> object:
+    """Return ``spec`` if it is a message type's name or a supported type.
+
+    ValueError for an unknown name, TypeError naming ``argument`` for a type that
+    cannot be decoded from JSON.  A type's codec is built here, once.
+    """
+    if isinstance(spec, str):
+        return check_message_type(spec, argument)
+    try:
+        codec_for(spec)
+    except TypeError as exc:
+        raise TypeError(f"{argument}={spec!r} is not supported: {exc}") from None
+    return spec
+
+
+def decoder_for(spec: object) -> Decoder:
+    """The decoder of a message type's name, or of a type (its validating decoder)."""
+    return DECODERS[spec] if isinstance(spec, str) else codec_for(spec).decode  # type: ignore[index]
+
+
+def encoder_for(spec: object) -> Encoder:
+    """The encoder of a message type's name; a type's is the shared JSON encoder."""
+    return ENCODERS[spec] if isinstance(spec, str) else encode_typed  # type: ignore[index]
 
 
 def decode_text(data: str | bytes) -> str:

@@ -15,6 +15,7 @@ __all__ = [
     "ClientError",
     "MessageDecodeError",
     "MessageTypeError",
+    "MessageValidationError",
     "WebSocketDisconnect",
     "disconnects_in",
     "leaves_of",
@@ -69,6 +70,24 @@ class MessageDecodeError(BadMessage):
     """The payload is not valid JSON (closes with 1007)."""
 
     close_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+
+
+class MessageValidationError(BadMessage):
+    """The payload is JSON, but not of the route's type (closes with 1007).
+
+    ``path`` is where the problem is, as a JSON path (``"$"`` for the whole
+    message, ``"$.user.age"``, ``"$.items[2]"``); ``problem`` says what is wrong
+    (``"Expected `int`, got `str`"``).  The message names both, path first, so
+    the close reason (at most 123 bytes) keeps the field's name.
+    """
+
+    close_code = status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+
+    def __init__(self, problem: str, path: str = "$") -> None:
+        where = "" if path == "$" else f" at {path}"
+        super().__init__(f"invalid message{where}: {problem}")
+        self.problem = problem
+        self.path = path
 
 
 def leaves_of(error: BaseException, kind: type[E]) -> list[E] | None:

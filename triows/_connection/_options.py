@@ -6,7 +6,7 @@ from collections.abc import Container, Sequence
 
 import attrs
 
-from .._codecs import DECODERS, ENCODERS, Decoder, Encoder, MessageType
+from .._codecs import Decoder, Encoder, MessageType, decoder_for, encoder_for
 from ._transport import RawHeaders
 
 __all__ = ["DEFAULT_OPTIONS", "WebSocketOptions", "check_close_code", "raw_headers"]
@@ -14,10 +14,13 @@ __all__ = ["DEFAULT_OPTIONS", "WebSocketOptions", "check_close_code", "raw_heade
 
 @attrs.frozen
 class WebSocketOptions:
-    """A route's per-connection settings, resolved once at decoration time."""
+    """A route's per-connection settings, resolved once at decoration time.
 
-    receive_type: MessageType = "text"
-    send_type: MessageType = "text"
+    ``receive_type``/``send_type``: a message type's name, or a type (typed messages).
+    """
+
+    receive_type: MessageType | object = "text"
+    send_type: MessageType | object = "text"
     auto_accept: bool = True
     caught_close_codes: Container[int] = (1000, 1001)
     decode: Decoder = attrs.field(init=False)
@@ -25,11 +28,11 @@ class WebSocketOptions:
 
     @decode.default
     def _decode(self) -> Decoder:
-        return DECODERS[self.receive_type]
+        return decoder_for(self.receive_type)
 
     @encode.default
     def _encode(self) -> Encoder:
-        return ENCODERS[self.send_type]
+        return encoder_for(self.send_type)
 
 
 DEFAULT_OPTIONS = WebSocketOptions()
