@@ -24,6 +24,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+import triows
+
 from .raw_client import handshake, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,6 +237,10 @@ async def test_run_imports_from_the_current_directory(tmp_path: Path) -> None:
         ("examples.echo:nope", "triows: module 'examples.echo' has no attribute 'nope'"),
         ("examples.chat.app:INDEX_HTML", "is a str, not a triows.App"),
         (":app", "is not of the form module:app"),
+        ("../echo.py:app", "give the module, not a file path, e.g. 'triows run echo:app'"),
+        ("/tmp/echo.py:app", "from the directory that holds echo.py"),
+        ("my-app.py:app", "must be Python identifiers (e.g. my_app.py, not my-app.py)"),
+        ("nosuchfile.py:app", "triows: cannot import 'nosuchfile'"),
     ],
 )
 async def test_run_refuses_a_bad_target_with_a_clear_message(
@@ -247,6 +253,23 @@ async def test_run_refuses_a_bad_target_with_a_clear_message(
     assert expected in stderr
     assert "Traceback" not in stderr
     assert "serving" not in stdout
+
+
+@pytest.mark.parametrize("target", ["examples/echo.py:app", "examples/echo.py"])
+async def test_run_serves_a_file_path_target(target: str) -> None:
+    async with cli_server(PYTHON_M, target) as server:
+        async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            await ws.send_message("from a path")
+            assert await receive(ws) == "You said: from a path"
+        server.process.send_signal(signal.SIGINT)
+        assert await server.wait() == 0
+
+
+@pytest.mark.parametrize("command", [PYTHON_M, [str(SCRIPT)]], ids=["python-m", "script"])
+async def test_version_prints_the_package_version(command: list[str]) -> None:
+    returncode, stdout, _ = await run_to_exit([*command, "--version"])
+    assert returncode == 0
+    assert stdout == f"triows {triows.__version__}\n"
 
 
 async def test_run_without_a_target_prints_usage() -> None:

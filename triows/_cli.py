@@ -13,9 +13,12 @@ from typing import NoReturn
 
 import trio
 
+from . import __version__
 from ._app import App
+from ._reload import run_with_reload
 from ._server import serve
 from ._serving._shutdown import FORCE, OVERRUNS
+from ._target import module_name as _module_name
 
 __all__ = ["load_app", "main"]
 
@@ -23,10 +26,14 @@ logger = logging.getLogger("triows")
 
 
 def load_app(target: str) -> App:
-    """Import ``module:attribute`` (attribute defaults to ``app``) from the current directory."""
-    module_name, _, attribute = target.partition(":")
-    if not module_name:
+    """Import ``module:attribute`` (attribute defaults to ``app``) from the current directory.
+
+    The module may be given as a file path under the current directory (``echo.py:app``).
+    """
+    module_text, _, attribute = target.partition(":")
+    if not module_text:
         raise SystemExit(f"triows: {target!r} is not of the form module:app")
+    module_name = _module_name(module_text)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -146,9 +153,12 @@ SETTLE_AFTER_FORCE = 0.5
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="triows", description="Run a triows App.")
+    parser.add_argument("--version", action="version", version=f"triows {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve module:app with the embedded server")
-    run.add_argument("target", help="the App to serve, as module:attribute (e.g. chat:app)")
+    run.add_argument(
+        "target", help="the App to serve, as module:attribute (e.g. chat:app, or chat.py:app)"
+    )
     run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8000, help="port to bind (default 8000; 0: any)")
     run.add_argument(
@@ -199,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="do not gc.freeze() the startup heap (see triows.serve)",
     )
     run.add_argument("--access-log", action="store_true", help="log each handshake and request")
+    run.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: restart when a .py file under the current directory changes "
+        "(needs the extra triows[reload])",
+    )
     args = parser.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
@@ -207,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.ping_interval < 0 or args.ping_timeout <= 0:
         parser.error("--ping-interval must be >= 0 and --ping-timeout > 0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.reload:
+        given = sys.argv[1:] if argv is None else argv
+        raise SystemExit(run_with_reload(given, stop_timeout=_bound(args) + 2))
     app = load_app(args.target)
     try:
         status = trio.run(_run, app, args.target, args)
