@@ -51,6 +51,8 @@ class Params:
     warmup: float = 1.0  # unmeasured run before the window, seconds
     messages: int = 200  # broadcasts in the measured fan-out round
     concurrency: int = 50  # simultaneous handshakes (churn workers, connection setup)
+    path: str = "/echo"  # the echo scenario's route
+    payload: str = PAYLOAD.decode()  # the echo scenario's text message
 
 
 @attrs.define
@@ -173,15 +175,16 @@ class PicowsClient:
     async def echo(self, p: Params) -> dict[str, float]:
         state = {"count": 0, "running": True}
         send_text = self.picows.WSMsgType.TEXT
+        payload = p.payload.encode()
 
         def on_text(transport: Any, frame: Any) -> None:
             state["count"] += 1
             if state["running"]:
-                transport.send(send_text, PAYLOAD)
+                transport.send(send_text, payload)
 
-        transports = await self._connect("/echo", self._listener(on_text), p.connections, p)
+        transports = await self._connect(p.path, self._listener(on_text), p.connections, p)
         for transport in transports:
-            transport.send(send_text, PAYLOAD)
+            transport.send(send_text, payload)
         await asyncio.sleep(p.warmup)
         window = Window.open(state["count"])
         await asyncio.sleep(p.duration)
@@ -279,7 +282,7 @@ class WebsocketsClient:
 
     async def echo(self, p: Params) -> dict[str, float]:
         state = {"count": 0, "running": True}
-        text = PAYLOAD.decode()
+        text = p.payload
 
         async def loop(ws: Any) -> None:
             while state["running"]:
@@ -287,7 +290,7 @@ class WebsocketsClient:
                 await ws.recv()
                 state["count"] += 1
 
-        connections = await self._connect("/echo", p.connections, p)
+        connections = await self._connect(p.path, p.connections, p)
         loops = asyncio.gather(*(loop(ws) for ws in connections))
         await asyncio.sleep(p.warmup)
         window = Window.open(state["count"])

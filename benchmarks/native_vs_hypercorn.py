@@ -28,7 +28,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run_once(backend: str, seconds: float, connections: int) -> tuple[float, float]:
+def run_once(backend: str, seconds: float, connections: int, **echo: str) -> tuple[float, float]:
+    """One echo run: (messages per second, server CPU seconds per message).
+
+    ``echo``: the load generator's ``path`` and ``payload`` (default ``/echo``, 32 bytes).
+    """
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", backend],
         stdout=subprocess.PIPE,
@@ -43,7 +47,7 @@ def run_once(backend: str, seconds: float, connections: int) -> tuple[float, flo
                 break
         if port is None:
             raise RuntimeError(f"{backend}: the server did not announce its port")
-        params = json.dumps({"connections": connections, "duration": seconds})
+        params = json.dumps({"connections": connections, "duration": seconds, **echo})
         loadgen = subprocess.Popen(
             [
                 sys.executable,

@@ -93,3 +93,19 @@ async def test_publish_stall_measures_both_backends() -> None:
 
     for backend in ("hypercorn", "native"):
         assert await measure(backend, 10) > 0
+
+
+def test_typed_echo_reports_the_ratio() -> None:
+    # benchmarks/typed_echo.py, tiny: both routes answer and the ratios are printed.
+    command = [sys.executable, "-m", "benchmarks.typed_echo", "--seconds", "0.3"]
+    command += ["--connections", "3", "--repeats", "1"]
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert re.search(r"^/typed +[\d,]+ msg/s", result.stdout, re.M)
+    assert re.search(r"server CPU time per message: \d+\.\d{3}", result.stdout)

@@ -78,6 +78,8 @@ TESTED_SNIPPETS = {
     "testing_inmemory",
     "testing_live",
     "tls",
+    "typed_errors",
+    "typed_messages",
 }
 
 
@@ -395,6 +397,39 @@ async def test_message_types() -> None:
             await ws.send_bytes(b"abc")
             assert await ws.receive_json() == {"name": "ann", "settings": {"dark": True}, "size": 3}
             assert await ws.receive_bytes() == b"cba"
+
+
+async def test_typed_messages() -> None:
+    app = snippet_app("typed_messages")
+    async with TestClient(app).websocket_connect("/chat") as ws:
+        await ws.send_json({"type": "join", "name": "ann"})
+        await ws.send_json({"type": "say", "text": "hi"})
+        assert await ws.receive_json() == {"type": "said", "name": "ann", "text": "hi"}
+        await ws.send_json({"type": "shout", "text": "HI"})
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive()
+    assert closed.value.code == 1007
+    assert closed.value.reason.startswith("invalid message at $.type: Invalid value 'shout'")
+    with pytest.raises(TypeError, match="cannot be a message type"):
+        app.websocket_route("/bad", receive_type=object)
+
+
+async def test_typed_errors() -> None:
+    app = snippet_app("typed_errors")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/forgiving") as ws:
+            await ws.send_json({"x": 1, "y": "2"})
+            assert await ws.receive_json() == {"error": "Expected `int`, got `str`", "field": "$.y"}
+            await ws.send_text("{not json")  # not JSON at all: MessageDecodeError, uncaught
+            assert await ws.wait_closed() == 1007
+        async with client.websocket_connect("/strict") as ws:
+            await ws.send_json({"x": 1, "y": 2})
+            assert await ws.receive_json() == {"x": 2, "y": 1}
+            await ws.send_json({"x": 1})
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive()
+    assert closed.value.code == 1007
+    assert closed.value.reason == "invalid message: Object missing required field `y`"
 
 
 async def test_iteration_forms_are_equivalent() -> None:

@@ -27,6 +27,7 @@ import subprocess
 import time
 from typing import Literal
 
+import msgspec
 import trio
 
 import triows
@@ -52,6 +53,21 @@ async def start_hub() -> None:
 
 @app.websocket_route("/echo")
 async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+class Chat(msgspec.Struct):
+    """The typed echo's message (benchmarks.typed_echo): a small struct."""
+
+    user: str
+    seq: int
+    text: str
+
+
+@app.websocket_route("/typed", value_type=Chat)
+async def typed(ws: WebSocket) -> None:
+    # receive() decodes and validates into a Chat; send() encodes it back.
     async for message in ws:
         await ws.send(message)
 
