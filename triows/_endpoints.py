@@ -20,6 +20,7 @@ from ._asgi import serve_asgi_websocket
 from ._connection._options import WebSocketOptions
 from ._connection._transport import HandshakeRequest, Transport
 from ._connection._websocket import WebSocket
+from ._http import Request
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view
@@ -33,6 +34,10 @@ __all__ = ["AllCodes", "Mount", "OriginPolicy", "WebSocketEndpoints", "WebSocket
 _NO_ARGUMENTS: dict[str, Any] = {}
 #: The ``{name}`` values of a route without parameters (read only, never mutated).
 _NO_VALUES: dict[str, str] = {}
+#: The bodies of the 403 refusing a handshake to a path without a WebSocket route.
+NO_WEBSOCKET_ROUTE = b"no WebSocket route for this URL\n"
+NOT_A_WEBSOCKET_ROUTE = b"this URL is an HTTP route, not a WebSocket route\n"
+_TEXT = ((b"content-type", b"text/plain; charset=utf-8"),)
 
 
 class AllCodes(Container[int]):
@@ -95,6 +100,11 @@ class OriginPolicy:
         host = request.header(b"host")
         return host is not None and origin.partition("://")[2] == host.decode("latin-1").lower()
 
+    def fix_for(self, origin: str) -> str:
+        """The ``allowed_origins`` setting that would allow ``origin``, for the log."""
+        wanted = sorted(self.allowed | {origin.rstrip("/").lower()})
+        return f"App(allowed_origins={wanted!r})"
+
 
 #: A route without parameters, as the path index holds it: the match to return (the
 #: route and no values), and the earlier routes to try first.
@@ -116,8 +126,19 @@ class WebSocketEndpoints:
     #: Client-caused warnings, rate limited.
     warnings: ClientWarnings = attrs.field(factory=ClientWarnings)
     _index: dict[str, _IndexEntry] | None = None
+    #: Whether an HTTP route serves a path (set by the App's HTTP side): a handshake
+    #: to it is refused with a body saying so.
+    http_route_at: Callable[[str], bool] | None = None
 
     def add(self, route: WebSocketRoute) -> None:
+        """Register ``route`` after the others.  Raises TypeError for a view whose
+        first parameter is annotated as an HTTP Request (an HTTP view)."""
+        if route.signature.takes(Request):
+            name = route.signature.view_name
+            raise TypeError(
+                f"{name}() takes a Request: it is an HTTP view; register it with "
+                f"@app.route({route.pattern.text!r}), not @app.websocket_route"
+            )
         self.routes.append(route)
         self._index = None
 
@@ -154,12 +175,15 @@ class WebSocketEndpoints:
         if self.sessions is not None:
             request.scope["session"] = self.sessions.load(request.scope)
         if not self.origins.allows(request):
+            origin = (request.header(b"origin") or b"").decode("latin-1")
             self.warnings.warn(
                 "origin",
-                "refused a cross-origin WebSocket handshake to %s from %s (Origin %s)",
+                "refused a cross-origin WebSocket handshake to %s from %s (Origin %r); "
+                "%s would allow it",
                 request.path,
                 client_address(request.client),
-                (request.header(b"origin") or b"").decode("latin-1"),
+                origin,
+                self.origins.fix_for(origin),
             )
             await transport.refuse(403, (), b"")
             return None
@@ -170,10 +194,26 @@ class WebSocketEndpoints:
                 return None
         found = self.route_for(request.path)
         if found is None:
-            # No WebSocket route (an HTTP-only route counts as none): refuse with 403.
-            await transport.refuse(403, (), b"")
+            await self._refuse_no_route(transport)
             return None
         return await self._run(transport, *found)
+
+    async def _refuse_no_route(self, transport: Transport) -> None:
+        """No WebSocket route serves the path: one WARNING naming it, then 403 with a
+        short text body (saying so when an HTTP route serves the path)."""
+        request = transport.request
+        http = self.http_route_at is not None and self.http_route_at(request.path)
+        self.warnings.warn(
+            "no route",
+            "refused a WebSocket handshake to %r from %s with 403: %s",
+            request.path,
+            client_address(request.client),
+            "an HTTP route (@app.route) serves it, no WebSocket route does"
+            if http
+            else "no WebSocket route matches it",
+        )
+        body = NOT_A_WEBSOCKET_ROUTE if http else NO_WEBSOCKET_ROUTE
+        await transport.refuse(403, _TEXT, body)
 
     async def _run(
         self, transport: Transport, route: WebSocketRoute, values: dict[str, str]

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from ._connection._websocket import WebSocket
 from ._endpoints import WebSocketEndpoints
 from ._http import (
     BodyIncomplete,
@@ -48,10 +49,21 @@ class HTTPEndpoints:
         self.websockets = websockets
         self._sessions = sessions
         self.routes: list[HTTPRoute] = []
+        websockets.http_route_at = self.serves
 
     def add(self, route: HTTPRoute) -> None:
-        """Register ``route`` after the existing ones."""
+        """Register ``route`` after the existing ones.  Raises TypeError for a view
+        whose first parameter is annotated as a WebSocket (a WebSocket view)."""
+        if route.signature.takes(WebSocket):
+            raise TypeError(
+                f"{route.signature.view_name}() takes a WebSocket: it is a WebSocket view; "
+                f"register it with @app.websocket_route({route.pattern.text!r}), not @app.route"
+            )
         self.routes.append(route)
+
+    def serves(self, path: str) -> bool:
+        """Whether an HTTP route matches ``path`` (whatever its methods)."""
+        return any(route.pattern.match(path) is not None for route in self.routes)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one HTTP request: the matching route's view, or 404/405/426."""

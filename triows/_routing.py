@@ -172,6 +172,8 @@ class ViewSignature:
     parameters: tuple[Parameter, ...]
     route_names: frozenset[str]
     accepts_extra: bool  # the view takes **kwargs
+    #: The annotation of the view's first parameter (the connection), if any.
+    connection_type: Any = None
 
     @classmethod
     def of(cls, view: Callable[..., Any], pattern: Pattern, kind: str) -> ViewSignature:
@@ -226,7 +228,17 @@ class ViewSignature:
             parameters=tuple(parameters),
             route_names=frozenset(pattern.names),
             accepts_extra=accepts_extra,
+            connection_type=(
+                None
+                if positional[0].annotation is inspect.Parameter.empty
+                else positional[0].annotation
+            ),
         )
+
+    def takes(self, cls: type) -> bool:
+        """Whether the view's first parameter is annotated as ``cls`` (or a subclass)."""
+        annotation = self.connection_type
+        return isinstance(annotation, type) and issubclass(annotation, cls)
 
     def provider_names(self, providers: Mapping[str, object]) -> list[str]:
         return [
