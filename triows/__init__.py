@@ -25,7 +25,7 @@ from ._http import Request, Response
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
-from .hub import Hub, HubStats, HubUnavailable, SlowConsumer, Subscription
+from .hub import Hub, HubStats, HubUnavailable, Lagged, SlowConsumer, Subscription
 
 __all__ = [
     "URL",
@@ -38,6 +38,7 @@ __all__ = [
     "Hub",
     "HubStats",
     "HubUnavailable",
+    "Lagged",
     "MessageDecodeError",
     "MessageTypeError",
     "MessageValidationError",

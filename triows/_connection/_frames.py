@@ -65,10 +65,13 @@ class Broadcast:
     the Broadcast has been sent.
     """
 
-    __slots__ = ("_encode", "_prepared", "message")
+    __slots__ = ("_encode", "_prepared", "message", "position")
 
-    def __init__(self, message: Any) -> None:
+    def __init__(self, message: Any, position: str | None = None) -> None:
         self.message = message
+        #: The message's position in its hub topic (see ``Hub.publish()``); None
+        #: for a Broadcast that no hub delivered.
+        self.position = position
         self._encode: Encoder | None = None
         self._prepared: Prepared | None = None
 

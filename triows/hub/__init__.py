@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from ._hub import DEFAULT_MAX_BUFFER, Hub, HubUnavailable
 from ._stats import HubStats
-from ._subscription import OverflowPolicy, SlowConsumer, Subscription
+from ._subscription import Lagged, OverflowPolicy, SlowConsumer, Subscription
 
 __all__ = [
     "DEFAULT_MAX_BUFFER",
     "Hub",
     "HubStats",
     "HubUnavailable",
+    "Lagged",
     "OverflowPolicy",
     "SlowConsumer",
     "Subscription",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -11,6 +10,8 @@ from typing import Any, Protocol
 import trio
 
 from .._connection._frames import Broadcast
+from ._memory import MemoryBackend
+from ._positions import parse_position
 from ._stats import HubStats
 from ._subscription import OverflowPolicy, Subscription
 
@@ -30,53 +31,18 @@ class Backend(Protocol):
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         """Run for the hub's lifetime; call ``task_status.started()`` once usable."""
 
-    async def publish(self, topic: str, message: Any) -> None:
-        """Send ``message`` to every subscriber of ``topic`` (all processes)."""
+    async def publish(self, topic: str, message: Any) -> str:
+        """Send ``message`` to every subscriber of ``topic`` (all processes); its position."""
 
     async def watch(self, topic: str) -> None:
         """A first local subscriber appeared for ``topic``."""
 
+    async def start(self, subscription: Subscription, since: str | None) -> None:
+        """Call ``subscription.begin()``: its position, and the history after ``since``."""
+
     @property
     def connected(self) -> bool:
         """Whether the engine can be reached now (see :attr:`Hub.connected`)."""
-
-
-def check_message(message: Any) -> None:
-    if not isinstance(message, str | bytes):
-        try:
-            json.dumps(message)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"hub messages are str, bytes or JSON-able values; got {type(message).__name__}"
-            ) from exc
-
-
-class MemoryBackend:
-    """Delivers inside this process: publish hands the message straight to subscribers."""
-
-    def __init__(self) -> None:
-        self._hub: Hub | None = None
-
-    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
-        self._hub = hub
-        task_status.started()
-        try:
-            await trio.sleep_forever()
-        finally:
-            self._hub = None
-
-    async def publish(self, topic: str, message: Any) -> None:
-        check_message(message)
-        await trio.lowlevel.checkpoint()
-        assert self._hub is not None
-        self._hub.deliver(topic, message)
-
-    async def watch(self, topic: str) -> None:
-        await trio.lowlevel.checkpoint()
-
-    @property
-    def connected(self) -> bool:
-        return self._hub is not None
 
 
 class Hub:
@@ -100,14 +66,19 @@ class Hub:
         *,
         max_buffer: int = DEFAULT_MAX_BUFFER,
         on_overflow: OverflowPolicy = "drop_oldest",
+        history: int = 0,
     ) -> None:
+        if history < 0:
+            raise ValueError(f"Hub(history={history}): give 0 (no history) or more messages")
         self.url = url
         self.max_buffer = max_buffer
         self.on_overflow: OverflowPolicy = on_overflow
+        #: How many recent messages each topic keeps for resuming (0: none).
+        self.history = history
         self._topics: dict[str, set[Subscription]] = {}
         self._backend: Backend
         if url is None:
-            self._backend = MemoryBackend()
+            self._backend = MemoryBackend(history)
         elif url.startswith(("redis://", "rediss://", "unix://")):
             try:
                 from ._redis import RedisBackend
@@ -118,7 +89,7 @@ class Hub:
                     f"Hub({url!r}) needs the Redis client coredis, which is not installed: "
                     "pip install 'triows[redis]' (in a checkout: pip install -e '.[redis]')"
                 ) from None
-            self._backend = RedisBackend(url)
+            self._backend = RedisBackend(url, history)
         else:
             raise ValueError(f"Hub({url!r}): use no URL (in memory) or a redis:// URL")
         self._nursery_manager: Any = None
@@ -174,24 +145,29 @@ class Hub:
         self._nursery = None
         return await manager.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
 
-    async def publish(self, topic: str, message: str | bytes | Any) -> None:
+    async def publish(self, topic: str, message: str | bytes | Any) -> str:
         """Publish ``message`` (str, bytes, or a JSON-able value) to ``topic``.
 
-        Never waits for subscribers.  Raises RuntimeError if the hub is not
-        running, HubUnavailable if its engine cannot be reached (a Redis outage).
+        Returns the message's position: an opaque, JSON-friendly ``str``, ordered
+        within the topic, that ``subscribe(topic, since=position)`` resumes
+        after.  Never waits for subscribers.  Raises RuntimeError if the hub is
+        not running, HubUnavailable if its engine cannot be reached (a Redis
+        outage: then nothing was published).
         """
         if not self._running:
             raise RuntimeError(
                 "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
             )
-        await self._backend.publish(topic, message)
+        position = await self._backend.publish(topic, message)
         self.stats.published += 1
+        return position
 
     @asynccontextmanager
     async def subscribe(
         self,
         topic: str,
         *,
+        since: str | None = None,
         max_buffer: int | None = None,
         on_overflow: OverflowPolicy | None = None,
     ) -> AsyncIterator[Subscription]:
@@ -202,16 +178,28 @@ class Hub:
         subscription is confirmed by Redis before the block starts (unless Redis
         is down: then it starts receiving when Redis returns).  Leaving the block,
         normally or by cancellation, unsubscribes.
+
+        ``since`` (a position from :meth:`publish` or
+        :attr:`Subscription.position`): the subscription first returns every
+        message published after it that the history still holds, in order, then
+        live messages, with no duplicate and no gap; ``subscription.recovered``
+        says whether the history covered everything after ``since`` (False: too
+        old, or from another epoch, e.g. Redis restarted without persistence;
+        the subscription then starts live).  A malformed ``since`` raises
+        ValueError before anything is subscribed.
         """
         if not self._running:
             raise RuntimeError(
                 "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
             )
+        if since is not None:
+            parse_position(since)
         subscription = Subscription(
             topic,
             self.max_buffer if max_buffer is None else max_buffer,
             self.on_overflow if on_overflow is None else on_overflow,
             self.stats,
+            resumable=self.history > 0,
         )
         subscribers = self._topics.get(topic)
         if subscribers is None:
@@ -221,6 +209,7 @@ class Hub:
         else:
             subscribers.add(subscription)
         try:
+            await self._backend.start(subscription, since)
             yield subscription
         finally:
             self._remove(subscription)
@@ -253,18 +242,29 @@ class Hub:
         """
         return list(self._topics)
 
-    def deliver(self, topic: str, message: Any) -> None:
-        """Hand ``message`` to this process's subscribers of ``topic``; never waits.
+    def deliver(self, topic: str, message: Any, position: str | None = None) -> None:
+        """Hand ``message`` at ``position`` to this process's subscribers of ``topic``.
 
-        For backends, not applications (publish with :meth:`publish`): a backend
-        calls it once per message that reaches this process.  Subscriptions that
-        overflow under ``"disconnect"`` are removed from the topic.
+        Never waits.  For backends, not applications (publish with
+        :meth:`publish`): a backend calls it (or :meth:`fan_out`) once per
+        message that reaches this process.  Subscriptions that overflow under
+        ``"disconnect"`` (or stop, with history) are removed from the topic.
         """
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
         # One Broadcast per delivery: every subscriber shares its encoding and frame.
-        shared = Broadcast(message)
+        shared = Broadcast(message, position)
+        overflowed = [s for s in subscribers if not s.put(shared)]
+        self.stats.delivered += len(subscribers) - len(overflowed)
+        for subscription in overflowed:
+            self._remove(subscription)
+
+    def fan_out(self, topic: str, shared: Broadcast) -> None:
+        """:meth:`deliver` for a backend that built the Broadcast (to keep it too)."""
+        subscribers = self._topics.get(topic)
+        if not subscribers:
+            return
         overflowed = [s for s in subscribers if not s.put(shared)]
         self.stats.delivered += len(subscribers) - len(overflowed)
         for subscription in overflowed:

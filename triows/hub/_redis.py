@@ -33,7 +33,6 @@ rate-limited per channel; the connection and the other messages are unaffected.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -41,10 +40,21 @@ from typing import TYPE_CHECKING, Any
 import coredis
 import trio
 
-from ._hub import HubUnavailable, check_message
+from ._hub import HubUnavailable
+from ._positions import UNKNOWN_EPOCH, new_epoch
+from ._redis_codec import decode, encode
+from ._redis_history import (
+    COUNTER_KEY,
+    EPOCH_KEY,
+    PUBLISH_SCRIPT,
+    START_SCRIPT,
+    parse_start,
+    stream_key,
+)
 
 if TYPE_CHECKING:
     from ._hub import Hub
+    from ._subscription import Subscription
 
 __all__ = ["RedisBackend", "decode", "encode"]
 
@@ -60,27 +70,6 @@ BACKOFF_MAX = 1.0
 BAD_MESSAGE_LOG_INTERVAL = 10.0
 
 
-def encode(message: Any) -> bytes:
-    """Tag the payload with its type so the receiving side rebuilds the same kind."""
-    if isinstance(message, str):
-        return b"s" + message.encode()
-    if isinstance(message, bytes | bytearray | memoryview):
-        return b"b" + bytes(message)
-    check_message(message)
-    return b"j" + json.dumps(message, separators=(",", ":")).encode()
-
-
-def decode(payload: bytes) -> Any:
-    tag, body = payload[:1], payload[1:]
-    if tag == b"s":
-        return body.decode()
-    if tag == b"b":
-        return body
-    if tag == b"j":
-        return json.loads(body)
-    raise ValueError(f"not a triows hub message (tag {tag!r})")
-
-
 def _channel(topic: str) -> bytes:
     return CHANNEL_PREFIX + topic.encode()
 
@@ -88,8 +77,14 @@ def _channel(topic: str) -> bytes:
 class RedisBackend:
     """Moves a Hub's messages through Redis pub/sub (coredis, on trio via anyio)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, history: int = 0) -> None:
         self.url = url
+        self.history = history
+        #: The history's epoch as last read from Redis (UNKNOWN_EPOCH before).
+        self.epoch = UNKNOWN_EPOCH
+        self._candidate = new_epoch()
+        self._publish_script: Any = None
+        self._start_script: Any = None
         self._client: coredis.Redis[bytes] | None = None
         self._pubsub: Any = None
         self._hub: Hub | None = None
@@ -114,6 +109,8 @@ class RedisBackend:
         client: coredis.Redis[bytes] = coredis.Redis.from_url(self.url, decode_responses=False)
         async with client, trio.open_nursery() as nursery:
             self._client = client
+            self._publish_script = client.register_script(PUBLISH_SCRIPT)
+            self._start_script = client.register_script(START_SCRIPT)
             task_status.started()
             try:
                 await self._listen(hub, nursery)
@@ -183,14 +180,17 @@ class RedisBackend:
                 nursery.start_soon(self._unsubscribe, pubsub, channel)
                 continue
             data: bytes = message["data"]
+            offset, _, payload = data.partition(b"\n")
             try:
-                decoded = decode(data)
+                if not offset.isdigit() or len(offset) > 19:
+                    raise ValueError(f"no position (starts {offset[:20]!r})")
+                decoded = decode(payload)
             except (ValueError, RecursionError) as exc:
                 # Any Redis client can publish on a triows: channel.  Its bad
                 # message is its problem: skip it, keep the connection.
                 self._malformed.report(channel, data, exc)
                 continue
-            hub.deliver(topic, decoded)
+            hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}")
 
     def _lost(self) -> None:
         reason, self._restart_reason = self._restart_reason, ""
@@ -240,7 +240,7 @@ class RedisBackend:
             except Exception as exc:
                 logger.debug("hub: unsubscribe %r failed: %s", topic, exc)
 
-    async def publish(self, topic: str, message: Any) -> None:
+    async def publish(self, topic: str, message: Any) -> str:
         payload = encode(message)
         client = self._client
         if client is None:
@@ -252,7 +252,10 @@ class RedisBackend:
             )
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
-                receivers = await client.publish(_channel(topic), payload)
+                epoch, offset, receivers = await self._publish_script(
+                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic)],
+                    args=[self._candidate, _channel(topic), payload, self.history],
+                )
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
             raise HubUnavailable(
                 f"cannot publish to {topic!r}: Redis at {self.url} is unavailable ({_summary(exc)})"
@@ -265,6 +268,32 @@ class RedisBackend:
                 f"cannot publish to {topic!r}: Redis at {self.url} is unavailable "
                 "(this hub's listener lost its subscription; reconnecting); nobody received it"
             )
+        self.epoch = bytes(epoch).decode()
+        return f"{self.epoch}:{int(offset)}"
+
+    async def start(self, subscription: Subscription, since: str | None) -> None:
+        """Read the topic's head (and the history after ``since``) in one script."""
+        since_epoch, _, since_offset = (since or "").partition(":")
+        try:
+            with trio.fail_after(PUBLISH_TIMEOUT):
+                reply = await self._start_script(
+                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(subscription.topic)],
+                    args=[self._candidate, since_epoch, since_offset or "0", self.history],
+                )
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            if since is not None or self.history:
+                raise HubUnavailable(
+                    f"cannot subscribe to {subscription.topic!r}: Redis at {self.url} is "
+                    f"unavailable ({_summary(exc)}) to read where the subscription starts"
+                ) from exc
+            # No history: start at offset 0 of the last epoch seen; resuming from
+            # it later reports recovered=False, as any resume without history.
+            subscription.begin(f"{self.epoch}:0", [], recovered=True)
+            return
+        start = parse_start(reply)
+        self.epoch = start.epoch
+        position = since if since is not None and start.recovered else start.head
+        subscription.begin(position, start.replay, start.recovered)
 
     async def _listener_back(self) -> bool:
         """Wake the listener out of its backoff and wait for its next attempt.

@@ -22,7 +22,9 @@ class HubStats:
     - ``dropped_disconnect``: messages discarded when a subscription overflowed
       under ``on_overflow="disconnect"`` (its buffered messages and the one that
       did not fit);
-    - ``disconnected``: subscriptions ended by ``on_overflow="disconnect"``.
+    - ``disconnected``: subscriptions ended by ``on_overflow="disconnect"``;
+    - ``lagged``: subscriptions stopped by an overflow with history on
+      (:class:`~triows.hub.Lagged`: nothing lost, the subscriber resumes).
     """
 
     published: int = 0
@@ -30,6 +32,7 @@ class HubStats:
     dropped_oldest: int = 0
     dropped_disconnect: int = 0
     disconnected: int = 0
+    lagged: int = 0
 
     @property
     def dropped(self) -> int:

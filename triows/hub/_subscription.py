@@ -9,12 +9,13 @@ import trio
 
 from .._connection._frames import Broadcast
 from .._exceptions import ClientError
+from ._positions import offset_key
 from ._stats import HubStats
 
 if TYPE_CHECKING:
     from .._connection._websocket import WebSocket
 
-__all__ = ["OverflowPolicy", "SlowConsumer", "Subscription"]
+__all__ = ["Lagged", "OverflowPolicy", "SlowConsumer", "Subscription"]
 
 OverflowPolicy = Literal["drop_oldest", "disconnect"]
 OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "disconnect")
@@ -30,6 +31,23 @@ class SlowConsumer(ClientError):
     close_code = 1008
 
 
+class Lagged(SlowConsumer):
+    """A subscription to a hub with history fell ``max_buffer`` messages behind.
+
+    With history on, ``on_overflow="drop_oldest"`` never skips a message
+    silently: the subscription stops taking new messages, returns the ones it
+    holds, then its next receive raises Lagged.  Nothing is lost: subscribe
+    again with ``since=subscription.position`` (also in :attr:`position`) to get
+    the rest from the history.  A :class:`SlowConsumer`: uncaught in a WebSocket
+    view, the connection is closed with 1008.
+    """
+
+    def __init__(self, message: str, position: str) -> None:
+        super().__init__(message)
+        #: Where to resume: the position of the last message returned.
+        self.position = position
+
+
 class Subscription:
     """Messages of one topic for one subscriber, in publish order.
 
@@ -39,18 +57,27 @@ class Subscription:
     (counted in :attr:`dropped`), ``"disconnect"`` ends the subscription, whose
     next receive raises :class:`SlowConsumer`.
 
+    With history on (``Hub(history=N)``), ``"drop_oldest"`` becomes "stop and
+    say so": the subscription keeps what it holds and then raises
+    :class:`Lagged`, so the subscriber resumes from :attr:`position` instead of
+    missing messages unknowingly.
+
     Only one task may receive from a subscription at a time.
     """
 
     __slots__ = (
         "_buffer",
         "_overflowed",
+        "_replay",
+        "_resumable",
         "_stats",
         "_target",
         "_waiter",
         "dropped",
         "max_buffer",
         "on_overflow",
+        "position",
+        "recovered",
         "topic",
     )
 
@@ -60,6 +87,8 @@ class Subscription:
         max_buffer: int,
         on_overflow: OverflowPolicy,
         stats: HubStats | None = None,
+        *,
+        resumable: bool = False,
     ) -> None:
         if max_buffer < 1:
             raise ValueError(f"max_buffer={max_buffer}: a subscription needs room for one message")
@@ -77,6 +106,16 @@ class Subscription:
         self._target: WebSocket | None = None
         #: The hub's counters, where overflows are counted.
         self._stats = HubStats() if stats is None else stats
+        #: The position of the last message returned (before the first one: where
+        #: the subscription started).  Store it to resume with ``since=``.
+        self.position = ""
+        #: With ``since=``: whether every message after it is delivered (False:
+        #: the history no longer covers it, the subscription started live).
+        #: Without ``since``: True.
+        self.recovered = True
+        # Messages from the history, returned before the buffer's (None: none).
+        self._replay: deque[Broadcast] | None = None
+        self._resumable = resumable
 
     def put(self, message: Broadcast) -> bool:
         """Buffer ``message``; False if the subscription overflowed and must be removed.
@@ -93,8 +132,18 @@ class Subscription:
             and not buffer
             and self._target.try_send(message)
         ):
+            self.position = message.position or self.position
             return True
         if len(buffer) >= self.max_buffer:
+            if self._overflowed:  # a Lagged subscription: removed already
+                return False
+            if self._resumable and self.on_overflow == "drop_oldest":
+                # History on: stop here, keep what is buffered; receive raises
+                # Lagged once it is returned, and the subscriber resumes.
+                self._overflowed = True
+                self._stats.lagged += 1
+                self._wake()
+                return False
             if self.on_overflow == "disconnect":
                 self._overflowed = True
                 self._stats.disconnected += 1
@@ -110,6 +159,22 @@ class Subscription:
             self._wake()
         return True
 
+    def begin(self, position: str, replay: list[Broadcast], recovered: bool) -> None:
+        """Start at ``position`` with ``replay`` (the history after it) first.
+
+        For backends, once, before the ``subscribe()`` block starts: messages
+        buffered meanwhile that are not after the replay (or ``position``) are
+        dropped, so none is returned twice.
+        """
+        self.position = position
+        self.recovered = recovered
+        cutoff = offset_key(replay[-1].position if replay else position)
+        buffer = self._buffer
+        while buffer and offset_key(buffer[0].position) <= cutoff:
+            buffer.popleft()
+        if replay:
+            self._replay = deque(replay)
+
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
@@ -123,7 +188,10 @@ class Subscription:
         It yields to the scheduler only when it has to wait.
         """
         await self._wait()
-        return self._buffer.popleft().message
+        replay = self._replay
+        item = replay.popleft() if replay else self._buffer.popleft()
+        self.position = item.position or self.position
+        return item.message
 
     async def forward(self, websocket: WebSocket) -> NoReturn:
         """Send every message of this subscription to ``websocket``, until it fails.
@@ -150,20 +218,24 @@ class Subscription:
         try:
             while True:
                 await self._wait()
-                batch = list(buffer)
-                buffer.clear()
+                replay = self._replay
+                if replay:
+                    batch = list(replay)
+                    self._replay = None
+                else:
+                    batch = list(buffer)
+                    buffer.clear()
                 await websocket.send_many(batch)
+                self.position = batch[-1].position or self.position
         finally:
             self._target = None
 
     async def _wait(self) -> None:
         """Return once a message is buffered; raise SlowConsumer on overflow."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._buffer:
+        while not self._buffer and not self._replay:
             if self._overflowed:
-                raise SlowConsumer(
-                    f"subscriber to {self.topic!r} fell {self.max_buffer} messages behind"
-                )
+                self._raise_overflow()
             if self._waiter is not None:
                 raise trio.BusyResourceError(
                     "another task is already receiving on this subscription"
@@ -176,6 +248,15 @@ class Subscription:
 
             await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def _raise_overflow(self) -> NoReturn:
+        behind = f"subscriber to {self.topic!r} fell {self.max_buffer} messages behind"
+        if self._resumable and self.on_overflow == "drop_oldest":
+            raise Lagged(
+                f"{behind}; resume with hub.subscribe({self.topic!r}, since=subscription.position)",
+                self.position,
+            )
+        raise SlowConsumer(behind)
+
     def __aiter__(self) -> Subscription:
         return self
 
@@ -184,10 +265,10 @@ class Subscription:
 
     def __len__(self) -> int:
         """How many messages are waiting in the buffer."""
-        return len(self._buffer)
+        return len(self._buffer) + len(self._replay or ())
 
     def __repr__(self) -> str:
         return (
             f"<Subscription {self.topic!r} {len(self._buffer)}/{self.max_buffer} "
-            f"{self.on_overflow} dropped={self.dropped}>"
+            f"{self.on_overflow} dropped={self.dropped} position={self.position!r}>"
         )

@@ -1,0 +1,121 @@
+"""The in-memory backend: delivery inside this process, and a bounded history per topic.
+
+Positions are ``"<epoch>:<n>"``: one counter for the whole hub (so with
+``history=0`` the backend keeps nothing per topic), and an epoch drawn when the
+Hub is created, so a position from another Hub instance (or an earlier run of
+the process) is recognised as foreign: ``recovered=False``, never "nothing new".
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from .._connection._frames import Broadcast
+from ._positions import new_epoch, parse_position
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._subscription import Subscription
+
+__all__ = ["MemoryBackend", "check_message"]
+
+
+def check_message(message: Any) -> None:
+    """TypeError unless ``message`` is str, bytes or JSON-able."""
+    if not isinstance(message, str | bytes):
+        try:
+            json.dumps(message)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"hub messages are str, bytes or JSON-able values; got {type(message).__name__}"
+            ) from exc
+
+
+@attrs.define
+class TopicLog:
+    """One topic's recent messages, oldest first, as (counter, Broadcast)."""
+
+    entries: deque[tuple[int, Broadcast]]
+    #: The counter of the newest message evicted from the log (0: none yet).
+    evicted: int = 0
+
+
+class MemoryBackend:
+    """Delivers inside this process: publish hands the message straight to subscribers."""
+
+    def __init__(self, history: int = 0) -> None:
+        self._hub: Hub | None = None
+        self.history = history
+        self.epoch = new_epoch()
+        self._counter = 0
+        self._logs: dict[str, TopicLog] = {}
+
+    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
+        self._hub = hub
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._hub = None
+
+    async def publish(self, topic: str, message: Any) -> str:
+        check_message(message)
+        await trio.lowlevel.checkpoint()
+        hub = self._hub
+        assert hub is not None
+        counter = self._counter = self._counter + 1
+        position = f"{self.epoch}:{counter}"
+        if not self.history:
+            hub.deliver(topic, message, position)
+            return position
+        shared = Broadcast(message, position)
+        log = self._logs.get(topic)
+        if log is None:
+            log = self._logs[topic] = TopicLog(deque(maxlen=self.history))
+        entries = log.entries
+        if len(entries) == self.history:
+            log.evicted = entries[0][0]
+        entries.append((counter, shared))
+        hub.fan_out(topic, shared)
+        return position
+
+    async def watch(self, topic: str) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def start(self, subscription: Subscription, since: str | None) -> None:
+        """Give ``subscription`` its starting position and the history after ``since``."""
+        head = f"{self.epoch}:{self._counter}"
+        if since is None:
+            subscription.begin(head, [], recovered=True)
+            return
+        epoch, after = parse_position(since)
+        if epoch != self.epoch or after > self._counter:
+            subscription.begin(head, [], recovered=False)
+            return
+        if after == self._counter:  # nothing published anywhere since
+            subscription.begin(since, [], recovered=True)
+            return
+        log = self._logs.get(subscription.topic) if self.history else None
+        if log is None:
+            # History off: nothing is known; history on: the topic never had a message.
+            subscription.begin(head, [], recovered=bool(self.history))
+            return
+        if after < log.evicted:  # a message after `since` was evicted
+            subscription.begin(head, [], recovered=False)
+            return
+        replay: list[Broadcast] = []
+        for counter, shared in reversed(log.entries):
+            if counter <= after:
+                break
+            replay.append(shared)
+        replay.reverse()
+        subscription.begin(since, replay, recovered=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._hub is not None

@@ -1,0 +1,112 @@
+"""The Redis backend's history: one counter, one epoch, one Stream per topic, in Lua.
+
+Keys (plain Redis keys, next to the ``triows:<topic>`` pub/sub channels):
+
+- ``triows:epoch``: the history's epoch, set by the first hub that finds it
+  missing.  Redis restarted without persistence loses it, so the next hub sets
+  a new one, and positions of the old epoch give ``recovered=False``.
+- ``triows:counter``: INCR'd once per publication, whatever the topic; the
+  offset of a position.
+- ``triows:stream:<topic>`` (with ``history > 0``): the topic's recent messages,
+  each with the Stream id ``<counter>-0``, trimmed to about ``history`` entries
+  (``MAXLEN ~``).  Redis 7's ``max-deleted-entry-id`` says whether a trimmed
+  entry followed a position.
+
+``PUBLISH`` runs inside the same script as ``XADD``: every process sees the
+topic's messages in Stream order, and each live message carries its offset
+(``b"<offset>\\n"`` before the tagged payload), so a subscriber switching from
+replay to live drops what it already replayed.  Every hub sharing a Redis must
+use the same ``history`` setting (a hub with ``history=0`` writes no Stream).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .._connection._frames import Broadcast
+from ._redis_codec import decode
+
+__all__ = ["EPOCH_KEY", "PUBLISH_SCRIPT", "START_SCRIPT", "Start", "parse_start", "stream_key"]
+
+EPOCH_KEY = b"triows:epoch"
+COUNTER_KEY = b"triows:counter"
+
+#: KEYS: epoch, counter, stream; ARGV: candidate epoch, channel, payload, history.
+#: Returns {epoch, offset, receivers}.
+PUBLISH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local offset = redis.call('INCR', KEYS[2])
+if ARGV[4] ~= '0' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3])
+end
+local receivers = redis.call('PUBLISH', ARGV[2], offset .. '\\n' .. ARGV[3])
+return {epoch, offset, receivers}
+"""
+
+#: KEYS: epoch, counter, stream; ARGV: candidate epoch, since's epoch ('' for
+#: no since), since's offset, history.  Returns {epoch, head, recovered, entries}.
+START_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[2] == '' then
+  return {epoch, head, 1, {}}
+end
+local after = tonumber(ARGV[3])
+if ARGV[2] ~= epoch or after > head then
+  return {epoch, head, 0, {}}
+end
+if after == head then
+  return {epoch, head, 1, {}}
+end
+if ARGV[4] == '0' then
+  return {epoch, head, 0, {}}
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  return {epoch, head, 1, {}}
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[3])
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then
+    local deleted = tonumber(string.match(info[i + 1], '^(%d+)'))
+    if after < deleted then
+      return {epoch, head, 0, {}}
+    end
+  end
+end
+return {epoch, head, 1, redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-0', '+')}
+"""
+
+
+def stream_key(topic: str) -> bytes:
+    return b"triows:stream:" + topic.encode()
+
+
+@attrs.frozen
+class Start:
+    """Where a subscription starts, as START_SCRIPT found it."""
+
+    epoch: str
+    head: str
+    recovered: bool
+    replay: list[Broadcast]
+
+
+def parse_start(reply: Any) -> Start:
+    """START_SCRIPT's reply, with the replayed messages decoded."""
+    epoch_raw, head, recovered, entries = reply
+    epoch = bytes(epoch_raw).decode()
+    replay = []
+    for entry_id, fields in entries:
+        offset = bytes(entry_id).partition(b"-")[0].decode()
+        replay.append(Broadcast(decode(bytes(fields[1])), f"{epoch}:{offset}"))
+    return Start(epoch, f"{epoch}:{int(head)}", bool(recovered), replay)
