@@ -22,12 +22,14 @@ from ._exceptions import (
     WebSocketDisconnect,
 )
 from ._http import Request, Response
+from ._jsonrpc import JSONRPC, RPCConnection, RPCError
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
 from .hub import Hub, HubStats, HubUnavailable, Lagged, SlowConsumer, Subscription
 
 __all__ = [
+    "JSONRPC",
     "URL",
     "App",
     "BadMessage",
@@ -45,6 +47,8 @@ __all__ = [
     "ParameterError",
     "ProviderError",
     "QueryParams",
+    "RPCConnection",
+    "RPCError",
     "Request",
     "Response",
     "SlowConsumer",

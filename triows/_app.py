@@ -15,6 +15,7 @@ from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http_routes import HTTPEndpoints, HTTPRoute
+from ._jsonrpc import JSONRPC, jsonrpc_view
 from ._lifespan import Lifespan
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import Pattern, ViewSignature
@@ -145,6 +146,22 @@ class App:
             return view
 
         return register
+
+    def jsonrpc_route(
+        self, pattern: str, rpc: JSONRPC, *, max_concurrent: int = 16, **options: Any
+    ) -> None:
+        """Serve ``rpc``'s methods as JSON-RPC 2.0 over WebSockets at ``pattern``.
+
+        Calls on one connection run concurrently, at most ``max_concurrent`` at
+        once (further calls wait their turn).  ``options`` are
+        :meth:`websocket_route`'s (``caught_close_codes``...), except the message
+        types and ``auto_accept``, which the route sets.  Raises TypeError for a
+        method parameter that is neither a provider, a ``{name}`` of the route nor
+        JSON-decodable.  See the JSON-RPC guide for the protocol.
+        """
+        names = Pattern.compile(pattern).names
+        view = jsonrpc_view(rpc, self.providers, names, max_concurrent, options)
+        self.websocket_route(pattern, **options)(view)
 
     def route(self, pattern: str, *, methods: Sequence[str] = ("GET",)) -> Callable[[F], F]:
         """Register an HTTP view: ``async def view(request, ...)`` returning

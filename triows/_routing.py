@@ -23,7 +23,7 @@ import attrs
 
 from ._datastructures import QueryParams
 
-__all__ = ["ParameterError", "Pattern", "ViewSignature", "convert_bool"]
+__all__ = ["ParameterError", "Pattern", "ViewSignature", "convert_bool", "evaluated_signature"]
 
 _SEGMENT = re.compile(r"{([^{}]*)}")
 #: What a ``{name}`` segment matches: one or more characters, none of them ``/`` or
@@ -139,7 +139,7 @@ class Parameter:
         return self.default is inspect.Parameter.empty
 
 
-def _evaluated_signature(view: Callable[..., Any]) -> inspect.Signature:
+def evaluated_signature(view: Callable[..., Any]) -> inspect.Signature:
     """The view's signature with its annotations evaluated (they are strings under
     ``from __future__ import annotations``).
 
@@ -183,7 +183,7 @@ class ViewSignature:
                 f"{kind} view {name}() must be a coroutine function: define it with 'async def'"
             )
         try:
-            signature = _evaluated_signature(view)
+            signature = evaluated_signature(view)
         except NameError as exc:
             raise ValueError(
                 f"{kind} view {name}(): unknown type name in annotations: {exc}"

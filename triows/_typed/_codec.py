@@ -79,7 +79,7 @@ _encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
 _encode_bytes = _encoder.encode
 
 
-def encode_typed(value: Any) -> str | bytes:
+def encode_typed(value: Any) -> str:
     """A typed route's encoder: any supported instance or JSON value, as JSON text.
 
     One function for every typed route, so a :class:`~triows.Broadcast` sent to

@@ -1,0 +1,114 @@
+"""``app.jsonrpc_route``: a JSONRPC served as a WebSocket view.
+
+The view is an ordinary WebSocket view (route parameters, the Origin check,
+the runner's close codes and shutdown all apply): it resolves the providers
+its methods take, opens the connection's nursery and runs the session's
+reader in its own task.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from contextlib import AsyncExitStack
+from typing import Any
+
+import attrs
+import trio
+
+from .._connection._websocket import WebSocket
+from .._exceptions import BadMessage, WebSocketDisconnect
+from .._providers import ProviderRegistry
+from ._methods import CONNECTION, JSONRPC
+from ._plan import MethodPlan, make_plans
+from ._session import RPCConnection, Session
+
+__all__ = ["JSONRPCRoute", "jsonrpc_route_of", "jsonrpc_view"]
+
+#: Options websocket_route takes that a JSON-RPC route sets itself.
+_FIXED_OPTIONS = ("value_type", "receive_type", "send_type", "auto_accept")
+
+
+@attrs.frozen
+class JSONRPCRoute:
+    """What a JSON-RPC route serves: its JSONRPC and its concurrency limit."""
+
+    rpc: JSONRPC
+    max_concurrent: int
+
+
+_routes: weakref.WeakKeyDictionary[Callable[..., Any], JSONRPCRoute] = weakref.WeakKeyDictionary()
+
+
+def jsonrpc_route_of(view: Callable[..., Any]) -> JSONRPCRoute | None:
+    """The JSONRPC a WebSocket route's view serves, or None for an ordinary view."""
+    return _routes.get(view)
+
+
+@attrs.define
+class _Plans:
+    """A route's plans, remade when a method or a provider is added."""
+
+    rpc: JSONRPC
+    registry: ProviderRegistry
+    route_names: Collection[str]
+    key: tuple[int, int] = (-1, -1)
+    plans: Mapping[str, MethodPlan] = attrs.field(factory=dict)
+    providers: tuple[str, ...] = ()
+
+    def current(self) -> Mapping[str, MethodPlan]:
+        providers = self.registry.providers
+        key = (len(self.rpc.methods), len(providers))
+        if key != self.key:
+            self.plans = make_plans(self.rpc.methods, providers, self.route_names)
+            used = {n for plan in self.plans.values() for n in plan.injected}
+            self.providers = tuple(n for n in used if n in providers and n != CONNECTION)
+            self.key = key
+        return self.plans
+
+
+def jsonrpc_view(
+    rpc: JSONRPC,
+    registry: ProviderRegistry,
+    route_names: Collection[str],
+    max_concurrent: int,
+    options: Mapping[str, Any],
+) -> Callable[..., Awaitable[None]]:
+    """The WebSocket view serving ``rpc``; raises at registration what it can check."""
+    if not isinstance(rpc, JSONRPC):
+        raise TypeError(f"jsonrpc_route() serves a triows.JSONRPC, got {type(rpc).__name__}")
+    if max_concurrent < 1:
+        raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent}")
+    fixed = [name for name in _FIXED_OPTIONS if name in options]
+    if fixed:
+        raise TypeError(
+            f"jsonrpc_route() sets {', '.join(fixed)} itself (JSON text, accepted before "
+            "the methods run); remove them"
+        )
+    plans = _Plans(rpc, registry, frozenset(route_names))
+    plans.current()  # a parameter that can be neither injected nor JSON: TypeError now
+
+    async def jsonrpc(ws: WebSocket, **route_values: str) -> None:
+        current = plans.current()
+        error: BaseException | None = None
+        async with AsyncExitStack() as stack:
+            values: dict[str, Any] = dict(route_values)
+            if plans.providers:
+                values.update(await registry.resolve(plans.providers, stack, ws))
+            async with trio.open_nursery() as nursery:
+                connection = RPCConnection(ws, nursery)
+                values[CONNECTION] = connection
+                try:
+                    await Session(connection, current, values, max_concurrent).read()
+                except (WebSocketDisconnect, BadMessage) as exc:
+                    # The client left, or sent a binary frame (1003): end every call.
+                    error = exc
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            try:
+                raise error
+            finally:
+                error = None
+
+    _routes[jsonrpc] = JSONRPCRoute(rpc, max_concurrent)
+    return jsonrpc
