@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import inspect
 import itertools
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ import triows.testing
 from triows import WebSocket, WebSocketDisconnect
 from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
 
+from .asyncapi_parser import parse_documents, run_script
 from .raw_client import handshake
 from .redis_server import RedisServer, redis_server
 
@@ -50,6 +52,7 @@ _counter = itertools.count()
 TESTED_SNIPPETS = {
     "accept_close",
     "asgi_events",
+    "asyncapi_app",
     "background",
     "broadcast_send",
     "backends",
@@ -432,6 +435,37 @@ async def test_typed_errors() -> None:
                 await ws.receive()
     assert closed.value.code == 1007
     assert closed.value.reason == "invalid message: Object missing required field `y`"
+
+
+async def test_asyncapi_page(tmp_path: Path) -> None:
+    app = snippet_app("asyncapi_app")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/rooms/lobby") as ws:
+            await ws.send_json({"type": "join", "name": "ann"})
+            await ws.send_json({"type": "say", "text": "hi"})
+            assert await ws.receive_json() == {"type": "said", "name": "ann", "text": "hi"}
+        served = (await client.get("/asyncapi.json")).json()
+        page = await client.get("/api")
+    assert '<asyncapi-component\n      schemaUrl="/asyncapi.json"' in page.text
+    document = app.asyncapi()
+    assert served == app.asyncapi(server=f"ws://{served['servers']['default']['host']}")
+    assert document["info"] == {"title": "Chat API", "version": "1.0.0"}
+    channel = document["channels"]["chat_room"]
+    assert channel["address"] == "/rooms/{room}"
+    assert channel["bindings"]["ws"]["query"]["properties"] == {
+        "history": {"type": "integer", "default": 20}
+    }
+    assert sorted(channel["messages"]) == ["Join", "Said", "Say"]
+    [result] = (await trio.to_thread.run_sync(parse_documents, {"page": served})).values()
+    assert result.parsed and not result.problems, result.problems
+    # The TypeScript script, run on the document: the page shows part of its output.
+    (tmp_path / "asyncapi.json").write_text(json.dumps(document))
+    script = SNIPPETS / "asyncapi_types.mjs"
+    types = await trio.to_thread.run_sync(run_script, script, str(tmp_path / "asyncapi.json"))
+    text = (DOCS / "guide" / "asyncapi.md").read_text()
+    [shown] = re.findall(r"```ts\n(.*?)```", text, re.S)
+    assert shown in types
+    assert "export interface Said {\n  type: AnonymousSchema_6;\n  name: string;\n" in types
 
 
 async def test_iteration_forms_are_equivalent() -> None:

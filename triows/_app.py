@@ -10,6 +10,7 @@ from typing import Any, TypeVar, overload
 import trio
 
 from ._asgi import ASGITransport
+from ._asyncapi import Info, build_document, serve_document
 from ._codecs import MessageType, check_message_spec
 from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
@@ -53,6 +54,10 @@ class App:
     ``max_message_size``: the largest message a client may send, in bytes (default
     1 MiB); ``triows.serve`` and ``triows run`` close the connection with 1009
     (Message Too Big) past it unless they are given their own limit.
+
+    ``title`` and ``version`` name the API in its AsyncAPI document
+    (:meth:`asyncapi`); ``asyncapi_path`` (such as ``"/asyncapi.json"``) serves
+    that document over HTTP GET.
     """
 
     def __init__(
@@ -65,6 +70,9 @@ class App:
         session_max_age: int | None = DEFAULT_MAX_AGE,
         session_https_only: bool = False,
         max_message_size: int = 1024 * 1024,
+        title: str = "triows app",
+        version: str = "0.1.0",
+        asyncapi_path: str | None = None,
     ) -> None:
         if max_message_size < 1:
             raise ValueError(f"max_message_size must be at least 1 byte, got {max_message_size}")
@@ -100,6 +108,10 @@ class App:
 
             hub_provider.__name__ = "hub"
             self.providers.register(hub_provider, "app")
+        #: The API's name and version in its AsyncAPI document.
+        self.title, self.version = title, version
+        if asyncapi_path is not None:
+            serve_document(self, asyncapi_path)
 
     # -- registration ------------------------------------------------------------------
 
@@ -234,6 +246,23 @@ class App:
                 "use it from an on_startup hook, a view, or a provider"
             )
         return self._nursery
+
+    def asyncapi(
+        self,
+        *,
+        title: str | None = None,
+        version: str | None = None,
+        description: str | None = None,
+        server: str | None = None,
+    ) -> dict[str, Any]:
+        """The AsyncAPI 3.0.0 document of every WebSocket route, as a new dict.
+
+        ``title`` and ``version`` default to the App's; ``server`` (a ``ws://`` or
+        ``wss://`` URL) is named as the API's server (ValueError for another
+        URL).  See the AsyncAPI guide page.
+        """
+        info = Info(title or self.title, version or self.version, description, server)
+        return build_document(self.websockets.routes, self.providers, info)
 
     # -- ASGI --------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The command line: ``triows run module:app`` (also ``python -m triows run``)."""
+"""The command line: ``triows run module:app`` (also ``python -m triows run``) and
+``triows asyncapi module:app``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import trio
 
 from . import __version__
 from ._app import App
+from ._asyncapi import document_json
 from ._reload import run_with_reload
 from ._server import serve
 from ._serving._shutdown import FORCE, OVERRUNS
@@ -215,7 +217,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="development: restart when a .py file under the current directory changes "
         "(needs the extra triows[reload])",
     )
+    asyncapi = commands.add_parser("asyncapi", help="print module:app's AsyncAPI document")
+    asyncapi.add_argument("target", help="the App to describe, as module:attribute")
+    asyncapi.add_argument("--title", help="the API's title (default: the App's title)")
+    asyncapi.add_argument(
+        "--version", dest="api_version", help="the API's version (default: the App's version)"
+    )
+    asyncapi.add_argument("--server", help="the server to name, as a ws:// or wss:// URL")
     args = parser.parse_args(argv)
+    if args.command == "asyncapi":
+        app = load_app(args.target)
+        try:
+            text = document_json(
+                app, title=args.title, version=args.api_version, server=args.server
+            )
+        except ValueError as exc:  # a --server that is not a WebSocket URL
+            parser.error(str(exc))
+        print(text)
+        return
     if bool(args.certfile) != bool(args.keyfile):
         parser.error("--certfile and --keyfile go together")
     if args.backlog < 1:

@@ -1,0 +1,151 @@
+"""An App with every kind of route the AsyncAPI document describes."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal, TypedDict
+
+import attrs
+import msgspec
+import pydantic
+
+import triows
+
+
+class Join(msgspec.Struct, tag_field="type", tag="join"):
+    """A user joins the room."""
+
+    user: str
+
+
+class Say(msgspec.Struct, tag_field="type", tag="say"):
+    """A user says something."""
+
+    user: str
+    text: Annotated[str, msgspec.Meta(max_length=500)]
+
+
+ChatIn = Join | Say
+
+
+@dataclasses.dataclass
+class Said:
+    type: Literal["said"]
+    user: str
+    text: str
+    at: float
+
+
+@attrs.define
+class Left:
+    type: Literal["left"]
+    user: str
+
+
+ChatOut = Said | Left
+
+
+class Point(TypedDict):
+    x: int
+    y: int
+
+
+class Place(pydantic.BaseModel):
+    name: str
+
+
+class Reading(pydantic.BaseModel):
+    """A sensor reading."""
+
+    sensor: str
+    value: float
+    where: Place | None = None
+
+
+def other_point() -> type:
+    """A second class named Point, of another shape."""
+
+    class Point(msgspec.Struct):
+        lat: float
+        lon: float
+
+    return Point
+
+
+def every_route_app() -> triows.App:
+    """Untyped routes in each message type, route and query parameters of each
+    converter, providers (not parameters), ``**kwargs``, repeated view names, and
+    routes the document leaves out (HTTP, a mount)."""
+    app = triows.App(title="every route", version="1.2.3", hub=triows.Hub())
+
+    @app.provider(scope="app")
+    async def settings() -> dict[str, int]:
+        return {"limit": 3}
+
+    @app.provider
+    async def user(ws: triows.WebSocket) -> AsyncIterator[str]:
+        yield "someone"
+
+    @app.websocket_route("/text")
+    async def text(ws: triows.WebSocket) -> None:
+        """Echo text.
+
+        Every text message comes back."""
+
+    @app.websocket_route("/json/{room}", value_type="json")
+    async def room(
+        ws: triows.WebSocket,
+        room: str,
+        hub: triows.Hub,
+        settings: dict[str, int],
+        user: str,
+        limit: int = 10,
+        ratio: float = 0.5,
+        verbose: bool = False,
+        token: str | None = None,
+    ) -> None:
+        pass
+
+    @app.websocket_route("/bytes/{id}/{n}/{flag}", value_type="bytes")
+    async def blob(ws: triows.WebSocket, id: uuid.UUID, n: int, flag: bool, key: str) -> None:
+        pass
+
+    @app.websocket_route("/upload", receive_type="bytes", send_type="json")
+    async def upload(ws: triows.WebSocket) -> None:
+        pass
+
+    @app.websocket_route("/extra/{name}")
+    async def extra(ws: triows.WebSocket, **rest: str) -> None:
+        pass
+
+    def second_text() -> None:
+        @app.websocket_route("/other-text")
+        async def text(ws: triows.WebSocket) -> None:
+            pass
+
+    second_text()
+
+    @app.route("/page")
+    async def page(request: triows.Request) -> str:
+        return "not in the document"
+
+    @app.websocket_route("/chat", receive_type=ChatIn, send_type=ChatOut)
+    async def chat(ws: triows.WebSocket, user: str) -> None:
+        """A typed chat room."""
+
+    @app.websocket_route("/readings", receive_type=Reading, send_type=list[Point])
+    async def readings(ws: triows.WebSocket) -> None:
+        pass
+
+    @app.websocket_route("/map", value_type=other_point())
+    async def map_points(ws: triows.WebSocket) -> None:
+        pass
+
+    @app.websocket_route("/count", receive_type="text", send_type=int)
+    async def count(ws: triows.WebSocket) -> None:
+        pass
+
+    app.mount("/mounted", triows.App())
+    return app

@@ -1,0 +1,343 @@
+"""``App.asyncapi()``: the document's structure, its HTTP path and ``triows asyncapi``.
+
+The document's validity for the official parser is tested in test_asyncapi_parser.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+import triows
+from examples import echo, ticker
+from triows._asyncapi._schemas import Components
+from triows.testing import TestClient, live_server
+
+from .asyncapi_apps import every_route_app
+from .raw_client import http_get
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    """Follow a local ``$ref`` (a JSON Pointer) in ``document``."""
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def refs(value: Any) -> list[str]:
+    """Every ``$ref`` in ``value``."""
+    if isinstance(value, dict):
+        found = [value["$ref"]] if isinstance(value.get("$ref"), str) else []
+        return found + [r for item in value.values() for r in refs(item)]
+    if isinstance(value, list):
+        return [r for item in value for r in refs(item)]
+    return []
+
+
+def messages_of(document: dict[str, Any], operation: str) -> list[dict[str, Any]]:
+    return [resolve(document, ref["$ref"]) for ref in document["operations"][operation]["messages"]]
+
+
+# -- the document ---------------------------------------------------------------------
+
+
+def test_info_comes_from_the_app_and_can_be_overridden() -> None:
+    app = every_route_app()
+    document = app.asyncapi()
+    assert document["asyncapi"] == "3.0.0"
+    assert document["info"] == {"title": "every route", "version": "1.2.3"}
+    assert "servers" not in document
+    other = app.asyncapi(title="Other", version="2.0", description="About it.")
+    assert other["info"] == {"title": "Other", "version": "2.0", "description": "About it."}
+    assert triows.App().asyncapi()["info"] == {"title": "triows app", "version": "0.1.0"}
+
+
+def test_every_websocket_route_is_a_channel_and_nothing_else() -> None:
+    document = every_route_app().asyncapi()
+    addresses = {cid: channel["address"] for cid, channel in document["channels"].items()}
+    assert addresses == {
+        "text": "/text",
+        "room": "/json/{room}",
+        "blob": "/bytes/{id}/{n}/{flag}",
+        "upload": "/upload",
+        "extra": "/extra/{name}",
+        "text_2": "/other-text",  # a second view named "text" gets a unique id
+        "chat": "/chat",
+        "readings": "/readings",
+        "map_points": "/map",
+        "count": "/count",
+    }
+    assert (
+        document["channels"]["text"]["description"]
+        == "Echo text.\n\nEvery text message comes back."
+    )
+    assert sorted(document["operations"]) == sorted(
+        f"{cid}.{action}" for cid in addresses for action in ("receive", "send")
+    )
+    for name, operation in document["operations"].items():
+        channel_id = name.rpartition(".")[0]
+        assert operation["action"] == name.rpartition(".")[2]
+        assert operation["channel"] == {"$ref": f"#/channels/{channel_id}"}
+    for ref in refs(document):
+        resolve(document, ref)  # every reference resolves
+
+
+def test_untyped_messages_carry_their_content_type() -> None:
+    document = every_route_app().asyncapi()
+    [text] = messages_of(document, "text.receive")
+    assert text["contentType"] == "text/plain" and text["payload"] == {"type": "string"}
+    assert messages_of(document, "text.send") == [text]
+    [binary] = messages_of(document, "blob.send")
+    assert binary["contentType"] == "application/octet-stream"
+    assert binary["payload"] == {"type": "string", "format": "binary"}
+    [received] = messages_of(document, "upload.receive")
+    [sent] = messages_of(document, "upload.send")
+    assert received == binary
+    assert sent["contentType"] == "application/json" and sent["payload"] == {}
+    assert sorted(document["channels"]["upload"]["messages"]) == ["bytes", "json"]
+
+
+def test_typed_messages_have_json_schemas_in_components() -> None:
+    document = every_route_app().asyncapi()
+    schemas = document["components"]["schemas"]
+    # A tagged union is one message per member, each a named schema.
+    received = messages_of(document, "chat.receive")
+    assert [m["name"] for m in received] == ["Join", "Say"]
+    say = received[1]
+    assert say["contentType"] == "application/json"
+    assert say["summary"] == "A user says something."
+    assert say["payload"] == {"$ref": "#/components/schemas/Say"}
+    assert schemas["Say"]["properties"]["type"] == {"enum": ["say"]}
+    assert schemas["Say"]["properties"]["text"] == {"type": "string", "maxLength": 500}
+    # Dataclass and attrs members of a union dispatched on a Literal `type` field.
+    sent = messages_of(document, "chat.send")
+    assert [m["name"] for m in sent] == ["Said", "Left"]
+    assert schemas["Left"]["required"] == ["type", "user"]
+    # A pydantic model, with its nested model moved into components too.
+    [reading] = messages_of(document, "readings.receive")
+    assert reading["payload"] == {"$ref": "#/components/schemas/Reading"}
+    assert {"$ref": "#/components/schemas/Place"} in schemas["Reading"]["properties"]["where"][
+        "anyOf"
+    ]
+    # An unnamed type (list of a TypedDict) is described inline, named after the type.
+    [points] = messages_of(document, "readings.send")
+    assert points["name"] == "list_Point"
+    assert points["payload"] == {"type": "array", "items": {"$ref": "#/components/schemas/Point"}}
+    assert schemas["Point"]["properties"] == {"x": {"type": "integer"}, "y": {"type": "integer"}}
+    # A second class named Point, of another shape, gets its own name.
+    [other] = messages_of(document, "map_points.receive")
+    assert other["payload"] == {"$ref": "#/components/schemas/Point_2"}
+    assert set(schemas["Point_2"]["properties"]) == {"lat", "lon"}
+    # Typed one way, untyped the other.
+    [text] = messages_of(document, "count.receive")
+    [number] = messages_of(document, "count.send")
+    assert text["contentType"] == "text/plain"
+    assert number == {
+        "name": "int",
+        "contentType": "application/json",
+        "payload": {"type": "integer"},
+    }
+
+
+def test_route_parameters_are_channel_parameters() -> None:
+    channels = every_route_app().asyncapi()["channels"]
+    assert "parameters" not in channels["text"]
+    assert channels["room"]["parameters"] == {
+        "room": {"description": "a path segment (a string; no '/')"}
+    }
+    blob = channels["blob"]["parameters"]
+    assert list(blob) == ["id", "n", "flag"]
+    assert "an integer" in blob["n"]["description"]
+    assert "a boolean" in blob["flag"]["description"]
+    # A {name} the view takes through **kwargs is still a parameter of the address.
+    assert list(channels["extra"]["parameters"]) == ["name"]
+
+
+def test_query_parameters_are_websocket_bindings_without_providers() -> None:
+    channels = every_route_app().asyncapi()["channels"]
+    query = channels["room"]["bindings"]["ws"]["query"]
+    assert channels["room"]["bindings"]["ws"]["bindingVersion"] == "0.1.0"
+    assert query["type"] == "object"
+    assert "required" not in query
+    # hub, settings (app scope) and user (connection scope) are providers: not listed.
+    assert query["properties"] == {
+        "limit": {"type": "integer", "default": 10},
+        "ratio": {"type": "number", "default": 0.5},
+        "verbose": {
+            "type": "boolean",
+            "description": "true/false, 1/0, yes/no or on/off, in any case",
+            "default": False,
+        },
+        "token": {"type": "string"},
+    }
+    blob = channels["blob"]["bindings"]["ws"]["query"]
+    assert blob == {
+        "type": "object",
+        "properties": {"key": {"type": "string"}},
+        "required": ["key"],
+    }
+    assert "bindings" not in channels["text"]
+    assert "bindings" not in channels["extra"]
+
+
+def test_server_names_a_websocket_url() -> None:
+    app = every_route_app()
+    document = app.asyncapi(server="wss://example.com:8443/api/")
+    assert document["servers"] == {
+        "default": {"host": "example.com:8443", "protocol": "wss", "pathname": "/api"}
+    }
+    with pytest.raises(ValueError, match=r"server='http://example.com' is not a WebSocket URL"):
+        app.asyncapi(server="http://example.com")
+
+
+def test_each_call_builds_a_new_document() -> None:
+    app = every_route_app()
+    first = app.asyncapi()
+    first["channels"].clear()
+    assert app.asyncapi()["channels"]
+
+
+# -- shared schemas ---------------------------------------------------------------------
+
+
+def test_components_hoist_definitions_and_rewrite_references() -> None:
+    components = Components()
+    point = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    schema = {"$ref": "#/$defs/Line"}
+    definitions = {"Line": {"type": "array", "items": {"$ref": "#/$defs/Point"}}, "Point": point}
+    assert components.add(schema, definitions) == {"$ref": "#/components/schemas/Line"}
+    assert schema == {"$ref": "#/$defs/Line"}  # the input is not modified
+    assert definitions["Line"]["items"] == {"$ref": "#/$defs/Point"}
+    assert components.schemas == {
+        "Line": {"type": "array", "items": {"$ref": "#/components/schemas/Point"}},
+        "Point": point,
+    }
+    # The same definition again is stored once.
+    assert components.add({"$ref": "#/$defs/Point"}, {"Point": point}) == {
+        "$ref": "#/components/schemas/Point"
+    }
+    # A different definition under a taken name gets the next free name, and the
+    # references inside its own schema follow it.
+    other = {"type": "string"}
+    result = components.add(
+        {"anyOf": [{"$ref": "#/$defs/Point"}, {"$ref": "#/$defs/Generic[int]"}]},
+        {"Point": other, "Generic[int]": {"$ref": "#/$defs/Point"}},
+    )
+    assert result == {
+        "anyOf": [
+            {"$ref": "#/components/schemas/Point_2"},
+            {"$ref": "#/components/schemas/Generic_int_"},
+        ]
+    }
+    assert components.schemas["Point_2"] == other
+    assert components.schemas["Generic_int_"] == {"$ref": "#/components/schemas/Point_2"}
+
+
+# -- over HTTP --------------------------------------------------------------------------
+
+
+async def test_asyncapi_path_serves_the_document_in_memory() -> None:
+    app = triows.App(title="served", version="3", asyncapi_path="/asyncapi.json")
+
+    @app.websocket_route("/late", value_type="json")
+    async def late(ws: triows.WebSocket) -> None:
+        pass
+
+    async with TestClient(app) as client:
+        response = await client.get("/asyncapi.json")
+        assert response.status == 200
+        assert response.headers["content-type"] == "application/json"
+        document = response.json()
+        # Built per request: a route registered after App() is in it.
+        assert document["channels"]["late"]["address"] == "/late"
+        assert document["info"] == {"title": "served", "version": "3"}
+        server = document["servers"]["default"]
+        assert document == app.asyncapi(server=f"ws://{server['host']}")
+        assert (await client.request("POST", "/asyncapi.json")).status == 405
+        # A Host header that is not a plain host[:port] is not echoed as the server.
+        odd = await client.get("/asyncapi.json", headers={"host": "a b/<x>"})
+        assert "servers" not in odd.json()
+
+
+@pytest.mark.parametrize("server_backend", ["native", "hypercorn"])
+async def test_asyncapi_path_serves_the_document_over_sockets(server_backend: str) -> None:
+    app = triows.App(title="served", asyncapi_path="/docs/asyncapi.json")
+
+    @app.websocket_route("/echo")
+    async def echo_view(ws: triows.WebSocket) -> None:
+        pass
+
+    with trio.fail_after(10):
+        async with live_server(app, backend=server_backend) as server:
+            raw = await http_get(server.port, "/docs/asyncapi.json")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"content-type: application/json" in head.lower()
+    document = json.loads(body)
+    assert document == app.asyncapi(server="ws://127.0.0.1")
+
+
+# -- triows asyncapi ---------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "triows", "asyncapi", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_prints_the_document_as_json() -> None:
+    done = run_cli("examples.echo:app")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == echo.app.asyncapi()
+    done = run_cli(
+        "examples.ticker:app", "--title", "Ticker", "--version", "9", "--server", "ws://h:1"
+    )
+    assert done.returncode == 0, done.stderr
+    expected = ticker.app.asyncapi(title="Ticker", version="9", server="ws://h:1")
+    assert json.loads(done.stdout) == expected
+
+
+def test_cli_errors_name_the_problem() -> None:
+    done = run_cli("examples.echo:app", "--server", "http://example.com")
+    assert done.returncode == 2
+    assert "server='http://example.com' is not a WebSocket URL" in done.stderr
+    done = run_cli("examples.echo:nothing")
+    assert done.returncode == 1
+    assert "has no attribute 'nothing'" in done.stderr
+
+
+NIL = uuid.UUID(int=0)
+
+
+def test_defaults_that_are_not_json_values_are_left_out() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/limits")
+    async def limits(
+        ws: triows.WebSocket, top: float = float("inf"), since: uuid.UUID = NIL
+    ) -> None:
+        pass
+
+    query = app.asyncapi()["channels"]["limits"]["bindings"]["ws"]["query"]
+    assert query["properties"] == {
+        "top": {"type": "number"},
+        "since": {"type": "string", "format": "uuid"},
+    }
+    json.dumps(app.asyncapi(), allow_nan=False)  # strict JSON throughout

@@ -1,0 +1,26 @@
+"""From the App's routes to the document."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable
+from typing import Any
+
+from .._endpoints import WebSocketRoute
+from ._document import Info, assemble
+from ._schemas import Components
+from ._websocket import websocket_channel
+
+__all__ = ["build_document"]
+
+
+def build_document(
+    routes: Iterable[WebSocketRoute], providers: Container[str], info: Info
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document describing ``routes``, in registration order.
+
+    ``providers``: the names of the App's providers (view parameters that are not
+    query parameters).  A new dict on every call; nothing is cached.
+    """
+    components = Components()
+    channels = [websocket_channel(route, providers, components) for route in routes]
+    return assemble(info, channels, components)
