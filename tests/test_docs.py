@@ -71,6 +71,8 @@ TESTED_SNIPPETS = {
     "hub_room",
     "inspect_request",
     "iteration",
+    "jsonrpc_basics",
+    "jsonrpc_cancel",
     "message_types",
     "parameters",
     "providers",
@@ -466,6 +468,78 @@ async def test_asyncapi_page(tmp_path: Path) -> None:
     [shown] = re.findall(r"```ts\n(.*?)```", text, re.S)
     assert shown in types
     assert "export interface Said {\n  type: AnonymousSchema_6;\n  name: string;\n" in types
+
+
+def _rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": id}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+async def test_jsonrpc_basics() -> None:
+    app = snippet_app("jsonrpc_basics")
+    async with TestClient(app).websocket_connect("/rpc") as ws:
+        await ws.send_json(_rpc("add", {"a": 2, "b": 3}))
+        assert await ws.receive_json() == {"jsonrpc": "2.0", "result": 5, "id": 1}
+        await ws.send_json(_rpc("geometry.midpoint", [{"x": 0, "y": 0}, {"x": 2, "y": 4}], 2))
+        assert (await ws.receive_json())["result"] == {"x": 1.0, "y": 2.0}
+        await ws.send_json(_rpc("divide", [1, 0], 3))
+        assert (await ws.receive_json())["error"] == {
+            "code": 4000,
+            "message": "division by zero",
+            "data": {"b": 0.0},
+        }
+        await ws.send_json(_rpc("add", {"a": "two"}, 4))
+        assert (await ws.receive_json())["error"] == {
+            "code": -32602,
+            "message": "Invalid params",
+            "data": {"field": "params.a", "problem": "Expected `int`, got `str`"},
+        }
+        await ws.send_json({"jsonrpc": "2.0", "method": "add", "params": [1]})  # notification
+        await ws.send_text('[{"jsonrpc": "2.0", "method": "add", "params": [1], "id": 5}, 7]')
+        # A batch's answers come in one array, in any order: sorted here (None < 5).
+        answers = sorted(await ws.receive_json(), key=lambda a: a["id"] is not None)
+        assert answers == [
+            {
+                "jsonrpc": "2.0",
+                "error": {
+                    "code": -32600,
+                    "message": "Invalid Request",
+                    "data": {"problem": "a request must be a JSON object"},
+                },
+                "id": None,
+            },
+            {"jsonrpc": "2.0", "result": 1, "id": 5},
+        ]
+
+
+async def test_jsonrpc_cancel(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load("jsonrpc_cancel")
+    async with TestClient(module.app) as client:
+        async with client.websocket_connect("/rpc") as ws:
+            await ws.send_json(_rpc("reports.build", {"rows": 1000}, "r1"))
+            await ws.send_json(_rpc("watch", ["sports"], "w1"))
+            assert await ws.receive_json() == {
+                "jsonrpc": "2.0",
+                "result": "watching sports",
+                "id": "w1",
+            }
+            await ws.send_json(
+                {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "r1"}}
+            )
+            assert await ws.receive_json() == {
+                "jsonrpc": "2.0",
+                "error": {"code": -32800, "message": "request cancelled"},
+                "id": "r1",
+            }
+            assert "report stopped after 0 of 1000 rows" in capsys.readouterr().out
+            await module.hub.publish("sports", "goal")
+            assert await ws.receive_json() == {
+                "jsonrpc": "2.0",
+                "method": "news",
+                "params": {"topic": "sports", "message": "goal"},
+            }
 
 
 async def test_iteration_forms_are_equivalent() -> None:
