@@ -516,30 +516,27 @@ async def test_jsonrpc_basics() -> None:
 
 async def test_jsonrpc_cancel(capsys: pytest.CaptureFixture[str]) -> None:
     module = load("jsonrpc_cancel")
-    async with TestClient(module.app) as client:
-        async with client.websocket_connect("/rpc") as ws:
-            await ws.send_json(_rpc("reports.build", {"rows": 1000}, "r1"))
-            await ws.send_json(_rpc("watch", ["sports"], "w1"))
-            assert await ws.receive_json() == {
-                "jsonrpc": "2.0",
-                "result": "watching sports",
-                "id": "w1",
-            }
-            await ws.send_json(
-                {"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "r1"}}
-            )
-            assert await ws.receive_json() == {
-                "jsonrpc": "2.0",
-                "error": {"code": -32800, "message": "request cancelled"},
-                "id": "r1",
-            }
-            assert "report stopped after 0 of 1000 rows" in capsys.readouterr().out
-            await module.hub.publish("sports", "goal")
-            assert await ws.receive_json() == {
-                "jsonrpc": "2.0",
-                "method": "news",
-                "params": {"topic": "sports", "message": "goal"},
-            }
+    async with TestClient(module.app) as client, client.websocket_connect("/rpc") as ws:
+        await ws.send_json(_rpc("reports.build", {"rows": 1000}, "r1"))
+        await ws.send_json(_rpc("watch", ["sports"], "w1"))
+        assert await ws.receive_json() == {
+            "jsonrpc": "2.0",
+            "result": "watching sports",
+            "id": "w1",
+        }
+        await ws.send_json({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "r1"}})
+        assert await ws.receive_json() == {
+            "jsonrpc": "2.0",
+            "error": {"code": -32800, "message": "request cancelled"},
+            "id": "r1",
+        }
+        assert "report stopped after 0 of 1000 rows" in capsys.readouterr().out
+        await module.hub.publish("sports", "goal")
+        assert await ws.receive_json() == {
+            "jsonrpc": "2.0",
+            "method": "news",
+            "params": {"topic": "sports", "message": "goal"},
+        }
 
 
 async def test_iteration_forms_are_equivalent() -> None:
