@@ -52,7 +52,12 @@ def _cases(codes: tuple[int, ...]) -> list[Any]:
 
 def _make_app(mode: str, config: str, receiving: bool) -> tuple[triows.App, dict[str, Any]]:
     app = triows.App()
-    info: dict[str, Any] = {"ready": trio.Event(), "finally": False, "after_block": False}
+    info: dict[str, Any] = {
+        "ready": trio.Event(),
+        "ended": trio.Event(),
+        "finally": False,
+        "after_block": False,
+    }
     options: dict[str, Any] = {"auto_accept": mode == "auto_accept"}
     if CONFIGS[config] is not None:
         options["caught_close_codes"] = CONFIGS[config]
@@ -80,6 +85,7 @@ def _make_app(mode: str, config: str, receiving: bool) -> tuple[triows.App, dict
                 await wait_for_client(ws)
         finally:
             info["finally"] = True
+            info["ended"].set()
 
     return app, info
 
@@ -127,5 +133,8 @@ async def test_matrix_real_sockets(
         async with backend.serve(app) as server, server.connect("/m") as ws:
             assert await ws.get_message() == "ready"
             await ws.aclose(code, "leaving")
+            # The departure ends the view before the server shuts down (under
+            # ASGI a view away from its connection learns of it within a tick).
+            await info["ended"].wait()
     _check_outcome(caplog, _silenced(mode, config, code), code)
     assert info["finally"]

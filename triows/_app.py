@@ -9,7 +9,7 @@ from typing import Any, TypeVar, overload
 
 import trio
 
-from ._asgi import ASGITransport
+from ._asgi import ASGITransport, Pumps
 from ._asyncapi import Info, build_document, serve_document
 from ._codecs import MessageType, check_message_spec
 from ._connection._options import WebSocketOptions
@@ -101,6 +101,7 @@ class App:
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         self._nursery: trio.Nursery | None = None
+        self._pumps: Pumps | None = None
         if hub is not None:
 
             async def hub_provider() -> Hub:
@@ -274,13 +275,20 @@ class App:
         """
         kind = scope["type"]
         if kind == "websocket":
-            transport = ASGITransport(scope, receive, send)
+            transport = ASGITransport(scope, receive, send, self._pumps)
             if not await transport.connect():
+                await transport.finish()
                 return  # the client left before the handshake reached the app
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(transport.pump)
-                error = await self.websockets.serve(transport)
-                nursery.cancel_scope.cancel()
+            if self._pumps is None:  # no lifespan: a pump of its own, at once
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(transport.pump)
+                    error = await self.websockets.serve(transport)
+                    nursery.cancel_scope.cancel()
+            else:
+                try:
+                    error = await self.websockets.serve(transport)
+                finally:
+                    await transport.finish()
             if error is not None:
                 try:
                     raise error
@@ -324,6 +332,8 @@ class App:
                     # before the providers are torn down and the hub stops, so a
                     # publisher never finds the hub gone.
                     self._nursery = nursery
+                    self._pumps = Pumps(nursery)
+                    nursery.start_soon(self._pumps.run)
                     if self.hub is not None:
                         await stack.enter_async_context(self.hub)
                     await self.providers.start_app(stack)
@@ -363,7 +373,7 @@ class App:
         await send(reply)
 
     def _close_nursery(self, nursery: trio.Nursery) -> None:
-        self._nursery = None
+        self._nursery = self._pumps = None
         nursery.cancel_scope.cancel()
 
     async def close_connections(self, timeout: float = 5.0) -> None:

@@ -2,15 +2,26 @@
 
 This is the only place a receive pump lives.  ASGI reports a client's departure
 as a ``websocket.disconnect`` event queued *behind* the messages the app has not
-read, so :meth:`ASGITransport.pump` (a task next to the view) reads the server's
-events into a small :class:`~triows._serving._inbox.Inbox` and reports the
-departure as soon as it reaches that event, even while the view is busy.  A
-departure queued behind more unread messages than the inbox holds is seen when
-the view reads again, or when a send fails.
+read, so somebody must keep reading while the view does something else.
+
+While the view is reading (or sending), it calls the server's ``receive()``
+itself: no task and no queue between them.  When a view has been away from the
+connection at the App's next tick (within 50 ms: it waits on a hub subscription, a timer, a
+database), the App's one :class:`Pumps` task starts a receive pump for it in the
+App's nursery: :meth:`ASGITransport.pump` reads the server's events into a small
+:class:`~triows._serving._inbox.Inbox` and reports the departure as soon as it
+reaches that event, even while the view is busy.  A connection keeps its pump
+until it ends.  A departure queued behind more unread messages than the inbox
+holds is seen when the view reads again, or when a send fails.
+
+Without the App's lifespan (no nursery to start pumps in), every connection
+gets its pump at once, in a nursery of its own.
 
 Used under ``hypercorn -k trio``, ``serve(backend="hypercorn")`` and the
 TestClient.  ASGI servers frame each message themselves, so :meth:`send_now`
-always declines and a batch is one ``websocket.send`` per message.
+always declines and a batch is one ``websocket.send`` per message.  The
+server's ``receive()`` must be cancel-safe (a trio memory channel's is): a view
+cancelled while it waits there loses nothing.
 """
 
 from __future__ import annotations
@@ -25,11 +36,14 @@ from .._connection._transport import ClientGone, DepartureCallback, HandshakeReq
 from .._serving._inbox import Inbox
 from .._types import Message, Receive, Scope, Send
 
-__all__ = ["ASGITransport"]
+__all__ = ["ASGITransport", "Pumps"]
 
 #: After a send failed, how long to wait for the pump to read the server's
 #: disconnect event (which carries the client's close code), when it can.
 DEPARTURE_WAIT: Final = 0.5
+#: How often :class:`Pumps` looks for views away from their connection: a view
+#: away since before the last tick gets a pump (so within one tick).
+PUMP_TICK: Final = 0.05
 
 
 def request_from_scope(scope: Scope) -> HandshakeRequest:
@@ -61,19 +75,92 @@ def request_from_scope(scope: Scope) -> HandshakeRequest:
     )
 
 
+class Pumps:
+    """Starts receive pumps for views away from their connection: one task per App.
+
+    ``run`` in the App's nursery; pumps start in that nursery too, and each
+    ends with its connection (:meth:`ASGITransport.finish`).
+    """
+
+    __slots__ = ("_wakeup", "away", "generation", "nursery")
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        #: Connections without a pump whose view was last seen leaving them.
+        self.away: set[ASGITransport] = set()
+        #: Ticks so far: a connection records the one it was left in.
+        self.generation = 0
+        self._wakeup = trio.Event()
+
+    def left(self, transport: ASGITransport) -> None:
+        """``transport``'s view stopped reading and sending (no pump yet)."""
+        transport.away_since = self.generation
+        away = self.away
+        if not away:
+            self._wakeup.set()
+        away.add(transport)
+
+    async def run(self) -> None:
+        """Every tick, start a pump for each view away since before the last tick."""
+        while True:
+            if not self.away:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            await trio.sleep(PUMP_TICK)
+            self.generation += 1
+            threshold = self.generation - 1
+            for transport in list(self.away):
+                if transport.busy or transport.pumped:
+                    self.away.discard(transport)  # back (it records its next departure)
+                elif transport.away_since <= threshold:
+                    self.away.discard(transport)
+                    transport.start_pump(self.nursery)
+
+
 class ASGITransport:
-    """A Transport over an ASGI ``(scope, receive, send)`` triple."""
+    """A Transport over an ASGI ``(scope, receive, send)`` triple.
 
-    __slots__ = ("_callback", "_departed", "_departure", "_inbox", "_receive", "_send", "request")
+    With ``pumps`` (the App's), the view reads the server directly until it is
+    away for a tick; without, call :meth:`pump` in a task next to the view.
+    """
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    __slots__ = (
+        "_callback",
+        "_departed",
+        "_departure",
+        "_inbox",
+        "_pump_done",
+        "_pump_scope",
+        "_pumps",
+        "_receive",
+        "_send",
+        "away_since",
+        "busy",
+        "pumped",
+        "request",
+    )
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, pumps: Pumps | None = None
+    ) -> None:
         self.request = request_from_scope(scope)
         self._receive = receive
         self._send = send
-        self._inbox: Inbox[str | bytes] = Inbox()
+        self._inbox: Inbox[str | bytes] | None = None if pumps else Inbox()
         self._departure: ClientGone | None = None
         self._departed: trio.Event | None = None
         self._callback: DepartureCallback | None = None
+        self._pumps = pumps
+        self._pump_scope: trio.CancelScope | None = None
+        self._pump_done: trio.Event | None = None
+        #: How many calls of the view are in the server's receive() or send() now.
+        self.busy = 0
+        #: Whether a pump reads the server's events (the view reads the inbox).
+        self.pumped = pumps is None
+        #: The :class:`Pumps` tick in which the view last left the connection.
+        self.away_since = 0
+        if pumps is not None:
+            pumps.left(self)
 
     async def connect(self) -> bool:
         """Read the ``websocket.connect`` event; False if the client left before it."""
@@ -82,6 +169,9 @@ class ASGITransport:
 
     async def pump(self) -> None:
         """Read the server's events into the inbox until the client leaves (a task)."""
+        self.pumped = True
+        if self._inbox is None:
+            self._inbox = Inbox()
         receive = self._receive
         inbox = self._inbox
         try:
@@ -97,6 +187,35 @@ class ASGITransport:
         finally:
             inbox.close()
 
+    def start_pump(self, nursery: trio.Nursery) -> None:
+        """Start :meth:`pump` in ``nursery`` (the App's), ended by :meth:`finish`."""
+        if self.pumped or self._departure is not None:
+            return
+        scope, done = trio.CancelScope(), trio.Event()
+        try:
+            nursery.start_soon(self._run_pump, scope, done)
+        except RuntimeError:
+            return  # the App is shutting down: its nursery takes no new task
+        self.pumped = True
+        self._inbox = Inbox()
+        self._pump_scope, self._pump_done = scope, done
+
+    async def _run_pump(self, scope: trio.CancelScope, done: trio.Event) -> None:
+        try:
+            with scope:
+                await self.pump()
+        finally:
+            done.set()
+
+    async def finish(self) -> None:
+        """The connection ended: stop its pump, if it has one, and wait for it."""
+        if self._pumps is not None:
+            self._pumps.away.discard(self)
+        if self._pump_scope is not None and self._pump_done is not None:
+            self._pump_scope.cancel()
+            with trio.CancelScope(shield=True):
+                await self._pump_done.wait()
+
     def _left(self, code: int, reason: str) -> None:
         if self._departure is not None:
             return
@@ -107,19 +226,47 @@ class ASGITransport:
         if callback is not None:
             callback(code, reason)
 
+    def _back(self) -> None:
+        """One of the view's calls left the server: record it if it was the last."""
+        self.busy -= 1
+        if not self.busy and not self.pumped and self._pumps is not None:
+            self._pumps.left(self)
+
     # -- the Transport protocol --------------------------------------------------------
 
     def on_departure(self, callback: DepartureCallback) -> None:
         self._callback = callback
 
     async def receive(self) -> str | bytes:
+        inbox = self._inbox
+        if inbox is not None:
+            try:
+                return await inbox.get()
+            except trio.EndOfChannel:
+                raise self._departure or ClientGone() from None
+        if self._departure is not None:
+            raise self._departure
+        self.busy += 1
+        if self._pumps is not None:
+            self._pumps.away.discard(self)
         try:
-            return await self._inbox.get()
-        except trio.EndOfChannel:
-            raise self._departure or ClientGone() from None
+            while True:
+                event = await self._receive()
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    text = event.get("text")
+                    return text if text is not None else event.get("bytes") or b""
+                if kind == "websocket.disconnect":
+                    self._left(int(event.get("code") or 1005), event.get("reason") or "")
+                    raise self._departure or ClientGone()
+        finally:
+            self._back()
 
     async def send(self, messages: Sequence[Prepared]) -> None:
         send = self._send
+        self.busy += 1
+        if self._pumps is not None and not self.pumped:
+            self._pumps.away.discard(self)
         try:
             for prepared in messages:
                 data = prepared.data
@@ -129,6 +276,8 @@ class ASGITransport:
                     await send({"type": "websocket.send", "bytes": data})
         except OSError:
             raise await self._after_failed_send() from None
+        finally:
+            self._back()
 
     def send_now(self, messages: Sequence[Prepared]) -> bool:
         return False
@@ -171,7 +320,11 @@ class ASGITransport:
         close code: wait briefly for it, unless the pump cannot reach it (a
         full inbox, or no pump running).
         """
-        if self._departure is None and not self._inbox.full:
+        pumps = self._pumps
+        if not self.pumped and pumps is not None:
+            self.start_pump(pumps.nursery)  # it reads up to the disconnect event
+        inbox = self._inbox
+        if self._departure is None and inbox is not None and not inbox.full:
             if self._departed is None:
                 self._departed = trio.Event()
             with trio.move_on_after(DEPARTURE_WAIT):
