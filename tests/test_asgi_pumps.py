@@ -1,0 +1,105 @@
+"""The ASGI adapter's pumps: only views away from their connection get one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+import triows
+from triows.testing import TestClient
+
+
+def _pump_tasks(app: triows.App) -> list[str]:
+    return [t.name for t in app.nursery.child_tasks if "_run_pump" in t.name]
+
+
+async def _until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll ``predicate`` (no event exists for it) for at most one second."""
+    for _ in range(100):
+        if predicate():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError(f"not within 1 s: {what}")
+
+
+async def test_a_reading_view_has_no_pump_and_an_away_view_gets_one() -> None:
+    app = triows.App()
+    go_away = trio.Event()
+    ended = trio.Event()
+
+    @app.websocket_route("/v")
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            await ws.send(await ws.receive_text())  # in receive(): no pump
+            await go_away.wait()  # away from the connection: a pump within a tick
+            await trio.sleep_forever()
+        finally:
+            ended.set()
+
+    with trio.fail_after(5):
+        async with TestClient(app) as client, client.websocket_connect("/v") as ws:
+            await trio.sleep(0.2)  # four ticks of the App's Pumps task
+            assert _pump_tasks(app) == []
+            await ws.send_text("ping")
+            assert await ws.receive_text() == "ping"
+            go_away.set()
+            await _until(lambda: bool(_pump_tasks(app)), "a pump for the away view")
+            await ws.close(1000)
+            await ended.wait()  # the pump saw the departure: the view was cancelled
+            # finish() ends the pump with the connection.
+            await _until(lambda: not _pump_tasks(app), "the pump's end")
+
+
+async def test_echo_loop_stays_without_a_pump() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/echo")
+    async def echo(ws: triows.WebSocket) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    with trio.fail_after(5):
+        async with TestClient(app) as client, client.websocket_connect("/echo") as ws:
+            for i in range(200):
+                await ws.send_text(str(i))
+                assert await ws.receive_text() == str(i)
+            assert _pump_tasks(app) == []
+
+
+async def test_without_a_lifespan_every_connection_gets_its_pump() -> None:
+    app = triows.App()
+    away = trio.Event()
+    ended = trio.Event()
+
+    @app.websocket_route("/v")
+    async def view(ws: triows.WebSocket) -> None:
+        try:
+            away.set()
+            await trio.sleep_forever()
+        finally:
+            ended.set()
+
+    sent: list[dict[str, object]] = []
+    to_app, from_client = trio.open_memory_channel[dict[str, object]](8)
+
+    async def send(event: dict[str, object]) -> None:
+        sent.append(event)
+
+    scope = {
+        "type": "websocket",
+        "path": "/v",
+        "query_string": b"",
+        "headers": [],
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await to_app.send({"type": "websocket.connect"})
+            nursery.start_soon(app, scope, from_client.receive, send)
+            await away.wait()
+            # No lifespan ran: the connection's own pump reads the departure.
+            await to_app.send({"type": "websocket.disconnect", "code": 1000})
+            await ended.wait()
+    assert sent[0]["type"] == "websocket.accept"
