@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 import trio
 
@@ -80,13 +81,13 @@ async def test_without_a_lifespan_every_connection_gets_its_pump() -> None:
         finally:
             ended.set()
 
-    sent: list[dict[str, object]] = []
-    to_app, from_client = trio.open_memory_channel[dict[str, object]](8)
+    sent: list[MutableMapping[str, Any]] = []
+    to_app, from_client = trio.open_memory_channel[MutableMapping[str, Any]](8)
 
-    async def send(event: dict[str, object]) -> None:
+    async def send(event: MutableMapping[str, Any]) -> None:
         sent.append(event)
 
-    scope = {
+    scope: dict[str, Any] = {
         "type": "websocket",
         "path": "/v",
         "query_string": b"",
