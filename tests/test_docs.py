@@ -517,6 +517,11 @@ async def test_jsonrpc_basics() -> None:
 async def test_jsonrpc_cancel(capsys: pytest.CaptureFixture[str]) -> None:
     module = load("jsonrpc_cancel")
     async with TestClient(module.app) as client, client.websocket_connect("/rpc") as ws:
+        assert await ws.receive_json() == {
+            "jsonrpc": "2.0",
+            "method": "welcome",
+            "params": {"methods": ["reports.build", "watch"]},
+        }
         await ws.send_json(_rpc("reports.build", {"rows": 1000}, "r1"))
         await ws.send_json(_rpc("watch", ["sports"], "w1"))
         assert await ws.receive_json() == {

@@ -494,3 +494,93 @@ async def test_jsonrpc_over_real_sockets(backend: Backend) -> None:
             async with served.connect("/rpc/hall") as ws:
                 await ws.send_message(msgspec.json.encode(request("add", [1, 2])).decode())
                 assert msgspec.json.decode(await ws.get_message())["result"] == 3
+
+
+async def test_on_connect_hooks_start_background_notifications() -> None:
+    rpc = JSONRPC()
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+    ended = trio.Event()
+
+    @rpc.on_connect
+    async def greet(connection: RPCConnection, room: str) -> None:
+        await connection.notify("welcome", {"room": room})
+
+    @rpc.on_connect
+    async def follow(connection: RPCConnection, hub: triows.Hub, room: str) -> None:
+        async def forward(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                async with hub.subscribe(room) as messages:
+                    task_status.started()
+                    async for message in messages:
+                        await connection.notify("news", message)
+            finally:
+                ended.set()
+
+        await connection.nursery.start(forward)
+
+    @rpc.method
+    async def ping() -> str:
+        return "pong"
+
+    app.jsonrpc_route("/rooms/{room}", rpc)
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/rooms/blue") as ws:
+            assert await ws.receive_json() == {
+                "jsonrpc": "2.0",
+                "method": "welcome",
+                "params": {"room": "blue"},
+            }
+            await hub.publish("blue", {"text": "hello"})
+            assert (await ws.receive_json())["params"] == {"text": "hello"}
+            assert (await call(ws, request("ping")))["result"] == "pong"
+        with trio.fail_after(5):
+            await ended.wait()  # the client left: the forwarding task is cancelled
+
+
+def test_hooks_and_route_parameters_are_checked_at_registration() -> None:
+    rpc = JSONRPC()
+
+    @rpc.on_connect
+    async def hook(connection: RPCConnection, token: str) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="hook hook\\(\\): parameter 'token'"):
+        triows.App().jsonrpc_route("/rpc", rpc)
+
+    other = JSONRPC()
+
+    @other.method
+    async def get(item: int) -> int:
+        return item
+
+    with pytest.raises(TypeError, match="route parameter 'item' arrives as a str"):
+        triows.App().jsonrpc_route("/items/{item}", other)
+
+
+async def test_pydantic_models_as_params_and_results() -> None:
+    import pydantic
+
+    class User(pydantic.BaseModel):
+        name: str
+        age: int
+
+    rpc = JSONRPC()
+
+    @rpc.method
+    async def older(user: User, years: int = 1) -> User:
+        return User(name=user.name, age=user.age + years)
+
+    app = triows.App()
+    app.jsonrpc_route("/rpc", rpc)
+    async with TestClient(app).websocket_connect("/rpc") as ws:
+        answer = await call(ws, request("older", {"user": {"name": "ann", "age": 41}}))
+        assert answer["result"] == {"name": "ann", "age": 42}
+        answer = await call(ws, request("older", [{"name": "ann", "age": "old"}], 2))
+        assert answer["error"]["data"] == {
+            "field": "params[0].age",
+            "problem": "Input should be a valid integer, unable to parse string as an integer",
+        }
+    schema, components = rpc.methods["older"].params_schema()
+    assert schema["properties"]["user"] == {"$ref": "#/components/schemas/User"}
+    assert components["User"]["required"] == ["name", "age"]

@@ -33,4 +33,10 @@ async def watch(topic: str, connection: RPCConnection, hub: triows.Hub) -> str:
     return f"watching {topic}"
 
 
+@rpc.on_connect
+async def welcome(connection: RPCConnection) -> None:
+    # Runs when a client connects, before its first call is read.
+    await connection.notify("welcome", {"methods": sorted(rpc.methods)})
+
+
 app.jsonrpc_route("/rpc", rpc, max_concurrent=4)

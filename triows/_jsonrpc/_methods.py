@@ -164,6 +164,25 @@ class JSONRPC:
         self._methods: dict[str, RPCMethod] = {}
         #: Read-only: every method by name (for describing the API).
         self.methods: Mapping[str, RPCMethod] = types.MappingProxyType(self._methods)
+        self._hooks: list[RPCMethod] = []
+
+    @property
+    def connect_hooks(self) -> tuple[RPCMethod, ...]:
+        """The functions registered with :meth:`on_connect`, in order."""
+        return tuple(self._hooks)
+
+    def on_connect(self, function: F) -> F:
+        """Run ``async def function(...)`` when a client connects, before its first call.
+
+        It takes only what a method can be given by name (``connection``,
+        providers, route parameters): the place to start a connection's
+        background tasks, such as forwarding a Hub topic as notifications with
+        ``connection.nursery.start(...)``.  Hooks run in registration order and
+        are awaited: calls are read once they return.  One that raises ends the
+        connection with 1011, as a crashing view does.
+        """
+        self._hooks.append(_read_method(function.__name__, function, None))
+        return function
 
     @overload
     def method(self, function: F, /) -> F: ...

@@ -8,7 +8,8 @@ converters built at registration: no signature inspection per call.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import inspect
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -17,7 +18,9 @@ from .._exceptions import MessageValidationError
 from ._errors import InvalidParams
 from ._methods import CONNECTION, RPCMethod, RPCParameter
 
-__all__ = ["MethodPlan", "make_plans"]
+__all__ = ["MethodPlan", "make_hook_plans", "make_plans", "plan_for"]
+
+_EMPTY = inspect.Parameter.empty
 
 
 @attrs.frozen
@@ -74,34 +77,60 @@ def _convert(param: RPCParameter, value: Any, field: str) -> Any:
         raise InvalidParams(field + exc.path[1:], exc.problem) from None
 
 
+def plan_for(
+    method: RPCMethod, providers: Collection[str], route_names: Collection[str]
+) -> MethodPlan:
+    """``method``'s plan for a route with these ``{name}`` values, given the providers.
+
+    Raises TypeError for a parameter that neither is injected nor can come from
+    JSON, and for a route parameter annotated with another type than ``str``.
+    """
+    where = f"JSON-RPC method {method.name!r}"
+    injected = []
+    json_parameters = []
+    for param in method.parameters:
+        if param.name == CONNECTION:
+            injected.append(param.name)
+        elif param.name in route_names:
+            if param.annotation not in (_EMPTY, str, Any, "str"):
+                raise TypeError(
+                    f"{where}: route parameter {param.name!r} arrives as a str; annotate "
+                    f"it `str` (it is annotated {param.annotation!r})"
+                )
+            injected.append(param.name)
+        elif param.name in providers:
+            injected.append(param.name)
+        elif param.unsupported is not None:
+            raise TypeError(
+                f"{where}: parameter {param.name!r} is neither a provider nor a route "
+                f"parameter, and its type cannot come from JSON: {param.unsupported}"
+            )
+        else:
+            json_parameters.append(param)
+    return MethodPlan(
+        method, tuple(json_parameters), {p.name: p for p in json_parameters}, tuple(injected)
+    )
+
+
 def make_plans(
     methods: Mapping[str, RPCMethod], providers: Collection[str], route_names: Collection[str]
 ) -> dict[str, MethodPlan]:
-    """Every method's plan for a route with these ``{name}`` values, given the providers.
+    """Every method's plan (see :func:`plan_for`)."""
+    return {name: plan_for(m, providers, route_names) for name, m in methods.items()}
 
-    Raises TypeError for a parameter that neither is injected nor can come from JSON.
-    """
-    plans = {}
-    for name, method in methods.items():
-        injected = [CONNECTION] if any(p.name == CONNECTION for p in method.parameters) else []
-        json_parameters = []
-        for param in method.parameters:
-            if param.name == CONNECTION:
-                continue
-            if param.name in route_names or param.name in providers:
-                injected.append(param.name)
-            elif param.unsupported is not None:
-                raise TypeError(
-                    f"JSON-RPC method {name!r}: parameter {param.name!r} is neither a provider "
-                    f"nor a route parameter, and its type cannot come from JSON: "
-                    f"{param.unsupported}"
-                )
-            else:
-                json_parameters.append(param)
-        plans[name] = MethodPlan(
-            method,
-            tuple(json_parameters),
-            {p.name: p for p in json_parameters},
-            tuple(injected),
-        )
-    return plans
+
+def make_hook_plans(
+    hooks: Iterable[RPCMethod], providers: Collection[str], route_names: Collection[str]
+) -> tuple[MethodPlan, ...]:
+    """The on_connect hooks' plans: every parameter must be injected (TypeError if not)."""
+    plans = []
+    for hook in hooks:
+        plan = plan_for(hook, providers, route_names)
+        if plan.json_parameters:
+            raise TypeError(
+                f"JSON-RPC on_connect hook {hook.name}(): parameter "
+                f"{plan.json_parameters[0].name!r} is not {CONNECTION!r}, a provider or a "
+                "route parameter; a hook gets nothing from the client"
+            )
+        plans.append(plan)
+    return tuple(plans)

@@ -20,7 +20,7 @@ from .._connection._websocket import WebSocket
 from .._exceptions import BadMessage, WebSocketDisconnect
 from .._providers import ProviderRegistry
 from ._methods import CONNECTION, JSONRPC
-from ._plan import MethodPlan, make_plans
+from ._plan import MethodPlan, make_hook_plans, make_plans
 from ._session import RPCConnection, Session
 
 __all__ = ["JSONRPCRoute", "jsonrpc_route_of", "jsonrpc_view"]
@@ -52,17 +52,21 @@ class _Plans:
     rpc: JSONRPC
     registry: ProviderRegistry
     route_names: Collection[str]
-    key: tuple[int, int] = (-1, -1)
+    key: tuple[int, int, int] = (-1, -1, -1)
     plans: Mapping[str, MethodPlan] = attrs.field(factory=dict)
+    hooks: tuple[MethodPlan, ...] = ()
     providers: tuple[str, ...] = ()
 
     def current(self) -> Mapping[str, MethodPlan]:
         providers = self.registry.providers
-        key = (len(self.rpc.methods), len(providers))
+        hooks = self.rpc.connect_hooks
+        key = (len(self.rpc.methods), len(hooks), len(providers))
         if key != self.key:
             self.plans = make_plans(self.rpc.methods, providers, self.route_names)
-            used = {n for plan in self.plans.values() for n in plan.injected}
-            self.providers = tuple(n for n in used if n in providers and n != CONNECTION)
+            self.hooks = make_hook_plans(hooks, providers, self.route_names)
+            every = (*self.plans.values(), *self.hooks)
+            used = dict.fromkeys(n for plan in every for n in plan.injected)
+            self.providers = tuple(n for n in used if n in providers and n not in self.route_names)
             self.key = key
         return self.plans
 
@@ -98,6 +102,8 @@ def jsonrpc_view(
             async with trio.open_nursery() as nursery:
                 connection = RPCConnection(ws, nursery)
                 values[CONNECTION] = connection
+                for hook in plans.hooks:
+                    await hook.method.function(**{n: values[n] for n in hook.injected})
                 try:
                     await Session(connection, current, values, max_concurrent).read()
                 except (WebSocketDisconnect, BadMessage) as exc:
