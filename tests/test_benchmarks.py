@@ -27,6 +27,7 @@ SERVERS = (
     "triows-native",
     "triows-hub",
     "triows-native-hub",
+    "triows-native-hub-metrics",
     "triows-hub-redis",
 )
 

@@ -9,6 +9,7 @@ code can reach the docs.  The claims the guide makes in prose about behaviour
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import importlib.util
 import inspect
@@ -62,6 +63,7 @@ TESTED_SNIPPETS = {
     "echo",
     "embedded",
     "errors",
+    "expiring_credentials",
     "http_routes",
     "hub_basics",
     "hub_gap",
@@ -73,7 +75,9 @@ TESTED_SNIPPETS = {
     "iteration",
     "jsonrpc_basics",
     "jsonrpc_cancel",
+    "limits",
     "message_types",
+    "metrics",
     "parameters",
     "providers",
     "providers_connection",
@@ -1343,3 +1347,66 @@ def test_benchmark_plot_in_docs_is_the_latest() -> None:
         "docs/images/benchmarks.png is stale: cp benchmarks/results/latest.png "
         "docs/images/benchmarks.png"
     )
+
+
+# -- operations: metrics, limits, expiring credentials -------------------------------------
+
+
+async def test_metrics_snippet() -> None:
+    app = snippet_app("metrics")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/rooms/lobby") as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "lobby: hi"
+        with trio.fail_after(5):
+            while app.websockets.live:  # noqa: ASYNC110 (counted after the view ends)
+                await trio.sleep(0.01)
+        response = await client.get("/metrics")
+    assert response.status == 200
+    text = response.text
+    assert 'triows_messages_received_total{route="/rooms/{room}"} 1.0' in text
+    assert 'triows_close_codes_total{by="client",code="1000"} 1.0' in text
+    assert "/rooms/lobby" not in text  # route patterns, never raw paths
+
+
+async def test_limits_snippet() -> None:
+    app = snippet_app("limits")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/typing") as ws:
+            for _ in range(6):  # a burst of 5 is allowed, at 2 per second
+                await ws.send_text("key")
+            for _ in range(5):
+                assert await ws.receive_text() == "noted"
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive_text()
+            assert (closed.value.code, closed.value.reason) == (1008, "message rate exceeded")
+        async with client.websocket_connect("/chat") as ws:
+            for number in range(40):  # the App's default: a burst of 40
+                await ws.send_text(str(number))
+                assert await ws.receive_text() == str(number)
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(50):  # every in-memory client has the same address
+                await stack.enter_async_context(client.websocket_connect("/chat"))
+            with pytest.raises(HandshakeRejected) as refused:
+                async with client.websocket_connect("/chat"):
+                    pass
+            assert refused.value.status == 429
+
+
+async def test_expiring_credentials_snippet() -> None:
+    app = snippet_app("expiring_credentials")
+    async with TestClient(app) as client:
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/feed?token=nonsense"):
+                pass
+        assert refused.value.status == 403
+        async with client.websocket_connect("/feed?token=ada:1") as ws:
+            started = trio.current_time()
+            await ws.send_json({"type": "refresh", "token": "ada:2"})
+            assert await ws.receive_json() == {"type": "refreshed"}
+            await ws.send_json({"type": "hello"})
+            assert await ws.receive_json() == {"type": "echo", "data": {"type": "hello"}}
+            with pytest.raises(ServerClosed) as closed:
+                await ws.receive_json()
+            assert (closed.value.code, closed.value.reason) == (1008, "credentials expired")
+            assert trio.current_time() - started > 1.5  # the refreshed deadline, not the first

@@ -11,13 +11,15 @@ import trio
 
 from ._asgi import ASGITransport, Pumps
 from ._asyncapi import Info, build_document, serve_document
-from ._codecs import MessageType, check_message_spec
+from ._codecs import MessageType
 from ._connection._options import WebSocketOptions
 from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http_routes import HTTPEndpoints, HTTPRoute
 from ._jsonrpc import JSONRPC, jsonrpc_view
 from ._lifespan import Lifespan
+from ._limits import ConnectionLimits, check_rate, route_rate
+from ._metrics._serve import serve_metrics
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import Pattern, ViewSignature
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
@@ -58,6 +60,11 @@ class App:
     ``title`` and ``version`` name the API in its AsyncAPI document
     (:meth:`asyncapi`); ``asyncapi_path`` (such as ``"/asyncapi.json"``) serves
     that document over HTTP GET.
+
+    ``metrics=True`` serves Prometheus metrics at ``metrics_path`` (``triows[metrics]``).
+    ``max_connections``/``max_connections_per_ip``: past that many open WebSockets
+    in all/from one address, handshakes get 503/429.  ``max_messages_per_second``,
+    ``max_burst``: every route's default message rate (see :meth:`websocket_route`).
     """
 
     def __init__(
@@ -73,6 +80,12 @@ class App:
         title: str = "triows app",
         version: str = "0.1.0",
         asyncapi_path: str | None = None,
+        metrics: bool = False,
+        metrics_path: str = "/metrics",
+        max_connections: int | None = None,
+        max_connections_per_ip: int | None = None,
+        max_messages_per_second: float | None = None,
+        max_burst: int | None = None,
     ) -> None:
         if max_message_size < 1:
             raise ValueError(f"max_message_size must be at least 1 byte, got {max_message_size}")
@@ -97,6 +110,8 @@ class App:
         self.websockets = WebSocketEndpoints(
             self.providers, OriginPolicy.of(allowed_origins), self._mounts, self._sessions
         )
+        self.websockets.limits = ConnectionLimits.of(max_connections, max_connections_per_ip)
+        self._rate = check_rate(max_messages_per_second, max_burst)
         self._http = HTTPEndpoints(self.providers, self.websockets, self._sessions)
         self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -113,6 +128,8 @@ class App:
         self.title, self.version = title, version
         if asyncapi_path is not None:
             serve_document(self, asyncapi_path)
+        if metrics:
+            serve_metrics(self, metrics_path)  # imports prometheus-client
 
     # -- registration ------------------------------------------------------------------
 
@@ -125,6 +142,8 @@ class App:
         send_type: MessageType | object = "text",
         auto_accept: bool = True,
         caught_close_codes: Iterable[int] | Callable[..., Any] = (1000, 1001),
+        max_messages_per_second: float | None = None,
+        max_burst: int | None = None,
     ) -> Callable[[F], F]:
         """Register a WebSocket view for ``pattern`` (``{name}`` segments allowed).
 
@@ -136,20 +155,22 @@ class App:
         accepted before the view runs and closed with 1000 after it returns.
         ``caught_close_codes`` are the client close codes that end the view silently
         (pass the built-in ``all`` for every code, ``()`` for none).
+        ``max_messages_per_second``/``max_burst``: each connection's message rate
+        (a token bucket: ``max_burst`` at once, default one second's worth); a
+        client over it is closed with 1008 and its view sees the departure.
+        Default: the App's; ``math.inf`` lifts the App's limit for this route.
 
         Raises TypeError for a view that is not ``async def`` or lacks a route
         parameter or a type that cannot be a message type, ValueError for an unknown
         message type name or annotation.
         """
-        if value_type is not None:
-            receive_type = send_type = check_message_spec(value_type, "value_type")
-        options = WebSocketOptions(
-            receive_type=check_message_spec(receive_type, "receive_type"),
-            send_type=check_message_spec(send_type, "send_type"),
+        options = WebSocketOptions.of(
+            value_type,
+            receive_type,
+            send_type,
             auto_accept=auto_accept,
-            caught_close_codes=(
-                AllCodes() if caught_close_codes is all else frozenset(caught_close_codes)  # type: ignore[arg-type]
-            ),
+            caught_close_codes=AllCodes.caught(caught_close_codes),
+            rate=route_rate(self._rate, max_messages_per_second, max_burst),
         )
         compiled = Pattern.compile(pattern)
 

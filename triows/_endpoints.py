@@ -21,6 +21,8 @@ from ._connection._options import WebSocketOptions
 from ._connection._transport import HandshakeRequest, Transport
 from ._connection._websocket import WebSocket
 from ._http import Request
+from ._limits import ConnectionLimits
+from ._metrics._counters import UNMATCHED, Counters, RouteCounters
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view
@@ -49,6 +51,11 @@ class AllCodes(Container[int]):
     def __repr__(self) -> str:
         return "all"
 
+    @classmethod
+    def caught(cls, codes: Iterable[int] | Callable[..., Any]) -> Container[int]:
+        """``caught_close_codes`` as given to a route: ``all`` or some codes."""
+        return cls() if codes is all else frozenset(codes)  # type: ignore[arg-type]
+
 
 @attrs.frozen
 class WebSocketRoute:
@@ -56,6 +63,8 @@ class WebSocketRoute:
     view: Callable[..., Awaitable[None]]
     signature: ViewSignature
     options: WebSocketOptions
+    #: The route's metrics counters (``App(metrics=True)``), else None.
+    counters: RouteCounters | None = None
 
 
 @attrs.frozen
@@ -125,6 +134,9 @@ class WebSocketEndpoints:
     closing: trio.Event | None = None
     #: Client-caused warnings, rate limited.
     warnings: ClientWarnings = attrs.field(factory=ClientWarnings)
+    #: Metrics counters (``App(metrics=True)``) and connection limits, else None.
+    counters: Counters | None = None
+    limits: ConnectionLimits | None = None
     _index: dict[str, _IndexEntry] | None = None
     #: Whether an HTTP route serves a path (set by the App's HTTP side): a handshake
     #: to it is refused with a body saying so.
@@ -139,6 +151,8 @@ class WebSocketEndpoints:
                 f"{name}() takes a Request: it is an HTTP view; register it with "
                 f"@app.route({route.pattern.text!r}), not @app.websocket_route"
             )
+        if self.counters is not None:
+            route = attrs.evolve(route, counters=self.counters.route(route.pattern.text))
         self.routes.append(route)
         self._index = None
 
@@ -185,6 +199,7 @@ class WebSocketEndpoints:
                 origin,
                 self.origins.fix_for(origin),
             )
+            self._count_refusal(request.path)
             await transport.refuse(403, (), b"")
             return None
         if self.mounts:
@@ -194,6 +209,7 @@ class WebSocketEndpoints:
                 return None
         found = self.route_for(request.path)
         if found is None:
+            self._count_refusal(request.path)
             await self._refuse_no_route(transport)
             return None
         return await self._run(transport, *found)
@@ -218,7 +234,7 @@ class WebSocketEndpoints:
     async def _run(
         self, transport: Transport, route: WebSocketRoute, values: dict[str, str]
     ) -> BaseException | None:
-        ws = WebSocket(transport, route.options)
+        ws = WebSocket(transport, route.options, route.counters)
         if self.closing is not None:
             await refuse(ws, 503, {"detail": "server shutting down"})
             return None
@@ -240,13 +256,41 @@ class WebSocketEndpoints:
                 async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
                     return await self.providers.resolve(names, stack, ws)
 
+        limits = self.limits
+        if limits is not None:
+            refusal = limits.admit(ws.client)
+            if refusal is not None:
+                await self._refuse_over_limit(ws, *refusal)
+                return None
         self.live.add(ws)
         try:
             return await run_view(ws, route.view, kwargs, resolve, self.warnings)
         finally:
             self.live.discard(ws)
+            if limits is not None:
+                limits.release(ws.client)
+            if route.counters is not None:
+                route.counters.ended(ws.lifecycle)
             if self.closing is not None and not self.live:
                 self.closing.set()
+
+    def _count_refusal(self, path: str) -> None:
+        """Count a handshake refused before it reached a route (metrics only)."""
+        if self.counters is not None:
+            found = self.route_for(path)
+            pattern = UNMATCHED if found is None else found[0].pattern.text
+            self.counters.route(pattern).refused += 1
+
+    async def _refuse_over_limit(self, ws: WebSocket, status: int, detail: str) -> None:
+        self.warnings.warn(
+            "limit",
+            "refused a WebSocket handshake to %s from %s with %d: %s",
+            ws.path,
+            client_address(ws.client),
+            status,
+            detail,
+        )
+        await refuse(ws, status, {"detail": detail})
 
     async def close_all(self, timeout: float) -> None:
         """Cancel every view for the shutdown (their close is 1001); wait up to ``timeout``."""

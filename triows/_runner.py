@@ -120,6 +120,17 @@ def _log(ws: WebSocket, outcome: Outcome, warnings: ClientWarnings) -> None:
             code,
             path,
         )
+    elif outcome.log == "limit":
+        warnings.warn(
+            "limit",
+            "WebSocket %s from %s: %s: %s",
+            path,
+            who,
+            f"refused with {outcome.http_status}"
+            if outcome.http_status
+            else f"closed with {outcome.close_code or ws.close_code}",
+            outcome.detail,
+        )
     elif outcome.log == "protocol":
         warnings.warn(
             "protocol",

@@ -69,6 +69,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         ("--backend", "native"),
     ),
     ServerSpec(
+        "triows-native-metrics",
+        "triows native, App(metrics=True)",
+        "benchmarks.servers.triows_app",
+        ("--backend", "native", "--metrics"),
+    ),
+    ServerSpec(
         "triows-hub",
         "triows on hypercorn, fan-out through triows.Hub",
         "benchmarks.servers.triows_app",
@@ -79,6 +85,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "triows native, fan-out through triows.Hub",
         "benchmarks.servers.triows_app",
         ("--backend", "native", "--fanout", "hub"),
+    ),
+    ServerSpec(
+        "triows-native-hub-metrics",
+        "triows native, fan-out through triows.Hub, App(metrics=True)",
+        "benchmarks.servers.triows_app",
+        ("--backend", "native", "--fanout", "hub", "--metrics"),
     ),
     ServerSpec(
         "triows-hub-redis",

@@ -13,6 +13,7 @@ triows way to send one message to many clients: framed once).
 subscription with ``Subscription.forward``) instead of the serial loop; ``--fanout redis`` through a
 Redis hub, with a private ``redis-server`` this process starts on a free
 loopback port (Debian's redis-server must be installed).
+``--metrics`` counts for Prometheus (``App(metrics=True)``): what metrics cost.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import functools
 import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Literal
 
@@ -35,7 +37,9 @@ from triows import WebSocket
 
 from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn
 
-app = triows.App()
+#: ``--metrics``, read before the routes below are registered on the App.
+METRICS = "--metrics" in sys.argv[1:]
+app = triows.App(metrics=METRICS)
 subscribers: set[WebSocket] = set()
 hub: triows.Hub | None = None
 #: A subscription's buffer: above one round's burst, so nothing is dropped.
@@ -162,5 +166,6 @@ if __name__ == "__main__":
         "--backend", choices=("native", "hypercorn", "plain-hypercorn"), default="native"
     )
     parser.add_argument("--fanout", choices=("serial", "hub", "redis"), default="serial")
+    parser.add_argument("--metrics", action="store_true", help="App(metrics=True)")
     arguments = parser.parse_args()
     trio.run(main, arguments.backend, arguments.fanout)

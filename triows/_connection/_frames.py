@@ -14,6 +14,7 @@ from typing import Any
 from websockets.frames import Frame, Opcode
 
 from .._codecs import Encoder
+from .._metrics._counters import payload_size
 
 __all__ = ["Broadcast", "Prepared", "encode_frame"]
 
@@ -32,12 +33,20 @@ class Prepared:
     same message type: the frame is built once, however many clients get it.
     """
 
-    __slots__ = ("_frame", "data")
+    __slots__ = ("_frame", "_size", "data")
 
     def __init__(self, data: str | bytes) -> None:
         #: The message: ``str`` for a text message, ``bytes`` for a binary one.
         self.data = data
         self._frame: bytes | None = None
+        self._size = -1
+
+    def size(self) -> int:
+        """The payload's length in bytes (UTF-8 for text), computed once (for metrics)."""
+        size = self._size
+        if size < 0:
+            size = self._size = payload_size(self.data)
+        return size
 
     def frame(self) -> bytes:
         """The message as one unmasked frame, for a connection with no extension."""

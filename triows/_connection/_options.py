@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Container, Sequence
+from typing import Any
 
 import attrs
 
-from .._codecs import Decoder, Encoder, MessageType, decoder_for, encoder_for
+from .._codecs import Decoder, Encoder, MessageType, check_message_spec, decoder_for, encoder_for
+from .._limits import RateLimit
 from ._transport import RawHeaders
 
 __all__ = ["DEFAULT_OPTIONS", "WebSocketOptions", "check_close_code", "raw_headers"]
@@ -23,8 +25,28 @@ class WebSocketOptions:
     send_type: MessageType | object = "text"
     auto_accept: bool = True
     caught_close_codes: Container[int] = (1000, 1001)
+    #: The message rate each connection may send (None: no limit).
+    rate: RateLimit | None = None
     decode: Decoder = attrs.field(init=False)
     encode: Encoder = attrs.field(init=False)
+
+    @classmethod
+    def of(
+        cls,
+        value_type: MessageType | object | None,
+        receive_type: MessageType | object,
+        send_type: MessageType | object,
+        **options: Any,
+    ) -> WebSocketOptions:
+        """A route's options from ``websocket_route``'s arguments (``value_type``
+        sets both message types); raises like ``check_message_spec``."""
+        if value_type is not None:
+            receive_type = send_type = check_message_spec(value_type, "value_type")
+        return cls(
+            receive_type=check_message_spec(receive_type, "receive_type"),
+            send_type=check_message_spec(send_type, "send_type"),
+            **options,
+        )
 
     @decode.default
     def _decode(self) -> Decoder:

@@ -29,13 +29,18 @@ or inside ``async with ws``) is :meth:`Lifecycle.catches`.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Container
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
 
 from .._exceptions import ClientError, WebSocketDisconnect, disconnects_in, leaves_of
+from .._limits import EXPIRED_CLOSE_CODE, EXPIRED_REASON
+
+if TYPE_CHECKING:
+    from .._metrics._counters import RouteCounters
 
 __all__ = ["ConnectionState", "Ending", "Input", "Lifecycle", "Outcome"]
 
@@ -74,6 +79,8 @@ class Ending(enum.Enum):
     CLIENT_LEFT = "client left"
     #: Cancelled by the server's graceful shutdown.
     SHUTDOWN = "shutdown"
+    #: Cancelled at the deadline set by ``ws.expire_at``.
+    EXPIRED = "credentials expired"
 
 
 CONNECTING: Final = ConnectionState.CONNECTING
@@ -159,8 +166,9 @@ class Outcome:
     JSON body.  ``log``: ``None``, ``"client-left"`` (a close code the route does
     not catch), ``"protocol"`` (the client broke the protocol) or
     ``"client-error"`` (a ClientError ended the view): one WARNING line each.
-    ``error``: the exception the outcome is about; ``reraise``: whether it goes on
-    to the server (the view's own crash, logged there as one ERROR).
+    ``"limit"`` (the server ended the connection for a limit: ``detail`` says
+    which).  ``error``: the exception the outcome is about; ``reraise``: whether
+    it goes on to the server (the view's own crash, logged there as one ERROR).
     """
 
     close_code: int | None = None
@@ -196,6 +204,16 @@ class Lifecycle:
     departure_caught: bool = False
     #: The view's cancel scope while it runs (set by the runner).
     view_scope: trio.CancelScope | None = None
+    #: Whether the handshake was accepted (the state may have moved on since).
+    accepted: bool = False
+    #: The route's metrics counters (``App(metrics=True)``), told of the handshake's answer.
+    meter: RouteCounters | None = None
+    #: When the connection reached the App (trio clock; set only with metrics).
+    opened_at: float = 0.0
+    #: The deadline set by ``ws.expire_at`` (trio clock), else infinity.
+    expires: float = math.inf
+    #: Why the server ended the connection as a departure (a limit), else None.
+    limit_reason: str | None = None
 
     # -- the table ---------------------------------------------------------------
 
@@ -203,6 +221,10 @@ class Lifecycle:
         """Apply ``call`` (accept, reject, close) and return the new state, or raise."""
         target = TRANSITIONS.get((self.state, call))
         if target is not None:
+            if self.state is CONNECTING:
+                self.accepted = target is CONNECTED
+                if self.meter is not None:
+                    self.meter.answered(self, self.accepted)
             self.state = target
             return target
         if self.state is DISCONNECTED and call == "accept":
@@ -259,9 +281,53 @@ class Lifecycle:
         self.input = Input.DRAINED
         if self.ending is Ending.CLIENT_LEFT and self.view_scope is not None:
             # Back within the grace: the view reads the departure itself.
-            self.view_scope.deadline = float("inf")
+            self.view_scope.deadline = self.expires
             self.ending = None
         return self.disconnect_error()
+
+    def limit_exceeded(self, code: int, reason: str) -> bool:
+        """The server ends a live connection for a limit (its client's message rate).
+
+        The view sees a departure with ``code`` and ``reason``
+        (WebSocketDisconnect, here and on every later call) and the outcome logs
+        it once; the caller sends the close frame.  False if the connection was
+        not live.
+        """
+        if self.state is not CONNECTED:
+            return False
+        self.state = DISCONNECTED
+        self.input = Input.DEPARTED
+        self.close_code = self.client_code = code
+        self.client_reason = self.limit_reason = reason
+        return True
+
+    def expire_at(self, deadline: float) -> None:
+        """Cancel the view at ``deadline`` (trio clock), replacing an earlier deadline.
+
+        Raises RuntimeError outside the view (no cancel scope to set it on).
+        """
+        scope = self.view_scope
+        if scope is None:
+            raise RuntimeError(
+                "expire_at() called while no view runs for this connection: call it "
+                "from the view or one of its providers"
+            )
+        self.expires = deadline
+        if self.ending is None:
+            if deadline <= trio.current_time():
+                scope.cancel()  # at once: a past deadline waits for the next scheduling pass
+            scope.deadline = deadline
+        elif self.ending is Ending.CLIENT_LEFT:
+            scope.deadline = min(scope.deadline, deadline)
+
+    def closed_by(self) -> tuple[int, str] | None:
+        """(close code, "client" or "server") of a connection that was accepted:
+        whoever closed first; None while it is open."""
+        if self.state is CLOSED or (self.state is DISCONNECTED and self.limit_reason):
+            return (self.close_code or 1000), "server"
+        if self.state is DISCONNECTED:
+            return (1006 if self.client_code is None else self.client_code), "client"
+        return None
 
     def shutdown(self) -> None:
         """The server is shutting down: cancel the view (once)."""
@@ -274,10 +340,17 @@ class Lifecycle:
     def outcome(self, error: BaseException | None, cancelled: bool) -> Outcome:
         """What follows the view's end: ``error`` it raised, ``cancelled`` by us."""
         ending = self.ending if cancelled else None
+        if cancelled and ending is None and self.expires != math.inf:
+            ending = Ending.EXPIRED
+        if self.limit_reason is not None and (error is None or disconnects_in(error)):
+            return Outcome(log="limit", detail=self.limit_reason)
         if ending is Ending.CLIENT_LEFT:
             return self._departure_outcome(self.departure_caught)
         if ending is Ending.SHUTDOWN:
             return self._closing(1001, "server shutting down", 503, "server shutting down")
+        if ending is Ending.EXPIRED:
+            outcome = self._closing(EXPIRED_CLOSE_CODE, EXPIRED_REASON, 403, EXPIRED_REASON)
+            return attrs.evolve(outcome, log="limit", detail=EXPIRED_REASON)
         if error is None:
             return self._closing(1000, "", 403, "")
         return self._error_outcome(error)

@@ -14,169 +14,37 @@ is cancelled after a short grace (see ``Lifecycle.client_left``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from types import TracebackType
-from typing import Any, NoReturn
+from collections.abc import Iterable
+from typing import Any
 
 import trio
 
-from .. import status
 from .._codecs import DECODERS, ENCODERS
-from .._exceptions import WebSocketDisconnect, disconnects_in
+from .._exceptions import WebSocketDisconnect
+from .._limits import RATE_CLOSE_CODE, RATE_REASON
+from .._metrics._counters import payload_size
 from .._types import Message
+from ._base import Rejected, WebSocketBase
 from ._frames import Broadcast, Prepared
-from ._options import DEFAULT_OPTIONS, WebSocketOptions, check_close_code, raw_headers
-from ._request import RequestView
-from ._state import CONNECTED, CONNECTING, DISCONNECTED, REJECTED, ConnectionState, Input, Lifecycle
-from ._transport import ClientGone, RawHeaders, Transport
+from ._state import CONNECTED, DISCONNECTED, Input
+from ._transport import ClientGone, RawHeaders
 
 __all__ = ["Rejected", "WebSocket"]
 
 
-class Rejected(Exception):
-    """Ends a view that enters ``async with ws`` after ``reject()``; swallowed by the runner."""
-
-
-class WebSocket(RequestView):
+class WebSocket(WebSocketBase):
     """One WebSocket connection, as seen by a view.
 
     Cancellation: every ``await`` here is a trio checkpoint.  ``receive()`` is
     cancel-safe (a cancelled receive loses no message).  A cancelled ``send()`` may
     or may not have handed its message to the server.  ``close()`` moves the state
     before sending, so a cancelled close still counts as a close.
+
+    Its handshake, close and state (``accept``, ``reject``, ``close``, ``async with
+    ws``, ``expire_at``) come from :class:`~triows._connection._base.WebSocketBase`.
     """
 
-    __slots__ = ("_decode", "_encode", "_refusal", "lifecycle", "options")
-
-    def __init__(self, transport: Transport, options: WebSocketOptions = DEFAULT_OPTIONS) -> None:
-        super().__init__(transport)
-        #: The route's settings.
-        self.options = options
-        self._decode = options.decode
-        self._encode = options.encode
-        #: The connection's state (read by the runner; views use ``state``).
-        self.lifecycle = Lifecycle(
-            caught_codes=options.caught_close_codes, catching=1 if options.auto_accept else 0
-        )
-        #: send_event(): a websocket.http.response.start waiting for its body.
-        self._refusal: tuple[int, RawHeaders] | None = None
-        transport.on_departure(self.lifecycle.departed)
-
-    @property
-    def state(self) -> ConnectionState:
-        """The connection's :class:`~triows.ConnectionState`."""
-        return self.lifecycle.state
-
-    @property
-    def close_code(self) -> int | None:
-        """The code the server closed with, or ``None`` if it has not closed."""
-        return self.lifecycle.close_code
-
-    @property
-    def client_close_code(self) -> int | None:
-        """The client's close code once it has gone (1006: dropped without one), else None."""
-        return self.lifecycle.client_code
-
-    @property
-    def client_close_reason(self) -> str:
-        """The client's close reason once it has gone ("" before, or if it gave none)."""
-        return self.lifecycle.client_reason
-
-    # -- handshake -------------------------------------------------------------------
-
-    async def accept(
-        self, subprotocol: str | None = None, headers: Sequence[tuple[str, str]] = ()
-    ) -> None:
-        """Accept the connection (complete the handshake).
-
-        Raises RuntimeError if it was already accepted or is over, and
-        WebSocketDisconnect if the client left before it could be accepted.
-        """
-        self.lifecycle.move("accept")
-        try:
-            await self._transport.accept(subprotocol, raw_headers(headers) if headers else ())
-        except ClientGone as gone:
-            self._gone(gone)
-
-    async def reject(
-        self,
-        status: int = 403,
-        *,
-        headers: Sequence[tuple[str, str]] = (),
-        body: bytes | str = b"",
-    ) -> None:
-        """Refuse the handshake: the client gets an HTTP error (403 by default).
-
-        Must be called before ``accept()``: afterwards it raises RuntimeError (with
-        ``auto_accept=True`` the connection is accepted before the view runs, so pass
-        ``auto_accept=False``).  A status, headers or body other than the plain 403
-        need a server that can send them (both of ``triows.serve``'s backends and
-        hypercorn can); elsewhere the client gets a plain 403.  After ``reject()``,
-        entering ``async with ws`` ends the view without running the block.
-        """
-        if self.lifecycle.state is DISCONNECTED:
-            return
-        self.lifecycle.move("reject")
-        if isinstance(body, str):
-            body = body.encode()
-        await self._transport.refuse(status, raw_headers(headers), body)
-
-    async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
-        """Close the connection with ``code`` and ``reason``.
-
-        Before ``accept()`` this refuses the handshake (HTTP 403).  Calling it twice
-        raises RuntimeError: use ``ensure_closed()`` when unsure.  If the client has
-        already gone there is nothing to send and this returns at once.
-        """
-        check_close_code(code, reason)
-        lifecycle = self.lifecycle
-        if lifecycle.state is DISCONNECTED:
-            await trio.lowlevel.checkpoint()
-            return
-        if lifecycle.move("close") is REJECTED:
-            await self._transport.refuse(403, (), b"")
-        else:
-            lifecycle.close_code = code
-            await self._transport.close(code, reason)
-
-    async def ensure_closed(
-        self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = ""
-    ) -> None:
-        """Close the connection unless it is already over.  Idempotent.
-
-        An earlier close keeps its code.  Before ``accept()`` this refuses the
-        handshake.  Never raises because of the connection's state.
-        """
-        if self.lifecycle.state in (CONNECTED, CONNECTING):
-            await self.close(code, reason)
-
-    async def __aenter__(self) -> WebSocket:
-        state = self.lifecycle.state
-        if state is CONNECTING:
-            await self.accept()
-        elif state is REJECTED:
-            raise Rejected
-        elif state is not CONNECTED:
-            self.lifecycle.check_open("async with ws", "sent")
-        self.lifecycle.catching += 1
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        lifecycle = self.lifecycle
-        try:
-            if exc is None:
-                await self.ensure_closed()
-                return False
-            # The block's own nursery wraps the departure in an exception group.
-            disconnects = disconnects_in(exc)
-            return disconnects is not None and all(lifecycle.catches(d.code) for d in disconnects)
-        finally:
-            lifecycle.catching -= 1
+    __slots__ = ()
 
     # -- receiving -------------------------------------------------------------------
 
@@ -200,6 +68,8 @@ class WebSocket(RequestView):
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
+        if (self._counters is not None or self._bucket is not None) and not self._arrived(data):
+            await self._over_rate()
         return self._decode(data)
 
     async def receive_text(self) -> str:
@@ -242,12 +112,30 @@ class WebSocket(RequestView):
             lifecycle.check_open(call, "received")
         lifecycle.receivers += 1
         try:
-            return await self._transport.receive()
+            data = await self._transport.receive()
         except ClientGone as gone:
             lifecycle.client_left(gone.code, gone.reason)
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
+        if (self._counters is not None or self._bucket is not None) and not self._arrived(data):
+            await self._over_rate()
+        return data
+
+    def _arrived(self, data: str | bytes) -> bool:
+        """Count a received message; False if it is over the connection's rate."""
+        counters = self._counters
+        if counters is not None:
+            counters.received += 1
+            counters.received_bytes += payload_size(data)
+        bucket = self._bucket
+        return bucket is None or bucket.take()
+
+    async def _over_rate(self) -> None:
+        """Close with 1008 and raise the departure the view sees (while still open)."""
+        if self.lifecycle.limit_exceeded(RATE_CLOSE_CODE, RATE_REASON):
+            await self._transport.close(RATE_CLOSE_CODE, RATE_REASON)
+            raise self.lifecycle.input_drained()
 
     # -- sending ---------------------------------------------------------------------
 
@@ -302,7 +190,11 @@ class WebSocket(RequestView):
             prepared = message.prepare(self._encode)
         except Exception:
             return False
-        return self._transport.send_now([prepared])
+        if not self._transport.send_now([prepared]):
+            return False
+        if self._counters is not None:
+            self._counters.count_sent((prepared,))
+        return True
 
     async def send_text(self, data: str) -> None:
         """Send a text message."""
@@ -366,16 +258,16 @@ class WebSocket(RequestView):
         await trio.lowlevel.checkpoint_if_cancelled()
         transport = self._transport
         if transport.send_now(batch):
+            if self._counters is not None:
+                self._counters.count_sent(batch)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         try:
             await transport.send(batch)
         except ClientGone as gone:
             self._gone(gone)
-
-    def _gone(self, gone: ClientGone) -> NoReturn:
-        self.lifecycle.client_left(gone.code, gone.reason)
-        raise self.lifecycle.disconnect_error() from None
+        if self._counters is not None:
+            self._counters.count_sent(batch)
 
     # -- iteration -------------------------------------------------------------------
 
