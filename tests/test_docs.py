@@ -60,6 +60,7 @@ TESTED_SNIPPETS = {
     "client",
     "client_closures",
     "concurrency",
+    "drain",
     "echo",
     "embedded",
     "errors",
@@ -269,6 +270,13 @@ async def test_embedded_serve(capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(10):
         await module.main()
     assert capsys.readouterr().out == "You said: ping\n"
+
+
+async def test_drain(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load("drain")
+    with trio.fail_after(10):
+        await module.main()
+    assert capsys.readouterr().out == "welcome\nclosed with 1012 service restart\n"
 
 
 def test_cli_help_lists_run() -> None:

@@ -340,7 +340,7 @@ class App:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        self.websockets.closing = None
+        self.websockets.started()
         # Replies go out after the nursery block: closing the stack cancels the
         # nursery, and nothing can be awaited inside a cancelled scope.
         reply: Message = {"type": "lifespan.shutdown.complete"}
@@ -404,6 +404,13 @@ class App:
         accepted are refused with 503, and new ones from now on.  Returns when
         every view has finished, or after ``timeout`` seconds."""
         await self.websockets.close_all(timeout)
+
+    async def drain(self, seconds: float = 10.0, timeout: float = 5.0) -> None:
+        """Drain for a restart: new handshakes get 503 (``Retry-After: 1``), open
+        WebSockets 1012 in jittered batches over ``seconds`` (views cancelled), then
+        wait up to ``timeout`` for the views; cancel ``serve()`` next.  A server with
+        ``reuse_port=True`` also stops accepting (docs/deployment.md, Draining)."""
+        await self.websockets.drain(seconds, timeout)
 
 
 def _describe(exc: BaseException) -> str:

@@ -20,7 +20,9 @@ from ._asyncapi import document_json
 from ._reload import run_with_reload
 from ._server import serve
 from ._serving._shutdown import FORCE, OVERRUNS
+from ._supervisor import supervise
 from ._target import module_name as _module_name
+from ._worker import WorkerOf, announce, die_with_parent, drain_on_sighup
 
 __all__ = ["load_app", "main"]
 
@@ -87,15 +89,15 @@ async def _run(app: App, target: str, args: argparse.Namespace) -> int:
                         certfile=args.certfile,
                         keyfile=args.keyfile,
                         backlog=args.backlog,
+                        reuse_port=args.worker_of is not None,
                         task_status=task_status,
                     )
                 nursery.cancel_scope.cancel()  # served: stop listening for signals
 
+            drain = (app, serving, args.drain_seconds, args.shutdown_timeout)
+            await nursery.start(drain_on_sighup, *drain)
             port = await nursery.start(run_server)
-            print(
-                f"triows: serving {target} on {scheme}://{args.host}:{port} (Ctrl+C to stop)",
-                flush=True,
-            )
+            announce(target, f"{scheme}://{args.host}:{port}", args.worker_of)
             # Cancelled as soon as serve() returns: past the bound, it overran.
             await _shut_down_on_signals(signals, serving, force, _bound(args))
             _exit_overrun(len(overruns) or len(app.websockets.live), forced=force.is_set())
@@ -217,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="development: restart when a .py file under the current directory changes "
         "(needs the extra triows[reload])",
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="serve with N worker processes on one port under a supervisor (Linux)",
+    )
+    run.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=10.0,
+        help="on SIGHUP, close clients with 1012 spread over this many seconds (default 10)",
+    )
+    run.add_argument("--worker-of", type=WorkerOf.parse, help=argparse.SUPPRESS)
     asyncapi = commands.add_parser("asyncapi", help="print module:app's AsyncAPI document")
     asyncapi.add_argument("target", help="the App to describe, as module:attribute")
     asyncapi.add_argument("--title", help="the API's title (default: the App's title)")
@@ -241,11 +256,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--backlog must be at least 1")
     if args.ping_interval < 0 or args.ping_timeout <= 0:
         parser.error("--ping-interval must be >= 0 and --ping-timeout > 0")
+    if (args.workers is not None and args.workers < 1) or args.drain_seconds < 0:
+        parser.error("--workers must be at least 1 and --drain-seconds >= 0")
+    if args.reload and args.workers is not None:
+        parser.error("--reload and --workers do not go together (--reload is for development)")
+    if args.worker_of is not None:
+        die_with_parent(args.worker_of.supervisor)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.reload:
         given = sys.argv[1:] if argv is None else argv
         raise SystemExit(run_with_reload(given, stop_timeout=_bound(args) + 2))
     app = load_app(args.target)
+    if args.workers is not None and args.worker_of is None:
+        raise SystemExit(supervise(args, sys.argv[1:] if argv is None else argv, _bound(args)))
     try:
         status = trio.run(_run, app, args.target, args)
     except (OSError, BaseExceptionGroup) as exc:

@@ -18,6 +18,7 @@ import trio
 
 from ._asgi import serve_asgi_websocket
 from ._connection._options import WebSocketOptions
+from ._connection._state import Ending
 from ._connection._transport import HandshakeRequest, Transport
 from ._connection._websocket import WebSocket
 from ._http import Request
@@ -26,7 +27,8 @@ from ._metrics._counters import UNMATCHED, Counters, RouteCounters
 from ._providers import ProviderRegistry
 from ._routing import ParameterError, Pattern, ViewSignature
 from ._runner import refuse, run_view
-from ._serving._logs import ClientWarnings, client_address
+from ._serving._drain import RETRY_AFTER, close_in_batches
+from ._serving._logs import ClientWarnings, client_address, logger
 from ._sessions import SessionConfig
 from ._types import ASGIApp, Scope
 
@@ -130,8 +132,12 @@ class WebSocketEndpoints:
     sessions: SessionConfig | None = None
     routes: list[WebSocketRoute] = attrs.field(factory=list)
     live: set[WebSocket] = attrs.field(factory=set)
-    #: Set once the graceful shutdown starts; fired when the last view ends.
+    #: Set once the graceful shutdown (or a drain) starts; fired when the last view ends.
     closing: trio.Event | None = None
+    #: Whether a drain is under way (new handshakes: 503 with Retry-After).
+    draining: bool = False
+    #: Called once when a drain starts: servers stop accepting where others listen.
+    on_drain: list[Callable[[], None]] = attrs.field(factory=list)
     #: Client-caused warnings, rate limited.
     warnings: ClientWarnings = attrs.field(factory=ClientWarnings)
     #: Metrics counters (``App(metrics=True)``) and connection limits, else None.
@@ -236,7 +242,11 @@ class WebSocketEndpoints:
     ) -> BaseException | None:
         ws = WebSocket(transport, route.options, route.counters)
         if self.closing is not None:
-            await refuse(ws, 503, {"detail": "server shutting down"})
+            if self.draining:
+                retry = (("retry-after", str(RETRY_AFTER)),)
+                await refuse(ws, 503, {"detail": "server restarting"}, retry)
+            else:
+                await refuse(ws, 503, {"detail": "server shutting down"})
             return None
         signature = route.signature
         kwargs = _NO_ARGUMENTS
@@ -292,6 +302,32 @@ class WebSocketEndpoints:
         )
         await refuse(ws, status, {"detail": detail})
 
+    def started(self) -> None:
+        """The App (re)starts: it serves new handshakes again."""
+        self.closing = None
+        self.draining = False
+
+    async def drain(self, seconds: float, timeout: float) -> None:
+        """Refuse new handshakes (503) and close every view with 1012 in jittered
+        batches over ``seconds`` (``triows._serving._drain``); then wait up to
+        ``timeout`` seconds for the views to end.  Cancellation stops the batches."""
+        if self.closing is None:
+            self.closing = trio.Event()
+        if self.draining:
+            raise RuntimeError(
+                "drain() called while a drain is under way: await the first one instead"
+            )
+        self.draining = True
+        for callback in list(self.on_drain):
+            callback()
+        logger.info(
+            "draining: %d WebSocket(s) to close with 1012 over %.1f s", len(self.live), seconds
+        )
+        await close_in_batches(self.live, seconds, _restart)
+        if self.live:
+            with trio.move_on_after(timeout):
+                await self.closing.wait()
+
     async def close_all(self, timeout: float) -> None:
         """Cancel every view for the shutdown (their close is 1001); wait up to ``timeout``."""
         if self.closing is None:
@@ -302,6 +338,10 @@ class WebSocketEndpoints:
             ws.lifecycle.shutdown()
         with trio.move_on_after(timeout):
             await self.closing.wait()
+
+
+def _restart(ws: WebSocket) -> None:
+    ws.lifecycle.shutdown(Ending.RESTART)
 
 
 def _index_routes(routes: list[WebSocketRoute]) -> dict[str, _IndexEntry]:

@@ -10,8 +10,8 @@ view does:
   while nobody receives, and at shutdown;
 * after the view: providers are torn down (even on error), then the
   lifecycle's :class:`~triows._connection._state.Outcome` is applied: the close
-  frame (1000 after a normal return, 1001 at shutdown, 1011 after a crash, a
-  ClientError's own code) or, before accept, the refusal (403, 503, 500); one
+  frame (1000 after a normal return, 1001 at shutdown, 1012 when draining, 1011
+  after a crash, a ClientError's own code) or, before accept, the refusal (403, 503, 500); one
   WARNING for what a client caused.
 
 :func:`run_view` returns, rather than raises, the view's crash, for the server
@@ -38,10 +38,17 @@ __all__ = ["refuse", "run_view"]
 Resolver = Callable[[AsyncExitStack], Awaitable[dict[str, Any]]]
 
 
-async def refuse(ws: WebSocket, status_code: int, payload: dict[str, Any]) -> None:
-    """Refuse the handshake with an HTTP status and a JSON body."""
+async def refuse(
+    ws: WebSocket,
+    status_code: int,
+    payload: dict[str, Any],
+    headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Refuse the handshake with an HTTP status, a JSON body and extra ``headers``."""
     body = json.dumps(payload).encode()
-    await ws.reject(status_code, headers=[("content-type", "application/json")], body=body)
+    await ws.reject(
+        status_code, headers=[("content-type", "application/json"), *headers], body=body
+    )
 
 
 async def run_view(

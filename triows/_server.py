@@ -32,6 +32,7 @@ async def serve(
     keyfile: str | None = None,
     backlog: int = 1024,
     gc_freeze: bool = True,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
 ) -> None:
@@ -76,6 +77,11 @@ async def serve(
     ``serve()`` returns.  Frozen objects are still freed by reference counting;
     only a reference cycle among them outlives its last use.  (``gc.unfreeze()``
     thaws the whole heap: a program that freezes it itself passes False.)
+
+    ``reuse_port``: listen with ``SO_REUSEPORT``, so that several processes
+    serve one port (``triows run --workers N``); then a drain
+    (:meth:`App.drain`) also stops accepting connections, which the kernel
+    gives to the other processes.
     """
     freezer = _HeapFreezer(task_status) if gc_freeze else None
     if freezer is not None:
@@ -95,6 +101,7 @@ async def serve(
             "handshake_timeout": handshake_timeout,
             "access_log": access_log,
             "backlog": backlog,
+            "reuse_port": reuse_port,
             "task_status": task_status,
         }
         if backend == "native":

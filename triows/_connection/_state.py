@@ -81,6 +81,8 @@ class Ending(enum.Enum):
     SHUTDOWN = "shutdown"
     #: Cancelled at the deadline set by ``ws.expire_at``.
     EXPIRED = "credentials expired"
+    #: Cancelled by a drain (a restart): the client is told to reconnect (1012).
+    RESTART = "restart"
 
 
 CONNECTING: Final = ConnectionState.CONNECTING
@@ -329,10 +331,11 @@ class Lifecycle:
             return (1006 if self.client_code is None else self.client_code), "client"
         return None
 
-    def shutdown(self) -> None:
-        """The server is shutting down: cancel the view (once)."""
+    def shutdown(self, ending: Ending = Ending.SHUTDOWN) -> None:
+        """The server is shutting down (or, with ``Ending.RESTART``, draining for a
+        restart): cancel the view (once)."""
         if self.view_scope is not None and self.ending is None:
-            self.ending = Ending.SHUTDOWN
+            self.ending = ending
             self.view_scope.cancel()
 
     # -- the end -----------------------------------------------------------------
@@ -351,6 +354,8 @@ class Lifecycle:
         if ending is Ending.EXPIRED:
             outcome = self._closing(EXPIRED_CLOSE_CODE, EXPIRED_REASON, 403, EXPIRED_REASON)
             return attrs.evolve(outcome, log="limit", detail=EXPIRED_REASON)
+        if ending is Ending.RESTART:
+            return self._closing(1012, "service restart", 503, "server restarting")
         if error is None:
             return self._closing(1000, "", 403, "")
         return self._error_outcome(error)

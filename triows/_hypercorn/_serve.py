@@ -20,6 +20,7 @@ from hypercorn.typing import ASGIFramework, ConnectionState, LifespanState
 
 from .._app import App
 from .._serving._keepalive import Keepalive
+from .._serving._listen import accept_until_cancelled, reuse_port_sockets
 from .._serving._logs import ACCESS_LOG_FORMAT
 from ._tcp import Connections, TriowsTCPServer
 
@@ -45,6 +46,7 @@ async def serve_hypercorn(
     handshake_timeout: float,
     access_log: bool,
     backlog: int,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     **hypercorn_options: Any,
 ) -> None:
@@ -64,6 +66,9 @@ async def serve_hypercorn(
     closes the sockets of those left (a write blocked on a client that stopped
     reading then fails) and cancels them; the App's lifespan shutdown gets the
     rest of ``2 * shutdown_timeout + 1`` seconds from the end of the first step.
+
+    ``reuse_port``: listen with ``SO_REUSEPORT`` (sockets bound by triows, given
+    to hypercorn as ``fd://`` binds); a drain (``App.drain()``) stops accepting.
     """
     found = version("hypercorn")
     if not found.startswith(TESTED_SERIES):
@@ -83,8 +88,10 @@ async def serve_hypercorn(
         backlog=backlog,
         options=hypercorn_options,
     )
+    if reuse_port:
+        config.bind = [f"fd://{sock.detach()}" for sock in reuse_port_sockets(host, port)]
     keepalive = None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
-    worker = _Worker(app, config, keepalive, shutdown_timeout)
+    worker = _Worker(app, config, keepalive, shutdown_timeout, reuse_port)
     async with trio.open_nursery() as nursery:
         bound_port: int = await nursery.start(worker.run)
         try:
@@ -141,6 +148,9 @@ class _Worker:
     config: Config
     keepalive: Keepalive | None
     shutdown_timeout: float
+    reuse_port: bool = False
+    #: Around the accept loop: cancelled to stop accepting (a drain, with reuse_port).
+    accepting: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     connections: Connections = attrs.field(factory=Connections)
     context: WorkerContext = attrs.field(factory=lambda: WorkerContext(None))
     stopping: trio.Event = attrs.field(factory=trio.Event)
@@ -183,15 +193,19 @@ class _Worker:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(
-                    functools.partial(
-                        trio.serve_listeners, handler, listeners, handler_nursery=connections
-                    )
+                    accept_until_cancelled, handler, listeners, connections, self.accepting
                 )
+                if self.reuse_port:
+                    self.app.websockets.on_drain.append(self.accepting.cancel)
                 if self.keepalive is not None:
                     # One task pings every WebSocket, as on the native server.
                     accepting.start_soon(self.keepalive.run, connections)
                 task_status.started(port)
-                await self.stopping.wait()
+                try:
+                    await self.stopping.wait()
+                finally:
+                    if self.accepting.cancel in self.app.websockets.on_drain:
+                        self.app.websockets.on_drain.remove(self.accepting.cancel)
                 accepting.cancel_scope.cancel()  # and the listeners close
             # No new request on a kept-alive connection; idle ones close now.
             await self.context.terminated.set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ssl
-from functools import partial
 from typing import Any, cast
 from urllib.parse import unquote
 
@@ -14,6 +13,7 @@ from .._app import App
 from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
 from .._serving._keepalive import Keepalive
+from .._serving._listen import accept_until_cancelled, open_listeners
 from .._serving._logs import access_line, client_address, logger
 from .._serving._shutdown import FORCE, UNWIND, Shutdown
 from .._types import Scope
@@ -42,8 +42,13 @@ class _NativeServer:
         access_log: bool,
         ssl_context: ssl.SSLContext | None = None,
         body_timeout: float = BODY_TIMEOUT,
+        reuse_port: bool = False,
     ) -> None:
         self.app = app
+        #: Listen with SO_REUSEPORT, next to other processes; a drain stops accepting.
+        self.reuse_port = reuse_port
+        #: Around the accept loop: cancelled to stop accepting.
+        self.accepting = trio.CancelScope()
         #: TLS, when serving https/wss.
         self.ssl_context = ssl_context
         self.host = host
@@ -236,7 +241,7 @@ class _NativeServer:
         async with trio.open_nursery() as lifespan_nursery:
             try:
                 await lifespan.startup(lifespan_nursery)
-                listeners = await trio.open_tcp_listeners(port, host=self.host, backlog=backlog)
+                listeners = await open_listeners(self.host, port, backlog, self.reuse_port)
                 self.port = listeners[0].socket.getsockname()[1]
                 await self._serve(listeners, stop, shutdown, task_status)
             finally:
@@ -253,6 +258,11 @@ class _NativeServer:
                             logger.exception("the App's shutdown failed")
                 lifespan_nursery.cancel_scope.cancel()
 
+    def _stop_accepting(self) -> None:
+        """A drain began: the other processes on this port take the new connections."""
+        logger.info("draining: stopped accepting connections on port %d", self.port)
+        self.accepting.cancel()
+
     async def _serve(
         self,
         listeners: list[trio.SocketListener],
@@ -268,8 +278,12 @@ class _NativeServer:
                     async with trio.open_nursery() as services:
                         if self.ping_interval is not None:
                             services.start_soon(self._keepalive, connections, self.ping_interval)
-                        serve = partial(trio.serve_listeners, handler_nursery=connections)
-                        services.start_soon(serve, self.handle, listeners)
+                        accept = accept_until_cancelled
+                        services.start_soon(
+                            accept, self.handle, listeners, connections, self.accepting
+                        )
+                        if self.reuse_port:
+                            self.app.websockets.on_drain.append(self._stop_accepting)
                         task_status.started(self.port)
                         await stop.wait()
                         # Close every WebSocket with 1001 (new ones get 503 meanwhile),
@@ -283,6 +297,8 @@ class _NativeServer:
                     for waiting in list(self._waiting_http):
                         waiting.cancel()
                 finally:
+                    if self._stop_accepting in self.app.websockets.on_drain:
+                        self.app.websockets.on_drain.remove(self._stop_accepting)
                     # What is still open is cancelled, then closed from the outside.
                     shutdown.begin()
                     reaping.start_soon(reap, self.open, shutdown, connections, self.app.websockets)
@@ -312,6 +328,7 @@ async def serve_native(
     keyfile: str | None = None,
     backlog: int = 1024,
     body_timeout: float = BODY_TIMEOUT,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on trio sockets until cancelled (``triows.serve(backend="native")``).
@@ -327,7 +344,9 @@ async def serve_native(
 
     With ``certfile`` (and ``keyfile``, unless the key is in ``certfile``) every
     connection is TLS (https/wss).  ``backlog`` is the listening socket's accept
-    queue.
+    queue.  With ``reuse_port`` the server listens with ``SO_REUSEPORT``, next to
+    other processes on the same port, and stops accepting when the App drains
+    (``App.drain()``): the others take the new connections.
 
     Every request head, a handshake's too, follows the HTTP rules of ``_http``
     (at most ``MAX_HEAD_SIZE`` bytes, CRLF line ends, one Host header).  A
@@ -353,6 +372,7 @@ async def serve_native(
         access_log=access_log,
         ssl_context=None if certfile is None else server_context(certfile, keyfile),
         body_timeout=body_timeout,
+        reuse_port=reuse_port,
     )
     stop = trio.Event()
     shutdown = Shutdown(shutdown_timeout)
