@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
 TIMEOUT = 10.0
 SERVING = re.compile(r"^triows: serving (\S+) on http://127\.0\.0\.1:(\d+) \(Ctrl\+C to stop\)$")
-WORKER = re.compile(r"^triows: worker (\d+) serving ")
+#: Anywhere in a line: the workers' output is interleaved with the supervisor's.
+WORKER = re.compile(r"triows: worker (\d+) serving ")
 
 
 @attrs.define(eq=False)
@@ -80,9 +81,7 @@ class Supervised:
                 raw, buffer = buffer.split(b"\n", 1)
                 line = raw.decode(errors="replace").rstrip("\r")
                 self.lines.append(line)
-                worker = WORKER.match(line)
-                if worker:
-                    self.workers.append(int(worker.group(1)))
+                self.workers.extend(int(pid) for pid in WORKER.findall(line))
                 serving = SERVING.match(line)
                 if serving:
                     self.port = int(serving.group(2))

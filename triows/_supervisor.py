@@ -159,12 +159,9 @@ class Supervisor:
                     worker.signal(signal.SIGTERM)
         if not self.stopping:
             host = f"[{self.host}]" if ":" in self.host else self.host
-            print(f"triows: serving {target} on {scheme}://{host}:{self.port} (Ctrl+C to stop)")
+            _say(f"triows: serving {target} on {scheme}://{host}:{self.port} (Ctrl+C to stop)")
             pids = ", ".join(str(slot.worker.pid) for slot in self.slots if slot.worker)
-            print(
-                f"triows: {self.count} workers (pids {pids}); SIGHUP restarts them one by one",
-                flush=True,
-            )
+            _say(f"triows: {self.count} workers (pids {pids}); SIGHUP restarts them one by one")
             for slot in self.slots:
                 self._nursery.start_soon(self._keep, slot)
             self._nursery.start_soon(self._roll_on_request)
@@ -299,7 +296,7 @@ class Supervisor:
                 old.signal(signal.SIGKILL)
                 await old.exited.wait()
         if not self.stopping:
-            print(f"triows: rolling restart done ({self.count} workers)", flush=True)
+            _say(f"triows: rolling restart done ({self.count} workers)")
 
     # -- signals and the end ----------------------------------------------------------
 
@@ -308,15 +305,15 @@ class Supervisor:
             name = signal.Signals(signum).name
             if signum == signal.SIGHUP:
                 if not self.stopping:
-                    print(f"triows: SIGHUP, restarting the {self.count} workers one by one")
+                    _say(f"triows: SIGHUP, restarting the {self.count} workers one by one")
                     self.roll_requested.set()
                 continue
             if self.stopping:
-                print(f"triows: {name} again, forcing the workers' shutdown", flush=True)
+                _say(f"triows: {name} again, forcing the workers' shutdown")
                 for worker in list(self.alive):
                     worker.signal(signum)
                 continue
-            print(f"triows: {name}, stopping the workers ({name} again to force)", flush=True)
+            _say(f"triows: {name}, stopping the workers ({name} again to force)")
             await self._stop(signum)
 
     async def _stop(self, signum: int) -> None:
@@ -349,6 +346,12 @@ def _clean_exit(worker: Worker | None, stop_signal: int) -> bool:
         return True
     status = worker.process.returncode
     return status == 0 or status == -stop_signal
+
+
+def _say(line: str) -> None:
+    """Print ``line`` in one write: the workers share this output."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def supervise(args: argparse.Namespace, argv: Sequence[str], shutdown_bound: float) -> int:

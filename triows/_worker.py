@@ -73,7 +73,10 @@ def announce(target: str, url: str, worker: WorkerOf | None) -> None:
     if worker is None:
         print(f"triows: serving {target} on {url} (Ctrl+C to stop)", flush=True)
         return
-    print(f"triows: worker {os.getpid()} serving {target} on {url}", flush=True)
+    # One write: the workers share the supervisor's output, and print() writes the
+    # line and its end separately, which could glue two workers' lines together.
+    sys.stdout.write(f"triows: worker {os.getpid()} serving {target} on {url}\n")
+    sys.stdout.flush()
     try:
         os.write(worker.ready_fd, b"ready\n")
     finally:
