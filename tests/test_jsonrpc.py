@@ -584,3 +584,25 @@ async def test_pydantic_models_as_params_and_results() -> None:
     schema, components = rpc.methods["older"].params_schema()
     assert schema["properties"]["user"] == {"$ref": "#/components/schemas/User"}
     assert components["User"]["required"] == ["name", "age"]
+
+
+async def test_a_failing_provider_refuses_the_handshake_with_500() -> None:
+    from triows.testing import HandshakeRejected
+
+    rpc = JSONRPC()
+
+    @rpc.method
+    async def whoami(user: str) -> str:
+        return user
+
+    app = triows.App()
+
+    @app.provider
+    async def user() -> str:
+        raise RuntimeError("the user store is down")
+
+    app.jsonrpc_route("/rpc", rpc)
+    with pytest.raises(HandshakeRejected) as refused:
+        async with TestClient(app).websocket_connect("/rpc"):
+            pass  # pragma: no cover
+    assert refused.value.status == 500

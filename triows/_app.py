@@ -195,7 +195,8 @@ class App:
         """
         names = Pattern.compile(pattern).names
         view = jsonrpc_view(rpc, self.providers, names, max_concurrent, options)
-        self.websocket_route(pattern, **options)(view)
+        # The view accepts itself, once the providers its methods take exist.
+        self.websocket_route(pattern, auto_accept=False, **options)(view)
 
     def route(self, pattern: str, *, methods: Sequence[str] = ("GET",)) -> Callable[[F], F]:
         """Register an HTTP view: ``async def view(request, ...)`` returning

@@ -98,23 +98,26 @@ def jsonrpc_view(
         async with AsyncExitStack() as stack:
             values: dict[str, Any] = dict(route_values)
             if plans.providers:
+                # Before accepting, as for views: a failing provider refuses with 500.
                 values.update(await registry.resolve(plans.providers, stack, ws))
-            async with trio.open_nursery() as nursery:
-                connection = RPCConnection(ws, nursery)
-                values[CONNECTION] = connection
-                for hook in plans.hooks:
-                    await hook.method.function(**{n: values[n] for n in hook.injected})
-                try:
-                    await Session(connection, current, values, max_concurrent).read()
-                except (WebSocketDisconnect, BadMessage) as exc:
-                    # The client left, or sent a binary frame (1003): end every call.
-                    error = exc
-                nursery.cancel_scope.cancel()
-        if error is not None:
-            try:
-                raise error
-            finally:
-                error = None
+            # Accepts; a departure with one of the route's caught codes ends quietly.
+            async with ws:
+                async with trio.open_nursery() as nursery:
+                    connection = RPCConnection(ws, nursery)
+                    values[CONNECTION] = connection
+                    for hook in plans.hooks:
+                        await hook.method.function(**{n: values[n] for n in hook.injected})
+                    try:
+                        await Session(connection, current, values, max_concurrent).read()
+                    except (WebSocketDisconnect, BadMessage) as exc:
+                        # The client left, or sent a binary frame (1003): end every call.
+                        error = exc
+                    nursery.cancel_scope.cancel()
+                if error is not None:
+                    try:
+                        raise error
+                    finally:
+                        error = None
 
     _routes[jsonrpc] = JSONRPCRoute(rpc, max_concurrent)
     return jsonrpc
