@@ -147,5 +147,41 @@ def every_route_app() -> triows.App:
     async def count(ws: triows.WebSocket) -> None:
         pass
 
+    app.jsonrpc_route("/rpc/{tenant}", rpc_methods())
     app.mount("/mounted", triows.App())
     return app
+
+
+def rpc_methods() -> triows.JSONRPC:
+    """Methods with typed, defaulted, positional and injected parameters, typed and
+    unannotated results, a time limit, a dotted name."""
+    rpc = triows.JSONRPC()
+
+    @rpc.method
+    async def add(a: int, b: int = 0) -> int:
+        """Add two integers."""
+        return a + b
+
+    @rpc.method("geo.move", timeout=5.0)
+    async def move(
+        point: Point,
+        by: Point,
+        tenant: str,
+        settings: dict[str, int],
+        connection: triows.RPCConnection,
+    ) -> Point:
+        return {"x": point["x"] + by["x"], "y": point["y"] + by["y"]}
+
+    @rpc.method
+    async def join(message: Join) -> list[Said]:
+        return []
+
+    @rpc.method
+    async def ping():  # type: ignore[no-untyped-def]
+        return "pong"
+
+    @rpc.method
+    async def forget(key: str) -> None:
+        pass
+
+    return rpc

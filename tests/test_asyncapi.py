@@ -77,15 +77,17 @@ def test_every_websocket_route_is_a_channel_and_nothing_else() -> None:
         "readings": "/readings",
         "map_points": "/map",
         "count": "/count",
+        "rpc_tenant": "/rpc/{tenant}",
     }
     assert (
         document["channels"]["text"]["description"]
         == "Echo text.\n\nEvery text message comes back."
     )
-    assert sorted(document["operations"]) == sorted(
-        f"{cid}.{action}" for cid in addresses for action in ("receive", "send")
+    plain = {name: op for name, op in document["operations"].items() if "rpc" not in name}
+    assert sorted(plain) == sorted(
+        f"{cid}.{action}" for cid in addresses if "rpc" not in cid for action in ("receive", "send")
     )
-    for name, operation in document["operations"].items():
+    for name, operation in plain.items():
         channel_id = name.rpartition(".")[0]
         assert operation["action"] == name.rpartition(".")[2]
         assert operation["channel"] == {"$ref": f"#/channels/{channel_id}"}
@@ -341,3 +343,78 @@ def test_defaults_that_are_not_json_values_are_left_out() -> None:
         "since": {"type": "string", "format": "uuid"},
     }
     json.dumps(app.asyncapi(), allow_nan=False)  # strict JSON throughout
+
+
+# -- JSON-RPC routes ----------------------------------------------------------------------
+
+
+def test_jsonrpc_route_is_one_channel_with_an_operation_per_method() -> None:
+    document = every_route_app().asyncapi()
+    channel = document["channels"]["rpc_tenant"]
+    assert channel["address"] == "/rpc/{tenant}"
+    assert list(channel["parameters"]) == ["tenant"]
+    assert "bindings" not in channel  # a JSON-RPC route takes no query parameters
+    assert "batch" in channel["description"] and "$/cancelRequest" in channel["description"]
+    operations = {
+        name.partition(".")[2]: operation
+        for name, operation in document["operations"].items()
+        if name.startswith("rpc_tenant.")
+    }
+    assert list(operations) == [
+        "add",
+        "geo.move",
+        "join",
+        "ping",
+        "forget",
+        "cancelRequest",
+        "notifications",
+    ]
+    add = operations["add"]
+    assert add["action"] == "receive"
+    assert add["description"].startswith("Add two integers.\n\nErrors triows may answer with:")
+    [request] = messages_of(document, "rpc_tenant.add")
+    reply = [resolve(document, ref["$ref"]) for ref in add["reply"]["messages"]]
+    assert add["reply"]["channel"] == {"$ref": "#/channels/rpc_tenant"}
+    assert [m["name"] for m in [request, *reply]] == ["add.request", "add.result", "error"]
+    assert request["payload"]["properties"]["method"] == {"const": "add"}
+    assert reply[0]["payload"]["properties"]["result"] == {"type": "integer"}
+    error = reply[1]["payload"]["properties"]["error"]
+    assert error["required"] == ["code", "message"]
+    for code in (-32700, -32600, -32601, -32602, -32603, -32800, -32001):
+        assert str(code) in reply[1]["description"]
+    assert operations["cancelRequest"]["action"] == "receive"
+    [notification] = messages_of(document, "rpc_tenant.notifications")
+    assert operations["notifications"]["action"] == "send"
+    assert notification["payload"]["required"] == ["jsonrpc", "method"]
+
+
+def test_jsonrpc_params_by_name_and_by_position() -> None:
+    document = every_route_app().asyncapi()
+    messages = document["channels"]["rpc_tenant"]["messages"]
+    add = messages["add.request"]["payload"]
+    assert add["required"] == ["jsonrpc", "method", "params"]
+    by_name, by_position = add["properties"]["params"]["oneOf"]
+    assert by_name == {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    assert by_position["items"] == [{"type": "integer"}, {"type": "integer"}]
+    assert (by_position["minItems"], by_position["maxItems"]) == (1, 2)
+    # Injected parameters (route value, provider, connection) are not params.
+    move = messages["geo.move.request"]["payload"]["properties"]["params"]["oneOf"][0]
+    assert list(move["properties"]) == ["point", "by"]
+    assert move["properties"]["point"] == {"$ref": "#/components/schemas/Point"}
+    move_description = document["operations"]["rpc_tenant.geo.move"]["description"]
+    assert (
+        "-32001 'request timed out'" in move_description and "Time limit: 5 s." in move_description
+    )
+    assert "-32001" not in document["operations"]["rpc_tenant.add"]["description"]
+    # No params at all: params may be left out, or be {} or [].
+    ping = messages["ping.request"]["payload"]
+    assert ping["required"] == ["jsonrpc", "method"]
+    assert ping["properties"]["params"]["oneOf"][1] == {"type": "array", "maxItems": 0}
+    assert messages["ping.result"]["payload"]["properties"]["result"] == {}
+    join = messages["join.result"]["payload"]["properties"]["result"]
+    assert join == {"type": "array", "items": {"$ref": "#/components/schemas/Said"}}

@@ -470,6 +470,12 @@ async def test_asyncapi_page(tmp_path: Path) -> None:
         "history": {"type": "integer", "default": 20}
     }
     assert sorted(channel["messages"]) == ["Join", "Said", "Say"]
+    rename = document["channels"]["rpc"]["messages"]["rename.request"]["payload"]
+    assert list(rename["properties"]["params"]["oneOf"][0]["properties"]) == ["old", "new"]
+    assert document["operations"]["rpc.rename"]["reply"]["messages"] == [
+        {"$ref": "#/channels/rpc/messages/rename.result"},
+        {"$ref": "#/channels/rpc/messages/error"},
+    ]
     [result] = (await trio.to_thread.run_sync(parse_documents, {"page": served})).values()
     assert result.parsed and not result.problems, result.problems
     # The TypeScript script, run on the document: the page shows part of its output.
@@ -477,8 +483,11 @@ async def test_asyncapi_page(tmp_path: Path) -> None:
     script = SNIPPETS / "asyncapi_types.mjs"
     types = await trio.to_thread.run_sync(run_script, script, str(tmp_path / "asyncapi.json"))
     text = (DOCS / "guide" / "asyncapi.md").read_text()
-    [shown] = re.findall(r"```ts\n(.*?)```", text, re.S)
-    assert shown in types
+    shown = re.findall(r"```ts\n(.*?)```", text, re.S)
+    assert len(shown) == 2
+    for block in shown:
+        assert block in types
+    assert "export type ChatRoom = Join | Say;" in types
     assert "export interface Said {\n  type: AnonymousSchema_6;\n  name: string;\n" in types
 
 

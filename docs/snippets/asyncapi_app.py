@@ -1,4 +1,4 @@
-"""A typed chat API that serves its AsyncAPI document, and a page that renders it."""
+"""A typed chat API and a JSON-RPC method, with the AsyncAPI document and a page to read it."""
 
 from __future__ import annotations
 
@@ -39,6 +39,17 @@ async def chat_room(ws: triows.WebSocket, room: str, history: int = 20) -> None:
         else:
             await ws.send(Said(name=name, text=message.text))
 
+
+rpc = triows.JSONRPC()
+
+
+@rpc.method
+async def rename(old: str, new: str) -> bool:
+    """Rename a room; false if the new name is taken."""
+    return new != "lobby"
+
+
+app.jsonrpc_route("/rpc", rpc)
 
 API_PAGE = """<!doctype html>
 <html>
