@@ -200,3 +200,15 @@ def test_the_install_instructions_install_from_a_checkout() -> None:
     ]
     assert wrong == []
     assert "pip install -e" in (ROOT / "docs" / "getting-started.md").read_text()
+
+
+def test_every_extra_an_error_message_names_exists() -> None:
+    # An ImportError that says "pip install 'triows[x]'" must name a real extra.
+    extras = set(PYPROJECT["project"]["optional-dependencies"])
+    named = {
+        (source.relative_to(ROOT).as_posix(), extra)
+        for source in (ROOT / "triows").rglob("*.py")
+        for extra in re.findall(r"triows\[(\w+)\]", source.read_text())
+    }
+    assert {extra for _, extra in named} >= {"redis", "reload"}
+    assert [(path, extra) for path, extra in sorted(named) if extra not in extras] == []
