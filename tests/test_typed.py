@@ -222,6 +222,12 @@ def test_unsupported_types_are_refused_at_decoration(argument: str, bad: Any, na
     assert named in str(refused.value)
 
 
+@pytest.mark.parametrize(("bad", "name"), [(str, "text"), (bytes, "bytes")])
+def test_str_and_bytes_point_to_the_message_type_names(bad: type, name: str) -> None:
+    with pytest.raises(TypeError, match=f"pass receive_type='{name}'"):
+        triows.App().websocket_route("/x", receive_type=bad)
+
+
 def test_duplicate_tags_are_refused() -> None:
     @dataclasses.dataclass
     class OtherJoin:

@@ -53,6 +53,13 @@ def check_message_spec(spec: object, argument: str) -> object:
     """
     if isinstance(spec, str):
         return check_message_type(spec, argument)
+    if spec in (str, bytes):
+        # A type means "JSON of that type": str would want '"hello"', not 'hello'.
+        name = "text" if spec is str else "bytes"
+        raise TypeError(
+            f"{argument}={spec.__name__} would read JSON strings; for plain "
+            f"{name} messages pass {argument}={name!r}"
+        )
     try:
         codec_for(spec)
     except TypeError as exc:
