@@ -606,3 +606,19 @@ async def test_a_failing_provider_refuses_the_handshake_with_500() -> None:
         async with TestClient(app).websocket_connect("/rpc"):
             pass  # pragma: no cover
     assert refused.value.status == 500
+
+
+async def test_route_options_apply_to_jsonrpc_routes() -> None:
+    rpc = JSONRPC()
+
+    @rpc.method
+    async def ping() -> str:
+        return "pong"
+
+    app = triows.App()
+    app.jsonrpc_route("/rpc", rpc, max_messages_per_second=0.001, max_burst=2)
+    async with TestClient(app).websocket_connect("/rpc") as ws:
+        for id in range(2):
+            assert (await call(ws, request("ping", id=id)))["result"] == "pong"
+        await ws.send_json(request("ping", id=3))  # past the burst: the rate limit's close
+        assert await ws.wait_closed() == 1008

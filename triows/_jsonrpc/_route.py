@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from .._connection._websocket import WebSocket
-from .._exceptions import BadMessage, WebSocketDisconnect
+from .._exceptions import ClientError, WebSocketDisconnect
 from .._providers import ProviderRegistry
 from ._methods import CONNECTION, JSONRPC
 from ._plan import MethodPlan, make_hook_plans, make_plans
@@ -109,8 +109,8 @@ def jsonrpc_view(
                         await hook.method.function(**{n: values[n] for n in hook.injected})
                     try:
                         await Session(connection, current, values, max_concurrent).read()
-                    except (WebSocketDisconnect, BadMessage) as exc:
-                        # The client left, or sent a binary frame (1003): end every call.
+                    except (WebSocketDisconnect, ClientError) as exc:
+                        # The client left, broke a rule (a binary frame: 1003; a rate limit): end every call.
                         error = exc
                     nursery.cancel_scope.cancel()
                 if error is not None:
