@@ -90,6 +90,7 @@ TESTED_SNIPPETS = {
     "testing_inmemory",
     "testing_live",
     "tls",
+    "tracing",
     "typed_errors",
     "typed_messages",
 }
@@ -1427,3 +1428,46 @@ async def test_expiring_credentials_snippet() -> None:
                 await ws.receive_json()
             assert (closed.value.code, closed.value.reason) == (1008, "credentials expired")
             assert trio.current_time() - started > 1.5  # the refreshed deadline, not the first
+
+
+TRACED_SESSION = """
+import importlib.util, sys, trio
+from triows.testing import TestClient
+
+spec = importlib.util.spec_from_file_location("tracing_snippet", sys.argv[1])
+snippet = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(snippet)
+provider = snippet.set_up_tracing()
+
+async def main():
+    async with TestClient(snippet.app) as client:
+        async with client.websocket_connect("/rooms/lobby") as ws:
+            await ws.send_text("hi")
+            assert await ws.receive_text() == "lobby: hi"
+        with trio.fail_after(5):
+            while snippet.app.websockets.live:
+                await trio.sleep(0.01)
+
+trio.run(main)
+provider.force_flush()
+"""
+
+
+def test_tracing_snippet() -> None:
+    # Run apart: the snippet sets the process's global tracer provider, once.
+    done = subprocess.run(
+        [sys.executable, "-c", TRACED_SESSION, str(SNIPPETS / "tracing.py")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    spans = {}
+    for text in re.findall(r"^\{.*?^\}", done.stdout, re.M | re.S):
+        span = json.loads(text)
+        spans[span["name"]] = span
+    connection, stored = spans["WebSocket /rooms/{room}"], spans["store message"]
+    assert connection["attributes"]["http.route"] == "/rooms/{room}"
+    assert connection["attributes"]["websocket.close.code"] == 1000
+    assert stored["parent_id"] == connection["context"]["span_id"]

@@ -30,6 +30,7 @@ from ._runner import refuse, run_view
 from ._serving._drain import RETRY_AFTER, close_in_batches
 from ._serving._logs import ClientWarnings, client_address, logger
 from ._sessions import SessionConfig
+from ._tracing import connection_span
 from ._types import ASGIApp, Scope
 
 __all__ = ["AllCodes", "Mount", "OriginPolicy", "WebSocketEndpoints", "WebSocketRoute"]
@@ -273,8 +274,10 @@ class WebSocketEndpoints:
                 await self._refuse_over_limit(ws, *refusal)
                 return None
         self.live.add(ws)
+        span = connection_span(route.pattern.text, ws)  # None unless OpenTelemetry is set up
         try:
-            return await run_view(ws, route.view, kwargs, resolve, self.warnings)
+            running = run_view(ws, route.view, kwargs, resolve, self.warnings)
+            return await (running if span is None else span.run(running))
         finally:
             self.live.discard(ws)
             if limits is not None:

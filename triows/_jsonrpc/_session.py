@@ -23,6 +23,7 @@ import trio
 
 from .._connection._websocket import WebSocket
 from .._exceptions import WebSocketDisconnect
+from .._tracing import call_span
 from .._typed import encode_typed
 from ._errors import (
     INTERNAL_ERROR,
@@ -45,6 +46,8 @@ logger = logging.getLogger("triows")
 #: The notification that cancels a running call: ``{"params": {"id": ID}}``.
 CANCEL_METHOD = "$/cancelRequest"
 _ABSENT: Any = object()
+#: A call's ``with`` when OpenTelemetry is not set up (no span: see triows._tracing).
+_NOT_TRACED = contextlib.nullcontext()
 _parse = msgspec.json.Decoder().decode
 
 
@@ -247,8 +250,9 @@ class Session:
         """Run one call in its cancel scope and send its response (not for notifications)."""
         method = call.plan.method
         reply = None
+        span = call_span(method.name, None if call.id is _ABSENT else call.id)
         try:
-            with call.scope:
+            with call.scope, span or _NOT_TRACED:
                 if method.timeout is not None:
                     call.scope.deadline = trio.current_time() + method.timeout
                 result = await method.function(**call.kwargs)
