@@ -396,6 +396,8 @@ def summarize(results: Results, servers: Sequence[ServerSpec]) -> list[dict[str,
             ]
             row["scenarios"][scenario_name] = {
                 "values": [None if m is None else m.value for m in runs],
+                # per repeat, for ratios of work per server CPU second (metrics_cost)
+                "server_cpu_pcts": [None if m is None else m.server_cpu_pct for m in runs],
                 "value": None if value is None else attrs.asdict(value),
                 "ratio": None if ratio is None else attrs.asdict(ratio),
                 "client_cpu_pct_max": max(cpus) if cpus else None,
