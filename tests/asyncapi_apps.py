@@ -185,3 +185,22 @@ def rpc_methods() -> triows.JSONRPC:
         pass
 
     return rpc
+
+
+def wire_app() -> triows.App:
+    """A typed route that really answers, for checking the wire against the document:
+    ``join`` then ``say`` gets ``said``; saying "bye" gets ``left``."""
+    app = triows.App(title="wire", version="1")
+
+    @app.websocket_route("/chat", receive_type=ChatIn, send_type=ChatOut)
+    async def chat(ws: triows.WebSocket) -> None:
+        user = "?"
+        async for message in ws:
+            if isinstance(message, Join):
+                user = message.user
+            elif message.text == "bye":
+                await ws.send(Left("left", user))
+            else:
+                await ws.send(Said("said", user, message.text, 1.5))
+
+    return app

@@ -2,8 +2,9 @@
 
 ``tests/asyncapi/`` pins them (``package.json`` and its ``package-lock.json``): the
 parser (``@asyncapi/parser``), Modelina (the docs' TypeScript types) and the web
-component (the docs' page).  It holds ``parse.cjs``, which parses a batch of
-documents and prints every diagnostic.  The first use in a checkout runs ``npm ci`` there (a few seconds;
+component (the docs' page) and Ajv.  It holds ``parse.cjs``, which parses a batch
+of documents and prints every diagnostic, and ``validate.cjs``, which checks
+messages against a document's payload schemas.  The first use in a checkout runs ``npm ci`` there (a few seconds;
 ``node_modules`` is ignored by git); a stamp records which lock file was installed,
 so a changed lock reinstalls.  Without node and npm, or if npm cannot install, the
 test fails with npm's output: there is no skip.
@@ -25,6 +26,7 @@ __all__ = [
     "NODE_MODULES",
     "Diagnostic",
     "ParseResult",
+    "check_messages",
     "ensure_installed",
     "parse_documents",
     "run_script",
@@ -146,4 +148,27 @@ def parse_documents(documents: dict[str, Any]) -> dict[str, ParseResult]:
             for d in raw["diagnostics"]
         )
         results[name] = ParseResult(raw["parsed"], diagnostics)
+    return results
+
+
+def check_messages(
+    document: dict[str, Any], samples: list[tuple[str, Any]]
+) -> list[list[str] | None]:
+    """Check each ``(message, value)`` sample against ``document``: ``message`` is a
+    message's JSON Pointer (``#/channels/chat/messages/Say``).  Per sample, None when
+    the value fits the message's payload schema, else the validator's complaints."""
+    ensure_installed()
+    request = {"document": document, "samples": [{"message": m, "value": v} for m, v in samples]}
+    done = subprocess.run(
+        [_tool("node"), str(DIRECTORY / "validate.cjs")],
+        cwd=DIRECTORY,
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=PARSE_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"validate.cjs failed with status {done.returncode}:\n{done.stderr}")
+    results: list[list[str] | None] = json.loads(done.stdout)
     return results

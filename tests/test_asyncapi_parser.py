@@ -68,7 +68,8 @@ def assert_valid(result: ParseResult) -> None:
 
 
 def test_examples_have_documents() -> None:
-    assert {"examples.echo", "examples.ticker", "examples.chat.app"} <= set(example_documents())
+    expected = {"examples.echo", "examples.ticker", "examples.chat.app", "examples.rpc"}
+    assert expected <= set(example_documents())
 
 
 @pytest.mark.parametrize("module", EXAMPLE_MODULES)
