@@ -69,6 +69,7 @@ TESTED_SNIPPETS = {
     "hub_basics",
     "hub_gap",
     "hub_overflow",
+    "hub_presence",
     "hub_redis",
     "hub_resume",
     "hub_room",

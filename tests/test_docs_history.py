@@ -53,3 +53,20 @@ async def test_hub_gap_follows_through_lagged_and_resyncs() -> None:
         with trio.fail_after(5):
             await resynced.wait()
         nursery.cancel_scope.cancel()
+
+
+async def test_hub_presence() -> None:
+    members, batches = await load("hub_presence").main()
+    assert members == {"alice": {"name": "Alice"}, "bob": {"name": "Bob"}}
+    # Joined (together or in two batches), bob left, the reload showed nothing,
+    # then alice left.
+    view: dict[str, object] = {}
+    lefts = []
+    for change in batches:
+        view.update(change.joined)
+        for key in change.left:
+            del view[key]
+            lefts.append(key)
+    assert view == {}
+    assert lefts == ["bob", "alice"]
+    assert batches[-1] == triows.PresenceChange({}, {"alice": {"name": "Alice"}})

@@ -21,7 +21,7 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_stream
 
-from triows.hub import Hub, HubUnavailable, _redis
+from triows.hub import Hub, HubUnavailable, _redis, _redis_logs
 from triows.hub._redis import decode, encode
 
 from .redis_server import RedisServer, redis_server
@@ -368,7 +368,7 @@ async def test_malformed_messages_are_skipped_without_reconnecting(
     # drop its connection and reconnect, losing the messages published meanwhile.
     caplog.set_level(logging.DEBUG, logger="triows.hub")
     # raising=False: the test also runs (and fails) against code without the limiter.
-    monkeypatch.setattr(_redis, "BAD_MESSAGE_LOG_INTERVAL", 1.0, raising=False)
+    monkeypatch.setattr(_redis_logs, "BAD_MESSAGE_LOG_INTERVAL", 1.0)
     bad = [b"", b'{"no":"tag"}', b"j{not json", b"s\xff\xfe", b"j" + b"[" * 100_000]
     raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
     async with raw, Hub(redis_server.url) as hub:

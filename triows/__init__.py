@@ -26,7 +26,16 @@ from ._jsonrpc import JSONRPC, RPCConnection, RPCError
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
-from .hub import Hub, HubStats, HubUnavailable, Lagged, SlowConsumer, Subscription
+from .hub import (
+    Hub,
+    HubStats,
+    HubUnavailable,
+    Lagged,
+    PresenceChange,
+    PresenceChanges,
+    SlowConsumer,
+    Subscription,
+)
 
 __all__ = [
     "JSONRPC",
@@ -45,6 +54,8 @@ __all__ = [
     "MessageTypeError",
     "MessageValidationError",
     "ParameterError",
+    "PresenceChange",
+    "PresenceChanges",
     "ProviderError",
     "QueryParams",
     "RPCConnection",

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from ._hub import DEFAULT_MAX_BUFFER, Hub, HubUnavailable
+from ._presence import PresenceChange, PresenceChanges
 from ._stats import HubStats
 from ._subscription import Lagged, OverflowPolicy, SlowConsumer, Subscription
 
@@ -26,6 +27,8 @@ __all__ = [
     "HubUnavailable",
     "Lagged",
     "OverflowPolicy",
+    "PresenceChange",
+    "PresenceChanges",
     "SlowConsumer",
     "Subscription",
 ]

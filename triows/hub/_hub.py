@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Protocol
 
 import trio
 
 from .._connection._frames import Broadcast
-from ._memory import MemoryBackend
+from ._memory import MemoryBackend, check_message
 from ._positions import parse_position
+from ._presence import PresenceChanges
 from ._stats import HubStats
 from ._subscription import OverflowPolicy, Subscription
 
@@ -40,6 +41,15 @@ class Backend(Protocol):
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Call ``subscription.begin()``: its position, and the history after ``since``."""
 
+    def presence(self, topic: str, key: str, info: Any) -> AbstractAsyncContextManager[None]:
+        """Hold ``key`` in ``topic`` for the block."""
+
+    async def members(self, topic: str) -> dict[str, Any]:
+        """``{key: info}`` of ``topic``, across processes."""
+
+    def presence_changes(self, topic: str) -> AbstractAsyncContextManager[PresenceChanges]:
+        """Batched changes of ``topic``'s members for the block."""
+
     @property
     def connected(self) -> bool:
         """Whether the engine can be reached now (see :attr:`Hub.connected`)."""
@@ -67,9 +77,20 @@ class Hub:
         max_buffer: int = DEFAULT_MAX_BUFFER,
         on_overflow: OverflowPolicy = "drop_oldest",
         history: int = 0,
+        presence_ttl: float = 15.0,
+        presence_interval: float = 1.0,
     ) -> None:
         if history < 0:
             raise ValueError(f"Hub(history={history}): give 0 (no history) or more messages")
+        if not presence_interval > 0 or not presence_ttl > presence_interval:
+            raise ValueError(
+                f"Hub(presence_ttl={presence_ttl}, presence_interval={presence_interval}): "
+                "give presence_interval > 0 and presence_ttl > presence_interval"
+            )
+        #: How long a dead process's members stay listed (Redis), in seconds.
+        self.presence_ttl = presence_ttl
+        #: At most one presence batch per watcher per this many seconds.
+        self.presence_interval = presence_interval
         self.url = url
         self.max_buffer = max_buffer
         self.on_overflow: OverflowPolicy = on_overflow
@@ -78,7 +99,7 @@ class Hub:
         self._topics: dict[str, set[Subscription]] = {}
         self._backend: Backend
         if url is None:
-            self._backend = MemoryBackend(history)
+            self._backend = MemoryBackend(history, presence_interval)
         elif url.startswith(("redis://", "rediss://", "unix://")):
             try:
                 from ._redis import RedisBackend
@@ -89,7 +110,7 @@ class Hub:
                     f"Hub({url!r}) needs the Redis client coredis, which is not installed: "
                     "pip install 'triows[redis]' (in a checkout: pip install -e '.[redis]')"
                 ) from None
-            self._backend = RedisBackend(url, history)
+            self._backend = RedisBackend(url, history, presence_ttl, presence_interval)
         else:
             raise ValueError(f"Hub({url!r}): use no URL (in memory) or a redis:// URL")
         self._nursery_manager: Any = None
@@ -213,6 +234,46 @@ class Hub:
             yield subscription
         finally:
             self._remove(subscription)
+
+    def presence(self, topic: str, key: str, info: Any = None) -> AbstractAsyncContextManager[None]:
+        """Be present in ``topic`` as ``key`` (e.g. a user id) for the block.
+
+        ``info`` is any JSON-able value (a name, an avatar...), returned by
+        :meth:`members` and in changes.  One key held by several blocks (a user
+        with two tabs, on one process or several) is one member, with the info
+        of its most recent holder, and leaves when its last block ends.  Leaving
+        the block, normally or by cancellation, lets the key go; with Redis, a
+        process that dies without leaving has its members expire within
+        ``presence_ttl`` seconds.
+        """
+        self._check_running()
+        if not isinstance(key, str):
+            raise TypeError(f"presence key {key!r}: use a str (e.g. a user id)")
+        check_message(info)
+        return self._backend.presence(topic, key, info)
+
+    async def members(self, topic: str) -> dict[str, Any]:
+        """The members of ``topic`` now, ``{key: info}``, across every process."""
+        self._check_running()
+        return await self._backend.members(topic)
+
+    def presence_changes(self, topic: str) -> AbstractAsyncContextManager[PresenceChanges]:
+        """Watch ``topic``'s members for the block: ``async for change in changes``.
+
+        Each change is a :class:`PresenceChange` with ``joined`` and ``left``
+        ``{key: info}`` dicts, batched: at most one batch per
+        ``presence_interval`` however fast members churn, and a key that leaves
+        and comes back within ``presence_interval`` (a page reload) shows no
+        change.  ``changes.members`` is the membership the batches apply to.
+        """
+        self._check_running()
+        return self._backend.presence_changes(topic)
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise RuntimeError(
+                "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
+            )
 
     def _remove(self, subscription: Subscription) -> None:
         subscribers = self._topics.get(subscription.topic)

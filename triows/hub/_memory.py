@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -17,6 +19,8 @@ import trio
 
 from .._connection._frames import Broadcast
 from ._positions import new_epoch, parse_position
+from ._presence import PresenceChanges
+from ._rooms import Rooms
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -48,8 +52,9 @@ class TopicLog:
 class MemoryBackend:
     """Delivers inside this process: publish hands the message straight to subscribers."""
 
-    def __init__(self, history: int = 0) -> None:
+    def __init__(self, history: int = 0, presence_interval: float = 1.0) -> None:
         self._hub: Hub | None = None
+        self.rooms = Rooms(presence_interval)
         self.history = history
         self.epoch = new_epoch()
         self._counter = 0
@@ -57,11 +62,14 @@ class MemoryBackend:
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
-        task_status.started()
         try:
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                self.rooms.nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
         finally:
             self._hub = None
+            self.rooms.nursery = None
 
     async def publish(self, topic: str, message: Any) -> str:
         check_message(message)
@@ -115,6 +123,25 @@ class MemoryBackend:
             replay.append(shared)
         replay.reverse()
         subscription.begin(since, replay, recovered=True)
+
+    @asynccontextmanager
+    async def presence(self, topic: str, key: str, info: Any) -> AsyncIterator[None]:
+        holder = object()  # this block: one of the key's holders
+        self.rooms.add(topic, holder, key, info)
+        try:
+            yield
+        finally:
+            self.rooms.remove(topic, holder, key)
+
+    async def members(self, topic: str) -> dict[str, Any]:
+        await trio.lowlevel.checkpoint()
+        return self.rooms.members(topic)
+
+    @asynccontextmanager
+    async def presence_changes(self, topic: str) -> AsyncIterator[PresenceChanges]:
+        await trio.lowlevel.checkpoint()
+        async with self.rooms.watch(topic) as changes:
+            yield changes
 
     @property
     def connected(self) -> bool:

@@ -34,7 +34,8 @@ rate-limited per channel; the connection and the other messages are unaffected.
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import coredis
@@ -42,15 +43,20 @@ import trio
 
 from ._hub import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
+from ._presence import PresenceChanges
 from ._redis_codec import decode, encode
 from ._redis_history import (
     COUNTER_KEY,
     EPOCH_KEY,
+    FENCE,
     PUBLISH_SCRIPT,
     START_SCRIPT,
     parse_start,
     stream_key,
 )
+from ._redis_logs import MalformedLog, summary
+from ._redis_presence import PRESENCE_PREFIX, RedisPresence
+from ._redis_presence import channel as presence_channel
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -66,8 +72,6 @@ PUBLISH_TIMEOUT = 5.0
 #: The listener's reconnection backoff (seconds), doubling from first to max.
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 1.0
-#: At most one warning per channel per this many seconds about malformed messages.
-BAD_MESSAGE_LOG_INTERVAL = 10.0
 
 
 def _channel(topic: str) -> bytes:
@@ -77,14 +81,26 @@ def _channel(topic: str) -> bytes:
 class RedisBackend:
     """Moves a Hub's messages through Redis pub/sub (coredis, on trio via anyio)."""
 
-    def __init__(self, url: str, history: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        history: int = 0,
+        presence_ttl: float = 15.0,
+        presence_interval: float = 1.0,
+    ) -> None:
         self.url = url
         self.history = history
+        self.presence_ttl = presence_ttl
+        self.presence_interval = presence_interval
         #: The history's epoch as last read from Redis (UNKNOWN_EPOCH before).
         self.epoch = UNKNOWN_EPOCH
-        self._candidate = new_epoch()
         self._publish_script: Any = None
         self._start_script: Any = None
+        # Fences of subscriptions starting: token -> set when the listener sees it.
+        self._fences: dict[bytes, trio.Event] = {}
+        self._presence = RedisPresence(
+            new_epoch(), presence_ttl, presence_interval, self._listen_to_presence
+        )
         self._client: coredis.Redis[bytes] | None = None
         self._pubsub: Any = None
         self._hub: Hub | None = None
@@ -102,7 +118,7 @@ class RedisBackend:
         self._attempted = trio.Event()
         self._down_since: float | None = None
         self._last_failure = "not connected yet"
-        self._malformed = _MalformedLog()
+        self._malformed = MalformedLog()
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
@@ -111,6 +127,8 @@ class RedisBackend:
             self._client = client
             self._publish_script = client.register_script(PUBLISH_SCRIPT)
             self._start_script = client.register_script(START_SCRIPT)
+            self._presence.bind(client)
+            nursery.start_soon(self._presence.run)
             task_status.started()
             try:
                 await self._listen(hub, nursery)
@@ -140,7 +158,7 @@ class RedisBackend:
                         delay = BACKOFF_FIRST
                         await self._receive(pubsub, hub, nursery)
             except Exception as exc:  # an outage: connection refused, reset, timeout
-                self._restart_reason = self._restart_reason or _summary(exc)
+                self._restart_reason = self._restart_reason or summary(exc)
             # Here the session failed, or _restart() cancelled it (then it ends quietly).
             self._lost()
             await self._pause(delay)
@@ -151,9 +169,13 @@ class RedisBackend:
         # none added while the topics below are being subscribed is missed.
         self._pubsub = pubsub
         topics = hub.topics()
-        if topics:
-            await pubsub.subscribe(*(_channel(t) for t in topics))
+        watched = self._presence.watched()
+        channels = [_channel(t) for t in topics] + [presence_channel(t) for t in watched]
+        if channels:
+            await pubsub.subscribe(*channels)
         self._listening.update(topics)
+        for topic in watched:  # announcements may have been missed meanwhile
+            await self._presence.load(topic)
         self.connected = True
         self._attempt_ended()
         if self._down_since is None:
@@ -173,6 +195,9 @@ class RedisBackend:
             if message is None or message["type"] != "message":
                 continue
             channel = bytes(message["channel"])
+            if channel.startswith(PRESENCE_PREFIX):
+                self._presence.on_message(channel, bytes(message["data"]))
+                continue
             topic = channel[len(CHANNEL_PREFIX) :].decode()
             if not hub.has_subscribers(topic):
                 # The last local subscriber left: stop listening lazily,
@@ -180,6 +205,11 @@ class RedisBackend:
                 nursery.start_soon(self._unsubscribe, pubsub, channel)
                 continue
             data: bytes = message["data"]
+            if data.startswith(FENCE):  # a subscription's start (maybe another process's)
+                fence = self._fences.pop(data[len(FENCE) :], None)
+                if fence is not None:
+                    fence.set()
+                continue
             offset, _, payload = data.partition(b"\n")
             try:
                 if not offset.isdigit() or len(offset) > 19:
@@ -254,11 +284,11 @@ class RedisBackend:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 epoch, offset, receivers = await self._publish_script(
                     keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic)],
-                    args=[self._candidate, _channel(topic), payload, self.history],
+                    args=[new_epoch(), _channel(topic), payload, self.history],
                 )
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
             raise HubUnavailable(
-                f"cannot publish to {topic!r}: Redis at {self.url} is unavailable ({_summary(exc)})"
+                f"cannot publish to {topic!r}: Redis at {self.url} is unavailable ({summary(exc)})"
             ) from exc
         if receivers == 0 and topic in self._listening:
             # Not even our listener got it: its connection outlived the Redis it
@@ -273,18 +303,26 @@ class RedisBackend:
 
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Read the topic's head (and the history after ``since``) in one script."""
+        topic = subscription.topic
         since_epoch, _, since_offset = (since or "").partition(":")
+        token = new_epoch().encode()
+        fence = self._fences[token] = trio.Event()
+        args = [new_epoch(), since_epoch, since_offset or "0", self.history]
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 reply = await self._start_script(
-                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(subscription.topic)],
-                    args=[self._candidate, since_epoch, since_offset or "0", self.history],
+                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic)],
+                    args=[*args, _channel(topic), FENCE + token],
                 )
+                # Every message published before the script is now in the buffer,
+                # where begin() drops what the replay (or the head) covers.
+                await fence.wait()
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            self._fences.pop(token, None)
             if since is not None or self.history:
                 raise HubUnavailable(
-                    f"cannot subscribe to {subscription.topic!r}: Redis at {self.url} is "
-                    f"unavailable ({_summary(exc)}) to read where the subscription starts"
+                    f"cannot subscribe to {topic!r}: Redis at {self.url} is "
+                    f"unavailable ({summary(exc)}) to read where the subscription starts"
                 ) from exc
             # No history: start at offset 0 of the last epoch seen; resuming from
             # it later reports recovered=False, as any resume without history.
@@ -307,6 +345,37 @@ class RedisBackend:
             await attempted.wait()
         return self.connected
 
+    async def _listen_to_presence(self, channel: bytes) -> None:
+        """Subscribe the listener to a presence channel (on reconnection: again)."""
+        pubsub = self._pubsub
+        if pubsub is None:
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await pubsub.subscribe(channel)
+        except Exception as exc:
+            logger.debug("hub: subscribe %r failed: %s", channel, exc)
+            if pubsub is self._pubsub:
+                self._restart(f"subscribing to {channel!r} failed ({summary(exc)})")
+
+    def presence(self, topic: str, key: str, info: Any) -> Any:
+        return self._presence.presence(topic, key, info)
+
+    async def members(self, topic: str) -> dict[str, Any]:
+        try:
+            with trio.fail_after(PUBLISH_TIMEOUT):
+                return await self._presence.members(topic)
+        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+            raise HubUnavailable(
+                f"cannot read the members of {topic!r}: Redis at {self.url} is unavailable "
+                f"({summary(exc)})"
+            ) from exc
+
+    @asynccontextmanager
+    async def presence_changes(self, topic: str) -> AsyncIterator[PresenceChanges]:
+        async with self._presence.presence_changes(topic) as changes:
+            yield changes
+
     async def watch(self, topic: str) -> None:
         pubsub = self._pubsub
         if pubsub is None:
@@ -318,42 +387,7 @@ class RedisBackend:
             logger.debug("hub: subscribe %r failed: %s", topic, exc)
             if pubsub is self._pubsub:
                 # Unconfirmed: reconnecting subscribes again to every topic.
-                self._restart(f"subscribing to {topic!r} failed ({_summary(exc)})")
+                self._restart(f"subscribing to {topic!r} failed ({summary(exc)})")
             return
         if pubsub is self._pubsub:
             self._listening.add(topic)
-
-
-class _MalformedLog:
-    """Warns about messages that are not the hub's, rate-limited per channel.
-
-    One line per channel per BAD_MESSAGE_LOG_INTERVAL; the next line after a quiet
-    period says how many were skipped without a line.
-    """
-
-    def __init__(self) -> None:
-        # channel -> (when its last line was logged, messages skipped since silently)
-        self._channels: dict[bytes, tuple[float, int]] = {}
-
-    def report(self, channel: bytes, payload: bytes, error: Exception) -> None:
-        now = trio.current_time()
-        logged_at, silent = self._channels.get(channel, (-math.inf, 0))
-        if now - logged_at < BAD_MESSAGE_LOG_INTERVAL:
-            self._channels[channel] = (logged_at, silent + 1)
-            return
-        self._channels[channel] = (now, 0)
-        more = f"; {silent} more skipped on this channel since the last warning" if silent else ""
-        logger.warning(
-            "hub: skipped a malformed message on Redis channel %r (%d bytes, starting %r): %s%s",
-            channel,
-            len(payload),
-            payload[:32],
-            _summary(error),
-            more,
-        )
-
-
-def _summary(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        return _summary(exc.exceptions[0])
-    return f"{type(exc).__name__}: {exc}"

@@ -8,9 +8,11 @@ Keys (plain Redis keys, next to the ``triows:<topic>`` pub/sub channels):
 - ``triows:counter``: INCR'd once per publication, whatever the topic; the
   offset of a position.
 - ``triows:stream:<topic>`` (with ``history > 0``): the topic's recent messages,
-  each with the Stream id ``<counter>-0``, trimmed to about ``history`` entries
-  (``MAXLEN ~``).  Redis 7's ``max-deleted-entry-id`` says whether a trimmed
-  entry followed a position.
+  each with the Stream id ``<counter>-0`` and fields ``m`` (the payload) and
+  ``p`` (the offset of the topic's previous message), trimmed to about
+  ``history`` entries (``MAXLEN ~``, the oldest first).  The history covers a
+  position if the oldest entry kept follows it directly: its ``p`` is not
+  after the position.
 
 ``PUBLISH`` runs inside the same script as ``XADD``: every process sees the
 topic's messages in Stream order, and each live message carries its offset
@@ -28,7 +30,15 @@ import attrs
 from .._connection._frames import Broadcast
 from ._redis_codec import decode
 
-__all__ = ["EPOCH_KEY", "PUBLISH_SCRIPT", "START_SCRIPT", "Start", "parse_start", "stream_key"]
+__all__ = [
+    "EPOCH_KEY",
+    "FENCE",
+    "PUBLISH_SCRIPT",
+    "START_SCRIPT",
+    "Start",
+    "parse_start",
+    "stream_key",
+]
 
 EPOCH_KEY = b"triows:epoch"
 COUNTER_KEY = b"triows:counter"
@@ -43,48 +53,58 @@ if not epoch then
 end
 local offset = redis.call('INCR', KEYS[2])
 if ARGV[4] ~= '0' then
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3])
+  local previous = '0'
+  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    previous = string.match(last[1][1], '^(%d+)')
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3], 'p', previous)
 end
 local receivers = redis.call('PUBLISH', ARGV[2], offset .. '\\n' .. ARGV[3])
 return {epoch, offset, receivers}
 """
 
 #: KEYS: epoch, counter, stream; ARGV: candidate epoch, since's epoch ('' for
-#: no since), since's offset, history.  Returns {epoch, head, recovered, entries}.
+#: no since), since's offset, history, channel, fence.  Returns {epoch, head,
+#: recovered, entries}, then publishes the fence on the topic's channel: once
+#: the listener sees it, every message published before the script is buffered.
 START_SCRIPT = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
-local head = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[2] == '' then
-  return {epoch, head, 1, {}}
-end
-local after = tonumber(ARGV[3])
-if ARGV[2] ~= epoch or after > head then
-  return {epoch, head, 0, {}}
-end
-if after == head then
-  return {epoch, head, 1, {}}
-end
-if ARGV[4] == '0' then
-  return {epoch, head, 0, {}}
-end
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  return {epoch, head, 1, {}}
-end
-local info = redis.call('XINFO', 'STREAM', KEYS[3])
-for i = 1, #info, 2 do
-  if info[i] == 'max-deleted-entry-id' then
-    local deleted = tonumber(string.match(info[i + 1], '^(%d+)'))
-    if after < deleted then
-      return {epoch, head, 0, {}}
-    end
+local function start()
+  local epoch = redis.call('GET', KEYS[1])
+  if not epoch then
+    epoch = ARGV[1]
+    redis.call('SET', KEYS[1], epoch)
   end
+  local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if ARGV[2] == '' then
+    return {epoch, head, 1, {}}
+  end
+  local after = tonumber(ARGV[3])
+  if ARGV[2] ~= epoch or after > head then
+    return {epoch, head, 0, {}}
+  end
+  if after == head then
+    return {epoch, head, 1, {}}
+  end
+  if ARGV[4] == '0' then
+    return {epoch, head, 0, {}}
+  end
+  if redis.call('EXISTS', KEYS[3]) == 0 then
+    return {epoch, head, 1, {}}
+  end
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if #first > 0 and after < tonumber(first[1][2][4]) then
+    return {epoch, head, 0, {}}
+  end
+  return {epoch, head, 1, redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-0', '+')}
 end
-return {epoch, head, 1, redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-0', '+')}
+local result = start()
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return result
 """
+
+#: A fence's payload starts with this (never a digit: not a message).
+FENCE = b"fence:"
 
 
 def stream_key(topic: str) -> bytes:

@@ -1,0 +1,200 @@
+"""History and presence through a real redis-server: two hubs, trimming, restarts, death."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from contextlib import suppress
+
+import pytest
+import trio
+
+from triows.hub import Hub, HubUnavailable, Lagged, PresenceChange
+
+from .redis_server import RedisServer, redis_server
+
+__all__ = ["redis_server"]
+
+
+async def _wait_connected(*hubs: Hub) -> None:
+    with trio.fail_after(10):
+        # Polls a flag the listener flips on (re)connection; bounded by fail_after.
+        while not all(hub.connected for hub in hubs):  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+async def _publish_when_back(hub: Hub, topic: str, message: object) -> str:
+    with trio.fail_after(15):
+        while True:
+            with suppress(HubUnavailable):
+                return await hub.publish(topic, message)
+            await trio.sleep(0.05)
+
+
+async def test_another_process_resumes_from_a_position(redis_server: RedisServer) -> None:
+    async with Hub(redis_server.url, history=100) as a, Hub(redis_server.url, history=100) as b:
+        await _wait_connected(a, b)
+        positions = [await a.publish("t", {"n": n}) for n in range(20)]
+        assert len(set(positions)) == 20
+        assert len({p.partition(":")[0] for p in positions}) == 1  # one epoch
+        async with b.subscribe("t", since=positions[4]) as sub:
+            assert sub.recovered and sub.position == positions[4]
+            last = await a.publish("t", {"n": 20})
+            got = [await sub.receive() for _ in range(16)]
+            assert got == [{"n": n} for n in range(5, 21)]
+            assert sub.position == last
+
+
+async def test_switch_from_replay_to_live_under_load_has_no_duplicate_or_gap(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        Hub(redis_server.url, history=5000) as a,
+        Hub(redis_server.url, history=5000, max_buffer=5000) as b,
+        trio.open_nursery() as nursery,
+    ):
+        await _wait_connected(a, b)
+        start = await a.publish("t", -1)
+
+        async def publisher() -> None:
+            for n in range(400):
+                await a.publish("t", n)
+
+        nursery.start_soon(publisher)
+        for _ in range(4):  # subscriptions starting at different moments of the flow
+            async with b.subscribe("t", since=start) as sub:
+                assert sub.recovered
+                with trio.fail_after(20):
+                    got = [await sub.receive() for _ in range(400)]
+                assert got == list(range(400))
+            await trio.sleep(0.02)
+
+
+async def test_trimmed_history_is_not_recovered(redis_server: RedisServer) -> None:
+    async with Hub(redis_server.url, history=10) as hub:
+        await _wait_connected(hub)
+        first = await hub.publish("t", 0)
+        for n in range(1, 500):
+            last = await hub.publish("t", n)
+        async with hub.subscribe("t", since=first) as sub:
+            assert not sub.recovered
+            assert sub.position == last and len(sub) == 0
+        async with hub.subscribe("t", since=last) as sub:
+            assert sub.recovered and len(sub) == 0
+        with pytest.raises(ValueError, match="not a hub position"):
+            async with hub.subscribe("t", since="1-0"):
+                pass
+
+
+async def test_a_redis_restart_without_persistence_is_a_new_epoch(
+    redis_server: RedisServer,
+) -> None:
+    async with Hub(redis_server.url, history=100) as hub:
+        await _wait_connected(hub)
+        before = await hub.publish("t", "before")
+        await trio.to_thread.run_sync(redis_server.stop)
+        await trio.to_thread.run_sync(redis_server.start)
+        after = await _publish_when_back(hub, "t", "after")
+        assert after.partition(":")[0] != before.partition(":")[0]
+        # Offsets restart too, but an old position is never taken for "nothing new".
+        async with hub.subscribe("t", since=before) as sub:
+            assert not sub.recovered
+            assert sub.position == after
+        async with hub.subscribe("t", since=after) as sub:
+            assert sub.recovered
+
+
+async def test_history_overflow_is_lagged_and_resumable(redis_server: RedisServer) -> None:
+    async with Hub(redis_server.url, history=100, max_buffer=3) as hub:
+        await _wait_connected(hub)
+        got: list[int] = []
+        async with hub.subscribe("t") as sub:
+            for n in range(10):
+                await hub.publish("t", n)
+            with pytest.raises(Lagged), trio.fail_after(5):
+                while True:
+                    got.append(await sub.receive())
+        async with hub.subscribe("t", since=sub.position) as again:
+            assert again.recovered
+            with trio.fail_after(5):
+                while len(got) < 10:
+                    got.append(await again.receive())
+        assert got == list(range(10))
+
+
+async def test_presence_across_two_hubs(redis_server: RedisServer) -> None:
+    async with (
+        Hub(redis_server.url, presence_interval=0.1) as a,
+        Hub(redis_server.url, presence_interval=0.1) as b,
+    ):
+        await _wait_connected(a, b)
+        async with b.presence_changes("room") as changes:
+            assert changes.members == {}
+            view = dict(changes.members)
+
+            async def until(expected: dict[str, object]) -> None:
+                last = -1.0
+                with trio.fail_after(5):
+                    while view != expected:
+                        change = await changes.receive()
+                        assert trio.current_time() - last >= 0.1 * 0.99  # one per interval
+                        last = trio.current_time()
+                        view.update(change.joined)
+                        for key in change.left:
+                            del view[key]
+
+            async with a.presence("room", "alice", {"n": 1}), b.presence("room", "alice", {"n": 2}):
+                async with a.presence("room", "bob"):
+                    members = await b.members("room")
+                    # One key held in two processes is one member, with one of the infos.
+                    assert members.keys() == {"alice", "bob"}
+                    assert members["alice"] in ({"n": 1}, {"n": 2})
+                    assert await a.members("room") == members
+                    await until(members)
+                await until({"alice": members["alice"]})
+            await until({})
+            assert await a.members("room") == {}
+
+
+DEAD_PROCESS = textwrap.dedent(
+    """
+    import sys, trio
+    from triows.hub import Hub
+
+    async def main():
+        async with Hub(sys.argv[1], presence_ttl=1.0, presence_interval=0.2) as hub:
+            async with hub.presence("room", "ghost", "boo"):
+                print("present", flush=True)
+                await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+async def test_a_dead_process_members_vanish_within_the_ttl(redis_server: RedisServer) -> None:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-c", DEAD_PROCESS, redis_server.url], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        output = b""
+        with trio.fail_after(20):
+            while b"\n" not in output:
+                output += await process.stdout.receive_some()
+        assert output.strip() == b"present"
+        async with Hub(redis_server.url, presence_interval=0.2) as hub:
+            await _wait_connected(hub)
+            async with hub.presence_changes("room") as changes:
+                assert changes.members == {"ghost": "boo"}
+                process.kill()  # no cleanup at all
+                killed_at = trio.current_time()
+                with trio.fail_after(5):
+                    assert await changes.receive() == PresenceChange({}, {"ghost": "boo"})
+                assert trio.current_time() - killed_at < 1.0 + 0.2 + 0.5
+            assert await hub.members("room") == {}
+    finally:
+        process.kill()
+        with trio.move_on_after(5):
+            await process.wait()
