@@ -138,7 +138,8 @@ async def test_presence_across_two_hubs(redis_server: RedisServer) -> None:
                 with trio.fail_after(5):
                     while view != expected:
                         change = await changes.receive()
-                        assert trio.current_time() - last >= 0.1 * 0.99  # one per interval
+                        # One per interval (less the reader's own scheduling jitter).
+                        assert trio.current_time() - last >= 0.1 * 0.8
                         last = trio.current_time()
                         view.update(change.joined)
                         for key in change.left:

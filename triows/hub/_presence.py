@@ -17,12 +17,13 @@ behind merges the batches it has not read into one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
-__all__ = ["PresenceChange", "PresenceChanges", "Room"]
+__all__ = ["PresenceChange", "PresenceChanges", "Room", "latest"]
 
 
 @attrs.frozen
@@ -98,8 +99,10 @@ class PresenceChanges:
 class Room:
     """One topic's presence in this process (see the module docstring)."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: str, pick: Callable[[dict[Any, Any]], Any] | None = None) -> None:
         self.topic = topic
+        #: Which holder's info a key shows: the most recent one by default.
+        self.pick = latest if pick is None else pick
         self.holders: dict[str, dict[object, Any]] = {}
         #: The members as last reported to watchers.
         self.snapshot: dict[str, Any] = {}
@@ -116,7 +119,7 @@ class Room:
 
     def members(self) -> dict[str, Any]:
         """``{key: info}``: each key with its most recent holder's info."""
-        return {key: _latest(holders) for key, holders in self.holders.items()}
+        return {key: self.pick(holders) for key, holders in self.holders.items()}
 
     def add(self, holder: object, key: str, info: Any, interval: float) -> bool:
         """``holder`` holds ``key``; True if a flush must be scheduled."""
@@ -149,7 +152,7 @@ class Room:
     def _settle(self, key: str) -> None:
         holders = self.holders.get(key)
         if holders:
-            self.snapshot[key] = _latest(holders)
+            self.snapshot[key] = self.pick(holders)
         else:
             self.snapshot.pop(key, None)
 
@@ -176,7 +179,7 @@ class Room:
         for key, changed_at in list(self.dirty.items()):
             holders = self.holders.get(key)
             if holders:
-                info = _latest(holders)
+                info = self.pick(holders)
                 if self.snapshot.get(key, _MISSING) != info:
                     joined[key] = self.snapshot[key] = info
             elif key in self.snapshot:
@@ -192,5 +195,6 @@ class Room:
                 watcher.push(change)
 
 
-def _latest(holders: dict[object, Any]) -> Any:
+def latest(holders: dict[Any, Any]) -> Any:
+    """The info of the most recent holder."""
     return next(reversed(holders.values()))

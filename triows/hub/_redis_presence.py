@@ -106,7 +106,9 @@ class RedisPresence:
         self.process = process
         self.ttl = ttl
         self.interval = interval
-        self.mirror = Rooms(interval)
+        # Across processes a key shows the info of its greatest process id, as
+        # members() does: one rule for both, whatever order announcements take.
+        self.mirror = Rooms(interval, by_process)
         self._subscribe = subscribe
         self._scripts: dict[str, Any] = {}
         #: (topic, key) -> {holder: info}: this process's presence blocks.
@@ -179,11 +181,11 @@ class RedisPresence:
     async def members(self, topic: str) -> dict[str, Any]:
         """``{key: info}`` of every live entry (expired ones are removed on the way)."""
         reply = await self._scripts["members"](keys=_keys(topic), args=[channel(topic)])
-        members: dict[str, Any] = {}
+        holders: dict[str, dict[str, str]] = {}
         for member, info in zip(reply[::2], reply[1::2], strict=True):
-            key = bytes(member).decode().partition("\n")[2]
-            members[key] = json.loads(info)
-        return members
+            process, _, key = bytes(member).decode().partition("\n")
+            holders.setdefault(key, {})[process] = info
+        return {key: json.loads(by_process(infos)) for key, infos in holders.items()}
 
     async def load(self, topic: str) -> None:
         """Make the mirror of ``topic`` match Redis (after a (re)subscription)."""
@@ -241,3 +243,8 @@ class RedisPresence:
 
 def _latest(holders: dict[object, str]) -> str:
     return next(reversed(holders.values()))
+
+
+def by_process(holders: dict[Any, Any]) -> Any:
+    """The info of the greatest process id among a key's holders."""
+    return holders[max(holders)]

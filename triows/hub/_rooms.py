@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,15 +22,18 @@ class Rooms:
     no task per change, none for a quiet room.
     """
 
-    def __init__(self, interval: float) -> None:
+    def __init__(
+        self, interval: float, pick: Callable[[dict[Any, Any]], Any] | None = None
+    ) -> None:
         self.interval = interval
+        self._pick = pick
         self.nursery: trio.Nursery | None = None
         self._rooms: dict[str, Room] = {}
 
     def room(self, topic: str) -> Room:
         room = self._rooms.get(topic)
         if room is None:
-            room = self._rooms[topic] = Room(topic)
+            room = self._rooms[topic] = Room(topic, self._pick)
         return room
 
     def get(self, topic: str) -> Room | None:
