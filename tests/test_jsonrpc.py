@@ -622,3 +622,12 @@ async def test_route_options_apply_to_jsonrpc_routes() -> None:
             assert (await call(ws, request("ping", id=id)))["result"] == "pong"
         await ws.send_json(request("ping", id=3))  # past the burst: the rate limit's close
         assert await ws.wait_closed() == 1008
+
+
+async def test_json_nested_too_deeply_is_a_parse_error() -> None:
+    async with TestClient(make_app(State())).websocket_connect("/rpc/r") as ws:
+        await ws.send_text("[" * 100_000 + "]" * 100_000)
+        answer = await ws.receive_json()
+        assert answer["error"]["code"] == -32700
+        assert "recursion" in answer["error"]["data"]["problem"]
+        assert (await call(ws, request("add", [1], 2)))["result"] == 1

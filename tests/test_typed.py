@@ -300,3 +300,18 @@ async def test_typed_routes_over_real_sockets(backend: Backend) -> None:
             async with served.connect("/point") as ws:
                 await ws.send_message('{"x": 1, "y": 2}')
                 assert msgspec.json.decode(await ws.get_message()) == {"x": 2, "y": 1}
+
+
+async def test_json_nested_too_deeply_closes_1007_not_1011() -> None:
+    app = triows.App()
+
+    @app.websocket_route("/deep", receive_type=list[Any])
+    async def view(ws: triows.WebSocket) -> None:
+        await ws.receive()
+
+    async with TestClient(app).websocket_connect("/deep") as ws:
+        await ws.send_text("[" * 100_000 + "]" * 100_000)
+        with pytest.raises(ServerClosed) as closed:
+            await ws.receive()
+    assert closed.value.code == 1007
+    assert "nested too deeply" in closed.value.reason
