@@ -199,3 +199,76 @@ async def test_a_dead_process_members_vanish_within_the_ttl(redis_server: RedisS
         process.kill()
         with trio.move_on_after(5):
             await process.wait()
+
+
+async def _follow(hub: Hub, topic: str, since: str, got: list[object], gaps: list[str]) -> None:
+    """Resume through Lagged until cancelled, as docs/snippets/hub_gap.py does."""
+    while True:
+        try:
+            async with hub.subscribe(topic, since=since) as messages:
+                if not messages.recovered:
+                    gaps.append(since)
+                async for message in messages:
+                    got.append(message)
+                    since = messages.position
+        except Lagged as lagged:
+            since = lagged.position
+        except HubUnavailable:
+            await trio.sleep(0.05)
+
+
+async def test_a_listener_outage_is_resumed_from_the_history(redis_server: RedisServer) -> None:
+    # B's listener loses Redis while A publishes: B's subscriber is told (Lagged)
+    # once B is back, and resumes from the Stream: every message exactly once.
+    import coredis
+
+    acknowledged: list[int] = []
+    got: list[object] = []
+    gaps: list[str] = []
+    raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
+    async with (
+        raw,
+        Hub(redis_server.url, history=10_000) as a,
+        Hub(redis_server.url, history=10_000) as b,
+        trio.open_nursery() as nursery,
+    ):
+        await _wait_connected(a, b)
+        start = await a.publish("t", -1)
+        nursery.start_soon(_follow, b, "t", start, got, gaps)
+        for n in range(300):
+            if n == 100:
+                await raw.client_kill(type_=coredis.PureToken.PUBSUB)
+            with suppress(HubUnavailable):
+                await a.publish("t", n)
+                acknowledged.append(n)
+            await trio.sleep(0.002)
+        with trio.fail_after(10):
+            while got[-1:] != acknowledged[-1:]:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert b.stats.lagged >= 1  # the outage was signalled, not silent
+    assert got == acknowledged and gaps == []
+
+
+async def test_a_redis_restart_interrupts_subscribers_who_then_resync(
+    redis_server: RedisServer,
+) -> None:
+    got: list[object] = []
+    gaps: list[str] = []
+    async with Hub(redis_server.url, history=100) as hub, trio.open_nursery() as nursery:
+        await _wait_connected(hub)
+        start = await hub.publish("t", "before")
+        nursery.start_soon(_follow, hub, "t", start, got, gaps)
+        await trio.to_thread.run_sync(redis_server.stop)
+        await trio.to_thread.run_sync(redis_server.start)
+        await _publish_when_back(hub, "t", "lost with the restart?")
+        with trio.fail_after(10):
+            while not gaps:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        # The new epoch: the subscriber resynced, and goes on live.
+        await _publish_when_back(hub, "t", "after")
+        with trio.fail_after(10):
+            while "after" not in got:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert gaps == [start]

@@ -275,6 +275,18 @@ class Hub:
                 "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
             )
 
+    def interrupt(self, reason: str) -> None:
+        """Stop every subscription of this process with :class:`Lagged` (``reason``).
+
+        For backends that may have missed messages (the Redis listener back from
+        an outage, with history on): each subscriber returns what it holds, then
+        resumes from its position, from the history.
+        """
+        for subscribers in list(self._topics.values()):
+            for subscription in subscribers:
+                subscription.interrupt(reason)
+        self._topics.clear()
+
     def _remove(self, subscription: Subscription) -> None:
         subscribers = self._topics.get(subscription.topic)
         if subscribers is not None:

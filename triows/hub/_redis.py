@@ -1,34 +1,25 @@
 """The Redis backend: topics shared between processes and hosts through pub/sub.
 
-One Redis connection publishes; one pub/sub connection per Hub (the listener)
-listens to the topics that have local subscribers and hands each message to the
-local fan-out.  A process's own publications come back through Redis like
-everyone else's, so every subscriber sees one order per publisher.
+One Redis connection publishes (a Lua script: offset, Stream with history,
+PUBLISH); one pub/sub connection per Hub (the listener) listens to the topics
+with local subscribers and hands each message to the local fan-out.
 
-What a ``publish()`` that returned means: Redis accepted the message while this
-process's listener was connected and subscribed to every topic that had local
-subscribers (those whose ``subscribe()`` block had started).  So, overflow
-policy aside, this process's subscribers receive every message whose
-``publish()`` returned.  While the listener is not connected (a hub that has
-just started, an outage, Redis back but the listener still in its backoff),
-``publish()`` wakes it and waits for its next attempt, at most PUBLISH_TIMEOUT,
-then sends or raises HubUnavailable having sent nothing.  If Redis reports no
-receiver at all for a topic the listener believes it is subscribed to, its
-connection has outlived the Redis it subscribed on: ``publish()`` raises
-HubUnavailable (nobody received the message) and the listener reconnects.
+A ``publish()`` that returned means: Redis accepted the message while this
+process's listener was connected and subscribed to every topic with local
+subscribers, so they receive it (overflow aside).  While the listener is not
+connected, ``publish()`` wakes it and waits for its next attempt (at most
+PUBLISH_TIMEOUT), then sends or raises HubUnavailable having sent nothing.  If
+Redis reports no receiver for a topic the listener believes it is subscribed
+to, its connection outlived the Redis it subscribed on: HubUnavailable, and the
+listener reconnects.
 
-Across processes, delivery stays at-most-once: a process whose listener is down
-misses what others publish meanwhile (at most BACKOFF_MAX after Redis is back if
-it does not publish itself), and nothing is replayed.
-
-If Redis goes away, the listener logs one warning, reconnects with exponential
-backoff (BACKOFF_FIRST to BACKOFF_MAX), subscribes again to every topic with
-local subscribers, and logs one line with the outage's duration.  Subscribers
-keep running and simply receive nothing meanwhile.
-
-A message on a ``triows:`` channel that is not the hub's (any Redis client can
-publish there: no type tag, bad JSON, bad UTF-8) is skipped with a warning,
-rate-limited per channel; the connection and the other messages are unaffected.
+A process whose listener is down misses what others publish meanwhile.  Without
+history that is silent (at-most-once); with history, every local subscription
+is interrupted with Lagged when the listener is back, and resumes from the
+Streams.  The listener logs one warning per outage, reconnects with exponential
+backoff (BACKOFF_FIRST to BACKOFF_MAX), subscribes again, and logs one line
+with the outage's duration.  A message on a ``triows:`` channel that is not the
+hub's is skipped with a warning, rate-limited per channel.
 """
 
 from __future__ import annotations
@@ -48,6 +39,7 @@ from ._redis_codec import decode, encode
 from ._redis_history import (
     COUNTER_KEY,
     EPOCH_KEY,
+    EPOCH_SCRIPT,
     FENCE,
     PUBLISH_SCRIPT,
     START_SCRIPT,
@@ -96,6 +88,7 @@ class RedisBackend:
         self.epoch = UNKNOWN_EPOCH
         self._publish_script: Any = None
         self._start_script: Any = None
+        self._epoch_script: Any = None
         # Fences of subscriptions starting: token -> set when the listener sees it.
         self._fences: dict[bytes, trio.Event] = {}
         self._presence = RedisPresence(
@@ -127,6 +120,7 @@ class RedisBackend:
             self._client = client
             self._publish_script = client.register_script(PUBLISH_SCRIPT)
             self._start_script = client.register_script(START_SCRIPT)
+            self._epoch_script = client.register_script(EPOCH_SCRIPT)
             self._presence.bind(client)
             nursery.start_soon(self._presence.run)
             task_status.started()
@@ -167,6 +161,14 @@ class RedisBackend:
     async def _subscribe_all(self, pubsub: Any, hub: Hub) -> None:
         # From here on watch() subscribes new topics on this connection itself, so
         # none added while the topics below are being subscribed is missed.
+        # Live messages are labelled with the epoch: read it anew (Redis may
+        # have restarted without persistence meanwhile).
+        epoch = await self._epoch_script(keys=[EPOCH_KEY], args=[new_epoch()])
+        self.epoch = bytes(epoch).decode()
+        if self.history and self._down_since is not None:
+            # Messages published during the outage never reached this process:
+            # tell every subscriber, who resumes from the history.
+            hub.interrupt(f"the hub lost Redis for a while ({self._last_failure})")
         self._pubsub = pubsub
         topics = hub.topics()
         watched = self._presence.watched()

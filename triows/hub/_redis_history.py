@@ -64,6 +64,16 @@ local receivers = redis.call('PUBLISH', ARGV[2], offset .. '\\n' .. ARGV[3])
 return {epoch, offset, receivers}
 """
 
+#: KEYS: epoch; ARGV: candidate epoch.  Returns the epoch (set if missing).
+EPOCH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
+"""
+
 #: KEYS: epoch, counter, stream; ARGV: candidate epoch, since's epoch ('' for
 #: no since), since's offset, history, channel, fence.  Returns {epoch, head,
 #: recovered, entries}, then publishes the fence on the topic's channel: once

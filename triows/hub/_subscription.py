@@ -100,7 +100,8 @@ class Subscription:
         #: How many messages ``drop_oldest`` discarded so far.
         self.dropped = 0
         self._buffer: deque[Broadcast] = deque()
-        self._overflowed = False
+        # False; True once overflowed; a str: interrupted by the backend, why.
+        self._overflowed: bool | str = False
         self._waiter: trio.lowlevel.Task | None = None
         #: The WebSocket that forward() is sending to.
         self._target: WebSocket | None = None
@@ -248,13 +249,27 @@ class Subscription:
 
             await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def interrupt(self, reason: str) -> None:
+        """Stop taking messages: return the buffered ones, then raise Lagged.
+
+        For backends that may have missed messages for this subscription (the
+        Redis listener back from an outage, with history on): the subscriber
+        resumes from :attr:`position`.  The backend removes it from the hub.
+        """
+        if not self._overflowed:
+            self._overflowed = reason
+            self._stats.lagged += 1
+            self._wake()
+
     def _raise_overflow(self) -> NoReturn:
+        resume = f"resume with hub.subscribe({self.topic!r}, since=subscription.position)"
+        if isinstance(self._overflowed, str):
+            raise Lagged(
+                f"subscriber to {self.topic!r}: {self._overflowed}; {resume}", self.position
+            )
         behind = f"subscriber to {self.topic!r} fell {self.max_buffer} messages behind"
         if self._resumable and self.on_overflow == "drop_oldest":
-            raise Lagged(
-                f"{behind}; resume with hub.subscribe({self.topic!r}, since=subscription.position)",
-                self.position,
-            )
+            raise Lagged(f"{behind}; {resume}", self.position)
         raise SlowConsumer(behind)
 
     def __aiter__(self) -> Subscription:
