@@ -141,6 +141,7 @@ def _request_message(
     by_position: dict[str, Any] = {"type": "array", "maxItems": len(properties)}
     if properties:
         by_position["items"] = list(properties.values())
+        by_position["additionalItems"] = False
         by_position["description"] = "by position: " + ", ".join(properties)
     if required:
         # Positional params may leave out trailing optional parameters only.
