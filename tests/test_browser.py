@@ -1,9 +1,11 @@
-"""The chat page in a real browser: two pages, one room, HTML shown as text."""
+"""The chat example and the shipped JS client in a real browser (Chromium)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -12,51 +14,98 @@ from examples.chat.app import app as chat_app
 from triows.testing import live_server
 
 from .browser import chromium
+from .chat_pages import ATTACK, install_helpers, members, open_chat, say, texts, two_users_talk
+from .tcp_proxy import TCPProxy, tcp_proxy
 
-#: The docs' screenshot: refreshed only with TRIOWS_REFRESH_SCREENSHOT=1, so the
-#: suite changes no tracked file.
+#: The docs' screenshot: refreshed only by bash scripts/screenshot
+#: (TRIOWS_REFRESH_SCREENSHOT=1), so the suite changes no tracked file.
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "chat.png"
 
 
-def _two_pages_chat(url: str, screenshot: Path) -> None:
+def _chat_in_two_pages(url: str, screenshots: Path) -> None:
     with chromium() as browser:
-        alice = browser.new_page()
-        bob = browser.new_page()
-        for page in (alice, bob):
-            page.set_default_timeout(10_000)
-            page.goto(url)
-        alice.fill("#user", "alice")
-        bob.fill("#user", "bob")
-        # Wait until both sockets are open: a message sent before would be history.
-        for page in (alice, bob):
-            page.wait_for_function("() => ws.readyState === WebSocket.OPEN")
-
-        alice.fill("#text", "hello bob")
-        alice.click("#submit")
-        bob.wait_for_selector("#messages li:has-text('alice: hello bob')")
-
-        attack = "<img src=x onerror=\"document.title='pwned'\"><b>bold</b>"
-        bob.fill("#text", attack)
-        bob.press("#text", "Enter")
-        item = alice.wait_for_selector("#messages li:nth-child(2)")
-        assert item is not None
+        alice, bob = two_users_talk(browser, url, screenshots / "chat.png")
         # Shown as text, never parsed as markup.
-        assert item.text_content() == f"bob: {attack}"
         assert alice.query_selector("#messages img") is None
         assert alice.query_selector("#messages b") is None
         assert alice.title() != "pwned"
-
-        alice.screenshot(path=str(screenshot))
+        assert members(alice) == members(bob) == ["alice", "bob"]
+        assert alice.text_content("#status") == "Online as alice"
+        lines = texts(alice)
+        assert lines == [
+            "alice: hello, I am alice",
+            "bob: hello, I am bob",
+            "alice: hi bob, the deploy went fine",
+            "bob: waves",
+            f"bob: {ATTACK}",
+        ]
+        assert alice.query_selector("#messages li.emote") is not None
+        # A reload resumes from where the tab joined: the same lines, once each.
+        alice.reload()
+        alice.wait_for_selector("#status:has-text('Online as alice')")
+        alice.wait_for_function(
+            f"() => document.querySelectorAll('#messages li').length >= {len(lines)}"
+        )
+        assert texts(alice) == lines
+        # Readable on a phone: nothing wider than the screen.
+        phone = open_chat(browser, url, "carol", width=375)
+        phone.wait_for_function("() => document.querySelectorAll('#members li').length === 3")
+        assert phone.evaluate("() => document.documentElement.scrollWidth") <= 375
+        phone.screenshot(path=str(screenshots / "chat-phone.png"))
 
 
 @pytest.mark.parametrize("backend", ["hypercorn", "native"])
 async def test_chat_page_in_chromium(backend: str, tmp_path: Path) -> None:
     # Chromium offers permessage-deflate: both backends compress for it.
-    screenshot = tmp_path / "chat.png"
-    if os.environ.get("TRIOWS_REFRESH_SCREENSHOT") == "1":
-        screenshot = DOCS_SCREENSHOT
     async with live_server(chat_app, backend=backend) as server:
-        with trio.fail_after(60):
+        with trio.fail_after(90):
             url = server.url("/", scheme="http")
-            await trio.to_thread.run_sync(_two_pages_chat, url, screenshot)
-    assert screenshot.stat().st_size > 1000
+            await trio.to_thread.run_sync(_chat_in_two_pages, url, tmp_path)
+    assert (tmp_path / "chat.png").stat().st_size > 1000
+    assert (tmp_path / "chat-phone.png").stat().st_size > 1000
+    if os.environ.get("TRIOWS_REFRESH_SCREENSHOT") == "1":  # bash scripts/screenshot
+        shutil.copyfile(tmp_path / "chat.png", DOCS_SCREENSHOT)
+
+
+def _drops_in_the_browser(url: str, proxy: TCPProxy, hub: Any) -> None:
+    """Alice's page goes through ``proxy``, which cuts her connection while
+    messages keep coming: she ends with every line once, in order."""
+    with chromium() as browser:
+        alice = open_chat(browser, url, "alice")
+        install_helpers(alice)
+        alice.evaluate(
+            "() => { window.states = []; live.on('state', s => window.states.push(s)); }"
+        )
+        expected = ["alice: hello, I am alice"]
+        for n in range(30):
+            line = {"type": "message", "text": f"line {n}", "user": "server", "at": 0}
+            trio.from_thread.run(hub.publish, "chat", line)
+            expected.append(f"server: line {n}")
+            if n % 10 == 4:
+                assert trio.from_thread.run_sync(proxy.drop) >= 1
+                # While offline, alice speaks: sent once she is back.
+                say(alice, f"typed offline {n}")
+                expected.append(f"alice: typed offline {n}")
+                alice.wait_for_selector("#status[data-state='open']")
+        alice.wait_for_function(
+            f"() => window.chatLines().length >= {len(expected)}", timeout=15_000
+        )
+        lines = texts(alice)
+        # Alice's own offline lines may land anywhere after her drop; the server's
+        # lines keep their order; nothing is missing and nothing is twice.
+        assert sorted(lines) == sorted(expected)
+        assert [x for x in lines if x.startswith("server")] == [
+            x for x in expected if x.startswith("server")
+        ]
+        states = alice.evaluate("() => window.states")
+        assert states.count("reconnecting") >= 3 and states[-1] == "open"
+        assert alice.query_selector("#messages li.note") is None  # no gap was reported
+
+
+async def test_js_client_resumes_after_drops_in_chromium() -> None:
+    hub = chat_app.hub
+    assert hub is not None
+    async with live_server(chat_app) as server, tcp_proxy(server.port) as proxy:
+        with trio.fail_after(90):
+            url = f"http://127.0.0.1:{proxy.port}/"
+            await trio.to_thread.run_sync(_drops_in_the_browser, url, proxy, hub)

@@ -78,6 +78,8 @@ TESTED_SNIPPETS = {
     "jsonrpc_basics",
     "jsonrpc_cancel",
     "limits",
+    "live_client",
+    "live_route",
     "message_types",
     "metrics",
     "parameters",
@@ -940,6 +942,45 @@ async def test_http_routes_and_mount() -> None:
 
 
 # -- testing and deployment ----------------------------------------------------------------
+
+
+# -- live topics ---------------------------------------------------------------------------
+
+
+async def test_live_route_snippet() -> None:
+    app = snippet_app("live_route")
+    async with TestClient(app) as client:
+        async with client.websocket_connect("/live?token=token-ann") as ann:
+            welcome = await ann.receive_json()
+            assert welcome["identity"] == {"key": "ann", "info": {"name": "Ann"}}
+            await ann.send_json({"type": "subscribe", "topic": "inbox:ann"})
+            assert (await ann.receive_json())["type"] == "subscribed"
+            response = await client.request("POST", "/notify/ann")
+            message = await ann.receive_json()
+            assert message["data"] == {"text": "you have mail"}
+            assert message["position"] == response.json()["position"]
+            for frame in (
+                {"type": "subscribe", "topic": "inbox:bob"},
+                {"type": "publish", "topic": "inbox:ann", "id": "1", "data": "x"},
+            ):
+                await ann.send_json(frame)
+                assert (await ann.receive_json())["code"] == "forbidden"
+            await ann.send_json({"type": "publish", "topic": "lobby", "id": "2", "data": "hi"})
+            assert (await ann.receive_json())["type"] == "ack"
+        async with client.websocket_connect("/live") as anonymous:
+            assert (await anonymous.receive_json())["identity"] is None
+            await anonymous.send_json({"type": "publish", "topic": "lobby", "id": "1", "data": 1})
+            assert (await anonymous.receive_json())["code"] == "forbidden"
+
+
+async def test_live_client_snippet(capsys: pytest.CaptureFixture[str]) -> None:
+    app = snippet_app("live_route")
+    async with live_server(app) as server:
+        with trio.fail_after(10):
+            await load("live_client").main(server.url("/live?token=token-ann"))
+    lines = capsys.readouterr().out.splitlines()
+    assert "hello" in lines
+    assert set(lines) <= {"hello", "online: ['ann']"}
 
 
 async def test_testing_page_examples() -> None:

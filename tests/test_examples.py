@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import trio
@@ -17,6 +18,7 @@ from examples import echo
 from examples.chat import app as chat
 from triows.testing import TestClient, TestWebSocket, live_server
 
+from .live_apps import Frames
 from .raw_client import http_get as raw_http_get
 
 TIMEOUT = 5.0
@@ -52,127 +54,134 @@ async def test_echo_client_leaving_ends_the_view_quietly() -> None:
 # -- chat, in memory -------------------------------------------------------------------
 
 
-def left(user: str) -> dict[str, str]:
-    return {"type": "left", "user": user}
+@asynccontextmanager
+async def chatter(
+    client: TestClient, user: str | None
+) -> AsyncIterator[tuple[TestWebSocket, Frames]]:
+    """A chat client on the live route, following the room (with presence)."""
+    path = "/live" if user is None else f"/live?user={user}"
+    async with client.websocket_connect(path) as ws:
+        frames = Frames(ws.receive_text)
+        assert (await frames.next())["type"] == "welcome"
+        await ws.send_json({"type": "subscribe", "topic": chat.TOPIC, "presence": True})
+        await frames.until(type="subscribed")
+        yield ws, frames
 
 
-async def receive(ws: TestWebSocket) -> dict[str, str]:
-    """The next room message, without its id (unique per message, checked separately)."""
-    received = await ws.receive_json()
-    assert isinstance(received.pop("id"), str)
-    return cast("dict[str, str]", received)
+def said(user: str, text: str, kind: str = "message") -> dict[str, Any]:
+    return {"type": kind, "text": text, "user": user}
 
 
-async def test_chat_page_is_served_without_innerhtml() -> None:
+async def next_line(frames: Frames) -> dict[str, Any]:
+    """The next chat message's data, without its time stamp (checked here)."""
+    data: dict[str, Any] = (await frames.until(type="message"))["data"]
+    assert isinstance(data.pop("at"), int)
+    return data
+
+
+async def test_chat_page_uses_the_live_client_and_text_only() -> None:
     async with TestClient(chat.app) as client:
         response = await client.get("/")
+        script = await client.get("/live/triows-live.js")
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
-    assert '<ul id="messages">' in page
-    assert "innerHTML" not in page
-    assert "li.textContent = " in page
-    # It connects back to the host that served it, not a hard-coded one.
-    assert "${location.host}/chat`" in page
+    for element in ("messages", "members", "status", "user", "text", "submit"):
+        assert f'id="{element}"' in page
+    assert '<script src="/live/triows-live.js"></script>' in page
+    assert "innerHTML" not in page and "textContent" in page
     assert "localhost" not in page
+    assert script.status == 200 and "class TriowsLive" in script.text
 
 
-async def test_chat_broadcasts_to_every_client() -> None:
+async def test_chat_users_talk_with_server_stamped_names() -> None:
     async with (
         TestClient(chat.app) as client,
-        client.websocket_connect("/chat") as alice,
-        client.websocket_connect("/chat") as bob,
+        chatter(client, "alice") as (alice, fa),
+        chatter(client, "bob") as (bob, fb),
     ):
-        await trio.testing.wait_all_tasks_blocked()  # both views are in the room
-        await alice.send_json(message("alice", "hello"))
-        assert await receive(alice) == message("alice", "hello")
-        assert await receive(bob) == message("alice", "hello")
-        await bob.send_json(message("bob", "hi alice"))
-        assert await receive(bob) == message("bob", "hi alice")
-        assert await receive(alice) == message("bob", "hi alice")
+        # The sender's name comes from its identity, not from what it sends.
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        await alice.send_json(
+            {"type": "publish", "topic": "chat", "id": first, "data": {**said("mallory", "hi")}}
+        )
+        assert (await fa.until(type="ack"))["id"] == first
+        for frames in (fa, fb):
+            assert await next_line(frames) == said("alice", "hi")
+        await bob.send_json(
+            {
+                "type": "publish",
+                "topic": "chat",
+                "id": second,
+                "data": {"type": "emote", "text": "waves"},
+            }
+        )
+        for frames in (fa, fb):
+            assert await next_line(frames) == said("bob", "waves", "emote")
 
 
-async def test_chat_late_joiner_gets_the_history_in_order_and_departures() -> None:
+async def test_chat_presence_lists_named_users_only() -> None:
+    async with (
+        TestClient(chat.app) as client,
+        chatter(client, "alice") as (_, fa),
+        chatter(client, None) as (_, watcher),
+    ):
+        assert (await watcher.until(type="presence"))["members"] == {"alice": {"name": "alice"}}
+        async with chatter(client, "Bob") as (_, fb):
+            members = (await fb.until(type="presence"))["members"]
+            assert members == {"alice": {"name": "alice"}, "bob": {"name": "Bob"}}
+            change = await fa.until(type="presence_change")
+            assert change["joined"] == {"bob": {"name": "Bob"}}
+        assert (await fa.until(type="presence_change"))["left"] == {"bob": {"name": "Bob"}}
+
+
+@pytest.mark.parametrize(
+    ("user", "topic", "data", "code"),
+    [
+        (None, "chat", {"type": "message", "text": "who am I"}, "forbidden"),
+        ("alice", "elsewhere", {"type": "message", "text": "hi"}, "forbidden"),
+        ("alice", "chat", {"type": "message", "text": ""}, "invalid_data"),
+        ("alice", "chat", {"type": "dance", "text": "hi"}, "invalid_data"),
+        ("alice", "chat", {"type": "message", "text": "x" * 1001}, "invalid_data"),
+        ("alice", "chat", "not an object", "invalid_data"),
+    ],
+)
+async def test_chat_refuses_what_is_not_a_chat_message(
+    user: str | None, topic: str, data: Any, code: str
+) -> None:
+    async with TestClient(chat.app) as client, chatter(client, user) as (ws, frames):
+        ident = str(uuid.uuid4())
+        await ws.send_json({"type": "publish", "topic": topic, "id": ident, "data": data})
+        error = await frames.until(type="error")
+        assert (error["code"], error["id"]) == (code, ident)
+        with trio.move_on_after(0.1):
+            pytest.fail(f"published anyway: {await frames.until(type='message')}")
+
+
+async def test_chat_resume_shows_each_message_once() -> None:
     async with TestClient(chat.app) as client:
-        async with client.websocket_connect("/chat") as alice:
-            for text in ("one", "two", "three"):
-                await alice.send_json(message("alice", text))
-                assert await receive(alice) == message("alice", text)
-            async with client.websocket_connect("/chat") as carol:
-                for text in ("one", "two", "three"):
-                    assert await receive(carol) == message("alice", text)
-                await trio.testing.wait_all_tasks_blocked()
-                await carol.send_json(message("carol", "caught up"))
-                assert await receive(carol) == message("carol", "caught up")
-                assert await receive(alice) == message("carol", "caught up")
-            # Carol spoke, then left: the room is told.
-            assert await receive(alice) == left("carol")
-        # The history outlives its authors: a newcomer after both left still gets it.
-        async with client.websocket_connect("/chat") as dave:
-            seen = [await receive(dave) for _ in range(6)]
-            assert [m.get("text") for m in seen[:4]] == ["one", "two", "three", "caught up"]
-            assert seen[4:] == [left("carol"), left("alice")]
+        async with chatter(client, "alice") as (alice, frames):
+            for n in range(3):
+                data = {"type": "message", "text": f"line {n}"}
+                await alice.send_json(
+                    {"type": "publish", "topic": "chat", "id": str(uuid.uuid4()), "data": data}
+                )
+            first = await frames.until(type="message")
+            for _ in range(3):  # all three published before leaving
+                await frames.until(type="ack")
+        async with client.websocket_connect("/live?user=alice") as again:
+            replay = Frames(again.receive_text)
+            await replay.next()
+            since = {"type": "subscribe", "topic": "chat", "since": first["position"]}
+            await again.send_json(since)
+            assert (await replay.until(type="subscribed"))["recovered"] is True
+            texts = [(await replay.until(type="message"))["data"]["text"] for _ in range(2)]
+            assert texts == ["line 1", "line 2"]
 
 
-async def test_chat_history_is_bounded_and_sent_once() -> None:
-    async with TestClient(chat.app) as client:
-        async with client.websocket_connect("/chat") as alice:
-            for n in range(chat.HISTORY + 20):
-                await alice.send_json(message("alice", str(n)))
-                assert (await receive(alice))["text"] == str(n)
-        async with client.websocket_connect("/chat") as bob:
-            texts = [(await receive(bob)).get("text") for _ in range(chat.HISTORY)]
-        # The oldest 20 fell out; alice's departure is the newest entry.
-        assert texts == [str(n) for n in range(21, chat.HISTORY + 20)] + [None]
-
-
-async def test_chat_history_is_per_app_lifetime() -> None:
-    async with TestClient(chat.app) as client, client.websocket_connect("/chat") as ws:
-        await ws.send_json(message("x", "first life"))
-        assert await receive(ws) == message("x", "first life")
-    # A new lifespan (a restarted server) starts with an empty room.
-    async with TestClient(chat.app) as client, client.websocket_connect("/chat") as ws:
-        await ws.send_json(message("y", "second life"))
-        assert await receive(ws) == message("y", "second life")
-
-
-@pytest.mark.parametrize("code", [1000, 1001, 1006])
-async def test_chat_client_leaving_does_not_disturb_the_others(code: int) -> None:
-    # 1006 (a dropped connection) is caught too: no exception reaches the server.
-    async with (
-        TestClient(chat.app) as client,
-        client.websocket_connect("/chat") as alice,
-    ):
-        async with client.websocket_connect("/chat") as bob:
-            await trio.testing.wait_all_tasks_blocked()
-            await bob.close(code)
-        await alice.send_json(message("alice", "anyone?"))
-        # Bob never spoke, so no departure is announced for him.
-        assert await receive(alice) == message("alice", "anyone?")
-
-
-async def test_chat_relays_only_clean_chat_messages() -> None:
-    async with (
-        TestClient(chat.app) as client,
-        client.websocket_connect("/chat") as ws,
-    ):
-        await ws.send_json(["not", "a", "message"])
-        await ws.send_json({"type": "presence", "user": "x", "text": "typing"})
-        await ws.send_json(message("x", ""))  # blank
-        await ws.send_json({"type": "message", "user": "", "text": "who am I", "extra": 1})
-        # Markup is relayed as text; the page shows it with textContent.
-        await ws.send_json(message("<b>x</b>", "<img src=x onerror=alert(1)>"))
-        assert await receive(ws) == message("Anonymous", "who am I")
-        assert await receive(ws) == message("<b>x</b>", "<img src=x onerror=alert(1)>")
-
-
-async def test_chat_invalid_json_closes_with_1007() -> None:
-    async with (
-        TestClient(chat.app) as client,
-        client.websocket_connect("/chat") as ws,
-    ):
-        await ws.send_text("{not json")
-        assert await ws.wait_closed() == 1007
+async def test_chat_hub_is_in_memory_by_default() -> None:
+    assert chat.hub.url is None
+    assert chat.hub.history == chat.HISTORY
 
 
 async def test_chat_style_providers_can_be_injected_under_generic_annotations() -> None:
@@ -254,19 +263,21 @@ async def test_echo_server_shutdown_closes_clients_with_1001() -> None:
         assert closed.value.reason.code == 1001
 
 
-async def join(ws: WebSocketConnection, user: str) -> None:
-    """Post a hello and wait for it to come back: then ``ws`` is surely in the room."""
-    await ws.send_message(f'{{"type": "message", "user": "{user}", "text": "hello"}}')
-    with trio.fail_after(TIMEOUT):
-        while True:
-            if without_id(await ws.get_message()) == message(user, "hello"):
-                return
+@asynccontextmanager
+async def real_chatter(url: str) -> AsyncIterator[tuple[WebSocketConnection, Frames]]:
+    async with connect(url) as ws:
+        frames = Frames(ws.get_message)
+        assert (await frames.next())["type"] == "welcome"
+        await ws.send_message(json.dumps({"type": "subscribe", "topic": "chat", "presence": True}))
+        await frames.until(type="subscribed")
+        yield ws, frames
 
 
-def without_id(raw: str | bytes) -> dict[str, str]:
-    received = json.loads(raw)
-    received.pop("id")
-    return cast("dict[str, str]", received)
+async def publish(ws: WebSocketConnection, ident: str, text: str) -> None:
+    data = {"type": "message", "text": text}
+    await ws.send_message(
+        json.dumps({"type": "publish", "topic": "chat", "id": ident, "data": data})
+    )
 
 
 async def test_chat_over_real_sockets(make_recorder: Any) -> None:
@@ -276,26 +287,22 @@ async def test_chat_over_real_sockets(make_recorder: Any) -> None:
         assert status == 200
         assert headers["content-type"].startswith("text/html")
         assert b"textContent" in body and b"innerHTML" not in body
+        status, headers, body = await http_get(server.port, "/live/triows-live.js")
+        assert status == 200 and b"TriowsLive" in body
 
-        url = server.url("/chat")
-        async with connect(url) as alice:
-            await join(alice, "alice")
-            async with connect(url) as bob:
-                # The newcomer gets the history (alice's hello), then its own hello.
-                assert without_id(await get_message(bob)) == message("alice", "hello")
-                await join(bob, "bob")
-                assert without_id(await get_message(alice)) == message("bob", "hello")
-
-                await alice.send_message('{"type": "message", "user": "alice", "text": "hi"}')
-                assert without_id(await get_message(alice)) == message("alice", "hi")
-                assert without_id(await get_message(bob)) == message("alice", "hi")
-            # Bob has left (close 1000): the room is told, and alice keeps chatting alone.
-            assert without_id(await get_message(alice)) == {"type": "left", "user": "bob"}
-            await alice.send_message('{"type": "message", "user": "alice", "text": "bye"}')
-            assert without_id(await get_message(alice)) == message("alice", "bye")
-            with trio.move_on_after(0.2):
-                await alice.get_message()
-                pytest.fail("alice received a message nobody sent")
+        async with real_chatter(server.url("/live?user=alice")) as (alice, fa):
+            async with real_chatter(server.url("/live?user=bob")) as (bob, fb):
+                await publish(alice, str(uuid.uuid4()), "hi bob")
+                for frames in (fa, fb):
+                    data = await next_line(frames)
+                    assert data == {"type": "message", "text": "hi bob", "user": "alice"}
+                await publish(bob, str(uuid.uuid4()), "hi alice")
+                assert (await next_line(fa))["user"] == "bob"
+            # Bob left: the member list says so (after saying he came, maybe).
+            change = await fa.until(type="presence_change")
+            if not change["left"]:
+                change = await fa.until(type="presence_change")
+            assert change["left"] == {"bob": {"name": "bob"}}
     assert recorder.errors == []
 
 
@@ -303,18 +310,17 @@ async def test_chat_clients_get_1001_at_shutdown() -> None:
     closed: list[int] = []
 
     async def stay(url: str, task_status: trio.TaskStatus[None]) -> None:
-        async with connect(url) as ws:
-            await join(ws, "stayer")
+        async with real_chatter(url) as (ws, _):
             task_status.started()
             try:
                 while True:
-                    await get_message(ws)  # the others' hellos, then the close
+                    await ws.get_message()  # presence changes, then the close
             except ConnectionClosed as exc:
                 assert exc.reason is not None
                 closed.append(exc.reason.code)
 
     async with trio.open_nursery() as nursery, live_server(chat.app) as server:
-        for _ in range(3):
-            await nursery.start(stay, server.url("/chat"))
+        for user in ("a", "b", "c"):
+            await nursery.start(stay, server.url(f"/live?user={user}"))
         # Leaving live_server shut the server down: each client got a close frame.
     assert closed == [1001, 1001, 1001]

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
@@ -24,6 +25,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url, wrap_client_
 from triows.hub import Hub, HubUnavailable, _redis, _redis_logs
 from triows.hub._redis import decode, encode
 
+from .live_apps import Frames
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -105,7 +107,7 @@ def _spawn(command: list[str], redis_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**os.environ, "TRIOWS_HUB_URL": redis_url},
+        env={**os.environ, "TRIOWS_REDIS_URL": redis_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -142,14 +144,25 @@ def _triows_chat(redis_url: str) -> AbstractAsyncContextManager[int]:
     return _serving(command, redis_url, rb"serving .* on http://127\.0\.0\.1:(\d+)")
 
 
-def _chat_message(user: str, text: str) -> str:
-    return json.dumps({"type": "message", "user": user, "text": text})
+@asynccontextmanager
+async def _chatter(ws: WebSocketConnection) -> AsyncIterator[Frames]:
+    """The chat example's live route on ``ws``: welcomed, following the room."""
+    frames = Frames(ws.get_message)
+    assert (await frames.next())["type"] == "welcome"
+    await ws.send_message(json.dumps({"type": "subscribe", "topic": "chat"}))
+    await frames.until(type="subscribed")
+    yield frames
 
 
-async def _next_chat(ws: WebSocketConnection) -> dict[str, str]:
-    received = json.loads(await ws.get_message())
-    received.pop("id")
-    return dict(received)
+async def _say(ws: WebSocketConnection, text: str) -> None:
+    data = {"type": "message", "text": text}
+    publish = {"type": "publish", "topic": "chat", "id": str(uuid.uuid4()), "data": data}
+    await ws.send_message(json.dumps(publish))
+
+
+async def _next_chat(frames: Frames) -> dict[str, str]:
+    data: dict[str, str] = (await frames.until(type="message"))["data"]
+    return {"user": data["user"], "text": data["text"]}
 
 
 async def test_chat_clients_on_two_triows_processes_talk_through_redis(
@@ -159,22 +172,17 @@ async def test_chat_clients_on_two_triows_processes_talk_through_redis(
     async with _triows_chat(redis_server.url) as port_a, _triows_chat(redis_server.url) as port_b:
         with trio.fail_after(20):
             async with (
-                open_websocket_url(f"ws://127.0.0.1:{port_a}/chat") as alice,
-                open_websocket_url(f"ws://127.0.0.1:{port_b}/chat") as bob,
+                open_websocket_url(f"ws://127.0.0.1:{port_a}/live?user=alice") as alice,
+                open_websocket_url(f"ws://127.0.0.1:{port_b}/live?user=bob") as bob,
+                _chatter(alice) as alice_frames,
+                _chatter(bob) as bob_frames,
             ):
-                # Each process subscribes when its view starts: retry until bob hears alice.
-                while True:
-                    await alice.send_message(_chat_message("alice", "ping"))
-                    with trio.move_on_after(0.3):
-                        if (await _next_chat(bob))["text"] == "ping":
-                            break
-                await bob.send_message(_chat_message("bob", "hi from B"))
-                while (await _next_chat(alice)) != {
-                    "type": "message",
-                    "user": "bob",
-                    "text": "hi from B",
-                }:
-                    pass
+                # Both subscriptions are confirmed by Redis: nothing needs a retry.
+                await _say(alice, "ping")
+                assert await _next_chat(bob_frames) == {"user": "alice", "text": "ping"}
+                await _say(bob, "hi from B")
+                assert await _next_chat(alice_frames) == {"user": "alice", "text": "ping"}
+                assert await _next_chat(alice_frames) == {"user": "bob", "text": "hi from B"}
 
 
 def _owner_pid(server_port: int, client_port: int, pids: list[int]) -> int:
@@ -232,19 +240,18 @@ async def test_chat_across_hypercorn_workers_through_redis(redis_server: RedisSe
                 for _ in range(40):
                     stream = await trio.open_tcp_stream("127.0.0.1", port)
                     local_port = stream.socket.getsockname()[1]
-                    ws = await wrap_client_stream(nursery, stream, f"127.0.0.1:{port}", "/chat")
+                    ws = await wrap_client_stream(
+                        nursery, stream, f"127.0.0.1:{port}", "/live?user=w"
+                    )
                     connections.push_async_callback(ws.aclose)
                     clients.setdefault(_owner_pid(port, local_port, workers), ws)
                     if len(clients) == 2:
                         break
                 assert len(clients) == 2, "every connection landed on the same worker"
                 first, second = clients.values()
-                # Each worker subscribes when its view starts: retry until one is heard.
-                while True:
-                    await first.send_message(_chat_message("w1", "across"))
-                    with trio.move_on_after(0.3):
-                        if (await _next_chat(second))["text"] == "across":
-                            break
+                async with _chatter(first) as _, _chatter(second) as second_frames:
+                    await _say(first, "across")
+                    assert (await _next_chat(second_frames))["text"] == "across"
     finally:
         parent.send_signal(signal.SIGINT)
         try:

@@ -23,6 +23,7 @@ from ._exceptions import (
 )
 from ._http import Request, Response
 from ._jsonrpc import JSONRPC, RPCConnection, RPCError
+from ._live import LiveAction, LiveIdentity, LiveRoute
 from ._providers import ProviderError
 from ._routing import ParameterError
 from ._server import serve
@@ -50,6 +51,9 @@ __all__ = [
     "HubStats",
     "HubUnavailable",
     "Lagged",
+    "LiveAction",
+    "LiveIdentity",
+    "LiveRoute",
     "MessageDecodeError",
     "MessageTypeError",
     "MessageValidationError",

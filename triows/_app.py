@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, Unpack, overload
 
 import trio
 
@@ -19,6 +19,7 @@ from ._http_routes import HTTPEndpoints, HTTPRoute
 from ._jsonrpc import JSONRPC, jsonrpc_view
 from ._lifespan import Lifespan
 from ._limits import ConnectionLimits, check_rate, route_rate
+from ._live import LiveOptions, LiveRoute
 from ._metrics._serve import serve_metrics
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import Pattern, ViewSignature
@@ -212,6 +213,16 @@ class App:
             return view
 
         return register
+
+    def live_route(
+        self, path: str, hub: Hub | None = None, **options: Unpack[LiveOptions]
+    ) -> LiveRoute:
+        """Serve the live protocol (topics with resume, presence, client publishes;
+        docs/protocol.md) at ``path`` on ``hub`` (default and only choice: the
+        App's), and its JS client at ``path + "/triows-live.js"``.  ``options``:
+        ``authorize``, ``identify``, ``max_topics``, ``message_type``,
+        ``before_publish``, described at :class:`~triows.LiveRoute`."""
+        return LiveRoute.install(self, path, hub, **options)
 
     @overload
     def provider(self, func: F, /) -> F: ...

@@ -1,0 +1,82 @@
+"""The shipped JS client under Node 20: reconnects, resumes, publishes once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import pytest
+import trio
+
+from triows._live import client_script
+from triows.testing import live_server
+
+from .live_apps import live_app
+from .tcp_proxy import tcp_proxy
+
+NODE_SCRIPT = __file__.rsplit("/", 1)[0] + "/live_node.js"
+
+
+class Lines:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> dict[str, Any]:
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise EOFError(f"node exited; unread output: {self._buffer!r}")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        event: dict[str, Any] = json.loads(line)
+        return event
+
+    async def until(self, key: str) -> dict[str, Any]:
+        while True:
+            event = await self.next()
+            if key in event:
+                return event
+
+
+async def test_js_client_under_node_resumes_across_drops(tmp_path: Any) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: scripts/test installs Debian's nodejs (Node 20)")
+    client = tmp_path / "triows-live.js"
+    client.write_text(client_script())
+    app = live_app()
+    hub = app.hub
+    assert hub is not None
+    count = 40
+    async with (
+        live_server(app) as server,
+        tcp_proxy(server.port) as proxy,
+        hub.subscribe("from-node") as from_node,
+    ):
+        url = f"ws://127.0.0.1:{proxy.port}/live"
+        process = await trio.lowlevel.open_process(
+            [node, "--experimental-websocket", NODE_SCRIPT, str(client), url, str(count)],
+            stdout=-1,
+        )
+        try:
+            assert process.stdout is not None
+            lines = Lines(process.stdout)
+            with trio.fail_after(20):
+                assert (await lines.until("subscribed"))["subscribed"] is None
+                assert await from_node.receive() == {"hello": "node"}
+                for n in range(count):
+                    await hub.publish("seq", n)
+                    if n % 10 == 5:
+                        proxy.drop()
+                        # Reconnected and resumed before the next drop.
+                        assert (await lines.until("subscribed"))["subscribed"] is True
+                done = await lines.until("done")
+                assert await process.wait() == 0
+        finally:
+            process.kill()
+            await process.wait()
+    assert done == {"done": list(range(count)), "gaps": []}
+    with trio.move_on_after(0.2):
+        pytest.fail(f"the node client's publish was published twice: {await from_node.receive()}")
