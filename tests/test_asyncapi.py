@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -18,10 +19,10 @@ import trio
 import triows
 from examples import echo, ticker
 from triows._asyncapi._schemas import Components
-from triows.testing import TestClient, live_server
+from triows.testing import TestClient
 
 from .asyncapi_apps import every_route_app
-from .raw_client import http_get
+from .conftest import Backend, Served
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,8 +273,28 @@ async def test_asyncapi_path_serves_the_document_in_memory() -> None:
         assert "servers" not in odd.json()
 
 
-@pytest.mark.parametrize("server_backend", ["native", "hypercorn"])
-async def test_asyncapi_path_serves_the_document_over_sockets(server_backend: str) -> None:
+async def http_get(served: Served, path: str) -> tuple[bytes, bytes]:
+    """GET ``path`` (over TLS when the server has it) with ``Connection: close``:
+    the response's head and body."""
+    parts = urlsplit(served.url_base)
+    assert parts.hostname is not None and parts.port is not None
+    stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    if served.ssl_context is not None:
+        # https_compatible: the server may close without a TLS close_notify.
+        stream = trio.SSLStream(
+            stream, served.ssl_context, server_hostname=parts.hostname, https_compatible=True
+        )
+    async with stream:
+        head = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+        await stream.send_all(head.encode())
+        raw = b""
+        while chunk := await stream.receive_some(65536):
+            raw += chunk
+    head_bytes, _, body = raw.partition(b"\r\n\r\n")
+    return head_bytes, body
+
+
+async def test_asyncapi_path_serves_the_document_over_sockets(backend: Backend) -> None:
     app = triows.App(title="served", asyncapi_path="/docs/asyncapi.json")
 
     @app.websocket_route("/echo")
@@ -281,13 +302,16 @@ async def test_asyncapi_path_serves_the_document_over_sockets(server_backend: st
         pass
 
     with trio.fail_after(10):
-        async with live_server(app, backend=server_backend) as server:
-            raw = await http_get(server.port, "/docs/asyncapi.json")
-    head, _, body = raw.partition(b"\r\n\r\n")
+        async with backend.serve(app) as served:
+            head, body = await http_get(served, "/docs/asyncapi.json")
     assert head.startswith(b"HTTP/1.1 200")
     assert b"content-type: application/json" in head.lower()
     document = json.loads(body)
-    assert document == app.asyncapi(server="ws://127.0.0.1")
+    # The server named is the one the document was fetched from: wss:// over TLS.
+    netloc = urlsplit(served.url_base).netloc
+    scheme = "wss" if served.ssl_context is not None else "ws"
+    assert document["servers"] == {"default": {"host": netloc, "protocol": scheme}}
+    assert document == app.asyncapi(server=f"{scheme}://{netloc}")
 
 
 # -- triows asyncapi ---------------------------------------------------------------------
@@ -305,9 +329,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_prints_the_document_as_json() -> None:
-    done = run_cli("examples.echo:app")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == echo.app.asyncapi()
+    for target in ("examples.echo:app", "examples/echo.py:app"):
+        done = run_cli(target)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == echo.app.asyncapi()
     done = run_cli(
         "examples.ticker:app", "--title", "Ticker", "--version", "9", "--server", "ws://h:1"
     )
