@@ -22,6 +22,11 @@ import statistics
 from .native_vs_hypercorn import run_once
 
 PAYLOAD = json.dumps({"user": "ann", "seq": 12, "text": "hi there"}, separators=(",", ":"))
+#: The same message as a JSON-RPC call (``--rpc``); one call at a time per connection.
+CALL = json.dumps(
+    {"jsonrpc": "2.0", "method": "echo_chat", "params": [json.loads(PAYLOAD)], "id": 1},
+    separators=(",", ":"),
+)
 
 
 def main() -> None:
@@ -30,25 +35,32 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backend", choices=("native", "hypercorn"), default="native")
+    parser.add_argument(
+        "--rpc", action="store_true", help="also the same message as a JSON-RPC call (/rpc)"
+    )
     args = parser.parse_args()
-    cpu_ratios: list[float] = []
-    rate_ratios: list[float] = []
+    routes = {"/echo": PAYLOAD, "/typed": PAYLOAD} | ({"/rpc": CALL} if args.rpc else {})
+    cpu_ratios: dict[str, list[float]] = {path: [] for path in routes if path != "/echo"}
+    rate_ratios: dict[str, list[float]] = {path: [] for path in cpu_ratios}
     for _ in range(args.repeats):
         runs = {}
-        for path in ("/echo", "/typed"):
+        for path, payload in routes.items():
             rate, cpu = run_once(
-                args.backend, args.seconds, args.connections, path=path, payload=PAYLOAD
+                args.backend, args.seconds, args.connections, path=path, payload=payload
             )
             runs[path] = rate, cpu
             print(f"{path:7} {rate:10,.0f} msg/s  {cpu * 1e6:6.2f} us CPU/msg", flush=True)
-        (echo_rate, echo_cpu), (typed_rate, typed_cpu) = runs["/echo"], runs["/typed"]
-        cpu_ratios.append(typed_cpu / echo_cpu)
-        rate_ratios.append(echo_rate / typed_rate)
+        echo_rate, echo_cpu = runs["/echo"]
+        for path in cpu_ratios:
+            cpu_ratios[path].append(runs[path][1] / echo_cpu)
+            rate_ratios[path].append(echo_rate / runs[path][0])
     print()
-    cpu = statistics.median(cpu_ratios)
-    rate = statistics.median(rate_ratios)
-    print(f"typed / echo, server CPU time per message: {cpu:.3f} (+{(cpu - 1) * 100:.1f} %)")
-    print(f"typed / echo, wall time per message:       {rate:.3f} (+{(rate - 1) * 100:.1f} %)")
+    for path in cpu_ratios:
+        name = path.strip("/")
+        cpu = statistics.median(cpu_ratios[path])
+        rate = statistics.median(rate_ratios[path])
+        print(f"{name} / echo, server CPU time per message: {cpu:.3f} (+{(cpu - 1) * 100:.1f} %)")
+        print(f"{name} / echo, wall time per message:       {rate:.3f} (+{(rate - 1) * 100:.1f} %)")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ async def test_publish_stall_measures_both_backends() -> None:
 def test_typed_echo_reports_the_ratio() -> None:
     # benchmarks/typed_echo.py, tiny: both routes answer and the ratios are printed.
     command = [sys.executable, "-m", "benchmarks.typed_echo", "--seconds", "0.3"]
-    command += ["--connections", "3", "--repeats", "1"]
+    command += ["--connections", "3", "--repeats", "1", "--rpc"]
     result = subprocess.run(
         command,
         cwd=ROOT,
@@ -109,4 +109,5 @@ def test_typed_echo_reports_the_ratio() -> None:
         check=True,
     )
     assert re.search(r"^/typed +[\d,]+ msg/s", result.stdout, re.M)
-    assert re.search(r"server CPU time per message: \d+\.\d{3}", result.stdout)
+    assert re.search(r"^typed / echo, server CPU time per message: \d+\.\d{3}", result.stdout, re.M)
+    assert re.search(r"^rpc / echo, server CPU time per message: \d+\.\d{3}", result.stdout, re.M)

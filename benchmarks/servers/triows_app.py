@@ -76,6 +76,18 @@ async def typed(ws: WebSocket) -> None:
         await ws.send(message)
 
 
+rpc = triows.JSONRPC()
+
+
+@rpc.method
+async def echo_chat(message: Chat) -> Chat:
+    # The typed echo as a JSON-RPC call (benchmarks.typed_echo): a task per call.
+    return message
+
+
+app.jsonrpc_route("/rpc", rpc)
+
+
 @app.websocket_route("/sub")
 async def sub(ws: WebSocket) -> None:
     if hub is not None:
