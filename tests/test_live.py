@@ -330,3 +330,23 @@ async def test_identify_must_return_a_live_identity() -> None:
             async with client.websocket_connect("/live"):
                 pass
     assert refused.value.status == 500
+
+
+async def test_identify_may_refuse_the_handshake() -> None:
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+
+    async def identify(ws: triows.WebSocket) -> triows.LiveIdentity | None:
+        if ws.query_parameters.get("token") != "good":
+            await ws.reject(403)
+            return None
+        return triows.LiveIdentity("ann")
+
+    app.live_route("/live", identify=identify)
+    async with TestClient(app) as client:
+        with pytest.raises(HandshakeRejected) as refused:
+            async with client.websocket_connect("/live?token=bad"):
+                pass
+        assert refused.value.status == 403
+        async with client.websocket_connect("/live?token=good") as ws:
+            assert (await ws.receive_json())["identity"] == {"key": "ann", "info": None}

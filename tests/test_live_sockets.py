@@ -83,6 +83,36 @@ async def test_a_slow_reader_lags_and_is_resumed_from_the_history(backend: Backe
     assert hub.stats.lagged > 0
 
 
+async def test_without_history_a_slow_reader_is_told_of_its_gap(backend: Backend) -> None:
+    # No history to resume from: the hub drops the oldest messages of a client
+    # that cannot keep up, and the route says so with a gap frame before the next one.
+    app = live_app(history=0, max_buffer=4)
+    hub = app.hub
+    assert hub is not None
+    count, payload = 300, "x" * 65536
+    async with backend.serve(app) as served, served.connect("/live", message_queue_size=1) as ws:
+        frames = Frames(ws.get_message)
+        await frames.next()
+        await ws.send_message(json.dumps({"type": "subscribe", "topic": "bulk"}))
+        await frames.until(type="subscribed")
+        with trio.fail_after(30):
+            for n in range(count):
+                await hub.publish("bulk", {"n": n, "pad": payload})
+            seen: list[tuple[str, int]] = []
+            while not seen or seen[-1] != ("message", count - 1):
+                frame = await frames.next()
+                seen.append(
+                    (frame["type"], frame["data"]["n"] if frame["type"] == "message" else -1)
+                )
+        numbers = [n for kind, n in seen if kind == "message"]
+        assert numbers == sorted(numbers) and len(numbers) < count
+        # Every skip is announced by a gap frame just before the message after it.
+        for (kind, n), (_, previous) in zip(seen[1:], seen, strict=False):
+            if kind == "message" and previous >= 0 and n != previous + 1:
+                pytest.fail(f"messages {previous + 1}..{n - 1} skipped without a gap frame")
+        assert ("gap", -1) in seen
+
+
 async def test_trio_client_survives_drops_with_no_loss_and_no_duplicate(backend: Backend) -> None:
     app = live_app()
     hub = app.hub

@@ -229,25 +229,36 @@ class LiveSession:
                 since = await self._forward(topic, sub)
 
     async def _forward(self, topic: str, sub: Subscription) -> str:
-        """Send ``sub``'s messages until it lags; return the position to resume after."""
+        """Send ``sub``'s messages until it lags; return the position to resume after.
+
+        What is buffered when this task wakes goes out as one batch (one socket
+        write on the native server), each frame shared by this route's clients.
+        """
         frame = self.route.frame
-        send = self.ws.send
+        send_many = self.ws.send_many
         dropped = sub.dropped
+        batch: list[Any] = []
         try:
             while True:
                 value = await sub.receive()
-                if sub.dropped != dropped:
-                    # A hub without history dropped messages for this client.
-                    dropped = sub.dropped
-                    await self._gap(topic, None, "overflow")
-                await send(frame(topic, sub.position, value))
+                while True:
+                    if sub.dropped != dropped:
+                        # A hub without history dropped messages for this client.
+                        dropped = sub.dropped
+                        batch.append(_gap_frame(topic, None, "overflow"))
+                    batch.append(frame(topic, sub.position, value))
+                    if not len(sub):
+                        break
+                    value = await sub.receive()  # buffered: returns without waiting
+                await send_many(batch)
+                batch = []
         except Lagged as lagged:
+            if batch:
+                await send_many(batch)
             return lagged.position
 
     async def _gap(self, topic: str, position: str | None, reason: str) -> None:
-        await self.ws.send(
-            encode({"type": "gap", "topic": topic, "position": position, "reason": reason})
-        )
+        await self.ws.send(_gap_frame(topic, position, reason))
 
     async def _presence(self, topic: str) -> None:
         hub: Any = self.route.hub
@@ -270,3 +281,7 @@ class LiveSession:
                         }
                     )
                 )
+
+
+def _gap_frame(topic: str, position: str | None, reason: str) -> str:
+    return encode({"type": "gap", "topic": topic, "position": position, "reason": reason})
