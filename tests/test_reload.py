@@ -22,6 +22,7 @@ from triows._reload import child_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 30.0
+RESTARTING = b"changed, restarting"
 SERVING = re.compile(rb"triows: serving app:app on http://127\.0\.0\.1:(\d+) ")
 
 APP = """\
@@ -43,19 +44,19 @@ class Supervisor:
 
     async def next_port(self, after: int) -> int:
         """The port of the serving line after the first ``after`` of them."""
-        assert self.process.stdout is not None
         while len(found := SERVING.findall(self.output)) <= after:
-            chunk = await self.process.stdout.receive_some(65536)
-            assert chunk, f"the supervisor exited:\n{self.output.decode(errors='replace')}"
-            self.output += chunk
+            await self.read_more()
         return int(found[after])
 
-    async def read_until(self, text: bytes) -> None:
+    async def read_more(self) -> None:
         assert self.process.stdout is not None
+        chunk = await self.process.stdout.receive_some(65536)
+        assert chunk, f"the supervisor exited:\n{self.output.decode(errors='replace')}"
+        self.output += chunk
+
+    async def read_until(self, text: bytes) -> None:
         while text not in self.output:
-            chunk = await self.process.stdout.receive_some(65536)
-            assert chunk, f"no {text!r} in:\n{self.output.decode(errors='replace')}"
-            self.output += chunk
+            await self.read_more()
 
     async def rest(self) -> str:
         assert self.process.stdout is not None
@@ -86,8 +87,9 @@ def _children(pid: int) -> list[int]:
 
 
 @asynccontextmanager
-async def reloading(directory: Path) -> AsyncIterator[Supervisor]:
+async def reloading(directory: Path, *options: str) -> AsyncIterator[Supervisor]:
     argv = [sys.executable, "-m", "triows", "run", "app:app", "--port", "0", "--reload"]
+    argv += options
     process = await trio.lowlevel.open_process(
         argv, cwd=directory, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -109,25 +111,20 @@ async def served_text(port: int) -> str | bytes:
             return await ws.get_message()
 
 
-async def rewrite_until_restarted(
-    supervisor: Supervisor, source: Path, text: str, restarts: int
-) -> int:
-    """Write ``text`` to ``source`` (again every 2 s, in case the watcher was not yet
-    watching) until the supervisor serves for the ``restarts``-th time; that port."""
-    port = 0
-    async with trio.open_nursery() as nursery:
-
-        async def wait() -> None:
-            nonlocal port
-            port = await supervisor.next_port(restarts)
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(wait)
-        for _ in range(10):
-            _write(source, text)
-            await trio.sleep(2)
-    assert port, "no restart after 10 writes"
-    return port
+async def rewrite_until_restarted(supervisor: Supervisor, source: Path, text: str) -> int:
+    """Write ``text`` to ``source`` until the supervisor says it restarts (again every
+    2 s, in case the watcher was not watching yet; never once it restarted, since each
+    write would restart it again); the port the new server then serves on."""
+    restarts = supervisor.output.count(RESTARTING)
+    served = len(SERVING.findall(supervisor.output))
+    for _ in range(10):
+        _write(source, text)
+        with trio.move_on_after(2):
+            while supervisor.output.count(RESTARTING) == restarts:
+                await supervisor.read_more()
+        if supervisor.output.count(RESTARTING) > restarts:
+            return await supervisor.next_port(served)
+    raise AssertionError(f"no restart after 10 writes:\n{supervisor.output.decode()}")
 
 
 async def test_a_changed_file_is_served_after_the_restart(tmp_path: Path) -> None:
@@ -142,7 +139,7 @@ async def test_a_changed_file_is_served_after_the_restart(tmp_path: Path) -> Non
 
             # A different size too: Python's bytecode cache checks mtime (seconds) and size.
             changed = APP.format(text="version two, from the new code")
-            second = await rewrite_until_restarted(supervisor, source, changed, 1)
+            second = await rewrite_until_restarted(supervisor, source, changed)
             assert await served_text(second) == "version two, from the new code"
             (child,) = _children(supervisor.process.pid)
             assert child not in children  # a new process imported the new code
@@ -170,12 +167,45 @@ async def test_a_syntax_error_waits_for_the_next_change(tmp_path: Path) -> None:
                 source.write_text("this is not Python ( \n")  # the watcher was not ready
             else:
                 pytest.fail(supervisor.output.decode(errors="replace"))
-            port = await rewrite_until_restarted(
-                supervisor, source, APP.format(text="fixed, and served again"), 1
-            )
+            fixed = APP.format(text="fixed, and served again")
+            port = await rewrite_until_restarted(supervisor, source, fixed)
             assert await served_text(port) == "fixed, and served again"
             supervisor.process.send_signal(signal.SIGTERM)
             assert await supervisor.process.wait() == 0
+
+
+STUCK = """\
+import trio
+import triows
+
+app = triows.App()
+
+
+@app.websocket_route("/version")
+async def stuck(ws: triows.WebSocket) -> None:
+    await ws.send("ready")
+    with trio.CancelScope(shield=True):
+        await trio.sleep(60)
+"""
+
+
+async def test_a_second_signal_reaches_the_child_and_forces_its_shutdown(tmp_path: Path) -> None:
+    _write(tmp_path / "app.py", STUCK)
+    # shutdown_timeout=10: the bound (21 s) is far; only forcing ends it in time.
+    async with reloading(tmp_path, "--shutdown-timeout", "10") as supervisor:
+        with trio.fail_after(STARTUP_TIMEOUT):
+            port = await supervisor.next_port(0)
+        with trio.fail_after(10):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/version") as ws:
+                assert await ws.get_message() == "ready"
+                supervisor.process.send_signal(signal.SIGTERM)
+                await supervisor.read_until(b"SIGTERM, shutting down")
+                assert supervisor.process.returncode is None  # the view holds the shutdown
+                supervisor.process.send_signal(signal.SIGTERM)
+                with trio.fail_after(3):
+                    assert await supervisor.process.wait() == 1  # the child's forced exit
+                output = await supervisor.rest()
+    assert "ERROR triows: 1 view(s) overran the forced shutdown" in output, output
 
 
 async def test_reload_without_watchfiles_names_the_extra() -> None:

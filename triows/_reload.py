@@ -76,15 +76,20 @@ async def _supervise(command: list[str], root: Path, stop_timeout: float) -> int
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             changes_in, changes = trio.open_memory_channel[list[str]](math.inf)
+            # awatch waits for file events in a thread that a cancellation does not
+            # interrupt; the thread checks this event between steps (50 ms).
+            stop = trio.Event()
 
             async def watch() -> None:
-                async for batch in awatch(root, watch_filter=PythonFilter()):
+                async for batch in awatch(root, watch_filter=PythonFilter(), stop_event=stop):
                     changes_in.send_nowait(sorted(_relative(path, root) for _, path in batch))
 
             nursery.start_soon(watch)
-            status = await _serve_until_a_signal(command, changes, signals, stop_timeout)
-            nursery.cancel_scope.cancel()
-    return status
+            try:
+                return await _serve_until_a_signal(command, changes, signals, stop_timeout)
+            finally:
+                stop.set()
+                nursery.cancel_scope.cancel()
 
 
 async def _serve_until_a_signal(
