@@ -1,0 +1,61 @@
+"""A short fault-harness run in CI (issue 12): scripts/faults.py, bounded, on loopback.
+
+Two workers behind a Redis hub with history, clients resuming with ``since=``
+through the harness's proxy, while it cuts connections, stalls readers (their
+subscriptions lag and are closed with 1013) and rolls every worker (1012).
+Every client must end with every message of its topic exactly once and in
+order, or an explicit gap signal.  See scripts/faults.py for the long run.
+
+The Redis restart fault is not in this short run: live subscriptions lose
+the messages published while their hub's listener reconnects, without a gap
+signal (``scripts/faults.py --faults redis`` shows it); it joins this run once
+the hub resynchronises its subscriptions after a reconnection.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "faults.py"
+
+
+def _faults() -> Any:
+    spec = importlib.util.spec_from_file_location("faults", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["faults"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_clients_get_every_message_once_in_order_through_drops_stalls_and_a_rolling_restart() -> (
+    None
+):
+    lines: list[str] = []
+    with trio.fail_after(90):
+        report = await _faults().run(
+            seconds=4.0,
+            clients=8,
+            topics=2,
+            workers=2,
+            rate=40.0,
+            stall=2.0,
+            settle=15.0,
+            drain_seconds=1.0,
+            faults="drop,stall,roll",
+            log=lines.append,
+        )
+    summary = report.summary()
+    assert report.failures == [], summary + "\n" + "\n".join(report.failures)
+    assert all(client.delivered > 0 for client in report.clients), summary
+    # Every fault happened, and reached the clients.
+    assert any(fault.startswith("drop") for fault in report.faults), summary
+    assert any(fault.startswith("stall") for fault in report.faults), summary
+    assert any(fault.startswith("rolling restart") for fault in report.faults), summary
+    codes = {code for client in report.clients for code in client.codes}
+    assert {1006, 1012} <= codes, summary
