@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack
 from typing import Any, TypeVar, Unpack, overload
 
 import trio
 
-from ._asgi import ASGITransport, Pumps
+from ._app_lifespan import AppRuntime
+from ._asgi import ASGITransport
 from ._asyncapi import Info, build_document, serve_document
 from ._codecs import MessageType
 from ._connection._options import WebSocketOptions
@@ -17,19 +16,16 @@ from ._connection._transport import Transport
 from ._endpoints import AllCodes, Mount, OriginPolicy, WebSocketEndpoints, WebSocketRoute
 from ._http_routes import HTTPEndpoints, HTTPRoute
 from ._jsonrpc import JSONRPC, jsonrpc_view
-from ._lifespan import Lifespan
 from ._limits import ConnectionLimits, check_rate, route_rate
 from ._live import LiveOptions, LiveRoute
 from ._metrics._serve import serve_metrics
 from ._providers import ProviderRegistry, ProviderScope
 from ._routing import Pattern, ViewSignature
 from ._sessions import DEFAULT_MAX_AGE, SessionConfig
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._types import ASGIApp, Receive, Scope, Send
 from .hub import Hub
 
 __all__ = ["App"]
-
-logger = logging.getLogger("triows")
 
 F = TypeVar("F", bound=Callable[..., Any])
 WebSocketView = Callable[..., Awaitable[None]]
@@ -114,10 +110,7 @@ class App:
         self.websockets.limits = ConnectionLimits.of(max_connections, max_connections_per_ip)
         self._rate = check_rate(max_messages_per_second, max_burst)
         self._http = HTTPEndpoints(self.providers, self.websockets, self._sessions)
-        self._startup_hooks: list[Callable[[], Awaitable[None]]] = []
-        self._shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
-        self._nursery: trio.Nursery | None = None
-        self._pumps: Pumps | None = None
+        self._runtime = AppRuntime(hub, self.providers, self._mounts, self.websockets)
         if hub is not None:
 
             async def hub_provider() -> Hub:
@@ -257,12 +250,12 @@ class App:
     def on_startup(self, func: F) -> F:
         """Run ``async def func()`` at startup, after app-scoped providers are created.
         An exception aborts the server's startup."""
-        self._startup_hooks.append(func)
+        self._runtime.startup_hooks.append(func)
         return func
 
     def on_shutdown(self, func: F) -> F:
         """Run ``async def func()`` at shutdown, before app-scoped providers are torn down."""
-        self._shutdown_hooks.append(func)
+        self._runtime.shutdown_hooks.append(func)
         return func
 
     @property
@@ -274,12 +267,13 @@ class App:
         hooks and before the providers are torn down and the hub stops.  Raises
         RuntimeError outside the App's lifespan.
         """
-        if self._nursery is None:
+        nursery = self._runtime.nursery
+        if nursery is None:
             raise RuntimeError(
                 "app.nursery is only open while the App runs (between startup and shutdown); "
                 "use it from an on_startup hook, a view, or a provider"
             )
-        return self._nursery
+        return nursery
 
     def asyncapi(
         self,
@@ -308,11 +302,12 @@ class App:
         """
         kind = scope["type"]
         if kind == "websocket":
-            transport = ASGITransport(scope, receive, send, self._pumps)
+            pumps = self._runtime.pumps
+            transport = ASGITransport(scope, receive, send, pumps)
             if not await transport.connect():
                 await transport.finish()
                 return  # the client left before the handshake reached the app
-            if self._pumps is None:  # no lifespan: a pump of its own, at once
+            if pumps is None:  # no lifespan: a pump of its own, at once
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(transport.pump)
                     error = await self.websockets.serve(transport)
@@ -336,7 +331,7 @@ class App:
             else:
                 await mount.app(mount.scope_for(scope), receive, send)
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await self._runtime.lifespan(scope, receive, send)
         else:
             raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
 
@@ -347,67 +342,6 @@ class App:
         native server); returns the view's crash for the server to log.
         """
         return await self.websockets.serve(transport)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = await receive()
-        if message["type"] != "lifespan.startup":
-            return
-        self.websockets.started()
-        # Replies go out after the nursery block: closing the stack cancels the
-        # nursery, and nothing can be awaited inside a cancelled scope.
-        reply: Message = {"type": "lifespan.shutdown.complete"}
-        async with trio.open_nursery() as nursery:
-            stack = AsyncExitStack()
-            try:
-                try:
-                    # App-scoped providers may use app.nursery and the hub: open
-                    # them first.  At shutdown the background tasks are cancelled
-                    # before the providers are torn down and the hub stops, so a
-                    # publisher never finds the hub gone.
-                    self._nursery = nursery
-                    self._pumps = Pumps(nursery)
-                    nursery.start_soon(self._pumps.run)
-                    if self.hub is not None:
-                        await stack.enter_async_context(self.hub)
-                    await self.providers.start_app(stack)
-                    stack.callback(self._close_nursery, nursery)
-                    state = scope.setdefault("state", {})
-                    for mount in self._mounts:
-                        mounted = Lifespan(mount.app, state, f"the app mounted at {mount.prefix!r}")
-                        stack.push_async_callback(mounted.shutdown)
-                        await mounted.startup(nursery)
-                    for hook in self._startup_hooks:
-                        await hook()
-                    for hook in reversed(self._shutdown_hooks):
-                        stack.push_async_callback(hook)
-                except Exception as exc:
-                    logger.exception("triows: startup failed")
-                    reply = {"type": "lifespan.startup.failed", "message": _describe(exc)}
-                    with trio.CancelScope(shield=True):
-                        await stack.aclose()
-                else:
-                    await send({"type": "lifespan.startup.complete"})
-                    message = await receive()
-                    try:
-                        # serve() closed them already: views left overran it.
-                        closed = self.websockets.closing is not None
-                        await self.close_connections(0 if closed else 5.0)
-                        await stack.aclose()
-                    except Exception as exc:
-                        logger.exception("triows: shutdown failed")
-                        reply = {"type": "lifespan.shutdown.failed", "message": _describe(exc)}
-            finally:
-                # Every path (a cancellation too) unwinds here, in this task: the
-                # stack (app.nursery, providers, hub) in reverse order, then this nursery.
-                try:
-                    await stack.aclose()
-                finally:
-                    self._close_nursery(nursery)
-        await send(reply)
-
-    def _close_nursery(self, nursery: trio.Nursery) -> None:
-        self._nursery = self._pumps = None
-        nursery.cancel_scope.cancel()
 
     async def close_connections(self, timeout: float = 5.0) -> None:
         """Close every open WebSocket with 1001 (Going Away) and wait for their views.
@@ -423,7 +357,3 @@ class App:
         wait up to ``timeout`` for the views; cancel ``serve()`` next.  A server with
         ``reuse_port=True`` also stops accepting (docs/deployment.md, Draining)."""
         await self.websockets.drain(seconds, timeout)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
