@@ -156,17 +156,20 @@ async def test_hub_metrics_come_from_hub_stats() -> None:
     async def sub(ws: WebSocket, hub: triows.Hub) -> None:
         async with hub.subscribe("news", max_buffer=1, on_overflow="drop_oldest") as messages:
             await ws.send("ready")
-            async for message in messages:
-                await ws.send(message)
+            await ws.receive()  # the test publishes while this view does not read
+            await ws.send(await messages.receive())
 
     async with TestClient(app) as client, client.websocket_connect("/sub") as ws:
         assert await ws.receive_text() == "ready"
-        await hub.publish("news", "one")
-        assert await ws.receive_text() == "one"
+        for number in range(3):
+            await hub.publish("news", str(number))
+        await ws.send_text("go")
+        assert await ws.receive_text() == "2"  # the two oldest were dropped
         found = await scrape(app)
-    assert found["triows_hub_published_total"] == hub.stats.published == 1
-    assert found["triows_hub_delivered_total"] == hub.stats.delivered == 1
-    assert found['triows_hub_dropped_total{policy="drop_oldest"}'] == 0
+    stats = hub.stats
+    assert found["triows_hub_published_total"] == stats.published == 3
+    assert found["triows_hub_delivered_total"] == stats.delivered
+    assert found['triows_hub_dropped_total{policy="drop_oldest"}'] == stats.dropped_oldest == 2
     assert found['triows_hub_dropped_total{policy="disconnect"}'] == 0
 
 

@@ -68,7 +68,13 @@ class WebSocket(WebSocketBase):
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
-        if (self._counters is not None or self._bucket is not None) and not self._arrived(data):
+        counters = self._counters  # _arrived, inlined for the per-message path
+        if counters is not None:
+            counters.received += 1
+            counters.received_bytes += (
+                len(data) if data.__class__ is bytes or data.isascii() else payload_size(data)
+            )
+        if self._bucket is not None and not self._bucket.take():
             await self._over_rate()
         return self._decode(data)
 
@@ -127,7 +133,9 @@ class WebSocket(WebSocketBase):
         counters = self._counters
         if counters is not None:
             counters.received += 1
-            counters.received_bytes += payload_size(data)
+            counters.received_bytes += (
+                len(data) if data.__class__ is bytes or data.isascii() else payload_size(data)
+            )
         bucket = self._bucket
         return bucket is None or bucket.take()
 
@@ -193,7 +201,7 @@ class WebSocket(WebSocketBase):
         if not self._transport.send_now([prepared]):
             return False
         if self._counters is not None:
-            self._counters.count_sent((prepared,))
+            self._counters.count_one(prepared)
         return True
 
     async def send_text(self, data: str) -> None:

@@ -50,12 +50,17 @@ class RouteCounters:
     app: Counters | None = attrs.field(default=None, repr=False)
 
     def count_sent(self, batch: Sequence[Prepared]) -> None:
-        """Messages handed to the transport (sizes cached on shared frames)."""
-        self.sent += len(batch)
-        size = 0
+        """Messages handed to the transport."""
         for prepared in batch:
-            size += prepared.size()
-        self.sent_bytes += size
+            self.count_one(prepared)
+
+    def count_one(self, prepared: Prepared) -> None:
+        """One message handed to the transport (non-ASCII text: size cached on the frame)."""
+        self.sent += 1
+        data = prepared.data
+        self.sent_bytes += (
+            len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
+        )
 
     def answered(self, lifecycle: Lifecycle, accepted: bool) -> None:
         """The handshake was answered: accepted (101) or refused (an HTTP status)."""
