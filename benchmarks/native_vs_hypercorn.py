@@ -28,13 +28,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run_once(backend: str, seconds: float, connections: int, **echo: str) -> tuple[float, float]:
+def run_once(
+    backend: str,
+    seconds: float,
+    connections: int,
+    server_args: tuple[str, ...] = (),
+    **echo: str,
+) -> tuple[float, float]:
     """One echo run: (messages per second, server CPU seconds per message).
 
-    ``echo``: the load generator's ``path`` and ``payload`` (default ``/echo``, 32 bytes).
+    ``server_args``: more options for the server (``--metrics``).  ``echo``: the
+    load generator's ``path`` and ``payload`` (default ``/echo``, 32 bytes).
     """
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", backend],
+        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", backend, *server_args],
         stdout=subprocess.PIPE,
         text=True,
     )
