@@ -490,10 +490,15 @@ async def test_jsonrpc_over_real_sockets(backend: Backend) -> None:
                 assert closed.value.reason is not None
                 assert closed.value.reason.code == 1003
             assert state.finally_ran == ["x"]
-            # The server is healthy.
+            # The server is healthy; many calls in flight answer concurrently, each
+            # response written by its own task.
             async with served.connect("/rpc/hall") as ws:
-                await ws.send_message(msgspec.json.encode(request("add", [1, 2])).decode())
-                assert msgspec.json.decode(await ws.get_message())["result"] == 3
+                for n in range(50):
+                    await ws.send_message(msgspec.json.encode(request("add", [n, n], n)).decode())
+                answers = [msgspec.json.decode(await ws.get_message()) for _ in range(50)]
+                assert sorted((a["id"], a["result"]) for a in answers) == [
+                    (n, 2 * n) for n in range(50)
+                ]
 
 
 async def test_on_connect_hooks_start_background_notifications() -> None:
