@@ -291,3 +291,27 @@ async def test_one_scrape_shows_every_worker(tmp_path: Path) -> None:
             process.terminate()
             with trio.fail_after(10):
                 await process.wait()
+
+
+async def test_triows_run_workers_one_scrape_counts_every_worker() -> None:
+    from trio_websocket import open_websocket_url
+
+    from .raw_client import http_get
+    from .workers import TIMEOUT, supervised
+
+    async with supervised("tests.metrics_worker_app:app", "--workers", "2") as server:
+        await server.wait_for(lambda: len(server.workers) == 2)
+        seen: set[int] = set()
+        connections = 0
+        with trio.fail_after(TIMEOUT * 3):
+            while seen != set(server.workers):  # until both workers served some
+                async with open_websocket_url(f"ws://127.0.0.1:{server.port}/who") as ws:
+                    seen.add(int(await ws.get_message()))
+                connections += 1
+        key = 'triows_connections_total{outcome="accepted",route="/who"}'
+        with trio.fail_after(TIMEOUT):
+            while True:  # each worker copies its counters every second
+                raw = await http_get(server.port, "/metrics")
+                if samples(raw.partition(b"\r\n\r\n")[2].decode()).get(key) == connections:
+                    break
+                await trio.sleep(0.2)
