@@ -30,6 +30,13 @@ class Say(msgspec.Struct, tag_field="type", tag="say"):
 ChatIn = Join | Say
 
 
+class Envelope(msgspec.Struct):
+    """A tagged union inside a field."""
+
+    body: ChatIn
+    sent_at: float
+
+
 @dataclasses.dataclass
 class Said:
     type: Literal["said"]
@@ -131,6 +138,17 @@ def every_route_app() -> triows.App:
     async def page(request: triows.Request) -> str:
         return "not in the document"
 
+    add_typed_routes(app)
+    app.jsonrpc_route("/rpc/{tenant}", rpc_methods())
+    app.live_route("/live", message_type=Say)
+    app.mount("/mounted", triows.App())
+    return app
+
+
+def add_typed_routes(app: triows.App) -> None:
+    """Typed routes: tagged unions of each kind of class, a pydantic model, a list
+    of TypedDicts, a second class named Point, a union inside a field, an int."""
+
     @app.websocket_route("/chat", receive_type=ChatIn, send_type=ChatOut)
     async def chat(ws: triows.WebSocket, user: str) -> None:
         """A typed chat room."""
@@ -147,9 +165,9 @@ def every_route_app() -> triows.App:
     async def count(ws: triows.WebSocket) -> None:
         pass
 
-    app.jsonrpc_route("/rpc/{tenant}", rpc_methods())
-    app.mount("/mounted", triows.App())
-    return app
+    @app.websocket_route("/envelope", value_type=Envelope)
+    async def envelope(ws: triows.WebSocket) -> None:
+        pass
 
 
 def rpc_methods() -> triows.JSONRPC:

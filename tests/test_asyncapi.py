@@ -78,15 +78,25 @@ def test_every_websocket_route_is_a_channel_and_nothing_else() -> None:
         "readings": "/readings",
         "map_points": "/map",
         "count": "/count",
+        "envelope": "/envelope",
         "rpc_tenant": "/rpc/{tenant}",
+        "live": "/live",
     }
     assert (
         document["channels"]["text"]["description"]
         == "Echo text.\n\nEvery text message comes back."
     )
-    plain = {name: op for name, op in document["operations"].items() if "rpc" not in name}
+    special = ("rpc_tenant", "live")  # JSON-RPC and live routes: tested below
+    plain = {
+        name: op
+        for name, op in document["operations"].items()
+        if name.partition(".")[0] not in special
+    }
     assert sorted(plain) == sorted(
-        f"{cid}.{action}" for cid in addresses if "rpc" not in cid for action in ("receive", "send")
+        f"{cid}.{action}"
+        for cid in addresses
+        if cid not in special
+        for action in ("receive", "send")
     )
     for name, operation in plain.items():
         channel_id = name.rpartition(".")[0]
@@ -142,6 +152,13 @@ def test_typed_messages_have_json_schemas_in_components() -> None:
     [other] = messages_of(document, "map_points.receive")
     assert other["payload"] == {"$ref": "#/components/schemas/Point_2"}
     assert set(schemas["Point_2"]["properties"]) == {"lat", "lon"}
+    # A tagged union inside a field: AsyncAPI's discriminator is the property's name.
+    [envelope] = messages_of(document, "envelope.receive")
+    body = schemas[envelope["payload"]["$ref"].rpartition("/")[2]]["properties"]["body"]
+    assert body == {
+        "anyOf": [{"$ref": "#/components/schemas/Join"}, {"$ref": "#/components/schemas/Say"}],
+        "discriminator": "type",
+    }
     # Typed one way, untyped the other.
     [text] = messages_of(document, "count.receive")
     [number] = messages_of(document, "count.send")
@@ -245,6 +262,15 @@ def test_components_hoist_definitions_and_rewrite_references() -> None:
     }
     assert components.schemas["Point_2"] == other
     assert components.schemas["Generic_int_"] == {"$ref": "#/components/schemas/Point_2"}
+    # OpenAPI's discriminator object (msgspec's, pydantic's) is AsyncAPI's property name.
+    union = {
+        "anyOf": [{"$ref": "#/$defs/Line"}],
+        "discriminator": {"propertyName": "type", "mapping": {"line": "#/$defs/Line"}},
+    }
+    assert components.add(union, {}) == {
+        "anyOf": [{"$ref": "#/components/schemas/Line"}],
+        "discriminator": "type",
+    }
 
 
 # -- over HTTP --------------------------------------------------------------------------
@@ -443,3 +469,41 @@ def test_jsonrpc_params_by_name_and_by_position() -> None:
     assert messages["ping.result"]["payload"]["properties"]["result"] == {}
     join = messages["join.result"]["payload"]["properties"]["result"]
     assert join == {"type": "array", "items": {"$ref": "#/components/schemas/Said"}}
+
+
+# -- live routes ---------------------------------------------------------------------------
+
+
+def test_live_route_is_the_live_protocol() -> None:
+    document = every_route_app().asyncapi()
+    channel = document["channels"]["live"]
+    assert channel["address"] == "/live"
+    assert "live protocol (version 1" in channel["description"]
+    operations = {
+        name.partition(".")[2]: operation
+        for name, operation in document["operations"].items()
+        if name.startswith("live.")
+    }
+    assert list(operations) == ["subscribe", "unsubscribe", "publish", "frames"]
+    replies = {
+        name: [ref["$ref"].rpartition("/")[2] for ref in op["reply"]["messages"]]
+        for name, op in operations.items()
+        if "reply" in op
+    }
+    assert replies == {
+        "subscribe": ["subscribed", "error"],
+        "unsubscribe": ["unsubscribed", "error"],
+        "publish": ["ack", "error"],
+    }
+    assert operations["frames"]["action"] == "send"
+    pushed = [m["payload"]["properties"]["type"] for m in messages_of(document, "live.frames")]
+    assert pushed == [
+        {"const": kind} for kind in ("welcome", "message", "gap", "presence", "presence_change")
+    ]
+    # The route's message_type is the schema of a publish's data.
+    [publish] = messages_of(document, "live.publish")
+    schema = resolve(document, publish["payload"]["$ref"])
+    assert schema["properties"]["data"] == {"$ref": "#/components/schemas/Say"}
+    assert schema["required"] == ["type", "topic", "id"]
+    error = channel["messages"]["error"]["payload"]["properties"]["code"]
+    assert "not_subscribed" in error["enum"] and "unavailable" in error["enum"]

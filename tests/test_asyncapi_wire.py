@@ -1,9 +1,10 @@
 """The documents describe the wire: real messages fit their messages' schemas.
 
 Messages are recorded from real conversations (in memory, through the TestClient)
-with a typed route and with the JSON-RPC example (results, errors, a server
-notification, a cancelled call), then each is checked with Ajv against the payload
-schema of the message the document says it is.  Messages the server refuses (bad
+with a typed route, with the JSON-RPC example (results, errors, a server
+notification, a cancelled call) and with a live route (every frame type but
+``gap``), then each is checked with Ajv against the payload schema of the message
+the document says it is.  Messages the server refuses (bad
 params) must not fit, and a mismatched pairing proves the check can fail.
 """
 
@@ -20,6 +21,7 @@ from triows.testing import TestClient
 
 from .asyncapi_apps import wire_app
 from .asyncapi_parser import check_messages
+from .live_apps import Frames, live_app
 
 Sample = tuple[str, Any]
 
@@ -120,6 +122,77 @@ async def test_jsonrpc_messages_fit_the_document(monkeypatch: pytest.MonkeyPatch
     negative = [(message("rpc", f"{r['method']}.request"), r) for r in refused]
     wrong_result = {"jsonrpc": "2.0", "id": 1, "result": {"symbol": 1, "price": "high"}}
     negative.append((message("rpc", "quotes.get.result"), wrong_result))
+    results = await trio.to_thread.run_sync(check_messages, app.asyncapi(), samples + negative)
+    fits = results[: len(samples)]
+    assert fits == [None] * len(samples), json.dumps(list(zip(samples, fits, strict=True)))
+    assert all(r is not None for r in results[len(samples) :]), results[len(samples) :]
+
+
+class Recorder:
+    """Every frame a live client sent and received, with the message it should be."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.samples: list[Sample] = []
+        self.frames = Frames(self._receive)
+
+    async def _receive(self) -> str:
+        raw: str = await self.ws.receive_text()
+        frame = json.loads(raw)
+        self.samples.append((message("live", frame["type"]), frame))
+        return raw
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        self.samples.append((message("live", frame["type"]), frame))
+        await self.ws.send_json(frame)
+
+
+async def test_live_protocol_frames_fit_the_document() -> None:
+    app = live_app()
+    async with (
+        TestClient(app) as client,
+        client.websocket_connect("/live?user=ann") as ann_ws,
+        client.websocket_connect("/live?user=bob") as bob_ws,
+    ):
+        ann, bob = Recorder(ann_ws), Recorder(bob_ws)
+        assert (await ann.frames.next())["type"] == "welcome"
+        assert (await bob.frames.next())["type"] == "welcome"
+        await ann.send({"type": "subscribe", "topic": "room", "presence": True})
+        first = await ann.frames.until(type="subscribed")
+        await ann.frames.until(type="presence")
+        await bob.send({"type": "subscribe", "topic": "room", "presence": True, "since": None})
+        await bob.frames.until(type="subscribed")
+        await ann.frames.until(type="presence_change")
+        publish = {"type": "publish", "topic": "room", "id": "p1", "data": {"text": "hi"}}
+        await ann.send(publish)
+        await ann.frames.until(type="ack")
+        await ann.send(publish)
+        assert (await ann.frames.until(type="ack"))["duplicate"] is True
+        await bob.frames.until(type="message")
+        await ann.send({"type": "unsubscribe", "topic": "room"})
+        await ann.frames.until(type="unsubscribed")
+        await ann.send({"type": "unsubscribe", "topic": "room"})
+        await ann.frames.until(type="error", code="not_subscribed")
+        await ann.send({"type": "subscribe", "topic": "room", "since": first["position"]})
+        assert (await ann.frames.until(type="subscribed"))["recovered"] is True
+        await ann.frames.until(type="message")  # the one published since
+        await ann.send({"type": "subscribe", "topic": "private"})
+        await ann.frames.until(type="error", code="forbidden")
+        await ann.send({"type": "subscribe", "topic": "other", "since": "garbage"})
+        await ann.frames.until(type="error", code="invalid_position")
+        await ann_ws.send_json({"type": "shout", "topic": "room"})
+        bad = await ann.frames.until(type="error", code="bad_message")
+    samples = ann.samples + bob.samples
+    kinds = {key.rpartition("/")[2] for key, _ in samples}
+    assert kinds == {
+        "welcome", "subscribe", "subscribed", "presence", "presence_change", "publish",
+        "ack", "message", "unsubscribe", "unsubscribed", "error",
+    }  # fmt: skip
+    negative: list[Sample] = [
+        (message("live", "subscribe"), {"type": "subscribe", "topic": ""}),
+        (message("live", "publish"), {"type": "publish", "topic": "room"}),  # no id
+        (message("live", "ack"), bad),
+    ]
     results = await trio.to_thread.run_sync(check_messages, app.asyncapi(), samples + negative)
     fits = results[: len(samples)]
     assert fits == [None] * len(samples), json.dumps(list(zip(samples, fits, strict=True)))

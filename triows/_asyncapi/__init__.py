@@ -3,7 +3,7 @@ printed by ``triows asyncapi``.
 
 ``_parameters``: route and query parameters; ``_messages``: a route's messages;
 ``_schemas``: shared JSON Schemas; ``_websocket``: a WebSocket route's channel;
-``_rpc``: a JSON-RPC route's channel; ``_model``: what they hand to ``_document``;
+``_rpc``: a JSON-RPC route's channel; ``_live``: a live route's; ``_model``: what they hand to ``_document``;
 ``_document``: the whole document; ``_serve``: the HTTP route and the command.
 """
 

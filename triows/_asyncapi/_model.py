@@ -3,11 +3,20 @@ operations, before ids and ``$ref`` links are assigned."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import attrs
 
-__all__ = ["Channel", "Operation", "Reply"]
+__all__ = ["Channel", "Operation", "Reply", "name_of_address"]
+
+_INVALID = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def name_of_address(address: str, default: str) -> str:
+    """A channel name made of a route's pattern: ``/rpc/{tenant}`` -> ``rpc_tenant``."""
+    return _INVALID.sub("_", address.strip("/")).strip("_") or default
+
 
 #: From the App's side: it ``receive``s what clients send, and ``send``s to them.
 Action = Literal["receive", "send"]

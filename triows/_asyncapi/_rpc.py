@@ -18,7 +18,7 @@ from typing import Any
 
 from .._endpoints import WebSocketRoute
 from .._jsonrpc import CANCEL_METHOD, STANDARD_ERRORS, JSONRPCRoute, RPCMethod
-from ._model import Channel, Operation, Reply
+from ._model import Channel, Operation, Reply, name_of_address
 from ._parameters import address_parameters
 from ._schemas import LOCAL_REF_TEMPLATE, Components
 
@@ -95,9 +95,8 @@ def jsonrpc_channel(
             summary="Notifications the server sends at any time",
         )
     )
-    name = _INVALID.sub("_", route.pattern.text.strip("/")).strip("_") or "jsonrpc"
     return Channel(
-        name=name,
+        name=name_of_address(route.pattern.text, "jsonrpc"),
         address=route.pattern.text,
         messages=messages,
         operations=tuple(operations),

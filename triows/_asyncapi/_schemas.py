@@ -7,6 +7,10 @@ against the whole document, so the definitions move to ``#/components/schemas/``
 and every reference follows them.  Two different definitions with one name (two
 ``Message`` classes from two modules) get distinct names; an identical
 definition is stored once.
+
+JSON Schema generators write OpenAPI's ``discriminator`` (an object with
+``propertyName`` and a ``mapping`` of local references); an AsyncAPI Schema
+Object's ``discriminator`` is the property's name alone, so it becomes that.
 """
 
 from __future__ import annotations
@@ -60,13 +64,16 @@ class Components:
 
 
 def _rewrite(value: Any, renames: dict[str, str]) -> Any:
-    """A copy of ``value`` with every ``#/$defs/Name`` reference pointing into components."""
+    """A copy of ``value`` with every ``#/$defs/Name`` reference pointing into
+    components, and OpenAPI's discriminator objects as AsyncAPI's property names."""
     if isinstance(value, dict):
         copied: dict[str, Any] = {}
         for key, item in value.items():
             if key == "$ref" and isinstance(item, str) and item.startswith(_LOCAL_REF):
                 name = item[len(_LOCAL_REF) :]
                 copied[key] = _COMPONENT_REF + renames.get(name, name)
+            elif key == "discriminator" and isinstance(item, dict) and "propertyName" in item:
+                copied[key] = item["propertyName"]
             else:
                 copied[key] = _rewrite(item, renames)
         return copied
