@@ -93,7 +93,8 @@ async def test_publish_stall_measures_both_backends() -> None:
     from benchmarks.publish_stall import measure
 
     for backend in ("hypercorn", "native"):
-        assert await measure(backend, 10) > 0
+        stall = await measure(backend, 10)
+        assert stall.subscribers == 10 and stall.publish > 0 and stall.last_client > 0
 
 
 def test_typed_echo_reports_the_ratio() -> None:

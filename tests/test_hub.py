@@ -128,8 +128,8 @@ async def test_subscriber_count_topics_and_connected() -> None:
 async def test_deliver_reaches_local_subscribers_without_the_backend() -> None:
     # Backends call deliver() for each message that reaches this process.
     async with Hub() as hub, hub.subscribe("t") as sub:
-        hub.deliver("t", {"n": 1})
-        hub.deliver("nobody", "dropped")
+        await hub.deliver("t", {"n": 1})
+        await hub.deliver("nobody", "dropped")
         assert len(sub) == 1
         assert await sub.receive() == {"n": 1}
 

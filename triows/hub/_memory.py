@@ -79,7 +79,7 @@ class MemoryBackend:
         counter = self._counter = self._counter + 1
         position = f"{self.epoch}:{counter}"
         if not self.history:
-            hub.deliver(topic, message, position)
+            await hub.deliver(topic, message, position)
             return position
         shared = Broadcast(message, position)
         log = self._logs.get(topic)
@@ -89,7 +89,7 @@ class MemoryBackend:
         if len(entries) == self.history:
             log.evicted = entries[0][0]
         entries.append((counter, shared))
-        hub.fan_out(topic, shared)
+        await hub.fan_out(topic, shared)
         return position
 
     async def watch(self, topic: str) -> None:

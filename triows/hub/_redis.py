@@ -222,7 +222,7 @@ class RedisBackend:
                 # message is its problem: skip it, keep the connection.
                 self._malformed.report(channel, data, exc)
                 continue
-            hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}")
+            await hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}")
 
     def _lost(self) -> None:
         reason, self._restart_reason = self._restart_reason, ""
