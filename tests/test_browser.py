@@ -86,7 +86,11 @@ def _drops_in_the_browser(url: str, proxy: TCPProxy, hub: Any) -> None:
                 # While offline, alice speaks: sent once she is back.
                 say(alice, f"typed offline {n}")
                 expected.append(f"alice: typed offline {n}")
-                alice.wait_for_selector("#status[data-state='open']")
+                # Back (a new "open") before the next drop.
+                drops = n // 10 + 1
+                alice.wait_for_function(
+                    f"() => window.states.filter(s => s === 'open').length >= {drops}"
+                )
         alice.wait_for_function(
             f"() => window.chatLines().length >= {len(expected)}", timeout=15_000
         )
