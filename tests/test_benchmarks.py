@@ -112,3 +112,23 @@ def test_typed_echo_reports_the_ratio() -> None:
     assert re.search(r"^/typed +[\d,]+ msg/s", result.stdout, re.M)
     assert re.search(r"^typed / echo, server CPU time per message: \d+\.\d{3}", result.stdout, re.M)
     assert re.search(r"^rpc / echo, server CPU time per message: \d+\.\d{3}", result.stdout, re.M)
+
+
+
+def test_hub_history_reports_every_scenario() -> None:
+    # benchmarks/hub_history.py, tiny, with Redis: each scenario prints its line.
+    command = [sys.executable, "-m", "benchmarks.hub_history", "--quick", "--redis"]
+    command += ["--repeats", "1"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    for line in (
+        r"resume catch-up, 100 messages, memory: [\d.]+ ms",
+        r"resume catch-up, 100 messages, redis: [\d.]+ ms",
+        r"to a WebSocket client: [\d.]+ ms",
+        r"presence, 50 members and watchers, .*memory: CPU [\d.]+ %",
+        r"presence, 50 members and watchers, .*redis: CPU [\d.]+ %",
+        r"publish to 10 subscribers, memory: .* on/off [\d.]+",
+        r"publish to 10 subscribers, redis: .* on/off [\d.]+",
+    ):
+        assert re.search(line, result.stdout), (line, result.stdout)

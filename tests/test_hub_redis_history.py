@@ -272,3 +272,15 @@ async def test_a_redis_restart_interrupts_subscribers_who_then_resync(
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert gaps == [start]
+
+
+async def test_subscribing_right_after_start_waits_for_the_listener(
+    redis_server: RedisServer,
+) -> None:
+    # The subscription's start needs the listener (its fence comes back through
+    # it): a hub used at once waits for its first connection, within bounds.
+    with trio.fail_after(5):
+        async with Hub(redis_server.url, history=10) as hub, hub.subscribe("t") as sub:
+            position = await hub.publish("t", "first")
+            assert await sub.receive() == "first"
+            assert sub.position == position

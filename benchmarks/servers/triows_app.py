@@ -134,7 +134,8 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _start_redis() -> tuple[subprocess.Popen[bytes], str]:
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free loopback port, dying with this process; its URL."""
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
@@ -159,7 +160,7 @@ async def main(backend: str, fanout: str) -> None:
     if fanout == "hub":
         hub = triows.Hub()
     elif fanout == "redis":
-        redis, url = _start_redis()
+        redis, url = start_redis()
         atexit.register(redis.kill)
         hub = triows.Hub(url)
     if backend == "plain-hypercorn":

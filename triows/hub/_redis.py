@@ -25,8 +25,7 @@ hub's is skipped with a warning, rate-limited per channel.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import coredis
@@ -74,11 +73,7 @@ class RedisBackend:
     """Moves a Hub's messages through Redis pub/sub (coredis, on trio via anyio)."""
 
     def __init__(
-        self,
-        url: str,
-        history: int = 0,
-        presence_ttl: float = 15.0,
-        presence_interval: float = 1.0,
+        self, url: str, history: int = 0, presence_ttl: float = 15.0, presence_interval: float = 1.0
     ) -> None:
         self.url = url
         self.history = history
@@ -92,7 +87,7 @@ class RedisBackend:
         # Fences of subscriptions starting: token -> set when the listener sees it.
         self._fences: dict[bytes, trio.Event] = {}
         self._presence = RedisPresence(
-            new_epoch(), presence_ttl, presence_interval, self._listen_to_presence
+            new_epoch(), presence_ttl, presence_interval, self._listen_to
         )
         self._client: coredis.Redis[bytes] | None = None
         self._pubsub: Any = None
@@ -306,6 +301,12 @@ class RedisBackend:
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Read the topic's head (and the history after ``since``) in one script."""
         topic = subscription.topic
+        # Without the listener the fence never comes back.  With nothing to
+        # replay, no wait: the subscription receives once the listener is back.
+        lenient = since is None and not self.history
+        if not self.connected and (lenient or not await self._listener_back()):
+            self._start_unconfirmed(subscription, since, "this hub's listener is not connected")
+            return
         since_epoch, _, since_offset = (since or "").partition(":")
         token = new_epoch().encode()
         fence = self._fences[token] = trio.Event()
@@ -321,19 +322,23 @@ class RedisBackend:
                 await fence.wait()
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
             self._fences.pop(token, None)
-            if since is not None or self.history:
-                raise HubUnavailable(
-                    f"cannot subscribe to {topic!r}: Redis at {self.url} is "
-                    f"unavailable ({summary(exc)}) to read where the subscription starts"
-                ) from exc
-            # No history: start at offset 0 of the last epoch seen; resuming from
-            # it later reports recovered=False, as any resume without history.
-            subscription.begin(f"{self.epoch}:0", [], recovered=True)
+            self._start_unconfirmed(subscription, since, summary(exc))
             return
         start = parse_start(reply)
         self.epoch = start.epoch
         position = since if since is not None and start.recovered else start.head
         subscription.begin(position, start.replay, start.recovered)
+
+    def _start_unconfirmed(self, subscription: Subscription, since: str | None, why: str) -> None:
+        """Redis cannot say where the subscription starts: fail, unless nothing is lost."""
+        if since is not None or self.history:
+            raise HubUnavailable(
+                f"cannot subscribe to {subscription.topic!r}: Redis at {self.url} is "
+                f"unavailable ({why}) to read where the subscription starts"
+            )
+        # No history: offset 0 of the last epoch seen (resuming from it reports
+        # recovered=False, as any resume without history).
+        subscription.begin(f"{self.epoch}:0", [], recovered=True)
 
     async def _listener_back(self) -> bool:
         """Wake the listener out of its backoff and wait for its next attempt.
@@ -347,18 +352,24 @@ class RedisBackend:
             await attempted.wait()
         return self.connected
 
-    async def _listen_to_presence(self, channel: bytes) -> None:
-        """Subscribe the listener to a presence channel (on reconnection: again)."""
+    async def _listen_to(self, channel: bytes) -> bool:
+        """Subscribe the listener to ``channel``; True if Redis confirmed it.
+
+        Without a listener connection, False: reconnecting subscribes again to
+        every channel in use.  A failure makes the listener reconnect.
+        """
         pubsub = self._pubsub
         if pubsub is None:
             await trio.lowlevel.checkpoint()
-            return
+            return False
         try:
             await pubsub.subscribe(channel)
         except Exception as exc:
             logger.debug("hub: subscribe %r failed: %s", channel, exc)
             if pubsub is self._pubsub:
                 self._restart(f"subscribing to {channel!r} failed ({summary(exc)})")
+            return False
+        return pubsub is self._pubsub
 
     def presence(self, topic: str, key: str, info: Any) -> Any:
         return self._presence.presence(topic, key, info)
@@ -373,23 +384,9 @@ class RedisBackend:
                 f"({summary(exc)})"
             ) from exc
 
-    @asynccontextmanager
-    async def presence_changes(self, topic: str) -> AsyncIterator[PresenceChanges]:
-        async with self._presence.presence_changes(topic) as changes:
-            yield changes
+    def presence_changes(self, topic: str) -> AbstractAsyncContextManager[PresenceChanges]:
+        return self._presence.presence_changes(topic)
 
     async def watch(self, topic: str) -> None:
-        pubsub = self._pubsub
-        if pubsub is None:
-            await trio.lowlevel.checkpoint()
-            return  # the listener subscribes to every topic when Redis returns
-        try:
-            await pubsub.subscribe(_channel(topic))
-        except Exception as exc:
-            logger.debug("hub: subscribe %r failed: %s", topic, exc)
-            if pubsub is self._pubsub:
-                # Unconfirmed: reconnecting subscribes again to every topic.
-                self._restart(f"subscribing to {topic!r} failed ({summary(exc)})")
-            return
-        if pubsub is self._pubsub:
+        if await self._listen_to(_channel(topic)):
             self._listening.add(topic)

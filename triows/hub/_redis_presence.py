@@ -101,7 +101,7 @@ class RedisPresence:
         process: str,
         ttl: float,
         interval: float,
-        subscribe: Callable[[bytes], Awaitable[None]],
+        subscribe: Callable[[bytes], Awaitable[bool]],
     ) -> None:
         self.process = process
         self.ttl = ttl
