@@ -114,7 +114,6 @@ def test_typed_echo_reports_the_ratio() -> None:
     assert re.search(r"^rpc / echo, server CPU time per message: \d+\.\d{3}", result.stdout, re.M)
 
 
-
 def test_hub_history_reports_every_scenario() -> None:
     # benchmarks/hub_history.py, tiny, with Redis: each scenario prints its line.
     command = [sys.executable, "-m", "benchmarks.hub_history", "--quick", "--redis"]
