@@ -6,15 +6,14 @@
 Everything runs on loopback, every wait is bounded:
 
 * a redis-server (append-only file, so a restart keeps the history) and
-  ``triows run scripts.faults_app:app --workers N`` with a Redis hub with
-  history; the App's ``/resume/{topic}?since=`` view subscribes with
-  ``since=`` and sends each message with its position;
+  ``triows run scripts.faults_app:app --workers N``: the live route
+  (``App.live_route``) on a Redis hub with history;
 * publishers: one per topic, publishing 1, 2, 3... at ``--rate`` messages per
   second (a ``--payload``-byte padding each), retrying while Redis is down;
-* ``--clients`` clients (trio-websocket), each on one topic, through a TCP
-  proxy the harness controls; a client that loses its connection, whatever the
-  reason, reconnects after a short random delay and resumes from the last
-  position it received;
+* ``--clients`` clients of the shipped trio client (``triows.client``), each
+  following one topic, through a TCP proxy the harness controls; a client that
+  loses its connection, whatever the reason, reconnects with backoff and jitter
+  and resumes from the last position it received;
 * faults, in turn, until ``--seconds`` have passed: network drops (the proxy
   cuts a third of the connections without a close frame), slow readers (the
   proxy stops forwarding to a third of the clients for ``--stall`` seconds), a
@@ -24,7 +23,7 @@ Everything runs on loopback, every wait is bounded:
   message within ``--settle`` seconds.
 
 Per client it checks that every message came exactly once and in order, or
-after an explicit gap signal (``recovered: false`` on resuming): a duplicate, a
+after an explicit gap signal (the client's ``Gap`` event): a duplicate, a
 message out of order or a gap without the signal is a failure, and so is a
 client that never caught up.  Prints one line per client and a summary, and
 exits 1 on any failure.
@@ -34,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import random
 import sys
 import tempfile
 import time
@@ -43,11 +40,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import attrs
 import trio
-import trio_websocket
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -55,6 +50,7 @@ from faults_proxy import Proxy
 from faults_servers import RedisProcess, ServerProcess
 
 import triows
+import triows.client
 from triows.hub import HubUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,9 +89,9 @@ class Client:
     def ok(self) -> bool:
         return not (self.duplicates or self.disordered or self.silent_gaps)
 
-    def take(self, data: dict[str, Any]) -> None:
+    def take(self, position: str | None, data: dict[str, Any]) -> None:
         """Check one message against the sequence so far."""
-        sequence = int(data["message"]["seq"])
+        sequence = int(data["seq"])
         if sequence == self.last + 1:
             pass
         elif sequence <= self.last:
@@ -112,36 +108,36 @@ class Client:
             self.anomalies.append(f"{sequence} after {self.last} at {_now():.2f}")
         self.gap_pending = False
         self.last = sequence
-        self.position = str(data["position"])
+        self.position = position
         self.delivered += 1
         self.progressed.set()
 
+    def on_state(self, state: str, detail: dict[str, Any]) -> None:
+        """The live client's connection states: count connections and close codes."""
+        if state == "open":
+            self.connects += 1
+        elif state == "reconnecting":
+            reason = str(detail.get("reason", ""))
+            if reason.startswith("HTTP") or "Error" in reason:
+                self.failed_connects += 1  # refused, reset, or a refused handshake
+            else:
+                self.codes[int(detail.get("code", 1006))] += 1
+
     async def run(self, port: int) -> None:
-        """Connect, resume, read; on any disconnection, again (until cancelled)."""
-        delay = 0.05
-        while True:
-            since = "" if self.position is None else f"?since={quote(self.position)}"
-            url = f"ws://127.0.0.1:{port}/resume/{self.topic}{since}"
-            try:
-                async with trio_websocket.open_websocket_url(url, connect_timeout=5) as ws:
-                    self.connects += 1
-                    hello = json.loads(await ws.get_message())
-                    if self.position is None:
-                        self.position = hello["position"]
-                    elif not hello["recovered"]:
-                        self.gap_signals += 1
-                        self.gap_pending = True
-                    delay = 0.05
-                    self.ready.set()
-                    while True:
-                        self.take(json.loads(await ws.get_message()))
-            except trio_websocket.ConnectionClosed as closed:
-                code = 1006 if closed.reason is None else closed.reason.code
-                self.codes[int(code)] += 1
-            except (OSError, trio.BrokenResourceError, trio_websocket.HandshakeError):
-                self.failed_connects += 1
-            await trio.sleep(delay * (0.5 + random.random()))
-            delay = min(2 * delay, 1.0)
+        """Follow the topic with the trio live client (it reconnects and resumes)."""
+        url = f"ws://127.0.0.1:{port}/live"
+        connecting = triows.client.connect(
+            url, min_delay=0.05, max_delay=1.0, connect_timeout=5.0, on_state=self.on_state
+        )
+        async with connecting as live, live.subscribe(self.topic) as topic:
+            self.ready.set()
+            async for event in topic:
+                if isinstance(event, triows.client.Message):
+                    self.take(event.position, event.data)
+                elif isinstance(event, triows.client.Gap):
+                    self.gap_signals += 1
+                    self.gap_pending = True
+                    self.anomalies.append(f"gap ({event.reason}) at {_now():.2f}")
 
     def line(self, final: int) -> str:
         verdict = "ok" if self.ok and self.last == final else "FAIL"

@@ -1,15 +1,10 @@
 """A short fault-harness run in CI (issue 12): scripts/faults.py, bounded, on loopback.
 
-Two workers behind a Redis hub with history, clients resuming with ``since=``
-through the harness's proxy, while it cuts connections, stalls readers (their
-subscriptions lag and are closed with 1013) and rolls every worker (1012).
+Two workers serving the live route on a Redis hub with history, clients of the
+shipped trio client (``triows.client``) through the harness's proxy, while it
+cuts connections, stalls readers, rolls every worker (1012) and restarts Redis.
 Every client must end with every message of its topic exactly once and in
 order, or an explicit gap signal.  See scripts/faults.py for the long run.
-
-The Redis restart fault is not in this short run: live subscriptions lose
-the messages published while their hub's listener reconnects, without a gap
-signal (``scripts/faults.py --faults redis`` shows it); it joins this run once
-the hub resynchronises its subscriptions after a reconnection.
 """
 
 from __future__ import annotations
@@ -47,7 +42,7 @@ async def test_clients_get_every_message_once_in_order_through_drops_stalls_and_
             stall=2.0,
             settle=15.0,
             drain_seconds=1.0,
-            faults="drop,stall,roll",
+            faults="drop,stall,roll,redis",
             log=lines.append,
         )
     summary = report.summary()
@@ -57,5 +52,6 @@ async def test_clients_get_every_message_once_in_order_through_drops_stalls_and_
     assert any(fault.startswith("drop") for fault in report.faults), summary
     assert any(fault.startswith("stall") for fault in report.faults), summary
     assert any(fault.startswith("rolling restart") for fault in report.faults), summary
+    assert any(fault.startswith("redis restart") for fault in report.faults), summary
     codes = {code for client in report.clients for code in client.codes}
     assert {1006, 1012} <= codes, summary
