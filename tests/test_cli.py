@@ -181,13 +181,27 @@ async def test_run_serves_the_chat_page_and_room() -> None:
         assert response.startswith(b"HTTP/1.1 200")
         assert b"textContent" in response and b"innerHTML" not in response
 
-        url = f"ws://127.0.0.1:{server.port}/chat"
+        # The room speaks the live protocol (docs/protocol.md) at /live.
+        url = f"ws://127.0.0.1:{server.port}/live?user=alice"
         async with connect(url) as alice:
-            chat_message = {"type": "message", "user": "alice", "text": "hi"}
-            await alice.send_message(json.dumps(chat_message))
-            assert without_id(await receive(alice)) == chat_message
-            async with connect(url) as bob:
-                assert without_id(await receive(bob)) == chat_message  # the history
+            assert json.loads(await receive(alice))["type"] == "welcome"
+            subscribe = {"type": "subscribe", "topic": "chat", "since": None}
+            await alice.send_message(json.dumps(subscribe))
+            start = json.loads(await receive(alice))
+            assert start["type"] == "subscribed"
+            said = {"type": "message", "text": "hi"}
+            publish = {"type": "publish", "topic": "chat", "id": "a1", "data": said}
+            await alice.send_message(json.dumps(publish))
+            frames = [json.loads(await receive(alice)) for _ in range(2)]
+            (message,) = [f for f in frames if f["type"] == "message"]
+            assert message["data"]["text"] == "hi" and message["data"]["user"] == "alice"
+            async with connect(f"ws://127.0.0.1:{server.port}/live") as bob:
+                assert json.loads(await receive(bob))["type"] == "welcome"
+                # Resuming from before alice spoke replays her message (the history).
+                await bob.send_message(json.dumps({**subscribe, "since": start["position"]}))
+                subscribed = json.loads(await receive(bob))
+                assert subscribed["type"] == "subscribed" and subscribed["recovered"] is True
+                assert json.loads(await receive(bob))["data"] == message["data"]
             server.process.send_signal(signal.SIGINT)
             assert await close_code_after(alice) == 1001
         assert await server.wait() == 0
