@@ -46,6 +46,12 @@ def refs(value: Any) -> list[str]:
     return []
 
 
+def payload(document: dict[str, Any], message: dict[str, Any]) -> Any:
+    """A message's payload schema, its ``$ref`` followed."""
+    schema = message["payload"]
+    return resolve(document, schema["$ref"]) if "$ref" in schema else schema
+
+
 def messages_of(document: dict[str, Any], operation: str) -> list[dict[str, Any]]:
     return [resolve(document, ref["$ref"]) for ref in document["operations"][operation]["messages"]]
 
@@ -417,6 +423,7 @@ def test_jsonrpc_route_is_one_channel_with_an_operation_per_method() -> None:
         "join",
         "ping",
         "forget",
+        "batch",
         "cancelRequest",
         "notifications",
     ]
@@ -427,22 +434,30 @@ def test_jsonrpc_route_is_one_channel_with_an_operation_per_method() -> None:
     reply = [resolve(document, ref["$ref"]) for ref in add["reply"]["messages"]]
     assert add["reply"]["channel"] == {"$ref": "#/channels/rpc_tenant"}
     assert [m["name"] for m in [request, *reply]] == ["add.request", "add.result", "error"]
-    assert request["payload"]["properties"]["method"] == {"const": "add"}
-    assert reply[0]["payload"]["properties"]["result"] == {"type": "integer"}
-    error = reply[1]["payload"]["properties"]["error"]
+    assert payload(document, request)["properties"]["method"] == {"const": "add"}
+    assert payload(document, reply[0])["properties"]["result"] == {"type": "integer"}
+    error = payload(document, reply[1])["properties"]["error"]
     assert error["required"] == ["code", "message"]
     for code in (-32700, -32600, -32601, -32602, -32603, -32800, -32001):
         assert str(code) in reply[1]["description"]
     assert operations["cancelRequest"]["action"] == "receive"
+    # A batch: an array of any requests (cancelRequest too), answered by an array.
+    [batch] = messages_of(document, "rpc_tenant.batch")
+    requests = payload(document, batch)["items"]["anyOf"]
+    assert requests[0] == {"$ref": "#/components/schemas/AddRequest"}
+    assert requests[-1] == {"$ref": "#/components/schemas/CancelRequest"}
+    assert request["payload"] == requests[0]  # the same schema, shared
+    batch_reply = operations["batch"]["reply"]["messages"]
+    assert [ref["$ref"].rpartition("/")[2] for ref in batch_reply] == ["batchReply", "error"]
     [notification] = messages_of(document, "rpc_tenant.notifications")
     assert operations["notifications"]["action"] == "send"
-    assert notification["payload"]["required"] == ["jsonrpc", "method"]
+    assert payload(document, notification)["required"] == ["jsonrpc", "method"]
 
 
 def test_jsonrpc_params_by_name_and_by_position() -> None:
     document = every_route_app().asyncapi()
     messages = document["channels"]["rpc_tenant"]["messages"]
-    add = messages["add.request"]["payload"]
+    add = payload(document, messages["add.request"])
     assert add["required"] == ["jsonrpc", "method", "params"]
     by_name, by_position = add["properties"]["params"]["oneOf"]
     assert by_name == {
@@ -454,7 +469,7 @@ def test_jsonrpc_params_by_name_and_by_position() -> None:
     assert by_position["items"] == [{"type": "integer"}, {"type": "integer"}]
     assert (by_position["minItems"], by_position["maxItems"]) == (1, 2)
     # Injected parameters (route value, provider, connection) are not params.
-    move = messages["geo.move.request"]["payload"]["properties"]["params"]["oneOf"][0]
+    move = payload(document, messages["geo.move.request"])["properties"]["params"]["oneOf"][0]
     assert list(move["properties"]) == ["point", "by"]
     assert move["properties"]["point"] == {"$ref": "#/components/schemas/Point"}
     move_description = document["operations"]["rpc_tenant.geo.move"]["description"]
@@ -463,11 +478,11 @@ def test_jsonrpc_params_by_name_and_by_position() -> None:
     )
     assert "-32001" not in document["operations"]["rpc_tenant.add"]["description"]
     # No params at all: params may be left out, or be {} or [].
-    ping = messages["ping.request"]["payload"]
+    ping = payload(document, messages["ping.request"])
     assert ping["required"] == ["jsonrpc", "method"]
     assert ping["properties"]["params"]["oneOf"][1] == {"type": "array", "maxItems": 0}
-    assert messages["ping.result"]["payload"]["properties"]["result"] == {}
-    join = messages["join.result"]["payload"]["properties"]["result"]
+    assert payload(document, messages["ping.result"])["properties"]["result"] == {}
+    join = payload(document, messages["join.result"])["properties"]["result"]
     assert join == {"type": "array", "items": {"$ref": "#/components/schemas/Said"}}
 
 

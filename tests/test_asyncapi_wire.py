@@ -2,10 +2,10 @@
 
 Messages are recorded from real conversations (in memory, through the TestClient)
 with a typed route, with the JSON-RPC example (results, errors, a server
-notification, a cancelled call) and with a live route (every frame type but
-``gap``), then each is checked with Ajv against the payload schema of the message
-the document says it is.  Messages the server refuses (bad
-params) must not fit, and a mismatched pairing proves the check can fail.
+notification, a cancelled call, a batch) and with a live route (every frame type
+but ``gap``), then each is checked with Ajv against the payload schema of the
+message the document says it is.  Messages the server refuses (bad params) must
+not fit, and mismatched pairings prove the check can fail.
 """
 
 from __future__ import annotations
@@ -92,6 +92,11 @@ async def test_jsonrpc_messages_fit_the_document(monkeypatch: pytest.MonkeyPatch
         {"jsonrpc": "2.0", "id": 7, "method": "quotes.get", "params": [1]},
     ]
     unknown: dict[str, Any] = {"jsonrpc": "2.0", "id": 8, "method": "nothing.here"}
+    batch = [
+        {"jsonrpc": "2.0", "id": 20, "method": "quotes.get", "params": {"symbol": "ASGI"}},
+        {"jsonrpc": "2.0", "method": "quotes.get", "params": {"symbol": "TRIO"}},
+        {"jsonrpc": "2.0", "id": 21, "method": "quotes.get", "params": {"symbol": "NOPE"}},
+    ]
     replies: list[dict[str, Any]] = []
     # No lifespan: the example's App is shared with its own tests, and a lifespan's
     # shutdown leaves an App refusing connections until it starts again.
@@ -104,9 +109,14 @@ async def test_jsonrpc_messages_fit_the_document(monkeypatch: pytest.MonkeyPatch
                 replies.append(await ws.receive_json())
             await ws.send_json(cancel)
             replies.append(await ws.receive_json())
+            await ws.send_json(batch)
+            batch_reply = await ws.receive_json()
+    assert sorted(reply["id"] for reply in batch_reply) == [20, 21]  # none for the notification
     method_of = {r["id"]: r["method"] for r in requests + refused + [unknown]}
     samples: list[Sample] = [(message("rpc", f"{r['method']}.request"), r) for r in requests]
     samples.append((message("rpc", "cancelRequest"), cancel))
+    samples.append((message("rpc", "batch"), batch))
+    samples.append((message("rpc", "batchReply"), batch_reply))
     for reply in replies:
         if "method" in reply:
             samples.append((message("rpc", "notification"), reply))
@@ -119,9 +129,11 @@ async def test_jsonrpc_messages_fit_the_document(monkeypatch: pytest.MonkeyPatch
     assert "notification" in kinds and "orders.place.result" in kinds
     codes = sorted(r["error"]["code"] for r in replies if "error" in r)
     assert codes == [-32800, -32602, -32602, -32602, -32601, 4004]
-    negative = [(message("rpc", f"{r['method']}.request"), r) for r in refused]
+    negative: list[Sample] = [(message("rpc", f"{r['method']}.request"), r) for r in refused]
     wrong_result = {"jsonrpc": "2.0", "id": 1, "result": {"symbol": 1, "price": "high"}}
     negative.append((message("rpc", "quotes.get.result"), wrong_result))
+    negative.append((message("rpc", "batchReply"), []))  # an empty batch is no batch
+    negative.append((message("rpc", "batch"), [*batch, refused[0]]))
     results = await trio.to_thread.run_sync(check_messages, app.asyncapi(), samples + negative)
     fits = results[: len(samples)]
     assert fits == [None] * len(samples), json.dumps(list(zip(samples, fits, strict=True)))

@@ -474,7 +474,10 @@ async def test_asyncapi_page(tmp_path: Path) -> None:
         "history": {"type": "integer", "default": 20}
     }
     assert sorted(channel["messages"]) == ["Join", "Said", "Say"]
-    rename = document["channels"]["rpc"]["messages"]["rename.request"]["payload"]
+    rename = document["components"]["schemas"]["RenameRequest"]
+    assert document["channels"]["rpc"]["messages"]["rename.request"]["payload"] == {
+        "$ref": "#/components/schemas/RenameRequest"
+    }
     assert list(rename["properties"]["params"]["oneOf"][0]["properties"]) == ["old", "new"]
     assert document["operations"]["rpc.rename"]["reply"]["messages"] == [
         {"$ref": "#/channels/rpc/messages/rename.result"},

@@ -4,9 +4,10 @@ Every method is an operation the App receives (its request message) with a
 ``reply``: the result message or the error message.  A request's ``params`` are
 described by name (an object) or by position (an array, in the method's order);
 without ``id`` a request is a notification and gets no reply.  The channel also
-has the ``$/cancelRequest`` notification, and the notifications the server may
-send at any time (their method and params are the application's).  Batches (an
-array of requests, answered by an array) are said in the channel's description.
+has the ``$/cancelRequest`` notification, batches (an array of requests, answered
+by an array of replies: the request and reply schemas are shared through
+``components.schemas``, named by their titles) and the notifications the server
+may send at any time (their method and params are the application's).
 """
 
 from __future__ import annotations
@@ -78,6 +79,20 @@ def jsonrpc_channel(
             )
         )
     messages["cancelRequest"] = _cancel_message()
+    messages["batch"] = _batch(messages, "Batch", ".request", "cancelRequest", components)
+    messages["batchReply"] = _batch(messages, "BatchReply", ".result", "error", components)
+    operations.append(
+        Operation(
+            name="batch",
+            action="receive",
+            messages=("batch",),
+            summary="Several requests in one message",
+            description="Answered by an array of the requests' replies, in any order (none "
+            "for notifications: a batch of notifications only gets no reply); an empty "
+            "array gets one error.",
+            reply=Reply(("batchReply", "error")),
+        )
+    )
     operations.append(
         Operation(
             name="cancelRequest",
@@ -103,6 +118,37 @@ def jsonrpc_channel(
         parameters=address_parameters(route.pattern, route.signature),
         description=_DESCRIPTION,
     )
+
+
+def _batch(
+    messages: dict[str, dict[str, Any]],
+    title: str,
+    suffix: str,
+    other: str,
+    components: Components,
+) -> dict[str, Any]:
+    """A batch message: an array of the messages whose key ends with ``suffix``, or
+    ``other``, their payloads shared through components."""
+    items = []
+    for key, message in messages.items():
+        if key.endswith(suffix) or key == other:
+            items.append(_shared(message, components))
+    return {
+        "name": title[0].lower() + title[1:],
+        "title": title,
+        "contentType": "application/json",
+        "payload": {"title": title, "type": "array", "minItems": 1, "items": {"anyOf": items}},
+    }
+
+
+def _shared(message: dict[str, Any], components: Components) -> dict[str, Any]:
+    """Move a message's payload into components (named by its title); the ``$ref``,
+    which the message now holds too."""
+    payload = message["payload"]
+    if "$ref" not in payload:
+        ref = components.add({"$ref": f"#/$defs/{payload['title']}"}, {payload["title"]: payload})
+        message["payload"] = ref
+    return dict(message["payload"])
 
 
 class _Injected(Container[str]):
