@@ -225,6 +225,27 @@ async def test_trio_client_refusals_raise_live_error(backend: Backend) -> None:
             assert refused.value.code == "forbidden"
 
 
+async def test_trio_client_stops_when_the_server_refuses_it_for_good(backend: Backend) -> None:
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+
+    async def identify(ws: triows.WebSocket) -> None:
+        await ws.reject(403)
+
+    app.live_route("/live", identify=identify)
+    states: list[str] = []
+    async with backend.serve(app) as served:
+        with trio.fail_after(TIMEOUT), pytest.raises(LiveError) as refused:
+            async with connect(
+                served.url("/live"),
+                ssl_context=served.ssl_context,
+                on_state=lambda state, detail: states.append(state),
+            ) as live:
+                await live.wait_state("open")
+    assert refused.value.code == "refused" and "403" in str(refused.value)
+    assert states == ["connecting", "closed"]
+
+
 async def test_trio_client_presence(backend: Backend) -> None:
     async with backend.serve(live_app()) as served:
         base = served.url("/live")

@@ -344,9 +344,15 @@ async def connect(
         connect_timeout=connect_timeout,
         on_state=on_state,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The connection task's refusal alone: raised as itself, not in a group.
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], LiveError):
+            raise group.exceptions[0] from None
+        raise

@@ -107,12 +107,10 @@
       this._stopped = false;
       this._prefix = randomId();
       this._counter = 0;
-      if (typeof globalThis.addEventListener === "function") {
-        // Back online: do not wait out the backoff.
-        globalThis.addEventListener("online", () => {
-          if (this.state === "reconnecting") this._connectNow();
-        });
-      }
+      // Back online: do not wait out the backoff.
+      this._online = () => {
+        if (this.state === "reconnecting") this._connectNow();
+      };
       if (options.connect !== false) this.connect();
     }
 
@@ -169,12 +167,19 @@
 
     connect() {
       this._stopped = false;
+      if (typeof globalThis.addEventListener === "function") {
+        globalThis.removeEventListener("online", this._online);
+        globalThis.addEventListener("online", this._online);
+      }
       if (this._socket === null && this._timer === null) this._connectNow();
     }
 
     /** Close for good: no reconnection; queued publishes stay queued. */
     close() {
       this._stopped = true;
+      if (typeof globalThis.removeEventListener === "function") {
+        globalThis.removeEventListener("online", this._online);
+      }
       if (this._timer !== null) clearTimeout(this._timer);
       this._timer = null;
       const socket = this._socket;
