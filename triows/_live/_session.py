@@ -60,20 +60,19 @@ class LiveSession:
             "protocol": PROTOCOL_VERSION,
             "identity": None if identity is None else {"key": identity.key, "info": identity.info},
         }
-        try:
-            await self.ws.send(encode(welcome))
-            async with trio.open_nursery() as nursery:
-                try:
-                    while True:
-                        raw = await self.ws.receive()
-                        try:
-                            await self._handle(raw, nursery)
-                        except ProtocolError as error:
-                            await self.ws.send(error.frame())
-                finally:
-                    nursery.cancel_scope.cancel()
-        except WebSocketDisconnect:
-            return
+        await self.ws.send(encode(welcome))
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    raw = await self.ws.receive()
+                    try:
+                        await self._handle(raw, nursery)
+                    except ProtocolError as error:
+                        await self.ws.send(error.frame())
+            except WebSocketDisconnect:
+                return  # the client left: the topic tasks are cancelled below
+            finally:
+                nursery.cancel_scope.cancel()
 
     async def _handle(self, raw: str, nursery: trio.Nursery) -> None:
         message = decode(raw)
