@@ -68,6 +68,8 @@ class Client:
 
     number: int
     topic: str
+    #: The sequence numbers its topic's publisher had to retry (see :class:`Publisher`).
+    retried: set[int]
     last: int = 0
     position: str | None = None
     delivered: int = 0
@@ -76,6 +78,8 @@ class Client:
     duplicates: int = 0
     disordered: int = 0
     silent_gaps: int = 0
+    #: A retried publish seen twice (at two positions): the first attempt had reached Redis.
+    republished: int = 0
     connects: int = 0
     failed_connects: int = 0
     codes: collections.Counter[int] = attrs.field(factory=collections.Counter)
@@ -94,6 +98,11 @@ class Client:
         sequence = int(data["seq"])
         if sequence == self.last + 1:
             pass
+        elif sequence == self.last and sequence in self.retried and position != self.position:
+            self.republished += 1
+            self.position = position
+            self.anomalies.append(f"{sequence} republished at {_now():.2f}")
+            return
         elif sequence <= self.last:
             if sequence == self.last:
                 self.duplicates += 1
@@ -159,6 +168,10 @@ class Publisher:
     sent: int = 0
     retries: int = 0
     stopping: bool = False
+    #: Sequence numbers whose publish raised HubUnavailable at least once.  Retried,
+    #: such a message can appear twice if the failed attempt had in fact reached
+    #: Redis (the reply was lost with the connection).
+    retried: set[int] = attrs.field(factory=set)
 
     async def run(self, hub: triows.Hub) -> None:
         """Publish 1, 2, 3... at ``rate`` per second; retry one that Redis refused."""
@@ -166,12 +179,16 @@ class Publisher:
         next_at = trio.current_time()
         while not self.stopping:
             message = {"seq": self.sent + 1, "pad": self.payload}
-            try:
-                await hub.publish(self.topic, message)
-            except HubUnavailable:
-                self.retries += 1
-                await trio.sleep(0.05)
-                continue
+            # A message is retried until published, even once stopping: the last
+            # one is then known to be published.
+            while True:
+                try:
+                    await hub.publish(self.topic, message)
+                    break
+                except HubUnavailable:
+                    self.retries += 1
+                    self.retried.add(self.sent + 1)
+                    await trio.sleep(0.05)
             self.sent += 1
             next_at += period
             await trio.sleep_until(max(next_at, trio.current_time()))
@@ -184,6 +201,8 @@ class Report:
     faults: list[str]
     seconds: float
     retries: int
+    #: The server's ERROR lines (a view that crashed: its client saw 1011).
+    server_errors: list[str]
 
     @property
     def failures(self) -> list[str]:
@@ -203,7 +222,9 @@ class Report:
             f"{len(self.clients)} clients, {sum(self.finals.values())} messages published "
             f"({self.retries} publish retries), {total} delivered in {self.seconds:.1f} s; "
             f"faults: {', '.join(self.faults)}; closes: {dict(sorted(codes.items()))}; "
-            f"gap signals: {signals}; failures: {len(self.failures)}"
+            f"gap signals: {signals}; republished after an ambiguous publish failure: "
+            f"{sum(client.republished for client in self.clients)}; "
+            f"server ERROR lines: {len(self.server_errors)}; failures: {len(self.failures)}"
         )
 
 
@@ -224,8 +245,11 @@ async def run(
     """Run the harness; return what every client saw (see the module's docstring)."""
     _STARTED[0] = trio.current_time()
     names = [f"topic-{index}" for index in range(topics)]
-    everyone = [Client(number, names[number % topics]) for number in range(clients)]
     publishers = [Publisher(name, rate, "x" * payload) for name in names]
+    everyone = [
+        Client(number, names[number % topics], publishers[number % topics].retried)
+        for number in range(clients)
+    ]
     kinds = faults.split(",")
     if unknown := set(kinds) - set(FAULTS):
         raise ValueError(f"unknown faults {sorted(unknown)}: choose among {', '.join(FAULTS)}")
@@ -240,9 +264,10 @@ async def run(
                 injector = Injector(proxy, server, redis, injected, kinds, stall, log)
                 await _exercise(everyone, publishers, injector, seconds, settle, history)
                 elapsed = time.monotonic() - started
+                errors = _errors(server.lines)
     finals = {publisher.topic: publisher.sent for publisher in publishers}
     retries = sum(publisher.retries for publisher in publishers)
-    return Report(everyone, finals, injected, elapsed, retries)
+    return Report(everyone, finals, injected, elapsed, retries, errors)
 
 
 async def _exercise(
@@ -322,6 +347,17 @@ class Injector:
         return "redis restart"
 
 
+def _errors(lines: list[str]) -> list[str]:
+    """Each ERROR line of the server's output, with the traceback lines after it."""
+    errors: list[str] = []
+    for line in lines:
+        if line.startswith("ERROR"):
+            errors.append(line)
+        elif errors and not line.startswith(("INFO", "WARNING", "DEBUG", "triows:", "hub:")):
+            errors[-1] += "\n" + line
+    return errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -336,9 +372,16 @@ def main() -> None:
     parser.add_argument("--faults", default=",".join(FAULTS), help="which, in turn")
     args = parser.parse_args()
     options = {name: value for name, value in vars(args).items()}
-    report = trio.run(lambda: run(**options))
+
+    async def bounded() -> Report:
+        with trio.fail_after(args.seconds + args.settle + 300):
+            return await run(**options)
+
+    report = trio.run(bounded)
     for client in report.clients:
         print(client.line(report.finals[client.topic]))
+    for line in report.server_errors[:10]:
+        print("server:", line)
     print(report.summary())
     raise SystemExit(1 if report.failures else 0)
 
