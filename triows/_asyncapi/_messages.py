@@ -47,7 +47,7 @@ _INVALID = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
 def type_name(tp: Any) -> str:
-    """A short, id-safe name for a type: ``Point``, ``list_Point_``, ``int``."""
+    """A short, id-safe name for a type: ``Point``, ``list_Point`` (``list[Point]``), ``int``."""
     name = getattr(tp, "__name__", None)
     if isinstance(tp, type) and name:
         return str(name)
