@@ -48,40 +48,85 @@ class Delivery:
         subscribers = self._topics.get(topic)
         if not subscribers:
             return
-        if len(subscribers) <= DELIVERY_CHUNK and topic not in self._busy:
-            self._put(subscribers, shared, subscribers)
+        lock = self._busy.get(topic)
+        if lock is None:
+            if len(subscribers) <= DELIVERY_CHUNK:
+                self._put(subscribers, shared, subscribers)
+                return
+            # Who subscribed when the message was published: those who join later
+            # start after it (a replay from the history has it), those who leave
+            # meanwhile are skipped.
+            snapshot = list(subscribers)
+            # As far as one slice goes, without yielding (the common case: no
+            # lock, no shield); the rest takes its turn, shielded.
+            done = self._chunks_now(topic, snapshot, shared, 0, checked=False)
+            if done >= len(snapshot):
+                return
+            lock = self._busy[topic] = trio.StrictFIFOLock()
+            lock.acquire_nowait()  # uncontended: nobody else delivers to this topic
+            try:
+                with trio.CancelScope(shield=True):
+                    await self._chunks(topic, snapshot, shared, done)
+            finally:
+                self._release(topic, lock)
             return
-        # Who subscribed when the message was published: those who join later
-        # start after it (a replay from the history has it), those who leave
-        # meanwhile are skipped.
         snapshot = list(subscribers)
         with trio.CancelScope(shield=True):
-            lock = self._busy.get(topic)
-            if lock is None:
-                lock = self._busy[topic] = trio.StrictFIFOLock()
-            async with lock:  # an earlier delivery to this topic finishes first
-                try:
-                    await self._chunks(topic, snapshot, shared)
-                finally:
-                    if not lock.statistics().tasks_waiting:
-                        del self._busy[topic]
+            await lock.acquire()  # an earlier delivery to this topic finishes first
+            try:
+                await self._chunks(topic, snapshot, shared, 0)
+            finally:
+                self._release(topic, lock)
 
-    async def _chunks(self, topic: str, snapshot: list[Subscription], shared: Broadcast) -> None:
-        resumed = time.perf_counter()
-        for start in range(0, len(snapshot), DELIVERY_CHUNK):
-            if time.perf_counter() - resumed >= DELIVERY_SLICE:
-                await trio.lowlevel.checkpoint()
-                resumed = time.perf_counter()
-            current = self._topics.get(topic)
+    def _release(self, topic: str, lock: trio.StrictFIFOLock) -> None:
+        if not lock.statistics().tasks_waiting:
+            del self._busy[topic]
+        lock.release()
+
+    def _chunks_now(
+        self,
+        topic: str,
+        snapshot: list[Subscription],
+        shared: Broadcast,
+        start: int,
+        *,
+        checked: bool,
+    ) -> int:
+        """Deliver chunks from ``start`` for one slice, without yielding; where it stopped.
+
+        ``checked``: skip the subscribers that left since the snapshot (after a
+        checkpoint).  Before the first checkpoint nobody can have left (but for
+        overflows, removed as they happen): no check needed.
+        """
+        began = time.perf_counter()
+        current = self._topics.get(topic)
+        while start < len(snapshot):
             if not current:
-                return
-            self._put(snapshot[start : start + DELIVERY_CHUNK], shared, current)
+                return len(snapshot)
+            chunk = snapshot[start : start + DELIVERY_CHUNK]
+            self._put(chunk, shared, current, checked=checked)
+            start += DELIVERY_CHUNK
+            if time.perf_counter() - began >= DELIVERY_SLICE:
+                break
+        return start
+
+    async def _chunks(
+        self, topic: str, snapshot: list[Subscription], shared: Broadcast, start: int
+    ) -> None:
+        while start < len(snapshot):
+            await trio.lowlevel.checkpoint()
+            start = self._chunks_now(topic, snapshot, shared, start, checked=True)
 
     def _put(
-        self, chunk: Collection[Subscription], shared: Broadcast, current: set[Subscription]
+        self,
+        chunk: Collection[Subscription],
+        shared: Broadcast,
+        current: set[Subscription],
+        *,
+        checked: bool = True,
     ) -> None:
         """Put ``shared`` in each subscription of ``chunk`` still in ``current``."""
-        if chunk is current:
+        if chunk is current or not checked:
             overflowed = [s for s in chunk if not s.put(shared)]
             self._stats.delivered += len(chunk) - len(overflowed)
         else:

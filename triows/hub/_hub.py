@@ -338,7 +338,7 @@ class Hub:
         subscribers = self._topics.get(topic)
         if subscribers:
             # One Broadcast per delivery: every subscriber shares its encoding and frame.
-            await self.fan_out(topic, Broadcast(message, position))
+            await self._delivery.fan_out(topic, Broadcast(message, position))
 
     async def fan_out(self, topic: str, shared: Broadcast) -> None:
         """:meth:`deliver` for a backend that built the Broadcast (to keep it too)."""

@@ -171,7 +171,8 @@ class Subscription:
         self.recovered = recovered
         cutoff = offset_key(replay[-1].position if replay else position)
         buffer = self._buffer
-        while buffer and offset_key(buffer[0].position) <= cutoff:
+        # (A message delivered without a position is not the history's: kept.)
+        while buffer and buffer[0].position and offset_key(buffer[0].position) <= cutoff:
             buffer.popleft()
         if replay:
             self._replay = deque(replay)
