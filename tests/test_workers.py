@@ -177,3 +177,27 @@ async def test_sighup_rolls_every_worker_without_refusing_a_reconnecting_client(
             assert client.codes and set(client.codes) == {1012}
         server.process.send_signal(signal.SIGTERM)
         assert await server.exit_status() == 0
+
+
+async def test_the_hypercorn_backend_runs_workers_and_rolls_them_too() -> None:
+    options = ("--workers", "2", "--backend", "hypercorn", "--drain-seconds", "0.5")
+    async with supervised(TARGET, *options) as server:
+        await server.wait_for(lambda: len(server.workers) == 2)
+        old = set(server.workers)
+        assert await pids_serving(server, old) == old
+        client = Reconnecting(server.port)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.run)
+            with trio.fail_after(TIMEOUT):
+                await client.connected.wait()
+            server.process.send_signal(signal.SIGHUP)
+            await server.wait_for_line("rolling restart done", timeout=30)
+            new = set(server.workers) - old
+            with trio.fail_after(TIMEOUT):
+                await client.wait_on(new)
+            nursery.cancel_scope.cancel()
+        assert client.failures == []
+        assert client.codes and set(client.codes) == {1012}
+        assert not await wait_gone(list(old))
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_status() == 0
