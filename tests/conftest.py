@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
@@ -100,6 +101,13 @@ class Served:
     url_base: str
     ssl_context: ssl.SSLContext | None
 
+    @property
+    def port(self) -> int:
+        """The server's TCP port on 127.0.0.1."""
+        port = urlsplit(self.url_base).port
+        assert port is not None, self.url_base
+        return port
+
     def url(self, path: str = "/") -> str:
         return self.url_base + path
 
@@ -118,26 +126,43 @@ class Backend:
     server: str
     certificate: tuple[Path, Path] | None = None
 
-    @asynccontextmanager
-    async def serve(self, app: Any, **options: Any) -> AsyncIterator[Served]:
-        context = None
-        scheme = "ws"
+    def options(self, **options: Any) -> dict[str, Any]:
+        """``triows.serve``'s keywords for this backend (its server, TLS files) and ``options``."""
+        options["backend"] = self.server
         if self.certificate is not None:
             cert, key = self.certificate
             options.update(certfile=str(cert), keyfile=str(key))
-            context = ssl.create_default_context(cafile=str(cert))
-            scheme = "wss"
-        async with live_server(app, backend=self.server, **options) as server:
-            yield Served(server.url("", scheme=scheme), context)
+        return options
+
+    def served(self, port: int) -> Served:
+        """The server this backend runs on ``port`` of 127.0.0.1 (for a ``triows.serve``
+        started by the test itself with :meth:`options`)."""
+        if self.certificate is None:
+            return Served(f"ws://127.0.0.1:{port}", None)
+        context = ssl.create_default_context(cafile=str(self.certificate[0]))
+        return Served(f"wss://127.0.0.1:{port}", context)
+
+    @asynccontextmanager
+    async def serve(self, app: Any, **options: Any) -> AsyncIterator[Served]:
+        async with live_server(app, **self.options(**options)) as server:
+            yield self.served(server.port)
 
 
 BACKENDS = ("native", "native-tls", "hypercorn")
 
 
+@pytest.fixture(scope="session")
+def backend_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The native-tls backend's certificate: one for the session (making one takes a
+    second on a loaded machine, and the servers only read it)."""
+    return _make_certificate(tmp_path_factory.mktemp("backend-tls"))
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def backend(request: pytest.FixtureRequest) -> Backend:
     """Every real-socket test runs once per backend: native, native over TLS, hypercorn."""
     name: str = request.param
     if name == "native-tls":
-        return Backend(name, "native", _make_certificate(tmp_path))
+        certificate: tuple[Path, Path] = request.getfixturevalue("backend_certificate")
+        return Backend(name, "native", certificate)
     return Backend(name, name)

@@ -1,7 +1,10 @@
 """A raw WebSocket client for tests that must break the rules or never read.
 
 Builds handshakes and client frames by hand (so a test can get every detail
-wrong on purpose) and opens upgraded TCP streams to a live server, and sends plain HTTP requests the same way.
+wrong on purpose) and opens upgraded streams to a live server, and sends plain
+HTTP requests the same way.  Given a server of the ``backend`` fixture
+(:class:`~tests.conftest.Served`) that serves over TLS, the stream is wrapped in
+TLS (``trio.SSLStream``) with its ``ssl_context``: the bytes above are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import trio
 
 from triows.testing import LiveServer
 
-__all__ = ["KEY", "frame", "handshake", "http_get", "upgraded"]
+from .conftest import Served
+
+__all__ = ["KEY", "frame", "handshake", "http_get", "open_stream", "upgraded"]
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -59,10 +64,31 @@ def frame(
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+async def open_stream(server: LiveServer | Served) -> trio.abc.Stream:
+    """A raw stream to ``server``: TCP, in TLS when the server serves over TLS.
+
+    The TLS handshake is done before it returns.  ``https_compatible``: a server
+    that closes without a TLS close_notify ends the stream (``b""``) like TCP's FIN.
+    """
+    tcp = await trio.open_tcp_stream("127.0.0.1", server.port)
+    context = server.ssl_context if isinstance(server, Served) else None
+    if context is None:
+        return tcp
+    tls = trio.SSLStream(tcp, context, server_hostname="127.0.0.1", https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return tls
+
+
 @asynccontextmanager
-async def upgraded(server: LiveServer, path: str = "/text") -> AsyncIterator[trio.SocketStream]:
-    """A raw TCP stream that completed the WebSocket handshake."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+async def upgraded(
+    server: LiveServer | Served, path: str = "/text"
+) -> AsyncIterator[trio.abc.Stream]:
+    """A raw stream (TCP, or TLS for a server that has it) that completed the handshake."""
+    stream = await open_stream(server)
     async with stream:
         await stream.send_all(handshake(path))
         response = b""

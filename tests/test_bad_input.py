@@ -1,7 +1,8 @@
-"""Bad input over real sockets, on both backends: every byte from the client is untrusted.
+"""Bad input over real sockets, on every backend: every byte from the client is untrusted.
 
 Each test sends something a polite client never would (crafted with raw trio
-sockets where trio-websocket refuses to), asserts the exact close code or HTTP
+streams where trio-websocket refuses to: TCP, or TLS on the native-tls backend of
+the ``backend`` fixture), asserts the exact close code or HTTP
 status the server answers with, and then checks that the server still serves a
 fresh client.  Loopback only, every wait bounded.
 """
@@ -15,26 +16,24 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 import triows
-from triows.testing import LiveServer, live_server
 
+from .conftest import Backend, Served
 from .echo_apps import echo_app
-from .raw_client import frame, handshake, upgraded
-
-BACKENDS = ["hypercorn", "native"]
+from .raw_client import frame, handshake, open_stream, upgraded
 
 
-async def still_serves(server: LiveServer) -> None:
+async def still_serves(served: Served) -> None:
     """A fresh, polite client gets its echo."""
     with trio.fail_after(5):
-        async with open_websocket_url(server.url("/text")) as ws:
+        async with served.connect("/text") as ws:
             await ws.send_message("still here")
             assert await ws.get_message() == "still here"
 
 
-async def close_code(stream: trio.SocketStream) -> int | None:
+async def close_code(stream: trio.abc.Stream) -> int | None:
     """Read server frames until its close frame; return its code (None: EOF, no close)."""
     buffer = b""
     while True:
@@ -65,9 +64,9 @@ async def close_code(stream: trio.SocketStream) -> int | None:
         buffer += chunk
 
 
-async def http_exchange(server: LiveServer, request: bytes) -> bytes:
+async def http_exchange(served: Served, request: bytes) -> bytes:
     """Send raw bytes; return the response head (or what came before the server hung up)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    stream = await open_stream(served)
     async with stream:
         with suppress(trio.BrokenResourceError):  # it may hang up before reading it all
             await stream.send_all(request)
@@ -88,15 +87,14 @@ def status_of(response: bytes) -> int:
 # -- limits -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("where", ["serve", "app"])
-async def test_message_past_max_message_size_closes_with_1009(backend: str, where: str) -> None:
+async def test_message_past_max_message_size_closes_with_1009(backend: Backend, where: str) -> None:
     """The limit comes from serve(max_message_size=...) or App(max_message_size=...)."""
     app = echo_app(**({"max_message_size": 1000} if where == "app" else {}))
     options: dict[str, Any] = {"max_message_size": 1000} if where == "serve" else {}
     with trio.fail_after(10):
-        async with live_server(app, backend=backend, **options) as server:
-            async with open_websocket_url(server.url("/text"), max_message_size=10**6) as ws:
+        async with backend.serve(app, **options) as served:
+            async with served.connect("/text", max_message_size=10**6) as ws:
                 await ws.send_message("x" * 1000)  # exactly the limit: fine
                 assert await ws.get_message() == "x" * 1000
                 await ws.send_message("x" * 1001)
@@ -105,20 +103,19 @@ async def test_message_past_max_message_size_closes_with_1009(backend: str, wher
                 assert closed.value.reason is not None
                 assert closed.value.reason.code == 1009
             # The limit is per message, not per frame: fragments add up.
-            async with upgraded(server) as stream:
+            async with upgraded(served) as stream:
                 await stream.send_all(frame(0x1, b"y" * 600, fin=False))
                 await stream.send_all(frame(0x0, b"y" * 600))
                 assert await close_code(stream) == 1009
-            await still_serves(server)
+            await still_serves(served)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_serve_limit_wins_over_the_apps(backend: str) -> None:
+async def test_serve_limit_wins_over_the_apps(backend: Backend) -> None:
     app = echo_app(max_message_size=10)
     with trio.fail_after(10):
-        async with live_server(app, backend=backend, max_message_size=2000) as server:
-            await still_serves(server)
-            async with open_websocket_url(server.url("/text")) as ws:
+        async with backend.serve(app, max_message_size=2000) as served:
+            await still_serves(served)
+            async with served.connect("/text") as ws:
                 await ws.send_message("z" * 2000)
                 assert await ws.get_message() == "z" * 2000
 
@@ -131,7 +128,6 @@ def test_app_refuses_a_nonsense_limit() -> None:
 # -- the wrong kind of message -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("path", "message", "code"),
     [
@@ -142,19 +138,19 @@ def test_app_refuses_a_nonsense_limit() -> None:
     ],
 )
 async def test_wrong_message_type_or_payload_is_a_client_error(
-    backend: str, path: str, message: str | bytes, code: int, caplog: pytest.LogCaptureFixture
+    backend: Backend, path: str, message: str | bytes, code: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """1003 / 1007, never 1011; logged as a warning without a traceback."""
     caplog.set_level(logging.INFO)
     with trio.fail_after(10):
-        async with live_server(echo_app(), backend=backend) as server:
-            async with open_websocket_url(server.url(path)) as ws:
+        async with backend.serve(echo_app()) as served:
+            async with served.connect(path) as ws:
                 await ws.send_message(message)
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.get_message()
                 assert closed.value.reason is not None
                 assert closed.value.reason.code == code
-            await still_serves(server)
+            await still_serves(served)
     warnings = [r for r in caplog.records if "client error" in r.getMessage()]
     assert [r.levelno for r in warnings] == [logging.WARNING]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
@@ -172,19 +168,18 @@ INVALID_UTF8 = [
 ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_invalid_utf8_in_a_text_frame_closes_with_1007(backend: str) -> None:
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007(backend: Backend) -> None:
     with trio.fail_after(10):
-        async with live_server(echo_app(), backend=backend) as server:
+        async with backend.serve(echo_app()) as served:
             for payload in INVALID_UTF8:
-                async with upgraded(server) as stream:
+                async with upgraded(served) as stream:
                     await stream.send_all(frame(0x1, payload))
                     assert await close_code(stream) == 1007, payload
             # ...also split across fragments, each half valid on its own.
-            async with upgraded(server) as stream:
+            async with upgraded(served) as stream:
                 await stream.send_all(frame(0x1, b"\xce", fin=False) + frame(0x0, b"\xff"))
                 assert await close_code(stream) == 1007
-            await still_serves(server)
+            await still_serves(served)
 
 
 BAD_FRAMES = {
@@ -207,15 +202,14 @@ BAD_FRAMES = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(BAD_FRAMES))
-async def test_protocol_violations_close_with_1002(backend: str, name: str) -> None:
+async def test_protocol_violations_close_with_1002(backend: Backend, name: str) -> None:
     with trio.fail_after(10):
-        async with live_server(echo_app(), backend=backend) as server:
-            async with upgraded(server) as stream:
+        async with backend.serve(echo_app()) as served:
+            async with upgraded(served) as stream:
                 await stream.send_all(BAD_FRAMES[name])
                 assert await close_code(stream) == 1002
-            await still_serves(server)
+            await still_serves(served)
 
 
 # -- broken handshakes -----------------------------------------------------------------------
@@ -264,49 +258,48 @@ HANDSHAKE_STATUS = {
 }
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", list(BAD_HANDSHAKES))
-async def test_bad_handshakes_are_refused(backend: str, name: str) -> None:
+async def test_bad_handshakes_are_refused(backend: Backend, name: str) -> None:
     with trio.fail_after(10):
-        async with live_server(echo_app(), backend=backend) as server:
-            response = await http_exchange(server, BAD_HANDSHAKES[name])
-            assert status_of(response) == HANDSHAKE_STATUS[backend][name]
+        async with backend.serve(echo_app()) as served:
+            response = await http_exchange(served, BAD_HANDSHAKES[name])
+            assert status_of(response) == HANDSHAKE_STATUS[backend.server][name]
             if status_of(response) == 426 and b"Version: 8" in BAD_HANDSHAKES[name]:
                 assert b"sec-websocket-version: 13" in response.lower()
-            await still_serves(server)
+            await still_serves(served)
 
 
 OVERSIZE_STATUS = {"hypercorn": 431, "native": 431}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_oversize_request_head_is_refused(backend: str) -> None:
+async def test_oversize_request_head_is_refused(backend: Backend) -> None:
     big = b"X-Filler: " + b"a" * (64 * 1024)
     request = handshake().replace(b"\r\n\r\n", b"\r\n" + big + b"\r\n\r\n")
     with trio.fail_after(10):
-        async with live_server(echo_app(), backend=backend) as server:
-            response = await http_exchange(server, request)
-            assert status_of(response) == OVERSIZE_STATUS[backend]
+        async with backend.serve(echo_app()) as served:
+            response = await http_exchange(served, request)
+            assert status_of(response) == OVERSIZE_STATUS[backend.server]
             # Many small headers that add up count too.  (hypercorn's limit, h11's
             # 16 KiB max_incomplete_event_size, only applies to a head still
             # incomplete after a read: one that arrives whole in a single 64 KiB
             # read is parsed, so its real bound is about 80 KiB; this one is 110 KiB.)
             many = b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 100) for i in range(1000))
             request = handshake().replace(b"\r\n\r\n", b"\r\n" + many + b"\r\n", 1)
-            assert status_of(await http_exchange(server, request)) == OVERSIZE_STATUS[backend]
-            await still_serves(server)
+            assert (
+                status_of(await http_exchange(served, request)) == OVERSIZE_STATUS[backend.server]
+            )
+            await still_serves(served)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 async def test_slowloris_partial_handshake_is_dropped_after_handshake_timeout(
-    backend: str,
+    backend: Backend,
 ) -> None:
     """A client trickling a request head is hung up on after handshake_timeout."""
     timeout = 0.5
     with trio.fail_after(15):
-        async with live_server(echo_app(), backend=backend, handshake_timeout=timeout) as server:
+        async with backend.serve(echo_app(), handshake_timeout=timeout) as served:
             request = handshake()[:-4]  # never finishes the head
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            stream = await open_stream(served)
             async with stream:
                 started = trio.current_time()
                 hung_up_at: list[float] = []
@@ -333,18 +326,18 @@ async def test_slowloris_partial_handshake_is_dropped_after_handshake_timeout(
                     nursery.start_soon(trickle)
                     nursery.start_soon(watch, nursery.cancel_scope)
                     # A polite client is served while the slow one is pending.
-                    await still_serves(server)
+                    await still_serves(served)
                 assert hung_up_at, "the server never hung up"
                 assert timeout * 0.8 <= hung_up_at[0] < timeout + 2.0, hung_up_at
-            await still_serves(server)
+            await still_serves(served)
 
 
 KEEP_ALIVE_REQUEST = b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-async def _served_keep_alive(server: LiveServer) -> trio.SocketStream:
+async def _served_keep_alive(served: Served) -> trio.abc.Stream:
     """A connection that has had one HTTP response and stays open (keep-alive)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    stream = await open_stream(served)
     await stream.send_all(KEEP_ALIVE_REQUEST)
     received = b""
     while b"\r\n\r\n" not in received:
@@ -354,7 +347,7 @@ async def _served_keep_alive(server: LiveServer) -> trio.SocketStream:
     return stream
 
 
-async def _seconds_until_hung_up(stream: trio.SocketStream) -> float:
+async def _seconds_until_hung_up(stream: trio.abc.Stream) -> float:
     started = trio.current_time()
     with suppress(trio.BrokenResourceError):
         while await stream.receive_some(65536):
@@ -362,26 +355,24 @@ async def _seconds_until_hung_up(stream: trio.SocketStream) -> float:
     return trio.current_time() - started
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 async def test_an_idle_keep_alive_connection_is_closed_after_handshake_timeout(
-    backend: str,
+    backend: Backend,
 ) -> None:
     timeout = 0.5
     with trio.fail_after(15):
-        async with live_server(echo_app(), backend=backend, handshake_timeout=timeout) as server:
-            stream = await _served_keep_alive(server)
+        async with backend.serve(echo_app(), handshake_timeout=timeout) as served:
+            stream = await _served_keep_alive(served)
             async with stream:
                 waited = await _seconds_until_hung_up(stream)
             assert timeout * 0.7 <= waited < timeout + 2.0, waited
-            await still_serves(server)
+            await still_serves(served)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_shutdown_closes_idle_keep_alive_connections_at_once(backend: str) -> None:
+async def test_shutdown_closes_idle_keep_alive_connections_at_once(backend: Backend) -> None:
     # Not after the idle timeout (60 s) nor after the shutdown budget (5 s).
     with trio.fail_after(15):
-        async with live_server(echo_app(), backend=backend, handshake_timeout=60) as server:
-            stream = await _served_keep_alive(server)
+        async with backend.serve(echo_app(), handshake_timeout=60) as served:
+            stream = await _served_keep_alive(served)
             stopping = trio.current_time()
         async with stream:
             assert await _seconds_until_hung_up(stream) < 2.0

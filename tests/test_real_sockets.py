@@ -1,7 +1,8 @@
-"""Over real sockets: triows.serve on both backends and the trio-websocket client.
+"""Over real sockets: triows.serve on every backend and the trio-websocket client.
 
-Every test runs twice: on hypercorn's trio worker (the default) and on the
-native backend, because both promise the same semantics and close codes.
+Every test runs on each backend of the ``backend`` fixture (tests/conftest.py):
+the native server, the native server over TLS, and hypercorn's trio worker,
+because all promise the same semantics and close codes.
 """
 
 from __future__ import annotations
@@ -16,25 +17,12 @@ from typing import Any
 import pytest
 import trio
 import trio_websocket
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected
 
 import triows
-from triows import testing
 
+from .conftest import Backend, Served
 from .raw_client import upgraded
-
-live_server = testing.live_server
-
-
-@pytest.fixture(autouse=True, params=["hypercorn", "native"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point this module's live_server at one backend for the test."""
-    name = str(request.param)
-    monkeypatch.setitem(
-        globals(), "live_server", functools.partial(testing.live_server, backend=name)
-    )
-    return name
-
 
 # The make_recorder fixture (conftest.py): wraps an App, records its errors.
 Recorder = Callable[[triows.App], Any]
@@ -50,7 +38,7 @@ async def _closed_code(ws: trio_websocket.WebSocketConnection) -> tuple[int, str
     return reason.code, reason.reason
 
 
-async def test_echo_and_route_conversion() -> None:
+async def test_echo_and_route_conversion(backend: Backend) -> None:
     app = triows.App()
 
     @app.websocket_route("/echo/{n}")
@@ -61,8 +49,8 @@ async def test_echo_and_route_conversion() -> None:
 
     with trio.fail_after(5):
         async with (
-            live_server(app) as server,
-            open_websocket_url(server.url("/echo/3?shout=YES")) as ws,
+            backend.serve(app) as served,
+            served.connect("/echo/3?shout=YES") as ws,
         ):
             await ws.send_message("hi")
             assert await ws.get_message() == "HI X3"
@@ -70,7 +58,7 @@ async def test_echo_and_route_conversion() -> None:
             assert await ws.get_message() == "AGAIN X3"
 
 
-async def test_url_over_real_socket() -> None:
+async def test_url_over_real_socket(backend: Backend) -> None:
     app = triows.App()
 
     @app.websocket_route("/u/{x}", send_type="json")
@@ -79,14 +67,15 @@ async def test_url_over_real_socket() -> None:
         await ws.send([str(url), url.scheme, url.path, url.query, url.port, ws.headers["X-Custom"]])
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            url = server.url("/u/a?k=v")
-            async with open_websocket_url(url, extra_headers=[(b"X-Custom", b"yes")]) as ws:
+        async with backend.serve(app) as served:
+            url = served.url("/u/a?k=v")
+            async with served.connect("/u/a?k=v", extra_headers=[(b"X-Custom", b"yes")]) as ws:
                 got = json.loads(await ws.get_message())
-    assert got == [url, "ws", "/u/a", "k=v", server.port, "yes"]
+    scheme = "ws" if served.ssl_context is None else "wss"
+    assert got == [url, scheme, "/u/a", "k=v", served.port, "yes"]
 
 
-async def test_json_is_sent_as_text_frames() -> None:
+async def test_json_is_sent_as_text_frames(backend: Backend) -> None:
     app = triows.App()
 
     @app.websocket_route("/j", value_type="json")
@@ -94,7 +83,7 @@ async def test_json_is_sent_as_text_frames() -> None:
         await ws.send({"echo": await ws.receive()})
 
     with trio.fail_after(5):
-        async with live_server(app) as server, open_websocket_url(server.url("/j")) as ws:
+        async with backend.serve(app) as served, served.connect("/j") as ws:
             await ws.send_message('{"a": 1}')
             frame = await ws.get_message()
     assert isinstance(frame, str)
@@ -105,7 +94,9 @@ async def test_json_is_sent_as_text_frames() -> None:
     ("path", "parameter"),
     [("/p/abc", "n"), ("/p/1", "page"), ("/p/1?page=x", "page"), ("/p/1?page=1&on=maybe", "on")],
 )
-async def test_bad_or_missing_parameter_refuses_with_400_json(path: str, parameter: str) -> None:
+async def test_bad_or_missing_parameter_refuses_with_400_json(
+    path: str, parameter: str, backend: Backend
+) -> None:
     app = triows.App()
     called: list[bool] = []
 
@@ -114,9 +105,9 @@ async def test_bad_or_missing_parameter_refuses_with_400_json(path: str, paramet
         called.append(True)
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
+        async with backend.serve(app) as served:
             with pytest.raises(ConnectionRejected) as info:
-                async with open_websocket_url(server.url(path)):
+                async with served.connect(path):
                     pass
     assert info.value.status_code == 400
     assert info.value.body is not None
@@ -126,7 +117,7 @@ async def test_bad_or_missing_parameter_refuses_with_400_json(path: str, paramet
     assert called == []
 
 
-async def test_no_route_and_http_only_route_refuse_with_403() -> None:
+async def test_no_route_and_http_only_route_refuse_with_403(backend: Backend) -> None:
     app = triows.App()
 
     @app.route("/page")
@@ -134,15 +125,15 @@ async def test_no_route_and_http_only_route_refuse_with_403() -> None:
         return "hello"
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
+        async with backend.serve(app) as served:
             for path in ("/nowhere", "/page"):
                 with pytest.raises(ConnectionRejected) as info:
-                    async with open_websocket_url(server.url(path)):
+                    async with served.connect(path):
                         pass
                 assert info.value.status_code == 403
 
 
-async def test_reject_gives_403() -> None:
+async def test_reject_gives_403(backend: Backend) -> None:
     app = triows.App()
 
     @app.websocket_route("/hello", auto_accept=False)
@@ -153,18 +144,20 @@ async def test_reject_gives_403() -> None:
             await ws.send("welcome")
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
+        async with backend.serve(app) as served:
             with pytest.raises(ConnectionRejected) as info:
-                async with open_websocket_url(server.url("/hello")):
+                async with served.connect("/hello"):
                     pass
             assert info.value.status_code == 403
             headers = [(b"api-key", b"s3kr3t")]
-            async with open_websocket_url(server.url("/hello"), extra_headers=headers) as ws:
+            async with served.connect("/hello", extra_headers=headers) as ws:
                 assert await ws.get_message() == "welcome"
 
 
 @pytest.mark.parametrize(("code", "reason"), [(4003, ""), (4999, "app error"), (1008, "policy")])
-async def test_server_close_code_and_reason_reach_the_client(code: int, reason: str) -> None:
+async def test_server_close_code_and_reason_reach_the_client(
+    code: int, reason: str, backend: Backend
+) -> None:
     app = triows.App()
 
     @app.websocket_route("/c")
@@ -173,14 +166,14 @@ async def test_server_close_code_and_reason_reach_the_client(code: int, reason: 
         await ws.close(code, reason)
 
     with trio.fail_after(5):
-        async with live_server(app) as server, open_websocket_url(server.url("/c")) as ws:
+        async with backend.serve(app) as served, served.connect("/c") as ws:
             await ws.send_message("go")
             got_code, got_reason = await _closed_code(ws)
     assert got_code == code
     assert (got_reason or "") == reason
 
 
-async def test_auto_accept_closes_with_1000() -> None:
+async def test_auto_accept_closes_with_1000(backend: Backend) -> None:
     app = triows.App()
 
     @app.websocket_route("/c")
@@ -188,7 +181,7 @@ async def test_auto_accept_closes_with_1000() -> None:
         await ws.send("bye")
 
     with trio.fail_after(5):
-        async with live_server(app) as server, open_websocket_url(server.url("/c")) as ws:
+        async with backend.serve(app) as served, served.connect("/c") as ws:
             assert await ws.get_message() == "bye"
             assert (await _closed_code(ws))[0] == 1000
 
@@ -199,6 +192,7 @@ class Boom(Exception):
 
 async def test_error_after_accept_gives_1011_and_server_keeps_serving(
     make_recorder: Recorder,
+    backend: Backend,
 ) -> None:
     app = triows.App()
 
@@ -211,19 +205,21 @@ async def test_error_after_accept_gives_1011_and_server_keeps_serving(
 
     recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
-            async with open_websocket_url(server.url("/v/yes")) as ws:
+        async with backend.serve(recorder) as served:
+            async with served.connect("/v/yes") as ws:
                 await ws.send_message("x")
                 assert (await _closed_code(ws))[0] == 1011
             outcome = await recorder.next_outcome()
             assert isinstance(outcome, Boom)
-            async with open_websocket_url(server.url("/v/no")) as ws:
+            async with served.connect("/v/no") as ws:
                 await ws.send_message("x")
                 assert await ws.get_message() == "fine"
             assert await recorder.next_outcome() is None
 
 
-async def test_error_before_accept_gives_http_500(make_recorder: Recorder) -> None:
+async def test_error_before_accept_gives_http_500(
+    make_recorder: Recorder, backend: Backend
+) -> None:
     app = triows.App()
 
     @app.websocket_route("/v", auto_accept=False)
@@ -232,9 +228,9 @@ async def test_error_before_accept_gives_http_500(make_recorder: Recorder) -> No
 
     recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
+        async with backend.serve(recorder) as served:
             with pytest.raises(ConnectionRejected) as info:
-                async with open_websocket_url(server.url("/v")):
+                async with served.connect("/v"):
                     pass
             assert isinstance(await recorder.next_outcome(), Boom)
     assert info.value.status_code == 500
@@ -245,7 +241,7 @@ async def test_error_before_accept_gives_http_500(make_recorder: Recorder) -> No
     [("text", b"\x00binary", 1003), ("bytes", "text", 1003), ("json", "{bad json", 1007)],
 )
 async def test_bad_messages_close_with_precise_code(
-    route_type: Any, frame: str | bytes, code: int, make_recorder: Recorder
+    route_type: Any, frame: str | bytes, code: int, make_recorder: Recorder, backend: Backend
 ) -> None:
     app = triows.App()
 
@@ -255,8 +251,8 @@ async def test_bad_messages_close_with_precise_code(
 
     recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
-            async with open_websocket_url(server.url("/m")) as ws:
+        async with backend.serve(recorder) as served:
+            async with served.connect("/m") as ws:
                 await ws.send_message(frame)
                 assert (await _closed_code(ws))[0] == code
             # A client's bad message is not a server error.
@@ -264,7 +260,7 @@ async def test_bad_messages_close_with_precise_code(
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 3000, 4001, 4999])
-async def test_view_sees_the_clients_exact_close_code(code: int) -> None:
+async def test_view_sees_the_clients_exact_close_code(code: int, backend: Backend) -> None:
     app = triows.App()
     seen: list[tuple[int, str]] = []
     done = trio.Event()
@@ -280,14 +276,14 @@ async def test_view_sees_the_clients_exact_close_code(code: int) -> None:
             done.set()
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            async with open_websocket_url(server.url("/d")) as ws:
+        async with backend.serve(app) as served:
+            async with served.connect("/d") as ws:
                 await ws.aclose(code, "reason here")
             await done.wait()
     assert seen == [(code, "reason here")]
 
 
-async def test_send_after_client_left_raises_websocket_disconnect() -> None:
+async def test_send_after_client_left_raises_websocket_disconnect(backend: Backend) -> None:
     app = triows.App()
     outcome: list[Any] = []
     done = trio.Event()
@@ -306,8 +302,8 @@ async def test_send_after_client_left_raises_websocket_disconnect() -> None:
             done.set()
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            async with open_websocket_url(server.url("/d")) as ws:
+        async with backend.serve(app) as served:
+            async with served.connect("/d") as ws:
                 await ws.aclose(4002)
             await done.wait()
     assert outcome == [4002]
@@ -375,11 +371,12 @@ async def test_client_leaving_cancels_a_view_that_is_not_receiving(
     code: int,
     not_receiving_app: tuple[triows.App, dict[str, Any]],
     caplog: pytest.LogCaptureFixture,
+    backend: Backend,
 ) -> None:
     app, info = not_receiving_app
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            async with open_websocket_url(server.url(path)) as ws:
+        async with backend.serve(app) as served:
+            async with served.connect(path) as ws:
                 await info["started"].wait()
                 await ws.aclose(code)
             # Promptly: well under a second after the client left.
@@ -395,7 +392,7 @@ async def test_client_leaving_cancels_a_view_that_is_not_receiving(
         assert info["child"] == "cancelled"
 
 
-async def test_tight_send_loop_sees_the_client_leave() -> None:
+async def test_tight_send_loop_sees_the_client_leave(backend: Backend) -> None:
     # After the client's close frame and before the stream closes, hypercorn would
     # drop sends silently without yielding; triows' fix raises ClientGone instead.
     app = triows.App()
@@ -418,8 +415,8 @@ async def test_tight_send_loop_sees_the_client_leave() -> None:
         outcome.append("every send silently dropped")
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            async with open_websocket_url(server.url("/flood")) as ws:
+        async with backend.serve(app) as served:
+            async with served.connect("/flood") as ws:
                 await started.wait()
                 await ws.aclose(1000)
             with trio.fail_after(1):
@@ -428,7 +425,9 @@ async def test_tight_send_loop_sees_the_client_leave() -> None:
     assert outcome in (["disconnect"], ["cancelled"])
 
 
-async def test_dropped_tcp_connection_cancels_the_view(make_recorder: Recorder) -> None:
+async def test_dropped_tcp_connection_cancels_the_view(
+    make_recorder: Recorder, backend: Backend
+) -> None:
     app = triows.App()
     started, ended = trio.Event(), trio.Event()
 
@@ -442,8 +441,8 @@ async def test_dropped_tcp_connection_cancels_the_view(make_recorder: Recorder) 
 
     recorder = make_recorder(app)
     with trio.fail_after(5):
-        async with live_server(recorder) as server:
-            async with upgraded(server, "/sleep"):
+        async with backend.serve(recorder) as served:
+            async with upgraded(served, "/sleep"):
                 await started.wait()
             # No close frame: the connection just dropped.
             with trio.fail_after(1):
@@ -451,7 +450,7 @@ async def test_dropped_tcp_connection_cancels_the_view(make_recorder: Recorder) 
             assert await recorder.next_outcome() is None
 
 
-async def test_no_task_outlives_its_connection() -> None:
+async def test_no_task_outlives_its_connection(backend: Backend) -> None:
     app = triows.App()
     inside = trio.Event()
 
@@ -474,15 +473,15 @@ async def test_no_task_outlives_its_connection() -> None:
         return walk(root)
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
+        async with backend.serve(app) as served:
             # Warm up once so the server's own long-lived tasks exist.
-            async with open_websocket_url(server.url("/busy")) as ws:
+            async with served.connect("/busy") as ws:
                 await inside.wait()
             inside = trio.Event()
             await trio.sleep(0.05)
             baseline = count_tasks()
             for _ in range(3):
-                async with open_websocket_url(server.url("/busy")) as ws:
+                async with served.connect("/busy") as ws:
                     await inside.wait()
                     assert count_tasks() > baseline
                     inside = trio.Event()
@@ -495,7 +494,9 @@ async def test_no_task_outlives_its_connection() -> None:
 # -- shutdown --------------------------------------------------------------------------
 
 
-async def test_leaving_live_server_closes_clients_with_1001_and_tears_down_providers() -> None:
+async def test_leaving_live_server_closes_clients_with_1001_and_tears_down_providers(
+    backend: Backend,
+) -> None:
     app = triows.App()
     events: list[str] = []
     view_started = trio.Event()
@@ -516,21 +517,21 @@ async def test_leaving_live_server_closes_clients_with_1001_and_tears_down_provi
 
     codes: list[int] = []
 
-    async def client(url: str, task_status: trio.TaskStatus[None]) -> None:
-        async with open_websocket_url(url) as ws:
+    async def client(served: Served, task_status: trio.TaskStatus[None]) -> None:
+        async with served.connect("/long") as ws:
             task_status.started()
             codes.append((await _closed_code(ws))[0])
 
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery, live_server(app) as server:
-            await nursery.start(client, server.url("/long"))
-            await nursery.start(client, server.url("/long"))
+        async with trio.open_nursery() as nursery, backend.serve(app) as served:
+            await nursery.start(client, served)
+            await nursery.start(client, served)
             await view_started.wait()
     assert codes == [1001, 1001]
     assert events == ["app setup", "view finally", "view finally", "app teardown"]
 
 
-async def test_cancelling_serve_closes_clients_with_1001() -> None:
+async def test_cancelling_serve_closes_clients_with_1001(backend: Backend) -> None:
     app = triows.App()
     torn_down: list[str] = []
     started = trio.Event()
@@ -551,13 +552,13 @@ async def test_cancelling_serve_closes_clients_with_1001() -> None:
         async with trio.open_nursery() as outer:
             with trio.CancelScope() as server_scope:
                 async with trio.open_nursery() as nursery:
-                    port = await nursery.start(
-                        functools.partial(triows.serve, app, host="127.0.0.1", port=0)
-                    )
+                    serve = functools.partial(triows.serve, app, host="127.0.0.1", port=0)
+                    port = await nursery.start(functools.partial(serve, **backend.options()))
                     assert isinstance(port, int)
+                    served = backend.served(port)
 
                     async def client(task_status: trio.TaskStatus[None]) -> None:
-                        async with open_websocket_url(f"ws://127.0.0.1:{port}/long") as ws:
+                        async with served.connect("/long") as ws:
                             assert await ws.get_message() == "r"
                             task_status.started()
                             codes.append((await _closed_code(ws))[0])
@@ -569,7 +570,7 @@ async def test_cancelling_serve_closes_clients_with_1001() -> None:
     assert torn_down == ["resource"]
 
 
-async def test_new_connections_are_refused_while_shutting_down() -> None:
+async def test_new_connections_are_refused_while_shutting_down(backend: Backend) -> None:
     app = triows.App()
     started = trio.Event()
 
@@ -580,11 +581,10 @@ async def test_new_connections_are_refused_while_shutting_down() -> None:
             await trio.sleep(0.3)  # slow to stop: the server is shutting down meanwhile
 
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery, live_server(app) as server:
-            url = server.url("/long")
+        async with trio.open_nursery() as nursery, backend.serve(app) as served:
 
             async def hold(task_status: trio.TaskStatus[None]) -> None:
-                async with open_websocket_url(url) as ws:
+                async with served.connect("/long") as ws:
                     task_status.started()
                     await _closed_code(ws)
 
@@ -593,12 +593,14 @@ async def test_new_connections_are_refused_while_shutting_down() -> None:
             nursery.start_soon(app.close_connections)
             await trio.sleep(0.05)
             with pytest.raises((ConnectionRejected, trio_websocket.HandshakeError, OSError)):
-                async with open_websocket_url(url):
+                async with served.connect("/long"):
                     pass
 
 
 @pytest.mark.parametrize("gc_freeze", [True, False])
-async def test_serve_freezes_the_startup_heap_while_serving(gc_freeze: bool) -> None:
+async def test_serve_freezes_the_startup_heap_while_serving(
+    gc_freeze: bool, backend: Backend
+) -> None:
     # deployment.md: serve() freezes the heap once the App has started, and
     # unfreezes it on the way out; gc_freeze=False leaves the collector alone.
     app = triows.App()
@@ -612,8 +614,8 @@ async def test_serve_freezes_the_startup_heap_while_serving(gc_freeze: bool) -> 
     assert gc.get_freeze_count() == 0
     with trio.fail_after(10):
         async with (
-            live_server(app, gc_freeze=gc_freeze) as server,
-            open_websocket_url(server.url("/count")) as ws,
+            backend.serve(app, gc_freeze=gc_freeze) as served,
+            served.connect("/count") as ws,
         ):
             assert await ws.get_message() == "ok"
     assert (seen[0] > 1000) is gc_freeze, seen
