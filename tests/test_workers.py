@@ -201,3 +201,13 @@ async def test_the_hypercorn_backend_runs_workers_and_rolls_them_too() -> None:
         assert not await wait_gone(list(old))
         server.process.send_signal(signal.SIGTERM)
         assert await server.exit_status() == 0
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor() -> None:
+    async with supervised(TARGET, "--workers", "2") as server:
+        await server.wait_for(lambda: len(server.workers) == 2)
+        workers = list(server.workers)
+        server.process.kill()  # no forwarding: PR_SET_PDEATHSIG sends them SIGTERM
+        assert await server.exit_status() == -signal.SIGKILL
+        # Each shuts down as on SIGTERM (no client: at once), well within its bound.
+        assert not await wait_gone(workers, timeout=TIMEOUT)
