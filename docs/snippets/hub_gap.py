@@ -1,5 +1,7 @@
 from collections.abc import Awaitable, Callable
 
+import trio
+
 import triows
 
 
@@ -20,3 +22,5 @@ async def follow(
                     await handle(message, messages.position)
         except triows.Lagged as lagged:
             since = lagged.position  # fell behind: pick up where it stopped
+        except triows.HubUnavailable:
+            await trio.sleep(0.5)  # Redis is down: try again from the same position

@@ -64,11 +64,21 @@ class Hub:
     ``App(hub=hub)`` (for the App's lifetime; views get it as the provider ``hub``)
     or standalone with ``async with hub:``.
 
-    Delivery is at-most-once: a message published while a subscriber's buffer is
-    full may be dropped (``drop_oldest``), and with Redis, messages published
-    while a process is disconnected from Redis are not delivered to it.
-    Messages of one topic reach each subscriber in publish order (per publisher).
-    In memory, every subscriber receives the *same* object: do not mutate it.
+    With ``history=0`` (the default) delivery is at-most-once: a message
+    published while a subscriber's buffer is full may be dropped
+    (``drop_oldest``), and with Redis, messages published while a process is
+    disconnected from Redis are not delivered to it.  With ``history=N``, each
+    topic keeps its last ``N`` messages (a Redis Stream with Redis): every
+    ``publish()`` returns a position, ``subscribe(since=position)`` resumes with
+    no duplicate and no gap (or says ``recovered=False``), and a subscriber that
+    would miss a message gets :class:`Lagged` instead.  Messages of one topic
+    reach each subscriber in publish order (per publisher).  In memory, every
+    subscriber receives the *same* object: do not mutate it.
+
+    ``presence()``, ``members()`` and ``presence_changes()`` say who is in a
+    topic (across processes with Redis); ``presence_interval`` bounds how often
+    watchers get a batch, ``presence_ttl`` how long a dead process's members
+    stay listed (Redis).
     """
 
     def __init__(
