@@ -131,3 +131,15 @@ def test_hub_history_reports_every_scenario() -> None:
         r"publish to 10 subscribers, redis: .* on/off [\d.]+",
     ):
         assert re.search(line, result.stdout), (line, result.stdout)
+
+
+def test_live_fanout_reports_both_routes() -> None:
+    # benchmarks/live_fanout.py, tiny: both routes deliver everything and the ratio is printed.
+    command = [sys.executable, "-m", "benchmarks.live_fanout", "--clients", "3"]
+    command += ["--messages", "20", "--repeats", "1"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert re.search(r"^  /plain +server CPU +[\d.]+ us/delivery", result.stdout, re.M)
+    assert re.search(r"^  /live +server CPU +[\d.]+ us/delivery", result.stdout, re.M)
+    assert re.search(r"live / plain server CPU per delivery, paired: [\d.]+x", result.stdout)

@@ -350,3 +350,14 @@ async def test_identify_may_refuse_the_handshake() -> None:
         assert refused.value.status == 403
         async with client.websocket_connect("/live?token=good") as ws:
             assert (await ws.receive_json())["identity"] == {"key": "ann", "info": None}
+
+
+def test_message_frames_are_built_once_per_position_and_bounded() -> None:
+    hub = triows.Hub(history=10)
+    route = triows.App(hub=hub).live_route("/live")
+    first = route.frame("t", "e:1", {"n": 1})
+    assert route.frame("t", "e:1", {"n": 1}) is first  # shared by every client
+    assert route.frame("u", "e:1", {"n": 1}) is not first  # another topic
+    for n in range(5000):
+        route.frame("t", f"e:{n + 2}", n)
+    assert route.frame("t", "e:1", {"n": 1}) is not first  # the oldest fell out

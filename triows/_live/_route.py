@@ -25,8 +25,8 @@ __all__ = ["CLIENT_FILE", "LiveOptions", "LiveRoute", "client_script"]
 
 #: The JS client, shipped in the package and served next to each live route.
 CLIENT_FILE = "triows-live.js"
-#: How many topics' last message frame the route keeps for reuse.
-FRAME_CACHE_TOPICS = 10_000
+#: How many recent message frames (any topic) the route keeps for its clients to share.
+FRAME_CACHE_SIZE = 4096
 
 
 @cache
@@ -129,21 +129,22 @@ class LiveRoute:
         #: The recent publish ids, for deduplication: this process's, or Redis's
         #: when the hub is on Redis.
         self.publishes: PublishIds = PublishLog()
-        # topic -> (position, frame): every subscriber in this process sends one
-        # message's frame, encoded once.
-        self._frames: dict[str, tuple[str, Broadcast]] = {}
+        # (topic, position) -> frame, oldest first: every subscriber in this
+        # process sends one message's frame, encoded once, even when subscribers
+        # are at different positions (a burst, a replay).
+        self._frames: dict[tuple[str, str], Broadcast] = {}
 
     def frame(self, topic: str, position: str | None, value: Any) -> Broadcast:
         """The ``message`` frame of ``value`` at ``position``, shared by this route's clients."""
+        if position is None:
+            return Broadcast(message_frame(topic, position, value))
         frames = self._frames
-        cached = frames.get(topic)
-        if cached is not None and cached[0] == position and position is not None:
-            return cached[1]
-        broadcast = Broadcast(message_frame(topic, position, value))
-        if position is not None:
-            if len(frames) >= FRAME_CACHE_TOPICS and topic not in frames:
-                frames.clear()
-            frames[topic] = (position, broadcast)
+        key = (topic, position)
+        broadcast = frames.get(key)
+        if broadcast is None:
+            broadcast = frames[key] = Broadcast(message_frame(topic, position, value))
+            if len(frames) > FRAME_CACHE_SIZE:
+                del frames[next(iter(frames))]
         return broadcast
 
     async def prepare(self, ws: WebSocket, message: Publish) -> Any:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
 from .._exceptions import WebSocketDisconnect
 from ..hub import HubUnavailable, Lagged
+from ._frames import MessageFrames, gap_frame
 from ._hooks import LiveAction, LiveIdentity, call_hook
 from ._protocol import (
     PROTOCOL_VERSION,
@@ -230,34 +231,21 @@ class LiveSession:
     async def _forward(self, topic: str, sub: Subscription) -> str:
         """Send ``sub``'s messages until it lags; return the position to resume after.
 
-        What is buffered when this task wakes goes out as one batch (one socket
-        write on the native server), each frame shared by this route's clients.
+        Through ``Subscription.forward``: what is buffered when this task wakes
+        goes out as one batch, and while it waits an idle connection takes a
+        message's frame straight from the publishing task (no task switch per
+        subscriber where the server can write at once).  Each frame is shared by
+        this route's clients.
         """
-        frame = self.route.frame
-        send_many = self.ws.send_many
-        dropped = sub.dropped
-        batch: list[Any] = []
+        target = MessageFrames(self.ws, topic, self.route.frame, sub)
         try:
-            while True:
-                value = await sub.receive()
-                while True:
-                    if sub.dropped != dropped:
-                        # A hub without history dropped messages for this client.
-                        dropped = sub.dropped
-                        batch.append(_gap_frame(topic, None, "overflow"))
-                    batch.append(frame(topic, sub.position, value))
-                    if not len(sub):
-                        break
-                    value = await sub.receive()  # buffered: returns without waiting
-                await send_many(batch)
-                batch = []
+            # forward() calls only try_send() and send_many() on its target.
+            await sub.forward(cast("WebSocket", target))
         except Lagged as lagged:
-            if batch:
-                await send_many(batch)
             return lagged.position
 
     async def _gap(self, topic: str, position: str | None, reason: str) -> None:
-        await self.ws.send(_gap_frame(topic, position, reason))
+        await self.ws.send(gap_frame(topic, position, reason))
 
     async def _presence(self, topic: str) -> None:
         hub: Any = self.route.hub
@@ -280,7 +268,3 @@ class LiveSession:
                         }
                     )
                 )
-
-
-def _gap_frame(topic: str, position: str | None, reason: str) -> str:
-    return encode({"type": "gap", "topic": topic, "position": position, "reason": reason})
