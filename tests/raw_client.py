@@ -100,9 +100,13 @@ async def upgraded(
         yield stream
 
 
-async def http_get(port: int, path: str) -> bytes:
-    """GET ``path`` with ``Connection: close`` on 127.0.0.1; the whole raw response."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def http_get(server: int | Served, path: str) -> bytes:
+    """GET ``path`` with ``Connection: close`` on 127.0.0.1 (a port, or a served backend:
+    over TLS when it has it); the whole raw response."""
+    if isinstance(server, int):
+        stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", server)
+    else:
+        stream = await open_stream(server)
     async with stream:
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         await stream.send_all(request.encode())

@@ -14,15 +14,15 @@ import json
 import string
 from typing import Any
 
-import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected
 
 import triows
-from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
+from triows.testing import HandshakeRejected, ServerClosed, TestClient
 
+from .conftest import Backend
 from .echo_apps import echo_app
 
 FUZZ = settings(
@@ -194,8 +194,7 @@ async def test_route_patterns_compile_or_fail_at_decoration(parts: list[str], pa
 # -- a handful over real sockets -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
-async def test_fuzzed_input_over_real_sockets(backend: str) -> None:
+async def test_fuzzed_input_over_real_sockets(backend: Backend) -> None:
     """The same strategies, a few examples, against a real server per backend."""
     inputs = st.tuples(
         st.sampled_from(["/text", "/json", "/bytes", "/items/x", "/items/7", "/nope"]),
@@ -210,10 +209,10 @@ async def test_fuzzed_input_over_real_sockets(backend: str) -> None:
 
     collect()
     with trio.fail_after(30):
-        async with live_server(APP, backend=backend) as server:
+        async with backend.serve(APP) as served:
             for path, messages in examples:
                 try:
-                    async with open_websocket_url(server.url(path)) as ws:
+                    async with served.connect(path) as ws:
                         for message in messages:
                             await ws.send_message(message)
                         with trio.move_on_after(0.2):
@@ -225,6 +224,6 @@ async def test_fuzzed_input_over_real_sockets(backend: str) -> None:
                 except ConnectionRejected as rejected:
                     assert rejected.status_code in (400, 403), (path, rejected)
             # ...and the server still serves.
-            async with open_websocket_url(server.url("/text")) as ws:
+            async with served.connect("/text") as ws:
                 await ws.send_message("ok")
                 assert await ws.get_message() == "ok"

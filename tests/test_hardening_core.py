@@ -1,7 +1,7 @@
 """Hardening of the core: cookies, mounted apps' Origin, nested JSON, exact routes.
 
 Each attack runs in memory (the TestClient) and, where it is about the wire, over
-real sockets on both backends.
+real sockets on every backend of the ``backend`` fixture (native, native-tls, hypercorn).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import trio
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute as StarletteWebSocketRoute
 from starlette.websockets import WebSocket as StarletteWebSocket
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected
 
 import triows
-from triows.testing import HandshakeRejected, TestClient, live_server
+from triows.testing import HandshakeRejected, TestClient
 
-from .raw_client import handshake, http_get
+from .conftest import Backend, Served
+from .raw_client import handshake, http_get, open_stream
 
-BACKENDS = ["hypercorn", "native"]
 SECRET = "correct horse battery staple"
 
 #: A quoted cookie value of backslashes: what makes http.cookies' unquoting quadratic.
@@ -35,9 +35,9 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
-async def _raw_handshake(port: int, path: str, **headers: bytes) -> bytes:
+async def _raw_handshake(served: Served, path: str, **headers: bytes) -> bytes:
     """Send a hand-made handshake for ``path``; the response head (status line first)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream = await open_stream(served)
     async with stream:
         await stream.send_all(handshake(path, **headers))
         response = b""
@@ -113,16 +113,15 @@ async def test_an_oversized_session_cookie_is_ignored_with_a_debug_log(
     ]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_backslash_cookies_do_not_freeze_the_server(backend: str) -> None:
+async def test_backslash_cookies_do_not_freeze_the_server(backend: Backend) -> None:
     # The native backend takes header lines of up to 8 KiB: twenty such handshakes
     # at once froze the event loop for seconds before.
     cookie = b'session="' + b"\\" * 8_000 + b'"'
     responses: list[bytes] = []
-    async with live_server(_session_app(), backend=backend) as server:
+    async with backend.serve(_session_app()) as served:
 
         async def one() -> None:
-            responses.append(await _raw_handshake(server.port, "/whoami", Cookie=cookie))
+            responses.append(await _raw_handshake(served, "/whoami", Cookie=cookie))
 
         start = trio.current_time()
         with trio.fail_after(30):
@@ -175,25 +174,22 @@ async def test_a_cross_origin_handshake_to_a_mounted_app_is_refused(
     assert seen == ["/ws"]  # the mounted app saw the handshake this time
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 async def test_a_cross_origin_handshake_to_a_mounted_app_over_real_sockets(
-    backend: str,
+    backend: Backend,
 ) -> None:
     seen: list[str] = []
     with trio.fail_after(10):
-        async with live_server(_mounted_app(seen), backend=backend) as server:
+        async with backend.serve(_mounted_app(seen)) as served:
             with pytest.raises(ConnectionRejected) as refused:
-                async with open_websocket_url(
-                    server.url("/legacy/ws"),
-                    extra_headers=[(b"Origin", b"http://evil.example")],
+                async with served.connect(
+                    "/legacy/ws", extra_headers=[(b"Origin", b"http://evil.example")]
                 ):
                     pass
             assert refused.value.status_code == 403
             assert seen == []
-            same = f"http://{server.host}:{server.port}".encode()
-            async with open_websocket_url(
-                server.url("/legacy/ws"), extra_headers=[(b"Origin", same)]
-            ) as ws:
+            scheme = "http" if served.ssl_context is None else "https"
+            same = f"{scheme}://127.0.0.1:{served.port}".encode()
+            async with served.connect("/legacy/ws", extra_headers=[(b"Origin", same)]) as ws:
                 assert await ws.get_message() == "legacy"
 
 
@@ -245,15 +241,14 @@ async def test_sending_a_deeply_nested_value_raises_value_error() -> None:
             assert "nested too deeply" in message
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("path", ["/typed", "/untyped"])
 async def test_deeply_nested_json_over_real_sockets(
-    backend: str, path: str, caplog: pytest.LogCaptureFixture
+    backend: Backend, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(10):
         async with (
-            live_server(_json_app(), backend=backend) as server,
-            open_websocket_url(server.url(path)) as ws,
+            backend.serve(_json_app()) as served,
+            served.connect(path) as ws,
         ):
             await ws.send_message(DEEP_JSON)
             with pytest.raises(ConnectionClosed) as closed:
@@ -325,14 +320,13 @@ async def test_exact_paths_still_match() -> None:
     assert (await client.get("/sub/x")).text == "mounted"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_percent_encoded_newline_over_real_sockets(backend: str) -> None:
+async def test_a_percent_encoded_newline_over_real_sockets(backend: Backend) -> None:
     with trio.fail_after(10):
-        async with live_server(_routes_app(), backend=backend) as server:
+        async with backend.serve(_routes_app()) as served:
             for path in ["/text%0a", "/p/7%0a", "/p/7%0d%0a", "/name/a%09b"]:
-                assert _status(await _raw_handshake(server.port, path)) == 403, path
+                assert _status(await _raw_handshake(served, path)) == 403, path
             for path in ["/h%0a", "/h/7%0a", "/sub%0a"]:
-                response = await http_get(server.port, path)
+                response = await http_get(served, path)
                 assert response.startswith(b"HTTP/1.1 404"), (path, response[:40])
-            assert _status(await _raw_handshake(server.port, "/p/7")) == 101
-            assert _status(await _raw_handshake(server.port, "/name/a%20b")) == 101
+            assert _status(await _raw_handshake(served, "/p/7")) == 101
+            assert _status(await _raw_handshake(served, "/name/a%20b")) == 101

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 import trio
-import trio_websocket
 
 import triows
 from triows import WebSocket
-from triows.testing import TestClient, live_server
+from triows.testing import TestClient
 
+from .conftest import Backend
 from .raw_client import http_get
 
 
@@ -149,7 +149,7 @@ async def test_mount_hands_over_a_prefix() -> None:
         assert await ws.receive_text() == "sub:/ws"
 
 
-async def test_http_over_real_socket_and_websocket_next_to_it() -> None:
+async def test_http_over_real_socket_and_websocket_next_to_it(backend: Backend) -> None:
     app = _app()
     app.mount("/sub", _sub_app)
 
@@ -158,11 +158,15 @@ async def test_http_over_real_socket_and_websocket_next_to_it() -> None:
         await ws.send("ws")
 
     with trio.fail_after(5):
-        async with live_server(app) as server:
-            data = await http_get(server.port, "/sub/page")
+        async with backend.serve(app) as served:
+            started = trio.current_time()
+            data = await http_get(served, "/sub/page")
+            # Connection: close ends the connection at once (not after the server's
+            # 2 s linger for unread input; over TLS there is no half-close to end it).
+            assert trio.current_time() - started < 1.5
             assert data.startswith(b"HTTP/1.1 200")
             assert b"/sub|/page" in data
-            async with trio_websocket.open_websocket_url(server.url("/ws")) as ws:
+            async with served.connect("/ws") as ws:
                 assert await ws.get_message() == "ws"
 
 
@@ -302,14 +306,13 @@ async def test_a_mounted_starlette_app_runs_its_lifespan() -> None:
     assert events == ["starlette startup", "starlette shutdown"]
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
-async def test_mounted_lifespans_under_both_servers(backend: str) -> None:
+async def test_mounted_lifespans_under_every_server(backend: Backend) -> None:
     events: list[str] = []
     app = _hooked_app(events)
     app.mount("/db", _lifespan_app(events))
     with trio.fail_after(10):
-        async with live_server(app, backend=backend) as server:
-            assert (await http_get(server.port, "/db/pool")).endswith(b"\r\n\r\nready")
+        async with backend.serve(app) as served:
+            assert (await http_get(served, "/db/pool")).endswith(b"\r\n\r\nready")
     assert events == [
         "mounted startup",
         "app startup hook",
@@ -318,13 +321,12 @@ async def test_mounted_lifespans_under_both_servers(backend: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
-async def test_a_failed_startup_stops_both_servers(backend: str) -> None:
+async def test_a_failed_startup_stops_every_server(backend: Backend) -> None:
     events: list[str] = []
     app = triows.App()
     app.mount("/db", _lifespan_app(events, fail="startup"))
     with trio.fail_after(10), pytest.raises(BaseException) as raised:
-        async with live_server(app, backend=backend):
+        async with backend.serve(app):
             pass
     assert "failed to start: no database" in _messages(raised.value)
     assert events == ["mounted startup"]

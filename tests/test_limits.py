@@ -13,7 +13,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected
 
 import triows
 from triows import WebSocket, WebSocketDisconnect
-from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
+from triows.testing import HandshakeRejected, ServerClosed, TestClient
 
 from .conftest import Backend
 from .raw_client import upgraded
@@ -241,12 +241,11 @@ async def test_connection_limits_on_every_server(
     assert "max_connections_per_ip=1" in caplog.text
 
 
-@pytest.mark.parametrize("server", ["native", "hypercorn"])
-async def test_a_client_that_drops_releases_its_slot(server: str) -> None:
+async def test_a_client_that_drops_releases_its_slot(backend: Backend) -> None:
     app = connections_app(max_connections=1)
-    async with live_server(app, backend=server) as live:
+    async with backend.serve(app) as served:
         for _ in range(3):
-            async with upgraded(live, "/wait"):
+            async with upgraded(served, "/wait"):
                 pass  # the TCP connection closes without a close frame
             await settled(app)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionRejected
 
 import triows
-from triows.testing import HandshakeRejected, TestClient, live_server
+from triows.testing import HandshakeRejected, TestClient
+
+from .conftest import Backend
 
 
 def _app(**options: list[str]) -> triows.App:
@@ -47,17 +49,13 @@ async def test_origin_policy(allowed: list[str] | None, origin: str | None, acce
         assert refused.value.status == 403
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
-async def test_forged_cross_origin_handshake_over_real_sockets(backend: str) -> None:
-    async with live_server(_app(), backend=backend) as server:
+async def test_forged_cross_origin_handshake_over_real_sockets(backend: Backend) -> None:
+    async with backend.serve(_app()) as served:
         with pytest.raises(ConnectionRejected) as refused:
-            async with open_websocket_url(
-                server.url("/ws"), extra_headers=[(b"Origin", b"http://evil.example")]
-            ):
+            async with served.connect("/ws", extra_headers=[(b"Origin", b"http://evil.example")]):
                 pass
         assert refused.value.status_code == 403
-        same = f"http://{server.host}:{server.port}"
-        async with open_websocket_url(
-            server.url("/ws"), extra_headers=[(b"Origin", same.encode())]
-        ) as ws:
+        scheme = "http" if served.ssl_context is None else "https"
+        same = f"{scheme}://127.0.0.1:{served.port}"
+        async with served.connect("/ws", extra_headers=[(b"Origin", same.encode())]) as ws:
             assert await ws.get_message() == "welcome"

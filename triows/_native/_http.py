@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import re
 from http import HTTPStatus
 from typing import Final
@@ -43,6 +44,7 @@ from websockets.http11 import Response as WSResponse
 
 from .._connection._transport import ClientGone
 from .._types import ASGIApp, Message, Scope
+from ._tls import TLSSocket
 from ._writer import RECV_SIZE, _send_all
 
 #: The largest request head (request line and headers, blank line included) accepted.
@@ -51,6 +53,8 @@ MAX_HEAD_SIZE: Final = 16384
 BODY_TIMEOUT: Final = 30.0
 #: When the server closes with input unread, how long it reads and drops that input.
 CLOSE_LINGER: Final = 2.0
+#: Over TLS, how long input must stay quiet before the server closes (see close_gently).
+TLS_CLOSE_QUIET: Final = 0.05
 
 _HEAD_END = b"\r\n\r\n"
 _BAD_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
@@ -82,15 +86,22 @@ async def close_gently(sock: trio.socket.SocketType) -> None:
     """Half-close, then drop input until EOF or for :data:`CLOSE_LINGER` seconds.
 
     Closing a socket with unread input resets the connection, and a reset can
-    destroy the answer just sent before the client reads it.
+    destroy the answer just sent before the client reads it.  TLS has no
+    half-close: a client reading to the end would wait for the server as the
+    server waits for it, so over TLS input is dropped only until it has been
+    quiet for :data:`TLS_CLOSE_QUIET` seconds.
     """
     try:
         sock.shutdown(trio.socket.SHUT_WR)
     except OSError:
         return
+    quiet = TLS_CLOSE_QUIET if isinstance(sock, TLSSocket) else math.inf
     with trio.move_on_after(CLOSE_LINGER), contextlib.suppress(OSError, trio.ClosedResourceError):
-        while await sock.recv(RECV_SIZE):
-            pass
+        while True:
+            with trio.move_on_after(quiet):
+                if await sock.recv(RECV_SIZE):
+                    continue
+            return
 
 
 async def refuse(sock: trio.socket.SocketType, status: int, text: str) -> None:
