@@ -68,8 +68,14 @@ async def test_a_killed_worker_is_restarted() -> None:
     async with supervised(TARGET, "--workers", "2") as server:
         await server.wait_for(lambda: len(server.workers) == 2)
         victim = server.workers[0]
+        # A live gauge of the victim (prometheus-client's multiprocess file naming):
+        # the supervisor drops it when the worker dies.
+        answer = (await http_get(server.port, "/pid")).split(b"\r\n\r\n", 1)[1].decode()
+        gauge = trio.Path(answer.split(" ")[1]) / f"gauge_livesum_{victim}.db"
+        await gauge.write_bytes(b"")
         os.kill(victim, signal.SIGKILL)
         await server.wait_for_line(f"(pid {victim}) exited with status -9: restarting it")
+        assert not await gauge.exists()
         await server.wait_for(lambda: len(server.workers) == 3)
         replacement = server.workers[2]
         expected = {server.workers[1], replacement}

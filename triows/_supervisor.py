@@ -22,7 +22,8 @@ Workers run in their own process group (a Ctrl+C in a terminal reaches the
 supervisor only, which forwards it) and get SIGTERM if the supervisor dies
 (``PR_SET_PDEATHSIG``).  With N > 1 the supervisor creates a temporary
 directory for prometheus-client's multiprocess mode, sets
-``PROMETHEUS_MULTIPROC_DIR`` to it in every worker, and removes it at exit.
+``PROMETHEUS_MULTIPROC_DIR`` to it in every worker, drops the live gauges of
+each worker that exits (``mark_process_dead``), and removes it at exit.
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ class Supervisor:
             os.close(pidfd)
         worker.process.wait()
         self.alive.discard(worker)
+        _forget_metrics(worker.pid, self.env.get("PROMETHEUS_MULTIPROC_DIR"))
         worker.exited.set()
 
     async def _keep(self, slot: Slot) -> None:
@@ -337,6 +339,18 @@ class Supervisor:
             await next(iter(self.alive)).exited.wait()
         for slot in self.slots:
             self.clean &= _clean_exit(slot.worker, self.stop_signal)
+
+
+def _forget_metrics(pid: int, directory: str | None) -> None:
+    """A worker exited: drop its live gauges from the multiprocess metrics
+    (prometheus-client's ``mark_process_dead``; without the extra, no worker wrote any)."""
+    if directory is None:
+        return
+    try:
+        from prometheus_client import multiprocess
+    except ImportError:
+        return
+    multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
 
 
 def _clean_exit(worker: Worker | None, stop_signal: int) -> bool:

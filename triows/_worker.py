@@ -12,6 +12,7 @@ handshakes get 503, open WebSockets 1012 in jittered batches over
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -78,7 +79,8 @@ def announce(target: str, url: str, worker: WorkerOf | None) -> None:
     sys.stdout.write(f"triows: worker {os.getpid()} serving {target} on {url}\n")
     sys.stdout.flush()
     try:
-        os.write(worker.ready_fd, b"ready\n")
+        with contextlib.suppress(BrokenPipeError):  # the supervisor is gone: SIGTERM follows
+            os.write(worker.ready_fd, b"ready\n")
     finally:
         os.close(worker.ready_fd)
 
