@@ -170,7 +170,7 @@ def median_range(values: list[float], fmt: Callable[[float], str]) -> str:
 async def run(args: argparse.Namespace) -> None:
     engines: list[tuple[str, str | None]] = [("memory", None)]
     if args.redis:
-        from .servers.triows_app import start_redis
+        from .servers._common import start_redis
 
         process, redis_url = start_redis()
         atexit.register(process.kill)

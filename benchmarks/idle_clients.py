@@ -8,7 +8,9 @@ Opens ``N`` raw WebSocket connections to ``127.0.0.1:PORT`` (at most
 ``--concurrency`` handshakes at a time), their sockets bound to the source
 addresses ``127.0.0.<s>`` in turn (each source address has its own range of
 ephemeral ports), then holds them idle: it answers pings and records when each
-connection receives its first data message.  It talks to its parent with lines:
+connection receives its first data message (with ``--greeting``, a connection
+counts as open once a first message, the server's greeting, arrived, and the
+next one is the one recorded).  It talks to its parent with lines:
 
 - it prints ``OPEN <opened> <failed> <seconds>`` once every handshake finished;
 - on ``report <timeout>`` it waits (at most ``timeout`` seconds) until every open
@@ -34,6 +36,8 @@ import struct
 import sys
 import time
 
+import attrs
+
 __all__ = ["main"]
 
 HANDSHAKE = (
@@ -49,10 +53,12 @@ CLOSE_TIMEOUT = 30.0
 class Client(asyncio.Protocol):
     """One idle connection: the handshake, then frames (pings answered)."""
 
-    __slots__ = ("arrived", "buffer", "closed", "opened", "transport", "upgraded")
+    __slots__ = ("arrived", "buffer", "closed", "greeting", "opened", "transport", "upgraded")
 
-    def __init__(self, opened: asyncio.Future[bool]) -> None:
+    def __init__(self, opened: asyncio.Future[bool], greeting: bool) -> None:
         self.opened = opened
+        #: Opened only once a first message (the server's greeting) arrived.
+        self.greeting = greeting
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.upgraded = False
@@ -70,7 +76,7 @@ class Client(asyncio.Protocol):
                 self.buffer = buffer
                 return
             self.upgraded = head.startswith(b"HTTP/1.1 101")
-            if not self.opened.done():
+            if not self.opened.done() and not (self.upgraded and self.greeting):
                 self.opened.set_result(self.upgraded)
             if not self.upgraded:
                 self.buffer = b""
@@ -98,7 +104,9 @@ class Client(asyncio.Protocol):
             payload = buffer[start : start + length]
             buffer = buffer[start + length :]
             if opcode in (0x1, 0x2, 0x0):
-                if self.arrived is None:
+                if not self.opened.done():  # the greeting
+                    self.opened.set_result(True)
+                elif self.arrived is None:
                     self.arrived = time.monotonic()
             elif opcode == 0x9 and self.transport is not None:  # ping: pong, masked
                 self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
@@ -113,20 +121,31 @@ class Client(asyncio.Protocol):
             self.closed.set_result(False)
 
 
+@attrs.frozen
+class Target:
+    port: int
+    path: str
+    greeting: bool
+
+
 async def open_one(
-    loop: asyncio.AbstractEventLoop, port: int, path: str, source: str, limit: asyncio.Semaphore
+    loop: asyncio.AbstractEventLoop, target: Target, source: str, limit: asyncio.Semaphore
 ) -> Client | None:
     async with limit:
         opened: asyncio.Future[bool] = loop.create_future()
         try:
             transport, client = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: Client(opened), "127.0.0.1", port, local_addr=(source, 0)
+                    lambda: Client(opened, target.greeting),
+                    "127.0.0.1",
+                    target.port,
+                    local_addr=(source, 0),
                 ),
                 HANDSHAKE_TIMEOUT,
             )
             key = base64.b64encode(os.urandom(16)).decode()
-            transport.write(HANDSHAKE.format(path=path, port=port, key=key).encode())
+            head = HANDSHAKE.format(path=target.path, port=target.port, key=key)
+            transport.write(head.encode())
             if await asyncio.wait_for(opened, HANDSHAKE_TIMEOUT):
                 return client
             transport.close()
@@ -169,12 +188,12 @@ async def close_all(clients: list[Client]) -> None:
     print(f"CLOSED {clean} {time.monotonic() - started:.3f}", flush=True)
 
 
-async def run(port: int, count: int, path: str, sources: list[str], concurrency: int) -> None:
+async def run(target: Target, count: int, sources: list[str], concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(concurrency)
     started = time.monotonic()
     results = await asyncio.gather(
-        *(open_one(loop, port, path, sources[i % len(sources)], limit) for i in range(count))
+        *(open_one(loop, target, sources[i % len(sources)], limit) for i in range(count))
     )
     clients = [c for c in results if c is not None]
     elapsed = time.monotonic() - started
@@ -195,6 +214,9 @@ def main() -> None:
     parser.add_argument("--path", default="/sub")
     parser.add_argument("--sources", default="1", help="last bytes of 127.0.0.x, comma-separated")
     parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument(
+        "--greeting", action="store_true", help="a connection is open once a first message came"
+    )
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -205,7 +227,8 @@ def main() -> None:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    runner(run(args.port, args.count, args.path, sources, args.concurrency))
+    target = Target(args.port, args.path, args.greeting)
+    runner(run(target, args.count, sources, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,18 @@ the measured window (the harness samples the server's CPU time there),
 ``value`` (the scenario's metric) and ``client_cpu_pct`` (this process's CPU time
 over the measured window's wall time, 100 = one core saturated).
 
-The client is picows (callbacks, C frame handling) when it is installed, else
-websockets' asyncio client.  Every wait is bounded.
+The client of the echo, handshake and memory scenarios is picows (callbacks,
+C frame handling) when it is installed, else websockets' asyncio client.  The
+fan-out and the paced latency scenarios use raw sockets whatever the client
+(:mod:`benchmarks.raw_load`: messages counted in C, so the load generator's CPU
+per delivery stays far below the server's).  Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -27,9 +31,11 @@ from typing import Any, TypeVar
 
 import attrs
 
+from . import raw_load
+
 __all__ = ["SCENARIOS", "main"]
 
-SCENARIOS = ("echo", "fanout", "handshakes", "memory")
+SCENARIOS = ("echo", "fanout", "handshakes", "memory", "echo-latency", "fanout-latency")
 
 #: The echo scenario's message: 32 bytes of text.
 PAYLOAD = b"echo message 0123456789abcdefghi"
@@ -37,7 +43,6 @@ assert len(PAYLOAD) == 32
 
 CONNECT_TIMEOUT = 30.0  # opening all the connections of a scenario
 CLOSE_TIMEOUT = 10.0  # closing them
-ROUND_TIMEOUT = 120.0  # one fan-out round
 
 T = TypeVar("T")
 
@@ -53,6 +58,7 @@ class Params:
     concurrency: int = 50  # simultaneous handshakes (churn workers, connection setup)
     path: str = "/echo"  # the echo scenario's route
     payload: str = PAYLOAD.decode()  # the echo scenario's text message
+    rate: float = 0.0  # paced scenarios: echo messages, or broadcasts, per second
 
 
 @attrs.define
@@ -193,49 +199,6 @@ class PicowsClient:
         await self._close_all(transports)
         return result
 
-    async def fanout(self, p: Params) -> dict[str, float]:
-        loop = asyncio.get_running_loop()
-        subscribed: set[Any] = set()
-        all_subscribed = loop.create_future()
-        state = {"received": 0, "target": 0}
-        round_done: list[asyncio.Future[None]] = []
-        publisher_done: list[asyncio.Future[str]] = []
-
-        def on_delivery(transport: Any, frame: Any) -> None:
-            if transport not in subscribed:  # its first message: "subscribed"
-                subscribed.add(transport)
-                if len(subscribed) == p.connections and not all_subscribed.done():
-                    all_subscribed.set_result(None)
-                return
-            state["received"] += 1
-            if state["received"] == state["target"]:
-                round_done[-1].set_result(None)
-
-        def on_reply(transport: Any, frame: Any) -> None:
-            publisher_done[-1].set_result(frame.get_payload_as_utf8_text())
-
-        subs = await self._connect("/sub", self._listener(on_delivery), p.connections, p)
-        await asyncio.wait_for(all_subscribed, CONNECT_TIMEOUT)
-        (publisher,) = await self._connect("/pub", self._listener(on_reply), 1, p)
-
-        async def run_round(n: int, measured: bool) -> dict[str, float]:
-            state["received"], state["target"] = 0, n * p.connections
-            round_done.append(loop.create_future())
-            publisher_done.append(loop.create_future())
-            window = Window.open(0) if measured else None
-            publisher.send(self.picows.WSMsgType.TEXT, f"go {n}".encode())
-            await asyncio.wait_for(round_done[-1], ROUND_TIMEOUT)
-            result = window.close(state["received"]) if window is not None else {}
-            reply = await asyncio.wait_for(publisher_done[-1], ROUND_TIMEOUT)
-            if reply != f"done {n}":
-                raise RuntimeError(f"/pub answered {reply!r}")
-            return result
-
-        await run_round(max(1, p.messages // 20), measured=False)
-        result = await run_round(p.messages, measured=True)
-        await self._close_all([*subs, publisher])
-        return result
-
     async def handshakes(self, p: Params) -> dict[str, float]:
         picows = self.picows
         url = self.url + "/idle"
@@ -301,31 +264,6 @@ class WebsocketsClient:
         await self._close_all(connections)
         return result
 
-    async def fanout(self, p: Params) -> dict[str, float]:
-        subs = await self._connect("/sub", p.connections, p)
-        for ws in subs:
-            await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT)  # "subscribed"
-        (publisher,) = await self._connect("/pub", 1, p)
-
-        async def drain(ws: Any, n: int) -> None:
-            for _ in range(n):
-                await ws.recv()
-
-        async def run_round(n: int, measured: bool) -> dict[str, float]:
-            window = Window.open(0) if measured else None
-            await publisher.send(f"go {n}")
-            await asyncio.wait_for(asyncio.gather(*(drain(ws, n) for ws in subs)), ROUND_TIMEOUT)
-            result = window.close(n * len(subs)) if window is not None else {}
-            reply = await asyncio.wait_for(publisher.recv(), ROUND_TIMEOUT)
-            if reply != f"done {n}":
-                raise RuntimeError(f"/pub answered {reply!r}")
-            return result
-
-        await run_round(max(1, p.messages // 20), measured=False)
-        result = await run_round(p.messages, measured=True)
-        await self._close_all([*subs, publisher])
-        return result
-
     async def handshakes(self, p: Params) -> dict[str, float]:
         from websockets.asyncio.client import connect
 
@@ -360,9 +298,11 @@ async def run(scenario: str, port: int, params: Params, client_name: str) -> dic
     client = PicowsClient(url) if client_name == "picows" else WebsocketsClient(url)
     scenarios: dict[str, Callable[[Params], Awaitable[dict[str, float]]]] = {
         "echo": client.echo,
-        "fanout": client.fanout,
+        "fanout": functools.partial(raw_load.fanout, url),
         "handshakes": client.handshakes,
         "memory": client.memory,
+        "echo-latency": functools.partial(raw_load.echo_latency, url),
+        "fanout-latency": functools.partial(raw_load.fanout_latency, url),
     }
     result: dict[str, Any] = dict(await scenarios[scenario](params))
     result["client"] = client_name

@@ -45,6 +45,11 @@ SETTLE = 1.0  # before reading a server's RSS
 
 Named = TypeVar("Named", ServerSpec, "Scenario")
 
+#: The paced scenarios' offered load: echo messages per second (all connections)...
+ECHO_RATE = 4000
+#: ...and broadcasts per second to the fan-out's 500 subscribers.
+FANOUT_RATE = 10
+
 
 @attrs.frozen
 class Scenario:
@@ -54,6 +59,8 @@ class Scenario:
     higher_is_better: bool
     full: Params
     quick: Params
+    #: Shown as absolute values (memory, latencies), not as ratios to the reference.
+    absolute: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -70,7 +77,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "fan-out deliveries/s",
         "deliveries/s",
         True,
-        full=Params(connections=500, messages=200),
+        full=Params(connections=500, messages=400),
         quick=Params(connections=20, messages=10),
     ),
     Scenario(
@@ -88,6 +95,27 @@ SCENARIOS: tuple[Scenario, ...] = (
         False,
         full=Params(connections=2000, concurrency=100),
         quick=Params(connections=50, concurrency=25),
+        absolute=True,
+    ),
+    # Latency at the same offered load for every server (paced, not saturating):
+    # below the slowest server's capacity, so queues do not build up.
+    Scenario(
+        "echo-latency",
+        "echo p99 round trip, paced",
+        "ms",
+        False,
+        full=Params(connections=50, rate=ECHO_RATE, warmup=1.0, duration=3.0),
+        quick=Params(connections=5, rate=200, warmup=0.1, duration=0.5),
+        absolute=True,
+    ),
+    Scenario(
+        "fanout-latency",
+        "fan-out p99 delivery, paced",
+        "ms",
+        False,
+        full=Params(connections=500, rate=FANOUT_RATE, warmup=1.0, duration=3.0),
+        quick=Params(connections=20, rate=20, warmup=0.1, duration=0.5),
+        absolute=True,
     ),
 )
 
@@ -104,6 +132,10 @@ class Measurement:
     #: CPU used on the server's core by anything but the server (other processes,
     #: interrupts), in % of the window: high values mean a noisy measurement.
     others_cpu_pct: float | None = None
+    #: What the load generator sent per second (paced scenarios), or asked for.
+    offered: float | None = None
+    #: Paced scenarios: the median latency, ms.
+    p50_ms: float | None = None
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -323,7 +355,14 @@ def run_one(
         server_cpu = 100.0 * (cpu1 - cpu0) / (wall1 - wall0)
         if core is not None:
             others = max(0.0, 100.0 * (busy1 - busy0) / (wall1 - wall0) - server_cpu)
-    return Measurement(result["value"], result["client_cpu_pct"], server_cpu, others)
+    return Measurement(
+        result["value"],
+        result["client_cpu_pct"],
+        server_cpu,
+        others,
+        result.get("offered_per_s", result.get("offered")),
+        result.get("p50_ms"),
+    )
 
 
 # -- statistics and reports ------------------------------------------------------------------
@@ -394,6 +433,8 @@ def summarize(results: Results, servers: Sequence[ServerSpec]) -> list[dict[str,
             others = [
                 m.others_cpu_pct for m in runs if m is not None and m.others_cpu_pct is not None
             ]
+            offered = [m.offered for m in runs if m is not None and m.offered is not None]
+            p50s = [m.p50_ms for m in runs if m is not None and m.p50_ms is not None]
             row["scenarios"][scenario_name] = {
                 "values": [None if m is None else m.value for m in runs],
                 # per repeat, for ratios of work per server CPU second (metrics_cost)
@@ -403,6 +444,9 @@ def summarize(results: Results, servers: Sequence[ServerSpec]) -> list[dict[str,
                 "client_cpu_pct_max": max(cpus) if cpus else None,
                 "server_cpu_pct_median": statistics.median(server_cpus) if server_cpus else None,
                 "others_cpu_pct_max": max(others) if others else None,
+                "offered_median": statistics.median(offered) if offered else None,
+                "p50_ms_median": statistics.median(p50s) if p50s else None,
+                "runs": [None if m is None else attrs.asdict(m) for m in runs],
             }
         rows.append(row)
     return rows
@@ -446,8 +490,9 @@ def markdown(
             data = row["scenarios"].get(scenario.name)
             value = cell_summary(data and data["value"])
             ratio = cell_summary(data and data["ratio"])
-            if scenario.name == "memory":
-                cells.append("-" if value is None else spread(value, "{:.1f}") + " KiB")
+            if scenario.absolute:
+                unit = f" {scenario.unit}"
+                cells.append("-" if value is None else spread(value, "{:.1f}") + unit)
             elif row["server"] == REFERENCE and value is not None:
                 cells.append(f"1.00 (about {human(value.median)} {scenario.unit})")
             else:
@@ -466,6 +511,26 @@ def markdown(
             data = row["scenarios"].get(scenario.name)
             cells.append(spread(cell_summary(data and data["value"]), "{:,.1f}"))
         out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    out += peer_ratios(rows, scenarios)
+    paced = [s for s in scenarios if s.name.endswith("-latency")]
+    if paced:
+        out += [
+            "",
+            "Paced runs: the offered load (what the load generator sent per second, "
+            "median) and the median latency (ms, median over the repeats):",
+            "",
+            "| server | " + " | ".join(s.title for s in paced) + " |",
+            "|---|" + "---|" * len(paced),
+        ]
+        for row in rows:
+            cells = []
+            for scenario in paced:
+                data = row["scenarios"].get(scenario.name) or {}
+                offered, p50 = data.get("offered_median"), data.get("p50_ms_median")
+                cells.append(
+                    "-" if offered is None or p50 is None else f"{offered:,.0f}/s, p50 {p50:.2f} ms"
+                )
+            out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     timed = [s for s in scenarios if s.name != "memory"]
     if timed:
         out += [
@@ -498,6 +563,48 @@ def markdown(
     return "\n".join(out) + "\n"
 
 
+#: triows' servers compared with these peers in the markdown's second table.
+PEERS = ("websockets-asyncio", "websockets-uvloop")
+TRIOWS_ROWS = ("triows-native", "triows-native-hub")
+
+
+def peer_ratios(rows: list[dict[str, Any]], scenarios: Sequence[Scenario]) -> list[str]:
+    """Lines of a table: each triows native row against each peer, paired per repeat.
+
+    A cell is triows' value / the peer's (throughput: above 1 is better) or the
+    peer's / triows' (latency and memory: above 1 is better too), median over the
+    repeats where both ran.
+    """
+    by_name = {row["server"]: row for row in rows}
+    peers = [name for name in PEERS if name in by_name]
+    ours = [name for name in TRIOWS_ROWS if name in by_name]
+    if not peers or not ours:
+        return []
+    out = [
+        "",
+        "triows against the asyncio peers (same run, paired per repeat; above 1 means "
+        "triows is better: faster, or less latency or memory), against "
+        + " / ".join(by_name[p]["label"] for p in peers)
+        + ":",
+        "",
+        "| server | " + " | ".join(s.title for s in scenarios) + " |",
+        "|---|" + "---|" * len(scenarios),
+    ]
+    for name in ours:
+        cells = []
+        for scenario in scenarios:
+            values = []
+            for peer in peers:
+                mine = by_name[name]["scenarios"].get(scenario.name, {}).get("values", [])
+                theirs = by_name[peer]["scenarios"].get(scenario.name, {}).get("values", [])
+                pairs = [(a, b) for a, b in zip(mine, theirs, strict=False) if a and b]
+                ratios = [a / b if scenario.higher_is_better else b / a for a, b in pairs]
+                values.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
+            cells.append(" / ".join(values))
+        out.append(f"| {by_name[name]['label']} | " + " | ".join(cells) + " |")
+    return out
+
+
 def plot(rows: list[dict[str, Any]], scenarios: Sequence[Scenario], path: Path) -> bool:
     """Bar charts (median, min-max whiskers) per scenario; False without matplotlib."""
     try:
@@ -512,7 +619,7 @@ def plot(rows: list[dict[str, Any]], scenarios: Sequence[Scenario], path: Path) 
     axes_list = list(axes) if len(scenarios) > 1 else [axes]
     labels = [row["label"] for row in rows][::-1]
     for ax, scenario in zip(axes_list, scenarios, strict=True):
-        key = "value" if scenario.name == "memory" else "ratio"
+        key = "value" if scenario.absolute else "ratio"
         medians, errors_low, errors_high = [], [], []
         for row in rows[::-1]:
             summary = cell_summary(row["scenarios"].get(scenario.name, {}).get(key))
@@ -520,8 +627,8 @@ def plot(rows: list[dict[str, Any]], scenarios: Sequence[Scenario], path: Path) 
             errors_low.append(0.0 if summary is None else summary.median - summary.low)
             errors_high.append(0.0 if summary is None else summary.high - summary.median)
         ax.barh(labels, medians, xerr=[errors_low, errors_high], color="#4c72b0", capsize=3)
-        if scenario.name == "memory":
-            ax.set_title("memory per idle connection (KiB)\nlower is better", fontsize=9)
+        if scenario.absolute:
+            ax.set_title(f"{scenario.title} ({scenario.unit})\nlower is better", fontsize=9)
         else:
             ax.axvline(1.0, color="grey", linewidth=0.8, linestyle="--")
             ax.set_title(f"{scenario.title}\nratio to raw ASGI on hypercorn", fontsize=9)
@@ -546,6 +653,7 @@ def versions() -> dict[str, str]:
         "trio-websocket",
         "websockets",
         "picows",
+        "uvloop",
     ):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)

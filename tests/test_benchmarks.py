@@ -57,7 +57,7 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
         "--no-plot",
     ]
     done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -95,6 +95,37 @@ async def test_publish_stall_measures_both_backends() -> None:
     for backend in ("hypercorn", "native"):
         stall = await measure(backend, 10)
         assert stall.subscribers == 10 and stall.publish > 0 and stall.last_client > 0
+
+
+def test_paced_latency_scenarios_and_peer_table(tmp_path: Path) -> None:
+    # The paced scenarios: p99 latencies (ms) at the offered rate, reported with
+    # the rate, the p50, and triows' ratio to the asyncio peer.
+    command = [sys.executable, "-m", "benchmarks.run", "--quick", "--repeats", "1"]
+    command += ["--servers", "raw-asgi,websockets-asyncio,triows-native"]
+    command += ["--scenarios", "echo-latency,fanout-latency", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--no-plot"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "quick.json").read_text())
+    for row in data["rows"]:
+        for scenario in ("echo-latency", "fanout-latency"):
+            result = row["scenarios"][scenario]
+            assert result["value"]["median"] > 0  # p99, ms
+            assert 0 < result["p50_ms_median"] <= result["value"]["median"]
+            assert result["offered_median"] > 0
+    table = (tmp_path / "quick.md").read_text()
+    assert re.search(
+        r"^\| triows native \(backend=\"native\"\) \| \d+\.\d\d \| \d+\.\d\d \|$", table, re.M
+    )
+    assert re.search(
+        r"^\| raw ASGI app, hypercorn -k trio \| [\d,]+/s, p50 [\d.]+ ms \|", table, re.M
+    )
 
 
 def test_typed_echo_reports_the_ratio() -> None:

@@ -48,6 +48,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         "benchmarks.servers.websockets_asyncio",
     ),
     ServerSpec(
+        "websockets-uvloop",
+        "websockets, asyncio on uvloop (for reference)",
+        "benchmarks.servers.websockets_asyncio",
+        ("--uvloop",),
+    ),
+    ServerSpec(
         "websockets-trio", "websockets, trio implementation", "benchmarks.servers.websockets_trio"
     ),
     ServerSpec(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -18,10 +23,13 @@ __all__ = [
     "hypercorn_config",
     "parse_go",
     "serve_on_hypercorn",
+    "start_redis",
     "unavailable",
 ]
 
 HOST = "127.0.0.1"
+#: prctl(2): the signal a child gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 #: What /pub broadcasts: 32 bytes of text, like the echo scenario's messages.
 MESSAGE = "fan-out message 0123456789abcdef"
@@ -69,3 +77,30 @@ async def serve_on_hypercorn(app: Any) -> None:
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(serve, app, hypercorn_config())
         announce(int(binds[0].rsplit(":", 1)[1]))
+
+
+def die_with_parent() -> None:
+    """In the child: SIGTERM when this server dies.  The harness kills servers with
+    SIGKILL, which runs no atexit hook: without this, redis-server outlived them."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free loopback port (Debian's binary), and its URL."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), timeout=0.2).close()
+            return process, f"redis://{HOST}:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("redis-server did not start")

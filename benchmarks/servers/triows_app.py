@@ -20,13 +20,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import ctypes
 import functools
-import signal
-import socket
-import subprocess
 import sys
-import time
 from typing import Literal
 
 import msgspec
@@ -35,7 +30,7 @@ import trio
 import triows
 from triows import WebSocket
 
-from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn
+from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn, start_redis
 
 #: ``--metrics``, read before the routes below are registered on the App.
 METRICS = "--metrics" in sys.argv[1:]
@@ -44,8 +39,6 @@ subscribers: set[WebSocket] = set()
 hub: triows.Hub | None = None
 #: A subscription's buffer: above one round's burst, so nothing is dropped.
 HUB_BUFFER = 1024
-#: prctl(2): the signal a child gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 
 
 @app.on_startup
@@ -126,33 +119,6 @@ async def pub(ws: WebSocket) -> None:
 async def idle(ws: WebSocket) -> None:
     async for _ in ws:
         pass
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when this server dies.  The harness kills servers with
-    SIGKILL, which runs no atexit hook: without this, redis-server outlived them."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A private redis-server on a free loopback port, dying with this process; its URL."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=0.2).close()
-            return process, f"redis://{HOST}:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("redis-server did not start")
 
 
 async def main(backend: str, fanout: str) -> None:

@@ -1,13 +1,14 @@
-"""websockets' asyncio server, for reference (not trio)."""
+"""websockets' asyncio server, for reference (not trio); ``--uvloop`` on uvloop's loop."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from ._common import HOST, MESSAGE, announce, parse_go
+from ._common import HOST, MESSAGE, announce, parse_go, unavailable
 
 subscribers: set[ServerConnection] = set()
 
@@ -53,4 +54,11 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--uvloop" in sys.argv[1:]:
+        try:
+            import uvloop
+        except ImportError:
+            unavailable("uvloop is not installed (it is in the bench extra)")
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
