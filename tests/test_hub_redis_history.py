@@ -284,3 +284,43 @@ async def test_subscribing_right_after_start_waits_for_the_listener(
             position = await hub.publish("t", "first")
             assert await sub.receive() == "first"
             assert sub.position == position
+
+
+async def test_presence_comes_back_after_a_redis_restart(redis_server: RedisServer) -> None:
+    # Redis restarted without persistence forgets every entry: each process adds
+    # its own again at its next refresh (every presence_ttl / 3), and watchers'
+    # mirrors are reloaded on reconnection, so everyone converges.
+    async with (
+        Hub(redis_server.url, presence_ttl=1.5, presence_interval=0.2) as a,
+        Hub(redis_server.url, presence_ttl=1.5, presence_interval=0.2) as b,
+    ):
+        await _wait_connected(a, b)
+        async with a.presence("room", "alice", "A"), b.presence_changes("room") as changes:
+            view = dict(changes.members)
+            assert view == {"alice": "A"}
+            await trio.to_thread.run_sync(redis_server.stop)
+            await trio.to_thread.run_sync(redis_server.start)
+            await _wait_connected(a, b)
+            with trio.fail_after(10):
+                # Polls Redis (no event tells when the refresh ran), bounded by fail_after.
+                while await _members_when_back(b) != {"alice": "A"}:  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+
+            async def apply_batches() -> None:
+                async for change in changes:
+                    view.update(change.joined)
+                    for key in change.left:
+                        del view[key]
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(apply_batches)
+                await trio.sleep(1.0)  # any batch from the restart has come
+                nursery.cancel_scope.cancel()
+            assert view == {"alice": "A"}
+
+
+async def _members_when_back(hub: Hub) -> dict[str, object]:
+    try:
+        return await hub.members("room")
+    except HubUnavailable:
+        return {}

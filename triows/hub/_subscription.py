@@ -211,7 +211,9 @@ class Subscription:
 
         Never returns: raises WebSocketDisconnect when the client leaves,
         SlowConsumer on overflow under ``"disconnect"``.  If cancelled, the batch
-        being written may be partly sent; nothing later is lost.
+        being written may be partly sent; nothing later is lost.  :attr:`position`
+        moves past a batch once it is written, so a resume from it after a
+        cancelled write may repeat part of that batch, never skip one.
         """
         if self._target is not None:
             raise trio.BusyResourceError("this subscription is already being forwarded")
