@@ -84,6 +84,21 @@ return result
 )
 
 
+#: KEYS: zset, hash; ARGV: channel.  Removes and announces expired entries only.
+SWEEP_SCRIPT = (
+    _NOW
+    + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], member)
+  redis.call('PUBLISH', ARGV[1], '-' .. member)
+end
+return #expired
+"""
+)
+
+
 def _keys(topic: str) -> list[bytes]:
     name = topic.encode()
     return [b"triows:presence:" + name, b"triows:presence-info:" + name]
@@ -122,6 +137,7 @@ class RedisPresence:
             "join": client.register_script(JOIN_SCRIPT),
             "leave": client.register_script(LEAVE_SCRIPT),
             "members": client.register_script(MEMBERS_SCRIPT),
+            "sweep": client.register_script(SWEEP_SCRIPT),
         }
 
     async def run(self) -> None:
@@ -130,12 +146,13 @@ class RedisPresence:
             self.mirror.nursery = nursery
             refreshed = trio.current_time()
             while True:
-                await trio.sleep(self.interval)
+                await trio.sleep(min(self.interval, self.ttl / 3))
                 if trio.current_time() - refreshed >= self.ttl / 3:
                     refreshed = trio.current_time()
                     await self._refresh_all()
-                for topic in list(self._watched):
-                    await self._call_quietly(self.load(topic))
+                for topic in list(self._watched):  # the announcements update mirrors
+                    sweep = self._scripts["sweep"](keys=_keys(topic), args=[channel(topic)])
+                    await self._call_quietly(sweep)
 
     def _member(self, key: str) -> str:
         return f"{self.process}\n{key}"
