@@ -98,6 +98,7 @@ async def test_a_span_per_connection_with_route_and_close_code(
         assert span.attributes["http.route"] == "/rooms/{room}"
         assert span.attributes["url.path"] == "/rooms/lobby"
         assert span.attributes["triows.outcome"] == "accepted"
+        assert span.attributes["http.response.status_code"] == 101
         assert span.attributes["websocket.close.code"] == 1000
         assert span.attributes["websocket.close.by"] == "client"
         spans.clear()
@@ -148,6 +149,7 @@ async def test_a_refused_handshake_has_its_span(spans: InMemorySpanExporter) -> 
     (span,) = spans.get_finished_spans()
     assert span.attributes is not None
     assert span.attributes["triows.outcome"] == "refused"
+    assert span.attributes["http.response.status_code"] == 401
     assert "websocket.close.code" not in span.attributes
 
 

@@ -120,6 +120,9 @@ class ConnectionSpan:
     def _end(self, error: BaseException | None) -> None:
         span, lifecycle = self._span, self._ws.lifecycle
         span.set_attribute("triows.outcome", "accepted" if lifecycle.accepted else "refused")
+        status = 101 if lifecycle.accepted else lifecycle.refusal_status
+        if status is not None:
+            span.set_attribute("http.response.status_code", status)
         closed = lifecycle.closed_by()
         if closed is not None:
             span.set_attribute("websocket.close.code", closed[0])

@@ -121,7 +121,7 @@ class WebSocketBase(RequestView):
         self.lifecycle.move("reject")
         if isinstance(body, str):
             body = body.encode()
-        await self._transport.refuse(status, raw_headers(headers), body)
+        await self._refuse(status, raw_headers(headers), body)
 
     async def close(self, code: int = status.WS_1000_NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the connection with ``code`` and ``reason``.
@@ -136,7 +136,7 @@ class WebSocketBase(RequestView):
             await trio.lowlevel.checkpoint()
             return
         if lifecycle.move("close") is REJECTED:
-            await self._transport.refuse(403, (), b"")
+            await self._refuse(403, (), b"")
         else:
             lifecycle.close_code = code
             await self._transport.close(code, reason)
@@ -179,6 +179,11 @@ class WebSocketBase(RequestView):
             return disconnects is not None and all(lifecycle.catches(d.code) for d in disconnects)
         finally:
             lifecycle.catching -= 1
+
+    async def _refuse(self, status: int, headers: RawHeaders, body: bytes) -> None:
+        """The HTTP refusal, its status kept for the connection's span."""
+        self.lifecycle.refusal_status = status
+        await self._transport.refuse(status, headers, body)
 
     def _gone(self, gone: ClientGone) -> NoReturn:
         self.lifecycle.client_left(gone.code, gone.reason)

@@ -216,6 +216,8 @@ class Lifecycle:
     expires: float = math.inf
     #: Why the server ended the connection as a departure (a limit), else None.
     limit_reason: str | None = None
+    #: The HTTP status the handshake was refused with, once refused.
+    refusal_status: int | None = None
 
     # -- the table ---------------------------------------------------------------
 

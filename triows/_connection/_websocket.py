@@ -244,7 +244,7 @@ class WebSocket(WebSocketBase):
                     f"{self.lifecycle.state.value}: send websocket.http.response.start first"
                 )
             (status_code, raw), self._refusal = self._refusal, None
-            await self._transport.refuse(status_code, raw, bytes(event.get("body", b"")))
+            await self._refuse(status_code, raw, bytes(event.get("body", b"")))
         else:
             raise ValueError(
                 f"send_event() got an event of type {kind!r}; a WebSocket view can send "
