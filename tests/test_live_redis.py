@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 import trio
 
 from triows.client import Message, PresenceChange, connect
@@ -46,3 +49,74 @@ async def test_a_client_resumes_on_another_server_through_redis(redis_server: Re
                 assert room.recovered is True
                 event = await room.receive()
                 assert isinstance(event, Message) and event.data == "two"
+
+
+async def test_a_redis_restart_keeps_live_clients_connected(redis_server: RedisServer) -> None:
+    # Redis restarts without persistence: the history and presence are gone.  The
+    # live connection stays up; its topic resumes (a gap, the history being lost)
+    # and its presence comes back; no view fails.
+    app = live_app(url=redis_server.url)
+    hub = app.hub
+    assert hub is not None
+    async with (
+        live_server(app) as server,
+        connect(server.url("/live?user=ann"), min_delay=0.05) as ann,
+        ann.subscribe("room", presence=True) as room,
+    ):
+        with trio.fail_after(30):
+            await ann.publish("room", "before")
+            while not isinstance(event := await room.receive(), Message):
+                pass
+            assert event.data == "before"
+            await trio.to_thread.run_sync(redis_server.stop)
+            await trio.to_thread.run_sync(redis_server.start)
+            # Publish until the room hears again (the hub reconnects meanwhile).
+            heard: list[Any] = []
+            while "after" not in heard:
+                with trio.move_on_after(0.3):
+                    await ann.publish("room", "after")
+                with trio.move_on_after(0.3):
+                    while True:
+                        event = await room.receive()
+                        heard.append(getattr(event, "data", type(event).__name__))
+            # A fresh member list once presence is back in the new Redis.
+            while room.members != {"ann": {"name": "Ann"}}:
+                await room.receive()
+        assert ann.connections == 1  # never disconnected: no 1011, no reconnection
+
+
+async def test_a_subscribe_while_redis_is_down_is_retried(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Redis cannot say where the subscription starts: the route answers
+    # "unavailable", the trio client subscribes again a second later, and once
+    # Redis is back the subscription is confirmed.
+    monkeypatch.setattr("triows.hub._redis.PUBLISH_TIMEOUT", 0.3)
+    app = live_app(url=redis_server.url)
+    refusals: list[str] = []
+    async with live_server(app) as server, connect(server.url("/live?user=ann")) as ann:
+        with trio.fail_after(30):
+            await ann.wait_state("open")
+            await trio.to_thread.run_sync(redis_server.stop)
+            async with trio.open_nursery() as nursery:
+
+                async def restart_later() -> None:
+                    while not refusals:  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                    await trio.to_thread.run_sync(redis_server.start)
+
+                nursery.start_soon(restart_later)
+                original = ann.retry_later
+
+                def spy(send: Any) -> None:
+                    refusals.append("unavailable")
+                    original(send)
+
+                monkeypatch.setattr(ann, "retry_later", spy)
+                async with ann.subscribe("room", presence=True) as room:
+                    assert refusals  # refused at least once, then confirmed
+                    await ann.publish("room", "back")
+                    while not isinstance(event := await room.receive(), Message):
+                        pass
+                    assert event.data == "back"
+        assert ann.connections == 1

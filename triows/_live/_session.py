@@ -41,6 +41,10 @@ logger = logging.getLogger("triows")
 
 #: The longest a client's publish may take (it is shielded from cancellation).
 PUBLISH_TIMEOUT = 10.0
+#: While the hub is unreachable, a topic's resume or presence is retried after
+#: these delays (seconds), doubling.
+RETRY_FIRST = 0.1
+RETRY_MAX = 2.0
 
 
 class LiveSession:
@@ -219,14 +223,22 @@ class LiveSession:
             raise ProtocolError("unavailable", str(exc), action="subscribe", topic=topic) from None
 
     async def _keep_forwarding(self, topic: str, sub: Subscription) -> None:
-        """Forward ``sub``; when it lags, resume from where it stopped (a gap only if
-        the history no longer holds what it missed)."""
+        """Forward ``sub``; when it lags (or the hub interrupts it after a Redis
+        outage), resume from where it stopped: a gap only if the history no
+        longer holds what it missed.  While the hub cannot be reached, retry."""
         since = await self._forward(topic, sub)
+        delay = RETRY_FIRST
         while True:
-            async with self.route.hub.subscribe(topic, since=since) as sub:
-                if not sub.recovered:
-                    await self._gap(topic, sub.position, "overflow")
-                since = await self._forward(topic, sub)
+            try:
+                async with self.route.hub.subscribe(topic, since=since) as sub:
+                    delay = RETRY_FIRST
+                    if not sub.recovered:
+                        await self._gap(topic, sub.position, "overflow")
+                    since = await self._forward(topic, sub)
+            except HubUnavailable as exc:
+                logger.debug("live: resuming %r failed (%s); retry in %.1f s", topic, exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     async def _forward(self, topic: str, sub: Subscription) -> str:
         """Send ``sub``'s messages until it lags; return the position to resume after.
@@ -248,6 +260,19 @@ class LiveSession:
         await self.ws.send(gap_frame(topic, position, reason))
 
     async def _presence(self, topic: str) -> None:
+        """Hold this client's presence in ``topic`` and send the member list;
+        while the hub cannot be reached (a Redis outage), retry, then send a
+        fresh snapshot."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self._presence_once(topic)
+            except HubUnavailable as exc:
+                logger.debug("live: presence in %r failed (%s); retry in %.1f s", topic, exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+
+    async def _presence_once(self, topic: str) -> None:
         hub: Any = self.route.hub
         async with AsyncExitStack() as stack:
             if self.identity is not None:
