@@ -134,6 +134,14 @@ class Backend:
             options.update(certfile=str(cert), keyfile=str(key))
         return options
 
+    def cli_options(self) -> list[str]:
+        """``triows run``'s options for this backend: ``--backend``, the TLS files."""
+        options = ["--backend", self.server]
+        if self.certificate is not None:
+            cert, key = self.certificate
+            options += ["--certfile", str(cert), "--keyfile", str(key)]
+        return options
+
     def served(self, port: int) -> Served:
         """The server this backend runs on ``port`` of 127.0.0.1 (for a ``triows.serve``
         started by the test itself with :meth:`options`)."""

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 import trio
@@ -39,7 +39,8 @@ from triows import WebSocket, WebSocketDisconnect
 from triows.testing import HandshakeRejected, ServerClosed, TestClient, live_server
 
 from .asyncapi_parser import parse_documents, run_script
-from .raw_client import handshake
+from .conftest import Backend, Served
+from .raw_client import handshake, open_stream
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -1363,8 +1364,8 @@ async def test_native_backend_snippet() -> None:
             assert closed.value.reason is not None and closed.value.reason.code == 1001
 
 
-async def _offer_deflate(port: int) -> str:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def _offer_deflate(served: Served) -> str:
+    stream = await open_stream(served)
     async with stream:
         await stream.send_all(handshake("/echo", Sec_WebSocket_Extensions=b"permessage-deflate"))
         head = b""
@@ -1374,21 +1375,18 @@ async def _offer_deflate(port: int) -> str:
     return head.decode("latin-1").lower()
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
-async def test_compression_is_negotiated_by_the_native_backend_only(
-    backend: Literal["hypercorn", "native"],
-) -> None:
+async def test_compression_is_negotiated_by_the_native_backend_only(backend: Backend) -> None:
     # deployment.md: the hypercorn backend declines permessage-deflate (wsproto
     # inflates a frame before its size is checked: a deflate bomb).
     module = load("backends")
     async with trio.open_nursery() as nursery:
-        serve = functools.partial(triows.serve, module.app, port=0, backend=backend)
-        port = await nursery.start(serve)
-        head = await _offer_deflate(port)
+        serve = functools.partial(triows.serve, module.app, port=0, **backend.options())
+        served = backend.served(await nursery.start(serve))
+        head = await _offer_deflate(served)
         nursery.cancel_scope.cancel()
     assert head.startswith("http/1.1 101")
     negotiated = "sec-websocket-extensions: permessage-deflate" in head
-    assert negotiated == (backend == "native")
+    assert negotiated == (backend.server == "native")
 
 
 async def test_native_backend_refuses_hypercorn_options() -> None:

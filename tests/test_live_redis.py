@@ -8,20 +8,22 @@ import pytest
 import trio
 
 from triows.client import Message, PresenceChange, connect
-from triows.testing import live_server
 
+from .conftest import Backend
 from .live_apps import TIMEOUT, live_app
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
 
 
-async def test_a_client_resumes_on_another_server_through_redis(redis_server: RedisServer) -> None:
+async def test_a_client_resumes_on_another_server_through_redis(
+    redis_server: RedisServer, backend: Backend
+) -> None:
     first, second = live_app(url=redis_server.url), live_app(url=redis_server.url)
-    async with live_server(first) as server_a, live_server(second) as server_b:
+    async with backend.serve(first) as server_a, backend.serve(second) as server_b:
         with trio.fail_after(TIMEOUT * 2):
             async with (
-                connect(server_a.url("/live?user=ann")) as ann,
+                connect(server_a.url("/live?user=ann"), ssl_context=server_a.ssl_context) as ann,
                 ann.subscribe("room", presence=True) as room,
             ):
                 await ann.publish("room", "one")
@@ -32,7 +34,9 @@ async def test_a_client_resumes_on_another_server_through_redis(redis_server: Re
                 position = room.position
                 # Bob, on the other server, is a member of the same room.
                 async with (
-                    connect(server_b.url("/live?user=bob")) as bob,
+                    connect(
+                        server_b.url("/live?user=bob"), ssl_context=server_b.ssl_context
+                    ) as bob,
                     bob.subscribe("room", presence=True) as bob_room,
                 ):
                     while room.members.keys() != {"ann", "bob"}:
@@ -43,7 +47,7 @@ async def test_a_client_resumes_on_another_server_through_redis(redis_server: Re
                     assert event.data == "two"
             # Ann comes back on the other server, from her last position: "two" only.
             async with (
-                connect(server_b.url("/live?user=ann")) as ann,
+                connect(server_b.url("/live?user=ann"), ssl_context=server_b.ssl_context) as ann,
                 ann.subscribe("room", since=position) as room,
             ):
                 assert room.recovered is True

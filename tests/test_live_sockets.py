@@ -271,15 +271,15 @@ async def test_trio_client_presence(backend: Backend) -> None:
                 }
 
 
-async def test_trio_client_reports_a_gap_when_the_history_is_gone() -> None:
+async def test_trio_client_reports_a_gap_when_the_history_is_gone(backend: Backend) -> None:
     # A resume the history no longer covers (another server's epoch) is a Gap event.
     first, second = live_app(), live_app()
-    async with triows.testing.live_server(first) as server:
+    async with backend.serve(first):
         assert first.hub is not None
         old = await first.hub.publish("room", "old")
     async with (
-        triows.testing.live_server(second) as server,
-        connect(server.url("/live")) as live,
+        backend.serve(second) as served,
+        connect(served.url("/live"), ssl_context=served.ssl_context) as live,
         live.subscribe("room", since=old) as room,
     ):
         with trio.fail_after(TIMEOUT):

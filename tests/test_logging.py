@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -16,7 +15,8 @@ import trio_websocket
 
 import triows
 
-from .conftest import Backend, Served
+from .conftest import Backend
+from .raw_client import http_get
 
 
 def _app() -> triows.App:
@@ -38,25 +38,6 @@ def _app() -> triows.App:
     return app
 
 
-async def _get(served: Served, path: str) -> bytes:
-    """GET ``path`` with ``Connection: close`` (over TLS when the server speaks it)."""
-    address = urlsplit(served.url(path))
-    assert address.port is not None
-    stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", address.port)
-    if served.ssl_context is not None:
-        stream = trio.SSLStream(stream, served.ssl_context, server_hostname="127.0.0.1")
-    async with stream:
-        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        await stream.send_all(request.encode())
-        response = b""
-        try:
-            while chunk := await stream.receive_some(65536):
-                response += chunk
-        except trio.BrokenResourceError:
-            pass  # a TLS peer that closes without close_notify
-    return response
-
-
 async def test_one_access_line_format_on_every_backend(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -66,7 +47,7 @@ async def test_one_access_line_format_on_every_backend(
             async with served.connect("/echo") as ws:
                 await ws.send_message("hi")
                 assert await ws.get_message() == "hi"
-            assert (await _get(served, "/page")).startswith(b"HTTP/1.1 200")
+            assert (await http_get(served, "/page")).startswith(b"HTTP/1.1 200")
             await trio.sleep(0.1)  # the access line of a response follows its last byte
     lines = [r.getMessage() for r in caplog.records if r.name == "triows.access"]
     assert len(lines) == 2, lines
@@ -100,13 +81,12 @@ async def crash(ws: triows.WebSocket) -> None:
 """
 
 
-@pytest.mark.parametrize("server", ["native", "hypercorn"])
-async def test_triows_run_prints_a_crash_once(server: str, tmp_path: Path) -> None:
+async def test_triows_run_prints_a_crash_once(backend: Backend, tmp_path: Path) -> None:
     # triows run configures logging; hypercorn must not add a second handler of
     # its own, or every line it logs is printed twice.
     (tmp_path / "crashing.py").write_text(CRASHING_APP)
     argv = [sys.executable, "-m", "triows", "run", "crashing:app", "--port", "0"]
-    argv += ["--backend", server]
+    argv += backend.cli_options()
     process = await trio.lowlevel.open_process(
         argv, cwd=tmp_path, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -115,12 +95,11 @@ async def test_triows_run_prints_a_crash_once(server: str, tmp_path: Path) -> No
         assert process.stdout is not None
         output = b""
         with trio.fail_after(15):
-            while (found := re.search(rb"http://127\.0\.0\.1:(\d+)", output)) is None:
+            while (found := re.search(rb"https?://127\.0\.0\.1:(\d+)", output)) is None:
                 chunk = await process.stdout.receive_some(65536)
                 assert chunk, output.decode(errors="replace")
                 output += chunk
-            url = f"ws://127.0.0.1:{int(found.group(1))}/crash"
-            async with trio_websocket.open_websocket_url(url) as ws:
+            async with backend.served(int(found.group(1))).connect("/crash") as ws:
                 with pytest.raises(trio_websocket.ConnectionClosed):
                     await ws.get_message()
             process.send_signal(signal.SIGINT)

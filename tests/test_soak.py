@@ -25,6 +25,10 @@ def _soak() -> Any:
     return module
 
 
+# native and hypercorn only, not the backend fixture's native-tls: scripts/soak.py
+# runs its server in a child process and its clients on raw TCP sockets (resets
+# with SO_LINGER 0 in the middle of a frame, half-open connections), and measures
+# the server's RSS and tasks: TCP-level behaviour, not a WebSocket client's.
 @pytest.mark.parametrize("backend", ["hypercorn", "native"])
 async def test_short_soak(backend: str) -> None:
     figures = await _soak().run(cycles=500, idle=200, backend=backend, log=lambda _: None)
@@ -47,7 +51,7 @@ SHORT_ATTACKS = {
 }
 
 
-@pytest.mark.parametrize("backend", ["hypercorn", "native"])
+@pytest.mark.parametrize("backend", ["hypercorn", "native"])  # not native-tls: see above
 async def test_short_attack_soak(backend: str) -> None:
     figures = await _soak().run(
         cycles=100,

@@ -66,6 +66,10 @@ from .fuzz_app import MAX_MESSAGE_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
+#: native and hypercorn only, not the backend fixture's native-tls: the fuzzing client
+#: works at the TCP level (streams cut at random read boundaries, half-closes with EOF,
+#: which TLS does not have, bytes after a reset), and the server is a ``triows run``
+#: process shared by the module (scripts/fuzz_wire.py runs the same).
 BACKENDS = ("native", "hypercorn")
 
 STARTUP_TIMEOUT = 30.0  # a cold interpreter importing hypercorn on a slow machine
