@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from triows.client import Message, PresenceChange, connect
+from triows.testing import live_server
 
 from .conftest import Backend
 from .live_apps import TIMEOUT, live_app
