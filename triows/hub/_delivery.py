@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from itertools import islice
 
 import trio
 
@@ -22,13 +23,15 @@ DELIVERY_SLICE = 0.002
 class Delivery:
     """A hub's fan-out: each message into every local subscription of its topic.
 
-    Up to :data:`DELIVERY_CHUNK` subscribers, :meth:`fan_out` returns without
-    yielding.  Beyond, it works through a snapshot of the subscribers (taken
-    when it is called) in chunks, with a checkpoint between two chunks every
-    :data:`DELIVERY_SLICE` seconds, so other tasks keep running.  Such a
-    delivery is shielded from cancellation, and deliveries to one topic take
-    turns in call order (a FIFO lock per topic, held only while one is under
-    way), so every subscriber gets a topic's messages in one order.
+    :meth:`fan_out` delivers in chunks of :data:`DELIVERY_CHUNK` subscribers
+    straight from the topic's set, without yielding, for one
+    :data:`DELIVERY_SLICE`: most deliveries end there, with no lock, shield or
+    copy.  One that takes longer snapshots the subscribers not reached yet and
+    goes on with a checkpoint every slice, so other tasks keep running; that
+    part is shielded from cancellation, skips those who left meanwhile, and
+    deliveries to one topic take turns in call order (a FIFO lock per topic,
+    held only while one is under way), so every subscriber gets a topic's
+    messages in one order.
     """
 
     def __init__(
@@ -53,23 +56,22 @@ class Delivery:
             if len(subscribers) <= DELIVERY_CHUNK:
                 self._put(subscribers, shared, subscribers)
                 return
-            # Who subscribed when the message was published: those who join later
-            # start after it (a replay from the history has it), those who leave
-            # meanwhile are skipped.
-            snapshot = list(subscribers)
             # As far as one slice goes, without yielding (the common case: no
-            # lock, no shield); the rest takes its turn, shielded.
-            done = self._chunks_now(topic, snapshot, shared, 0, checked=False)
-            if done >= len(snapshot):
+            # lock, no shield, no copy); the rest takes its turn, shielded.
+            rest = self._first_slice(subscribers, shared)
+            if not rest:
                 return
             lock = self._busy[topic] = trio.StrictFIFOLock()
             lock.acquire_nowait()  # uncontended: nobody else delivers to this topic
             try:
                 with trio.CancelScope(shield=True):
-                    await self._chunks(topic, snapshot, shared, done)
+                    await self._chunks(topic, rest, shared, 0)
             finally:
                 self._release(topic, lock)
             return
+        # Who subscribed when the message was published: those who join later
+        # start after it (a replay from the history has it), those who leave
+        # meanwhile are skipped.
         snapshot = list(subscribers)
         with trio.CancelScope(shield=True):
             await lock.acquire()  # an earlier delivery to this topic finishes first
@@ -83,20 +85,41 @@ class Delivery:
             del self._busy[topic]
         lock.release()
 
+    def _first_slice(self, subscribers: set[Subscription], shared: Broadcast) -> list[Subscription]:
+        """Deliver straight from the set for one slice; the subscribers left (a snapshot).
+
+        Nothing yields or changes the set meanwhile (overflowed subscriptions are
+        removed after the loop), so it iterates the set itself, chunk by chunk.
+        """
+        total = len(subscribers)
+        remaining = iter(subscribers)
+        overflowed: list[Subscription] = []
+        began = time.perf_counter()
+        rest: list[Subscription] = []
+        done = 0
+        while done < total:
+            chunk = islice(remaining, DELIVERY_CHUNK)
+            overflowed += [s for s in chunk if not s.put(shared)]
+            done += DELIVERY_CHUNK
+            if done < total and time.perf_counter() - began >= DELIVERY_SLICE:
+                rest = list(remaining)
+                break
+        self._stats.delivered += total - len(rest) - len(overflowed)
+        for subscription in overflowed:
+            self._remove(subscription)
+        return rest
+
     def _chunks_now(
         self,
         topic: str,
         snapshot: list[Subscription],
         shared: Broadcast,
         start: int,
-        *,
-        checked: bool,
     ) -> int:
         """Deliver chunks from ``start`` for one slice, without yielding; where it stopped.
 
-        ``checked``: skip the subscribers that left since the snapshot (after a
-        checkpoint).  Before the first checkpoint nobody can have left (but for
-        overflows, removed as they happen): no check needed.
+        Skips the subscribers that left since the snapshot (it runs after a
+        checkpoint).
         """
         began = time.perf_counter()
         current = self._topics.get(topic)
@@ -104,7 +127,7 @@ class Delivery:
             if not current:
                 return len(snapshot)
             chunk = snapshot[start : start + DELIVERY_CHUNK]
-            self._put(chunk, shared, current, checked=checked)
+            self._put(chunk, shared, current)
             start += DELIVERY_CHUNK
             if time.perf_counter() - began >= DELIVERY_SLICE:
                 break
@@ -115,18 +138,16 @@ class Delivery:
     ) -> None:
         while start < len(snapshot):
             await trio.lowlevel.checkpoint()
-            start = self._chunks_now(topic, snapshot, shared, start, checked=True)
+            start = self._chunks_now(topic, snapshot, shared, start)
 
     def _put(
         self,
         chunk: Collection[Subscription],
         shared: Broadcast,
         current: set[Subscription],
-        *,
-        checked: bool = True,
     ) -> None:
         """Put ``shared`` in each subscription of ``chunk`` still in ``current``."""
-        if chunk is current or not checked:
+        if chunk is current:
             overflowed = [s for s in chunk if not s.put(shared)]
             self._stats.delivered += len(chunk) - len(overflowed)
         else:

@@ -337,10 +337,10 @@ class Hub:
         that overflow under ``"disconnect"`` (or stop, with history) are removed
         from the topic.
 
-        Up to 64 subscribers it returns without yielding.  Beyond, it delivers
-        in chunks of 64 subscribers and checkpoints between two chunks every
-        2 ms, so a publish to many subscribers does not hold the event loop
-        (other tasks run at least every few milliseconds).  The delivery is
+        It delivers in chunks of 64 subscribers and returns without yielding
+        if it is done within 2 ms; a longer one checkpoints between two chunks
+        every 2 ms, so a publish to many subscribers does not hold the event
+        loop (other tasks run at least every few milliseconds).  That part is
         shielded from cancellation (nobody misses a message because its
         publisher was cancelled) and deliveries to one topic take turns, so
         each subscriber still gets them in order.
