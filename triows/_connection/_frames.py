@@ -9,9 +9,8 @@ client); with permessage-deflate they compress ``data`` per connection.
 
 from __future__ import annotations
 
-from typing import Any
-
-from websockets.frames import Frame, Opcode
+import struct
+from typing import Any, Final
 
 from .._codecs import Encoder
 from .._metrics._counters import payload_size
@@ -19,11 +18,33 @@ from .._metrics._counters import payload_size
 __all__ = ["Broadcast", "Prepared", "encode_frame"]
 
 
+#: RFC 6455 5.2's first byte: FIN and the opcode (text 0x1, binary 0x2).
+_FIN_TEXT: Final = 0x81
+_FIN_BINARY: Final = 0x82
+#: The header by payload length: 7 bits, 126 then 16 bits, 127 then 64 bits.
+_SHORT: Final = struct.Struct("!BB")
+_MEDIUM: Final = struct.Struct("!BBH")
+_LONG: Final = struct.Struct("!BBQ")
+
+
 def encode_frame(data: str | bytes) -> bytes:
-    """One complete, unmasked server-to-client message frame (text for ``str``)."""
-    if isinstance(data, str):
-        return Frame(Opcode.TEXT, data.encode()).serialize(mask=False)
-    return Frame(Opcode.BINARY, data).serialize(mask=False)
+    """One complete, unmasked server-to-client message frame (text for ``str``).
+
+    The header is packed directly (one ``struct`` call, no Frame object): the
+    same bytes as websockets' ``Frame.serialize(mask=False)``.
+    """
+    if data.__class__ is str:
+        payload = data.encode()
+        first = _FIN_TEXT
+    else:
+        payload = data if data.__class__ is bytes else bytes(data)  # type: ignore[arg-type]
+        first = _FIN_BINARY
+    size = len(payload)
+    if size < 126:
+        return _SHORT.pack(first, size) + payload
+    if size < 65536:
+        return _MEDIUM.pack(first, 126, size) + payload
+    return _LONG.pack(first, 127, size) + payload
 
 
 class Prepared:

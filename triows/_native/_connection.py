@@ -247,7 +247,7 @@ class NativeConnection:
                     if data is None:
                         continue  # nothing to read after all
                     if data:
-                        self.protocol.receive_data(data)
+                        self.protocol.receive_frames(data)
                     else:
                         self._eof = True
                         self.protocol.receive_eof()

@@ -22,6 +22,11 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.server import ServerProtocol
 
+try:  # websockets' C unmasking (the pure-Python one where it was not built)
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
 from .._connection._frames import Prepared
 from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
 from ._http import _HEAD_END, _reason
@@ -68,6 +73,8 @@ class _ServerProtocol(ServerProtocol):
 
     def __init__(self, *, max_size: int | None, **kwargs: Any) -> None:
         self._limit: int | None = max_size
+        #: Messages parsed by :meth:`receive_frames`' fast path, not yet taken.
+        self._ready: list[str | bytes] = []
         #: The message being received in fragments: one growing buffer, so that
         #: a message sent in 1-byte fragments costs about its size.
         self._fragments: bytearray | None = None
@@ -121,13 +128,79 @@ class _ServerProtocol(ServerProtocol):
             return messages[0].frame()
         return b"".join([m.frame() for m in messages])
 
+    def receive_frames(self, data: bytes) -> None:
+        """Feed ``data`` from the socket (then :meth:`take_messages`).
+
+        The common case, whole unfragmented text or binary frames arriving on a
+        frame boundary with no extension, is parsed here in one loop
+        (:meth:`_parse_fast`: the header's bytes read directly, websockets' C
+        unmasking, UTF-8 decoding); whatever does not fit that case, from the
+        first such frame on, goes to websockets' parser, which applies every
+        rule (control frames, fragments, limits, RSV bits, invalid UTF-8).
+        """
+        if (
+            self.state is OPEN
+            and not self.extensions
+            and self.current_size is None
+            and self._fragments is None
+            and self.parser_exc is None
+            and not self.reader.buffer
+            and self.max_fragment_size is None
+        ):
+            parsed = self._parse_fast(data)
+            if parsed == len(data):
+                return
+            if parsed:
+                data = data[parsed:]
+        self.receive_data(data)
+
+    def _parse_fast(self, data: bytes) -> int:
+        """Parse the leading whole, masked, final TEXT/BINARY frames of ``data``
+        (payload under 64 KiB and within the size limit); return the bytes used."""
+        ready = self._ready
+        limit = self._limit
+        end = len(data)
+        pos = 0
+        while end - pos >= 6:
+            first = data[pos]
+            second = data[pos + 1]
+            # FIN set, RSV clear, opcode 1 or 2 (0x81, 0x82), and masked.
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break
+            size = second & 0x7F
+            head = pos + 2
+            if size == 126:
+                size = (data[head] << 8) | data[head + 1]
+                head += 2
+            elif size == 127:
+                break
+            stop = head + 4 + size
+            if stop > end or (limit is not None and size > limit):
+                break
+            payload = apply_mask(data[head + 4 : stop], data[head : head + 4])
+            if first == 0x81:
+                try:
+                    ready.append(payload.decode())
+                except UnicodeDecodeError:
+                    break  # websockets' parser takes it: 1007 (take_messages)
+            else:
+                ready.append(payload)
+            pos = stop
+        return pos
+
     def take_messages(self) -> list[str | bytes]:
         """The complete messages received since the last call (``str`` for text).
 
         Hands each pong's payload to :attr:`on_pong`.  Invalid
         UTF-8 in a text message fails the connection with 1007.
         """
-        messages: list[str | bytes] = []
+        messages = self._ready
+        if messages:
+            self._ready = []
+            if not self.events:
+                return messages
+        else:
+            messages = []
         for frame in self.events_received():
             if not isinstance(frame, Frame):
                 continue  # a second request during the handshake: nothing for the App
