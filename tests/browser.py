@@ -29,8 +29,12 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
-    """A headless Chromium with a fresh, throw-away profile (blocking API: use in a thread)."""
+def chromium(*, ignore_https_errors: bool = False) -> Iterator[Browser]:
+    """A headless Chromium with a fresh, throw-away profile (blocking API: use in a thread).
+
+    ``ignore_https_errors``: accept the native-tls backend's self-signed certificate
+    (for https:// pages and their wss:// connections).
+    """
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.fail(
@@ -39,7 +43,11 @@ def chromium() -> Iterator[Browser]:
         )
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context: Any = playwright.chromium.launch_persistent_context(
-            profile, executable_path=executable, args=CHROMIUM_ARGS, headless=True
+            profile,
+            executable_path=executable,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            ignore_https_errors=ignore_https_errors,
         )
         try:
             yield context
