@@ -358,6 +358,10 @@ def test_message_frames_are_built_once_per_position_and_bounded() -> None:
     first = route.frame("t", "e:1", {"n": 1})
     assert route.frame("t", "e:1", {"n": 1}) is first  # shared by every client
     assert route.frame("u", "e:1", {"n": 1}) is not first  # another topic
+    # A position reused for another message gets its own frame.
+    reused = route.frame("t", "e:1", {"n": "other"})
+    assert reused is not first and '"other"' in str(reused.message)
+    first = route.frame("t", "e:1", {"n": 1})
     for n in range(5000):
         route.frame("t", f"e:{n + 2}", n)
     assert route.frame("t", "e:1", {"n": 1}) is not first  # the oldest fell out

@@ -132,19 +132,26 @@ class LiveRoute:
         # (topic, position) -> frame, oldest first: every subscriber in this
         # process sends one message's frame, encoded once, even when subscribers
         # are at different positions (a burst, a replay).
-        self._frames: dict[tuple[str, str], Broadcast] = {}
+        self._frames: dict[tuple[str, str], tuple[Any, Broadcast]] = {}
 
     def frame(self, topic: str, position: str | None, value: Any) -> Broadcast:
-        """The ``message`` frame of ``value`` at ``position``, shared by this route's clients."""
+        """The ``message`` frame of ``value`` at ``position``, shared by this route's clients.
+
+        Cached by topic and position, checked against the value too: a position
+        reused for another message (a Redis that lost its last writes on a
+        restart) never gets the old message's frame.
+        """
         if position is None:
             return Broadcast(message_frame(topic, position, value))
         frames = self._frames
         key = (topic, position)
-        broadcast = frames.get(key)
-        if broadcast is None:
-            broadcast = frames[key] = Broadcast(message_frame(topic, position, value))
-            if len(frames) > FRAME_CACHE_SIZE:
-                del frames[next(iter(frames))]
+        cached = frames.get(key)
+        if cached is not None and (cached[0] is value or cached[0] == value):
+            return cached[1]
+        broadcast = Broadcast(message_frame(topic, position, value))
+        frames[key] = (value, broadcast)
+        if len(frames) > FRAME_CACHE_SIZE:
+            del frames[next(iter(frames))]
         return broadcast
 
     async def prepare(self, ws: WebSocket, message: Publish) -> Any:
