@@ -16,7 +16,6 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -33,7 +32,7 @@ from triows._types import Message
 from triows.testing import TestClient
 
 from .conftest import Backend, Served
-from .raw_client import handshake
+from .raw_client import handshake, open_stream
 
 
 def test_broadcast_encodes_once_per_encoder() -> None:
@@ -301,11 +300,7 @@ async def test_forward_ends_when_the_client_leaves(backend: Backend) -> None:
 
 async def _open_stalled(served: Served, path: str) -> trio.abc.Stream:
     """A raw client that completes the handshake request and then never reads."""
-    port = urlsplit(served.url_base).port
-    assert port is not None
-    stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
-    if served.ssl_context is not None:
-        stream = trio.SSLStream(stream, served.ssl_context, server_hostname="127.0.0.1")
+    stream = await open_stream(served)
     await stream.send_all(handshake(path))
     return stream
 

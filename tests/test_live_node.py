@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from typing import Any
 
@@ -10,8 +11,8 @@ import pytest
 import trio
 
 from triows._live import client_script
-from triows.testing import live_server
 
+from .conftest import Backend
 from .live_apps import live_app
 from .tcp_proxy import tcp_proxy
 
@@ -40,7 +41,7 @@ class Lines:
                 return event
 
 
-async def test_js_client_under_node_resumes_across_drops(tmp_path: Any) -> None:
+async def test_js_client_under_node_resumes_across_drops(backend: Backend, tmp_path: Any) -> None:
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed: scripts/test installs Debian's nodejs (Node 20)")
@@ -51,14 +52,21 @@ async def test_js_client_under_node_resumes_across_drops(tmp_path: Any) -> None:
     assert hub is not None
     count = 40
     async with (
-        live_server(app) as server,
-        tcp_proxy(server.port) as proxy,
+        backend.serve(app) as served,
+        tcp_proxy(served.port) as proxy,
         hub.subscribe("from-node") as from_node,
     ):
-        url = f"ws://127.0.0.1:{proxy.port}/live"
+        env = dict(os.environ)
+        scheme = "ws"
+        if backend.certificate is not None:
+            # Node trusts the native-tls backend's self-signed certificate.
+            env["NODE_EXTRA_CA_CERTS"] = str(backend.certificate[0])
+            scheme = "wss"
+        url = f"{scheme}://127.0.0.1:{proxy.port}/live"
         process = await trio.lowlevel.open_process(
             [node, "--experimental-websocket", NODE_SCRIPT, str(client), url, str(count)],
             stdout=-1,
+            env=env,
         )
         try:
             assert process.stdout is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import attrs
 import pytest
@@ -25,7 +24,7 @@ from triows._serving._handshake import asks_for_websocket, refusal
 from triows._serving._keepalive import Keepalive, PingState
 
 from .conftest import Backend, Served
-from .raw_client import frame, handshake
+from .raw_client import frame, handshake, open_stream
 
 Ended = list[tuple[int | None, str]]
 
@@ -35,15 +34,7 @@ Ended = list[tuple[int | None, str]]
 @asynccontextmanager
 async def _raw(served: Served) -> AsyncIterator[trio.abc.Stream]:
     """A raw stream to the server (TLS when the backend serves wss)."""
-    url = urlsplit(served.url_base)
-    assert url.hostname is not None and url.port is not None
-    tcp = await trio.open_tcp_stream(url.hostname, url.port)
-    stream: trio.abc.Stream = tcp
-    if served.ssl_context is not None:
-        tls = trio.SSLStream(tcp, served.ssl_context, server_hostname=url.hostname)
-        await tls.do_handshake()
-        stream = tls
-    async with stream:
+    async with await open_stream(served) as stream:
         yield stream
 
 
