@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from triows.client import Message, PresenceChange, connect
 from triows.testing import live_server
 
 from .conftest import Backend
-from .live_apps import TIMEOUT, live_app
+from .live_apps import TIMEOUT, Frames, live_app
 from .redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -125,3 +127,34 @@ async def test_a_subscribe_while_redis_is_down_is_retried(
                         pass
                     assert event.data == "back"
         assert ann.connections == 1
+
+
+async def test_a_publish_resent_to_another_server_is_published_once(
+    redis_server: RedisServer,
+) -> None:
+    # The publish ids live in Redis: the resend reaching another process gets the
+    # first publish's position back, and nothing is published twice.
+    first, second = live_app(url=redis_server.url), live_app(url=redis_server.url)
+    publish = {"type": "publish", "topic": "room", "id": "ann-1", "data": "once"}
+    async with live_server(first) as server_a, live_server(second) as server_b:
+        assert first.hub is not None
+        async with first.hub.subscribe("room") as observed:
+            acks = []
+            for server in (server_a, server_b, server_a):
+                async with open_websocket_url(server.url("/live?user=ann")) as ws:
+                    frames = Frames(ws.get_message)
+                    await frames.next()
+                    await ws.send_message(json.dumps(publish))
+                    acks.append(await frames.until(type="ack"))
+            assert [ack.get("duplicate", False) for ack in acks] == [False, True, True]
+            assert len({ack["position"] for ack in acks}) == 1
+            with trio.fail_after(TIMEOUT):
+                assert await observed.receive() == "once"
+            with trio.move_on_after(0.3):
+                pytest.fail(f"published twice: {await observed.receive()!r}")
+        # Another identity's same id is its own publish.
+        async with open_websocket_url(server_b.url("/live?user=bob")) as ws:
+            frames = Frames(ws.get_message)
+            await frames.next()
+            await ws.send_message(json.dumps(publish))
+            assert "duplicate" not in await frames.until(type="ack")
