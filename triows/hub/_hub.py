@@ -24,7 +24,11 @@ DEFAULT_MAX_BUFFER = 100
 
 
 class HubUnavailable(Exception):
-    """``publish()`` could not reach the hub's engine (e.g. Redis is down)."""
+    """The hub's engine (e.g. Redis) could not be reached.
+
+    Raised by ``publish()`` (the message may or may not have been published:
+    see :meth:`Hub.publish`) and by the other calls that must reach the engine.
+    """
 
 
 class Backend(Protocol):
@@ -185,7 +189,10 @@ class Hub:
         within the topic, that ``subscribe(topic, since=position)`` resumes
         after.  Never waits for subscribers.  Raises RuntimeError if the hub is
         not running, HubUnavailable if its engine cannot be reached (a Redis
-        outage: then nothing was published).
+        outage).  After HubUnavailable the message may or may not have been
+        published (the connection can fail after Redis ran the publish): a
+        publisher that retries must tolerate a second copy, or deduplicate by an
+        id of its own, as the live route does with each client publish's ``id``.
         """
         if not self._running:
             raise RuntimeError(
