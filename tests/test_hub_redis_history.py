@@ -7,6 +7,7 @@ import sys
 import textwrap
 from contextlib import suppress
 
+import coredis
 import pytest
 import trio
 
@@ -220,8 +221,6 @@ async def _follow(hub: Hub, topic: str, since: str, got: list[object], gaps: lis
 async def test_a_listener_outage_is_resumed_from_the_history(redis_server: RedisServer) -> None:
     # B's listener loses Redis while A publishes: B's subscriber is told (Lagged)
     # once B is back, and resumes from the Stream: every message exactly once.
-    import coredis
-
     acknowledged: list[int] = []
     got: list[object] = []
     gaps: list[str] = []
@@ -324,3 +323,30 @@ async def _members_when_back(hub: Hub) -> dict[str, object]:
         return await hub.members("room")
     except HubUnavailable:
         return {}
+
+
+async def test_messages_the_stream_lacks_are_never_skipped(redis_server: RedisServer) -> None:
+    # A hub without history shares the Redis (a misconfiguration), then a
+    # topic's Stream is deleted: a resume across either is not recovered.
+    async with Hub(redis_server.url, history=100) as a, Hub(redis_server.url) as b:
+        await _wait_connected(a, b)
+        start = await a.publish("t", 0)
+        await a.publish("other", "x")  # positions count every topic's messages
+        await a.publish("t", 1)
+        async with a.subscribe("t", since=start) as sub:
+            assert sub.recovered and await sub.receive() == 1
+        middle = await a.publish("t", 2)
+        await b.publish("t", 3)  # no Stream entry: only the topic's last offset moves
+        await a.publish("t", 4)
+        async with a.subscribe("t", since=middle) as sub:
+            assert not sub.recovered and len(sub) == 0
+        last = await a.publish("t", 5)
+        async with a.subscribe("t", since=last) as sub:
+            assert sub.recovered and len(sub) == 0
+        before = await a.publish("t", 6)
+        await a.publish("t", 7)
+        raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url)
+        async with raw:
+            assert await raw.delete(["triows:stream:t"]) == 1
+        async with a.subscribe("t", since=before) as sub:
+            assert not sub.recovered

@@ -42,6 +42,7 @@ from ._redis_history import (
     FENCE,
     PUBLISH_SCRIPT,
     START_SCRIPT,
+    last_key,
     parse_start,
     stream_key,
 )
@@ -280,7 +281,7 @@ class RedisBackend:
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 epoch, offset, receivers = await self._publish_script(
-                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic)],
+                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
                     args=[new_epoch(), _channel(topic), payload, self.history],
                 )
         except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
@@ -314,7 +315,7 @@ class RedisBackend:
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 reply = await self._start_script(
-                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic)],
+                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
                     args=[*args, _channel(topic), FENCE + token],
                 )
                 # Every message published before the script is now in the buffer,

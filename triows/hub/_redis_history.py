@@ -7,18 +7,21 @@ Keys (plain Redis keys, next to the ``triows:<topic>`` pub/sub channels):
   a new one, and positions of the old epoch give ``recovered=False``.
 - ``triows:counter``: INCR'd once per publication, whatever the topic; the
   offset of a position.
+- ``triows:last:<topic>``: the offset of the topic's last message (every hub
+  sets it, with or without history).
 - ``triows:stream:<topic>`` (with ``history > 0``): the topic's recent messages,
   each with the Stream id ``<counter>-0`` and fields ``m`` (the payload) and
   ``p`` (the offset of the topic's previous message), trimmed to about
   ``history`` entries (``MAXLEN ~``, the oldest first).  The history covers a
-  position if the oldest entry kept follows it directly: its ``p`` is not
-  after the position.
+  position if the entries after it chain, each ``p`` the offset of the entry
+  before, from the position to the topic's last offset.
 
 ``PUBLISH`` runs inside the same script as ``XADD``: every process sees the
 topic's messages in Stream order, and each live message carries its offset
 (``b"<offset>\\n"`` before the tagged payload), so a subscriber switching from
-replay to live drops what it already replayed.  Every hub sharing a Redis must
-use the same ``history`` setting (a hub with ``history=0`` writes no Stream).
+replay to live drops what it already replayed.  A hub with ``history=0``
+writes no Stream entry but moves the topic's last offset, so a resume across
+its messages is not recovered (rather than silently missing them).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "PUBLISH_SCRIPT",
     "START_SCRIPT",
     "Start",
+    "last_key",
     "parse_start",
     "stream_key",
 ]
@@ -43,8 +47,8 @@ __all__ = [
 EPOCH_KEY = b"triows:epoch"
 COUNTER_KEY = b"triows:counter"
 
-#: KEYS: epoch, counter, stream; ARGV: candidate epoch, channel, payload, history.
-#: Returns {epoch, offset, receivers}.
+#: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, channel, payload,
+#: history.  Returns {epoch, offset, receivers}.
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -52,12 +56,9 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch)
 end
 local offset = redis.call('INCR', KEYS[2])
+local previous = redis.call('GET', KEYS[4]) or '0'
+redis.call('SET', KEYS[4], offset)
 if ARGV[4] ~= '0' then
-  local previous = '0'
-  local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-  if #last > 0 then
-    previous = string.match(last[1][1], '^(%d+)')
-  end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3], 'p', previous)
 end
 local receivers = redis.call('PUBLISH', ARGV[2], offset .. '\\n' .. ARGV[3])
@@ -74,10 +75,13 @@ end
 return epoch
 """
 
-#: KEYS: epoch, counter, stream; ARGV: candidate epoch, since's epoch ('' for
-#: no since), since's offset, history, channel, fence.  Returns {epoch, head,
-#: recovered, entries}, then publishes the fence on the topic's channel: once
-#: the listener sees it, every message published before the script is buffered.
+#: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, since's epoch
+#: ('' for no since), since's offset, history, channel, fence.  Returns {epoch,
+#: head, recovered, entries}, then publishes the fence on the topic's channel:
+#: once the listener sees it, every message published before the script is
+#: buffered.  Recovered only if the entries after since chain, by their ``p``,
+#: from since (or before it) to the topic's last offset: a message the Stream lacks (trimmed,
+#: published by a hub without history, a deleted Stream) is never skipped.
 START_SCRIPT = """
 local function start()
   local epoch = redis.call('GET', KEYS[1])
@@ -93,20 +97,28 @@ local function start()
   if ARGV[2] ~= epoch or after > head then
     return {epoch, head, 0, {}}
   end
-  if after == head then
+  local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if after >= last then
     return {epoch, head, 1, {}}
   end
   if ARGV[4] == '0' then
     return {epoch, head, 0, {}}
   end
-  if redis.call('EXISTS', KEYS[3]) == 0 then
-    return {epoch, head, 1, {}}
+  local entries = redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-0', '+')
+  -- Positions count every topic's messages: the first entry's predecessor in
+  -- this topic may be before since, never after it; the others chain exactly.
+  local previous = nil
+  for _, entry in ipairs(entries) do
+    local p = tonumber(entry[2][4])
+    if (previous == nil and p > after) or (previous ~= nil and p ~= previous) then
+      return {epoch, head, 0, {}}
+    end
+    previous = tonumber(string.match(entry[1], '^(%d+)'))
   end
-  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
-  if #first > 0 and after < tonumber(first[1][2][4]) then
+  if previous ~= last then
     return {epoch, head, 0, {}}
   end
-  return {epoch, head, 1, redis.call('XRANGE', KEYS[3], '(' .. ARGV[3] .. '-0', '+')}
+  return {epoch, head, 1, entries}
 end
 local result = start()
 redis.call('PUBLISH', ARGV[5], ARGV[6])
@@ -119,6 +131,10 @@ FENCE = b"fence:"
 
 def stream_key(topic: str) -> bytes:
     return b"triows:stream:" + topic.encode()
+
+
+def last_key(topic: str) -> bytes:
+    return b"triows:last:" + topic.encode()
 
 
 @attrs.frozen
