@@ -6,12 +6,14 @@ is served through the core's Transport seam (``triows._connection._transport``):
 each connection is a :class:`~triows._native._connection.NativeConnection`
 handed to ``App.serve_websocket``, no ASGI scope or event in between.
 
-* A **reader task** per connection (started once the handshake is accepted)
-  reads the socket, feeds websockets' sans-I/O ``ServerProtocol`` and puts
-  complete messages into a small bounded inbox: a view that stops reading
-  stops the reader (backpressure).  It answers pings, echoes the client's
-  close, and reports the client's departure through the core's callback as
-  soon as it sees it.
+* The **view's own receive()** reads the socket while it waits (plain TCP);
+  a **reader task** takes over once the view stays away from ``receive()``
+  (``_reading``; under TLS from the handshake on).  Either feeds websockets'
+  sans-I/O ``ServerProtocol`` (whole data frames through a fast path) and
+  puts complete messages into a small bounded inbox: a view that stops
+  reading stops the reader (backpressure).  Pings are answered, the client's
+  close echoed, and the client's departure reported through the core's
+  callback as soon as it is seen.
 * The **writer** (``_writer``) serializes writes with a flag, not a lock, and
   writes a batch of messages in one ``socket.send``.  A server frame is never
   masked, so on a connection without permessage-deflate one frame serves every

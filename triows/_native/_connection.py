@@ -2,12 +2,15 @@
 
 The connection owns two things (see ``triows._connection._transport``):
 
-* its **reader task**, started once the handshake is accepted: it reads the
-  socket, feeds websockets' sans-I/O protocol, puts each complete message into
-  a small bounded :class:`~triows._serving._inbox.Inbox` (a view that stops
-  reading stops the reader: backpressure), writes pongs and the echo of a close
-  frame, and reports the client's departure through the core's callback as
-  soon as it sees it (close frame, EOF, a protocol failure);
+* its **read side** (:class:`~triows._native._reading.Reading`): on plain TCP
+  the view's own ``receive()`` reads the socket while it waits, and a reader
+  task takes over once the view stays away from ``receive()`` (from the
+  handshake on under TLS); either feeds websockets' sans-I/O protocol, puts
+  each complete message into a small bounded
+  :class:`~triows._serving._inbox.Inbox` (a view that stops reading stops the
+  reader: backpressure), writes pongs and the echo of a close frame, and
+  reports the client's departure through the core's callback as soon as it
+  sees it (close frame, EOF, a protocol failure);
 * its **writer** (:class:`~triows._native._writer._Writer`): ``send`` frames a
   batch into one write, ``send_now`` writes it without yielding when the
   writer is idle.  A server frame is never masked, so without
@@ -17,7 +20,6 @@ The connection owns two things (see ``triows._connection._transport``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -27,13 +29,13 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import OPEN
 
 from .._connection._transport import ClientGone, DepartureCallback, HandshakeRequest, RawHeaders
-from .._serving._inbox import Inbox
 from .._serving._keepalive import CLOSE_BUDGET, TIMEOUT_CLOSE, TIMEOUT_DEPARTURE, PingState
 from .._serving._logs import logger
 from ._http import _reason
 from ._protocol import _ServerProtocol
+from ._reading import Reading
 from ._tls import TLSSocket
-from ._writer import RECV_SIZE, _Writer
+from ._writer import RECV_SIZE
 
 if TYPE_CHECKING:
     from .._connection._frames import Prepared
@@ -49,32 +51,10 @@ LINGER_TIMEOUT: Final = 2.0
 LINGER_QUIET: Final = 0.05
 
 
-class NativeConnection:
-    """One WebSocket connection on a socket, as a Transport."""
+class NativeConnection(Reading):
+    """One WebSocket connection on a socket, as a Transport (its read side: ``Reading``)."""
 
-    __slots__ = (
-        "_callback",
-        "_drained",
-        "_early",
-        "_eof",
-        "_gone",
-        "_idle",
-        "_inbox",
-        "_nursery",
-        "_reader_done",
-        "_refused",
-        "_response",
-        "_stopped",
-        "_waiting",
-        "ping_state",
-        "plain",
-        "protocol",
-        "request",
-        "server",
-        "sock",
-        "target",
-        "writer",
-    )
+    __slots__ = ("_refused", "_response", "ping_state", "request", "target")
 
     def __init__(
         self,
@@ -88,37 +68,15 @@ class NativeConnection:
         early: bytes = b"",
         plain: bool = True,
     ) -> None:
-        self.server = server
-        self.sock = sock
-        #: Plain TCP (not TLS): the raw-socket fast paths apply.
-        self.plain = plain
-        self.protocol = protocol
+        super().__init__(server, sock, protocol, early=early, plain=plain, inbox_size=INBOX_SIZE)
         self.request = request
         #: The request-target as sent, for the access log.
         self.target = target
-        self.writer = _Writer(sock)
-        #: What the client sent after its request head: frames, parsed once accepted.
-        self._early = early
         self._response: WSResponse | None = response  # the 101, until answered
-        self._inbox: Inbox[str | bytes] = Inbox(INBOX_SIZE)
-        self._gone: ClientGone | None = None
-        self._callback: DepartureCallback | None = None
-        self._nursery: trio.Nursery | None = None
-        #: The reader's current wait, cancelled by stop_reading().
-        self._waiting: trio.CancelScope | None = None
-        self._reader_done: trio.Event | None = None
-        self._stopped = False
-        #: Whether the reader waits (for the socket, or for room in the inbox).
-        self._idle = False
         #: Keepalive bookkeeping, the server's Keepalive's (triows._serving._keepalive).
         self.ping_state = PingState()
         protocol.on_pong = self._pong
-        self._eof = False
         self._refused = False
-        #: Whether the last read returned less than asked: the socket is empty.
-        #: True at first: the handshake read everything the client had sent, and an
-        #: idle connection then waits in wait_readable (fewer syscalls than recv).
-        self._drained = True
 
     # -- the Transport protocol ---------------------------------------------------------
 
@@ -128,12 +86,6 @@ class NativeConnection:
         if gone is not None:
             self._callback = None
             callback(gone.code, gone.reason)
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await self._inbox.get()
-        except trio.EndOfChannel:
-            raise self._departure() from None
 
     async def send(self, messages: Sequence[Prepared]) -> None:
         if self._gone is not None or self.protocol.state is not OPEN or self.writer.dead:
@@ -164,15 +116,18 @@ class NativeConnection:
         for name, value in headers:
             response.headers[name.decode("latin-1")] = value.decode("latin-1")
         self.protocol.send_response(response)
-        await self._flush_protocol()
+        await self.flush_protocol()
         if self.writer.dead:
             self._left(1006, "")
             raise self._departure()
         self.server.opened(self)
         self.server.log_access(self, 101)
-        if self._nursery is not None:
-            self._reader_done = trio.Event()
-            self._nursery.start_soon(self._read)
+        if self._direct:
+            # The view reads the socket itself while in receive(); a reader task
+            # starts if it stays away (triows._native._reading).
+            self.server.away_views.away[self] = self.server.away_views.sweep
+        else:
+            self.start_reader()
 
     async def refuse(self, status: int, headers: RawHeaders, body: bytes) -> None:
         if self._response is None:
@@ -186,135 +141,22 @@ class NativeConnection:
             response_headers["Content-Length"] = str(len(body))
         response_headers["Connection"] = "close"
         self.protocol.send_response(WSResponse(status, _reason(status), response_headers, body))
-        await self._flush_protocol()
+        await self.flush_protocol()
         self.server.log_access(self, status)
 
     async def close(self, code: int, reason: str) -> None:
         protocol = self.protocol
         if protocol.state is OPEN and not self.writer.dead:
             protocol.send_close(code, reason)
-            await self._flush_protocol()
+            await self.flush_protocol()
         else:
             await trio.lowlevel.checkpoint()
 
-    # -- the departure ------------------------------------------------------------------
-
-    def _left(self, code: int, reason: str) -> None:
-        """The client has gone: tell the core (once) and end the inbox."""
-        if self._gone is not None:
-            return
-        self._gone = ClientGone(code, reason)
-        self.server.forget(self)
-        self._inbox.close()
-        callback, self._callback = self._callback, None
-        if callback is not None:
-            callback(code, reason)
-
-    def _departure(self) -> ClientGone:
-        gone = self._gone
-        return ClientGone() if gone is None else ClientGone(gone.code, gone.reason)
-
-    # -- the reader task ----------------------------------------------------------------
+    # -- where the reader runs ------------------------------------------------------------
 
     def start(self, nursery: trio.Nursery) -> None:
-        """Where the reader (started on accept) and write_now()'s flushes run."""
+        """Where the reader task and write_now()'s flushes run."""
         self._nursery = nursery
-
-    def stop_reading(self) -> None:
-        """The view is done: the reader stops at its next wait (see :meth:`finish`)."""
-        self._stopped = True
-        if self._waiting is not None and self._idle:
-            # Only while the reader waits: a write it has begun (a pong, the echo
-            # of a close frame) is never cut, which would break a TLS stream.
-            self._waiting.cancel()
-
-    async def _read(self) -> None:
-        try:
-            # One cancel scope for the reader's whole life (stop_reading() cancels
-            # it), none per read or per message.
-            with trio.CancelScope() as self._waiting:
-                if self._stopped:
-                    return
-                # Frames that came with the handshake first.
-                if self._early:
-                    self.protocol.receive_data(self._early)
-                    self._early = b""
-                await self._deliver()
-                while self._gone is None and not self._eof and not self._stopped:
-                    self._idle = True
-                    data = await self._recv()
-                    self._idle = False
-                    if data is None:
-                        continue  # nothing to read after all
-                    if data:
-                        self.protocol.receive_frames(data)
-                    else:
-                        self._eof = True
-                        self.protocol.receive_eof()
-                    await self._deliver()
-        finally:
-            self._waiting = None
-            self._inbox.close()
-            if self._reader_done is not None:
-                self._reader_done.set()
-
-    async def _recv(self) -> bytes | None:
-        """The next bytes from the socket (``b""`` at its end), None if there were none."""
-        sock = self.sock
-        try:
-            if self._drained and self.plain:
-                # The last read emptied the socket: wait for data first, then
-                # read it, instead of a read that fails with EAGAIN first (one
-                # syscall less per message; still one checkpoint).
-                await trio.lowlevel.wait_readable(sock)
-                try:
-                    data = os.read(sock.fileno(), RECV_SIZE)
-                except BlockingIOError:
-                    return None
-            else:
-                data = await sock.recv(RECV_SIZE)
-        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
-            data = b""
-        self._drained = len(data) < RECV_SIZE
-        return data
-
-    async def _deliver(self) -> None:
-        """Hand what the protocol parsed to the view; write what it answered."""
-        protocol = self.protocol
-        messages = protocol.take_messages()
-        ended = None if protocol.state is OPEN else protocol.departure(self._eof)
-        if ended is not None:
-            # Nothing follows the departure: the last messages go in past the
-            # inbox's capacity (at most one read's worth), then the departure.
-            for message in messages:
-                self._inbox.put_nowait(message)
-            messages = []
-            self._left(*ended)
-        if protocol.writes:  # pongs, the echo of a close frame, a 1009 close
-            await self._flush_protocol()  # not cancelled by stop_reading (see there)
-        self._idle = True
-        for message in messages:
-            await self._inbox.put(message)
-        self._idle = False
-
-    async def _flush_protocol(self) -> None:
-        """Write what the protocol produced; a trailing EOF half-closes the socket."""
-        chunks = self.protocol.data_to_send()
-        eof = chunks[-1] == b"" if chunks else False
-        data = b"".join(chunks)
-        try:
-            if data:
-                await self.writer.write(data)
-            if eof and self.plain:
-                # Our bytes may be queued behind another task's write (the view
-                # echoing a message): half-close only once they are on the wire,
-                # or the client never sees our close frame.
-                await self.writer.drain()
-                self.sock.shutdown(trio.socket.SHUT_WR)
-        except ClientGone:
-            self._left(1006, "")
-        except OSError:
-            pass  # shutdown() on a socket the peer already reset
 
     # -- keepalive and the end ----------------------------------------------------------
 
@@ -326,7 +168,7 @@ class NativeConnection:
         """Send a keepalive ping (a short task of the server's Keepalive)."""
         if self.protocol.state is OPEN and not self.writer.dead:
             self.protocol.send_ping(payload)
-            await self._flush_protocol()
+            await self.flush_protocol()
 
     async def drop_silent_client(self) -> None:
         """No pong in time: tell the view 1006, send 1011 (within a budget), drop the socket."""
@@ -335,7 +177,7 @@ class NativeConnection:
         if self.protocol.state is OPEN and not self.writer.dead:
             self.protocol.fail(*TIMEOUT_CLOSE)  # behind a stuck write, it never goes out
             with trio.move_on_after(CLOSE_BUDGET):
-                await self._flush_protocol()
+                await self.flush_protocol()
         self.writer.dead = True
         self.stop_reading()
         if isinstance(self.sock, TLSSocket):
@@ -362,7 +204,11 @@ class NativeConnection:
                     return
                 if self._reader_done is not None:
                     await self._reader_done.wait()
-                await self.writer.flush()
+                if self.protocol.writes:
+                    # The echo of a close frame the view itself read (its task
+                    # may not have run yet).
+                    await self.flush_protocol()
+                await self.writer.drain()
                 await self._linger()
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
             pass

@@ -25,6 +25,7 @@ from ._http import (
     wants_websocket,
 )
 from ._protocol import handshake
+from ._reading import AwayViews
 from ._reaper import Served, reap
 from ._tls import TLSSocket, server_context
 
@@ -62,6 +63,8 @@ class _NativeServer:
         self.port = 0
         #: One task pings every open WebSocket (triows._serving._keepalive).
         self.keepalive = None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
+        #: Views away from receive(): each gets a reader task (triows._native._reading).
+        self.away_views = AwayViews()
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
         #: Every connection served, by socket, until it ends (see ``_reaper``).
@@ -278,6 +281,7 @@ class _NativeServer:
                     async with trio.open_nursery() as services:
                         if self.ping_interval is not None:
                             services.start_soon(self._keepalive, connections, self.ping_interval)
+                        services.start_soon(self.away_views.run)
                         accept = accept_until_cancelled
                         services.start_soon(
                             accept, self.handle, listeners, connections, self.accepting

@@ -120,6 +120,21 @@ class _Writer:
             nursery.start_soon(self._flush_quietly)
         return True
 
+    def write_soon(self, data: bytes, nursery: trio.Nursery) -> None:
+        """Write ``data`` after everything written before it, without yielding.
+
+        At once if the writer is idle (:meth:`write_now`); else queued behind the
+        write under way (which writes it), or flushed by a task started in
+        ``nursery``.  Nothing if the connection is dead.  Unbounded: the caller
+        waits (:meth:`drain`) once :attr:`pending_bytes` passes WRITE_HIGH_WATER.
+        """
+        if self.dead or self.write_now(data, nursery):
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if not self._writing:
+            nursery.start_soon(self._flush_quietly)
+
     async def _flush_quietly(self) -> None:
         # ClientGone: the connection's own tasks see the departure.
         with contextlib.suppress(ClientGone):

@@ -87,6 +87,12 @@ class Inbox(Generic[T]):
         self._wake_putter()
         return item
 
+    def get_nowait(self) -> T:
+        """The next item, without a checkpoint (the caller just made one); IndexError if empty."""
+        item = self._items.pop(0)
+        self._wake_putter()
+        return item
+
     def _wake_putter(self) -> None:
         putter, self._putter = self._putter, None
         if putter is not None:

@@ -1,0 +1,351 @@
+"""Who reads a native connection's socket: the view itself, or a reader task.
+
+On plain TCP, a view waiting in ``receive()`` with nothing in its inbox reads
+the socket itself (:meth:`Reading.receive`): one task, no switch from a reader
+to the view per message, and no reader task at all for a connection whose view
+sits in ``receive()`` (the idle case).  Somebody must still read while the view
+does something else (waits on a hub subscription, a timer, a database), or a
+departure, a ping or a close frame would go unseen: the server's one
+:class:`AwayViews` task looks every ``AWAY_SWEEP`` seconds at the connections
+whose view left ``receive()``, and starts the reader task (:meth:`Reading.read`)
+for each one away since before its last look.  The reader then reads for the
+rest of the connection's life, as it does from the handshake on under TLS.
+Either way the same :meth:`Reading.consume` turns bytes into messages in the
+inbox, the departure, and the protocol's answers (pongs, the echo of a close).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Final
+
+import trio
+from websockets.protocol import OPEN
+
+from .._connection._transport import ClientGone, DepartureCallback
+from .._serving._inbox import Inbox
+from ._writer import RECV_SIZE, WRITE_HIGH_WATER, _Writer
+
+if TYPE_CHECKING:
+    from ._protocol import _ServerProtocol
+    from ._server import _NativeServer
+
+__all__ = ["AWAY_SWEEP", "AwayViews", "Reading"]
+
+#: How often the server looks for views away from ``receive()``: a view away for
+#: between one and two sweeps gets a reader task.
+AWAY_SWEEP: Final = 0.05
+
+
+class AwayViews:
+    """The connections whose view is away from ``receive()``, and since which sweep."""
+
+    __slots__ = ("away", "sweep")
+
+    def __init__(self) -> None:
+        self.away: dict[Reading, int] = {}
+        self.sweep = 0
+
+    async def run(self) -> None:
+        """Start a reader for each view away for a whole sweep; forever (cancel it)."""
+        away = self.away
+        while True:
+            await trio.sleep(AWAY_SWEEP)
+            self.sweep += 1
+            since = self.sweep - 1
+            for conn in [c for c, mark in away.items() if mark < since]:
+                del away[conn]
+                conn.start_reader()
+
+
+class Reading:
+    """The read side of a native connection: the inbox, the departure, who reads."""
+
+    __slots__ = (
+        "_callback",
+        "_direct",
+        "_drained",
+        "_early",
+        "_eof",
+        "_gone",
+        "_idle",
+        "_inbox",
+        "_nursery",
+        "_reader_done",
+        "_receiving",
+        "_stopped",
+        "_waiting",
+        "plain",
+        "protocol",
+        "server",
+        "sock",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        server: _NativeServer,
+        sock: trio.socket.SocketType,
+        protocol: _ServerProtocol,
+        *,
+        early: bytes,
+        plain: bool,
+        inbox_size: int,
+    ) -> None:
+        self.server = server
+        self.sock = sock
+        #: Plain TCP (not TLS): the raw-socket fast paths apply.
+        self.plain = plain
+        self.protocol = protocol
+        self.writer = _Writer(sock)
+        #: What the client sent after its request head: frames, parsed once accepted.
+        self._early = early
+        self._inbox: Inbox[str | bytes] = Inbox(inbox_size)
+        self._gone: ClientGone | None = None
+        self._callback: DepartureCallback | None = None
+        self._nursery: trio.Nursery | None = None
+        #: Whether receive() reads the socket itself (plain TCP, no reader task yet).
+        self._direct = plain
+        #: How many tasks are inside receive().
+        self._receiving = 0
+        #: The reader task's current wait, cancelled by stop_reading().
+        self._waiting: trio.CancelScope | None = None
+        self._reader_done: trio.Event | None = None
+        self._stopped = False
+        #: Whether the reader task waits (for the socket, or for room in the inbox).
+        self._idle = False
+        self._eof = False
+        #: Whether the last read returned less than asked: the socket is empty.
+        #: True at first: the handshake read everything the client had sent, and an
+        #: idle connection then waits in wait_readable (fewer syscalls than recv).
+        self._drained = True
+
+    # -- receiving --------------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        """The next message; ClientGone once the client left and its messages are read.
+
+        Cancel-safe: the only checkpoint before a message is taken is the wait for
+        the socket (or the inbox), which reads nothing.
+        """
+        inbox = self._inbox
+        if self._direct and not inbox and self._receiving == 0:
+            return await self._read_for_view()
+        self._receiving += 1
+        try:
+            return await inbox.get()
+        except trio.EndOfChannel:
+            raise self._departure() from None
+        finally:
+            self._receiving -= 1
+            if self._receiving == 0 and self._direct:
+                self.server.away_views.away[self] = self.server.away_views.sweep
+
+    async def _read_for_view(self) -> str | bytes:
+        """The view reads the socket itself, until a message (or the departure) is in."""
+        away = self.server.away_views
+        away.away.pop(self, None)
+        inbox = self._inbox
+        self._receiving += 1
+        try:
+            if self._early:
+                early, self._early = self._early, b""
+                self.consume(early)
+            waited = False
+            while not inbox and self._gone is None and not self._eof:
+                data = await self._recv()  # the checkpoint
+                waited = True
+                if data is not None:
+                    self.consume(data)
+                    if self.writer.pending_bytes > WRITE_HIGH_WATER:
+                        # Answers (pongs) the client does not read: read no more
+                        # until they are written (the messages are in the inbox).
+                        await self.writer.drain()
+            if self._eof and self._gone is None:
+                self._left(1006, "")  # (the protocol reports every end; never wait)
+            if inbox and waited:
+                return inbox.get_nowait()
+            return await inbox.get()  # a checkpoint, then a message or EndOfChannel
+        except trio.EndOfChannel:
+            raise self._departure() from None
+        finally:
+            self._receiving -= 1
+            if self._receiving == 0 and self._direct:
+                away.away[self] = away.sweep
+
+    def consume(self, data: bytes) -> None:
+        """Feed what the socket gave (``b""``: its end) to the protocol, without
+        yielding: messages into the inbox (past its capacity: at most one read's
+        worth), the departure, and the protocol's answers to a task of their own."""
+        protocol = self.protocol
+        if data:
+            protocol.receive_frames(data)
+        else:
+            self._eof = True
+            protocol.receive_eof()
+        inbox = self._inbox
+        for message in protocol.take_messages():
+            inbox.put_nowait(message)
+        if protocol.state is not OPEN:
+            ended = protocol.departure(self._eof)
+            if ended is not None:
+                self._left(*ended)
+        if protocol.writes and self._nursery is not None:
+            self._answer(self._nursery)
+
+    def _answer(self, nursery: trio.Nursery) -> None:
+        """Write the protocol's answers (a pong, the echo of a close frame, a 1009
+        close) without yielding, before anything the view sends next; a trailing
+        EOF half-closes the socket once they are on the wire."""
+        chunks = self.protocol.data_to_send()
+        eof = chunks[-1] == b"" if chunks else False
+        writer = self.writer
+        writer.write_soon(b"".join(chunks), nursery)
+        if eof:
+            if writer.idle:
+                self._half_close()
+            else:
+                nursery.start_soon(self._half_close_after_writes)
+
+    async def _half_close_after_writes(self) -> None:
+        try:
+            await self.writer.drain()
+        except ClientGone:
+            self._left(1006, "")
+            return
+        self._half_close()
+
+    def _half_close(self) -> None:
+        with contextlib.suppress(OSError):  # a socket the peer already reset
+            self.sock.shutdown(trio.socket.SHUT_WR)
+
+    # -- the reader task ----------------------------------------------------------------
+
+    def start_reader(self) -> None:
+        """From now on a reader task reads the socket (the view is away, or TLS)."""
+        if self._direct:
+            self._direct = False
+            if self._gone is not None or self._stopped or self._nursery is None:
+                return
+        elif self._reader_done is not None or self._nursery is None:
+            return
+        self._reader_done = trio.Event()
+        self._nursery.start_soon(self.read)
+
+    def stop_reading(self) -> None:
+        """The view is done: no more direct reads, and the reader stops at its next wait."""
+        self._stopped = True
+        if self._direct:
+            self._direct = False
+            self.server.away_views.away.pop(self, None)
+        if self._waiting is not None and self._idle:
+            # Only while the reader waits: a write it has begun (a pong, the echo
+            # of a close frame) is never cut, which would break a TLS stream.
+            self._waiting.cancel()
+
+    async def read(self) -> None:
+        """The reader task: read until the client leaves or stop_reading()."""
+        try:
+            # One cancel scope for the reader's whole life (stop_reading() cancels
+            # it), none per read or per message.
+            with trio.CancelScope() as self._waiting:
+                if self._stopped:
+                    return
+                # Frames that came with the handshake first.
+                if self._early:
+                    self.protocol.receive_data(self._early)
+                    self._early = b""
+                await self._deliver()
+                while self._gone is None and not self._eof and not self._stopped:
+                    self._idle = True
+                    data = await self._recv()
+                    self._idle = False
+                    if data is None:
+                        continue  # nothing to read after all
+                    if data:
+                        self.protocol.receive_frames(data)
+                    else:
+                        self._eof = True
+                        self.protocol.receive_eof()
+                    await self._deliver()
+        finally:
+            self._waiting = None
+            self._inbox.close()
+            if self._reader_done is not None:
+                self._reader_done.set()
+
+    async def _recv(self) -> bytes | None:
+        """The next bytes from the socket (``b""`` at its end), None if there were none."""
+        sock = self.sock
+        try:
+            if self._drained and self.plain:
+                # The last read emptied the socket: wait for data first, then
+                # read it, instead of a read that fails with EAGAIN first (one
+                # syscall less per message; still one checkpoint).
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = os.read(sock.fileno(), RECV_SIZE)
+                except BlockingIOError:
+                    return None
+            else:
+                data = await sock.recv(RECV_SIZE)
+        except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+            data = b""
+        self._drained = len(data) < RECV_SIZE
+        return data
+
+    async def _deliver(self) -> None:
+        """Hand what the protocol parsed to the view; write what it answered."""
+        protocol = self.protocol
+        messages = protocol.take_messages()
+        ended = None if protocol.state is OPEN else protocol.departure(self._eof)
+        if ended is not None:
+            # Nothing follows the departure: the last messages go in past the
+            # inbox's capacity (at most one read's worth), then the departure.
+            for message in messages:
+                self._inbox.put_nowait(message)
+            messages = []
+            self._left(*ended)
+        if protocol.writes:  # pongs, the echo of a close frame, a 1009 close
+            await self.flush_protocol()  # not cancelled by stop_reading (see there)
+        self._idle = True
+        for message in messages:
+            await self._inbox.put(message)
+        self._idle = False
+
+    async def flush_protocol(self) -> None:
+        """Write what the protocol produced; a trailing EOF half-closes the socket."""
+        chunks = self.protocol.data_to_send()
+        eof = chunks[-1] == b"" if chunks else False
+        data = b"".join(chunks)
+        try:
+            if data:
+                await self.writer.write(data)
+            if eof and self.plain:
+                # Our bytes may be queued behind another task's write (the view
+                # echoing a message): half-close only once they are on the wire,
+                # or the client never sees our close frame.
+                await self.writer.drain()
+                self.sock.shutdown(trio.socket.SHUT_WR)
+        except ClientGone:
+            self._left(1006, "")
+        except OSError:
+            pass  # shutdown() on a socket the peer already reset
+
+    # -- the departure ------------------------------------------------------------------
+
+    def _left(self, code: int, reason: str) -> None:
+        """The client has gone: tell the core (once) and end the inbox."""
+        if self._gone is not None:
+            return
+        self._gone = ClientGone(code, reason)
+        self.server.forget(self)  # type: ignore[arg-type]  # a NativeConnection
+        self._inbox.close()
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(code, reason)
+
+    def _departure(self) -> ClientGone:
+        gone = self._gone
+        return ClientGone() if gone is None else ClientGone(gone.code, gone.reason)
