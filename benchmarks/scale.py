@@ -53,8 +53,14 @@ DEFAULT_COUNTS = "2000,5000,10000,19900"
 PER_CLIENT_PROCESS = 5000
 #: Source addresses per client process: 127.0.0.<2 + k>.
 SOURCES_PER_PROCESS = 2
+#: Handshakes in flight at once, over all the client processes: more only
+#: queues them in the server's backlog (100,000 connections with 4,000 in flight
+#: on a busy 2-core machine: thousands of handshakes timed out).
+IN_FLIGHT = 800  # (and at most 200 per client process)
 STARTUP_TIMEOUT = 60.0
-OPEN_TIMEOUT = 600.0  # opening every connection
+#: Opening every connection: at least this long, and 1 s per 100 connections
+#: (a busy 2-core machine opened 100,000 at about 200 per second).
+OPEN_TIMEOUT = 600.0
 DELIVERY_TIMEOUT = 60.0  # the broadcast reaching every client
 WARMUP_CONNECTIONS = 50
 
@@ -132,11 +138,13 @@ def total(measure: object, pids: Sequence[int]) -> float:
 
 
 @contextlib.contextmanager
-def serve(workers: int, redis_url: str | None, log: Path) -> Iterator[tuple[int, list[int]]]:
-    """``triows run benchmarks.scale_app:app``; yields (port, server pids)."""
+def serve(
+    workers: int, redis_url: str | None, log: Path, options: Sequence[str]
+) -> Iterator[tuple[int, list[int]]]:
+    """``triows run benchmarks.scale_app:app [options]``; yields (port, server pids)."""
     port = free_port()
     command = [sys.executable, "-m", "triows", "run", "benchmarks.scale_app:app"]
-    command += ["--port", str(port), "--backlog", "4096"]
+    command += ["--port", str(port), "--backlog", "4096", *options]
     if workers > 1:
         command += ["--workers", str(workers)]
     env = dict(os.environ, TRIOWS_SCALE_REDIS=redis_url or "")
@@ -170,7 +178,7 @@ def serve(workers: int, redis_url: str | None, log: Path) -> Iterator[tuple[int,
 class ClientProcess:
     """One :mod:`benchmarks.idle_clients` process."""
 
-    def __init__(self, port: int, count: int, sources: Sequence[int]) -> None:
+    def __init__(self, port: int, count: int, sources: Sequence[int], concurrency: int) -> None:
         self.count = count
         self.process = subprocess.Popen(
             [
@@ -183,6 +191,8 @@ class ClientProcess:
                 str(count),
                 "--sources",
                 ",".join(map(str, sources)),
+                "--concurrency",
+                str(concurrency),
                 "--greeting",
             ],
             cwd=ROOT,
@@ -217,15 +227,23 @@ def open_clients(port: int, connections: int) -> list[ClientProcess]:
     for k in range(processes):
         count = connections // processes + (1 if k < connections % processes else 0)
         first = 2 + k * SOURCES_PER_PROCESS
-        clients.append(ClientProcess(port, count, range(first, first + SOURCES_PER_PROCESS)))
+        sources = range(first, first + SOURCES_PER_PROCESS)
+        concurrency = min(200, max(10, IN_FLIGHT // processes))
+        clients.append(ClientProcess(port, count, sources, concurrency))
     return clients
 
 
-def measure(connections: int, workers: int = 1, redis_url: str | None = None) -> Result:
-    """One run: open ``connections``, broadcast once, close."""
+def measure(
+    connections: int,
+    workers: int = 1,
+    redis_url: str | None = None,
+    options: Sequence[str] = (),
+) -> Result:
+    """One run: open ``connections``, broadcast once, close (``options``: more
+    ``triows run`` options)."""
     RESULTS.joinpath("logs").mkdir(parents=True, exist_ok=True)
     log = RESULTS / "logs" / f"scale-{connections}-{workers}.log"
-    with serve(workers, redis_url, log) as (port, pids):
+    with serve(workers, redis_url, log, options) as (port, pids):
         warmup = open_clients(port, WARMUP_CONNECTIONS)
         try:
             for client in warmup:
@@ -240,7 +258,8 @@ def measure(connections: int, workers: int = 1, redis_url: str | None = None) ->
         started = time.monotonic()
         clients = open_clients(port, connections)
         try:
-            opened = sum(int(c.expect("OPEN", OPEN_TIMEOUT)[1]) for c in clients)
+            budget = max(OPEN_TIMEOUT, connections / 100)
+            opened = sum(int(c.expect("OPEN", budget)[1]) for c in clients)
             open_seconds = time.monotonic() - started
             time.sleep(1.0)
             loaded = int(total(rss_kib, pids))
@@ -346,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", default=DEFAULT_COUNTS, help="comma-separated counts")
     parser.add_argument("--workers", type=int, default=1, help="server processes (triows run)")
     parser.add_argument("--redis", action="store_true", help="a Redis hub (private redis-server)")
+    parser.add_argument(
+        "--ping-interval",
+        help="the server's --ping-interval (default triows run's: 20 s; 0: no keepalive)",
+    )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write the plot (PNG) here")
     args = parser.parse_args(argv)
@@ -360,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     try:
         for count in counts:
-            result = measure(count, args.workers, redis_url)
+            options = [] if args.ping_interval is None else ["--ping-interval", args.ping_interval]
+            result = measure(count, args.workers, redis_url, options)
             results.append(result)
             print(table([result]).splitlines()[-1], flush=True)
     finally:
