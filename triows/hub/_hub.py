@@ -16,6 +16,7 @@ from ._positions import parse_position
 from ._presence import PresenceChanges
 from ._stats import HubStats
 from ._subscription import OverflowPolicy, Subscription
+from ._traces import delivery_span, publish_span
 
 __all__ = ["Backend", "Hub", "HubUnavailable"]
 
@@ -198,7 +199,13 @@ class Hub:
             raise RuntimeError(
                 "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
             )
-        position = await self._backend.publish(topic, message)
+        span = publish_span(topic)
+        if span is None:
+            position = await self._backend.publish(topic, message)
+        else:
+            with span as current:
+                position = await self._backend.publish(topic, message)
+                current.set_attribute("messaging.message.id", position)
         self.stats.published += 1
         return position
 
@@ -334,7 +341,9 @@ class Hub:
         """
         return list(self._topics)
 
-    async def deliver(self, topic: str, message: Any, position: str | None = None) -> None:
+    async def deliver(
+        self, topic: str, message: Any, position: str | None = None, trace: str | None = None
+    ) -> None:
         """Hand ``message`` at ``position`` to this process's subscribers of ``topic``.
 
         Never waits for a subscriber.  For backends, not applications (publish
@@ -351,12 +360,20 @@ class Hub:
         shielded from cancellation (nobody misses a message because its
         publisher was cancelled) and deliveries to one topic take turns, so
         each subscriber still gets them in order.
+
+        ``trace``: the publish's W3C ``traceparent`` when the message came from
+        another process (the delivery's span joins the publish's trace).
         """
         subscribers = self._topics.get(topic)
         if subscribers:
             # One Broadcast per delivery: every subscriber shares its encoding and frame.
-            await self._delivery.fan_out(topic, Broadcast(message, position))
+            await self.fan_out(topic, Broadcast(message, position), trace)
 
-    async def fan_out(self, topic: str, shared: Broadcast) -> None:
+    async def fan_out(self, topic: str, shared: Broadcast, trace: str | None = None) -> None:
         """:meth:`deliver` for a backend that built the Broadcast (to keep it too)."""
-        await self._delivery.fan_out(topic, shared)
+        span = delivery_span(topic, self.subscriber_count(topic), trace)
+        if span is None:
+            await self._delivery.fan_out(topic, shared)
+            return
+        with span:
+            await self._delivery.fan_out(topic, shared)

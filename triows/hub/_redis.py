@@ -34,7 +34,7 @@ import trio
 from ._hub import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
 from ._presence import PresenceChanges
-from ._redis_codec import decode, encode
+from ._redis_codec import decode, encode, split_trace
 from ._redis_history import (
     COUNTER_KEY,
     EPOCH_KEY,
@@ -49,6 +49,7 @@ from ._redis_history import (
 from ._redis_logs import MalformedLog, summary
 from ._redis_presence import PRESENCE_PREFIX, RedisPresence
 from ._redis_presence import channel as presence_channel
+from ._traces import traceparent
 
 if TYPE_CHECKING:
     from ._hub import Hub
@@ -212,13 +213,14 @@ class RedisBackend:
             try:
                 if not offset.isdigit() or len(offset) > 19:
                     raise ValueError(f"no position (starts {offset[:20]!r})")
+                payload, trace = split_trace(payload)
                 decoded = decode(payload)
             except (ValueError, RecursionError) as exc:
                 # Any Redis client can publish on a triows: channel.  Its bad
                 # message is its problem: skip it, keep the connection.
                 self._malformed.report(channel, data, exc)
                 continue
-            await hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}")
+            await hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}", trace)
 
     def _lost(self) -> None:
         reason, self._restart_reason = self._restart_reason, ""
@@ -269,7 +271,7 @@ class RedisBackend:
                 logger.debug("hub: unsubscribe %r failed: %s", topic, exc)
 
     async def publish(self, topic: str, message: Any) -> str:
-        payload = encode(message)
+        payload = encode(message, traceparent())
         client = self._client
         if client is None:
             raise HubUnavailable("the Redis hub is not running")

@@ -7,11 +7,17 @@ from typing import Any
 
 from ._memory import check_message
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "split_trace"]
 
 
-def encode(message: Any) -> bytes:
-    """Tag the payload with its type so the receiving side rebuilds the same kind."""
+def encode(message: Any, trace: str | None = None) -> bytes:
+    """Tag the payload with its type so the receiving side rebuilds the same kind.
+
+    ``trace``: the publish's W3C ``traceparent``, sent first (tag ``t``, up to a
+    newline) when the publisher is traced.
+    """
+    if trace is not None:
+        return b"t" + trace.encode() + b"\n" + encode(message)
     if isinstance(message, str):
         return b"s" + message.encode()
     if isinstance(message, bytes | bytearray | memoryview):
@@ -20,7 +26,17 @@ def encode(message: Any) -> bytes:
     return b"j" + json.dumps(message, separators=(",", ":")).encode()
 
 
+def split_trace(payload: bytes) -> tuple[bytes, str | None]:
+    """``payload`` without its ``traceparent``, and the ``traceparent`` (None if none)."""
+    if payload[:1] != b"t":
+        return payload, None
+    trace, _, rest = payload[1:].partition(b"\n")
+    return rest, trace.decode("ascii", errors="replace")
+
+
 def decode(payload: bytes) -> Any:
+    """The message ``encode`` made (a ``traceparent`` before it is skipped)."""
+    payload = split_trace(payload)[0]
     tag, body = payload[:1], payload[1:]
     if tag == b"s":
         return body.decode()
