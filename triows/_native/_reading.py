@@ -179,14 +179,16 @@ class Reading:
         yielding: messages into the inbox (past its capacity: at most one read's
         worth), the departure, and the protocol's answers to a task of their own."""
         protocol = self.protocol
+        inbox = self._inbox
         if data:
-            protocol.receive_frames(data)
+            for message in protocol.receive_frames(data):
+                inbox.put_nowait(message)
         else:
             self._eof = True
             protocol.receive_eof()
-        inbox = self._inbox
-        for message in protocol.take_messages():
-            inbox.put_nowait(message)
+        if protocol.events:
+            for message in protocol.take_messages():
+                inbox.put_nowait(message)
         if protocol.state is not OPEN:
             ended = protocol.departure(self._eof)
             if ended is not None:
@@ -256,19 +258,20 @@ class Reading:
                 if self._early:
                     self.protocol.receive_data(self._early)
                     self._early = b""
-                await self._deliver()
+                await self._deliver([])
                 while self._gone is None and not self._eof and not self._stopped:
                     self._idle = True
                     data = await self._recv()
                     self._idle = False
                     if data is None:
                         continue  # nothing to read after all
+                    parsed: list[str | bytes] = []
                     if data:
-                        self.protocol.receive_frames(data)
+                        parsed = self.protocol.receive_frames(data)
                     else:
                         self._eof = True
                         self.protocol.receive_eof()
-                    await self._deliver()
+                    await self._deliver(parsed)
         finally:
             self._waiting = None
             self._inbox.close()
@@ -295,10 +298,13 @@ class Reading:
         self._drained = len(data) < RECV_SIZE
         return data
 
-    async def _deliver(self) -> None:
-        """Hand what the protocol parsed to the view; write what it answered."""
+    async def _deliver(self, parsed: list[str | bytes]) -> None:
+        """Hand what the protocol parsed (``parsed`` first) to the view; write what
+        it answered."""
         protocol = self.protocol
-        messages = protocol.take_messages()
+        messages = parsed
+        if protocol.events:
+            messages += protocol.take_messages()
         ended = None if protocol.state is OPEN else protocol.departure(self._eof)
         if ended is not None:
             # Nothing follows the departure: the last messages go in past the

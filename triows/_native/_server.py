@@ -98,7 +98,7 @@ class _NativeServer:
                     http = self.open[stream.socket] = reader
                 else:
                     conn = await self._handshake(sock, reader.request, bytes(head))
-                    del reader  # a WebSocket keeps no HTTP state
+                    del reader, head  # a WebSocket keeps no HTTP state, nor its request head
                     if conn is None:
                         return
                     self.open[stream.socket] = conn
