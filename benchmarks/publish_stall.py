@@ -21,7 +21,9 @@ and publishes a 32-byte message five times.  For each publish it measures:
   was held, without the preemption);
 - the time from the publish until the last client received the message.
 
-It reports the medians over the five publishes.
+It reports the medians over the five publishes.  ``--one-pass`` makes every
+delivery take the small-topic path (one pass, no checkpoint), as every delivery
+did before chunking: run both, alternating, to compare.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import trio
 
 import triows
 from triows import testing
+from triows.hub import _delivery
 
 from .run import raise_fd_limit
 
@@ -209,6 +212,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", default="500,2000,10000")
     parser.add_argument("--backend", choices=("hypercorn", "native", "both"), default="both")
+    parser.add_argument(
+        "--one-pass",
+        action="store_true",
+        help="for comparison: deliver in one pass without checkpoints, as before chunking",
+    )
     arguments = parser.parse_args()
+    if arguments.one_pass:
+        _delivery.DELIVERY_CHUNK = 10**9  # every delivery takes the small-topic path
     chosen = ["hypercorn", "native"] if arguments.backend == "both" else [arguments.backend]
     trio.run(main, chosen, [int(n) for n in arguments.subscribers.split(",")])
