@@ -126,46 +126,47 @@ class Reading:
     async def receive(self) -> str | bytes:
         """The next message; ClientGone once the client left and its messages are read.
 
-        Cancel-safe: the only checkpoint before a message is taken is the wait for
-        the socket (or the inbox), which reads nothing.
+        On plain TCP, with nothing in the inbox and no other task receiving, the
+        view reads the socket itself, inlined here (one coroutine frame per
+        waiting view, none for a reader).  Cancel-safe: the only checkpoint
+        before a message is taken is the wait for the socket (or the inbox),
+        which reads nothing.
         """
         inbox = self._inbox
-        if self._direct and not inbox and self._receiving == 0:
-            return await self._read_for_view()
-        self._receiving += 1
-        try:
-            return await inbox.get()
-        except trio.EndOfChannel:
-            raise self._departure() from None
-        finally:
-            self._receiving -= 1
-            if self._receiving == 0 and self._direct:
-                self.server.away_views.away[self] = self.server.away_views.sweep
-
-    async def _read_for_view(self) -> str | bytes:
-        """The view reads the socket itself, until a message (or the departure) is in."""
         away = self.server.away_views
-        away.away.pop(self, None)
-        inbox = self._inbox
+        direct = self._direct and not inbox and self._receiving == 0
         self._receiving += 1
         try:
-            if self._early:
-                early, self._early = self._early, b""
-                self.consume(early)
-            waited = False
-            while not inbox and self._gone is None and not self._eof:
-                data = await self._recv()  # the checkpoint
-                waited = True
-                if data is not None:
+            if direct:
+                away.away.pop(self, None)
+                if self._early:
+                    early, self._early = self._early, b""
+                    self.consume(early)
+                waited = False
+                sock = self.sock
+                while not inbox and self._gone is None and not self._eof:
+                    waited = True
+                    try:
+                        if self._drained:
+                            # As in _recv(): wait for data, then read it.
+                            await trio.lowlevel.wait_readable(sock)
+                            data = os.read(sock.fileno(), RECV_SIZE)
+                        else:
+                            data = await sock.recv(RECV_SIZE)
+                    except BlockingIOError:
+                        continue
+                    except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+                        data = b""
+                    self._drained = len(data) < RECV_SIZE
                     self.consume(data)
                     if self.writer.pending_bytes > WRITE_HIGH_WATER:
                         # Answers (pongs) the client does not read: read no more
                         # until they are written (the messages are in the inbox).
                         await self.writer.drain()
-            if self._eof and self._gone is None:
-                self._left(1006, "")  # (the protocol reports every end; never wait)
-            if inbox and waited:
-                return inbox.get_nowait()
+                if self._eof and self._gone is None:
+                    self._left(1006, "")  # (the protocol reports every end; never wait)
+                if inbox and waited:
+                    return inbox.get_nowait()
             return await inbox.get()  # a checkpoint, then a message or EndOfChannel
         except trio.EndOfChannel:
             raise self._departure() from None
