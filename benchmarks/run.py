@@ -479,7 +479,9 @@ def markdown(
         f"Ratios are to the reference ({ref_label}) in the same repeat "
         "(value / reference value, paired per repeat), shown as median (min-max) over "
         "the repeats; the reference's row gives its absolute median. Memory is "
-        "absolute: the server's RSS growth over the idle connections / their number.",
+        "absolute: the server's RSS growth over the idle connections / their number; "
+        "so are the paced scenarios' p99 latencies (ms, at the same offered load for "
+        "every server: see the paced runs' table).",
         "",
         "| server | " + " | ".join(s.title for s in scenarios) + " |",
         "|---|" + "---|" * len(scenarios),
