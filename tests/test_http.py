@@ -13,7 +13,7 @@ from triows import WebSocket
 from triows.testing import TestClient
 
 from .conftest import Backend
-from .raw_client import http_get
+from .raw_client import http_get, open_stream
 
 
 def _app() -> triows.App:
@@ -394,3 +394,36 @@ def test_deeply_nested_json_in_a_body_is_a_value_error() -> None:
     request = triows.Request({"type": "http"}, b"[" * 5000 + b"]" * 5000)
     with pytest.raises(ValueError, match="nested too deeply"):
         request.json()
+
+
+async def test_head_requests_get_heads_only_and_keep_the_connection(backend: Backend) -> None:
+    # A HEAD answered by a 404 (or any response with a body) sends no body; the
+    # native server used to fail on it ("Too much data for declared Content-Length").
+    app = triows.App()
+
+    @app.route("/")
+    async def index(request: triows.Request) -> str:
+        return "hello world"
+
+    with trio.fail_after(10):
+        async with backend.serve(app) as server:
+            stream = await open_stream(server)
+            async with stream:
+                for path in ("/nope", "/", "/nope"):
+                    request = f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                    await stream.send_all(request.encode())
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = await stream.receive_some(4096)
+                        assert chunk, head
+                        head += chunk
+                    status = b"404" if path == "/nope" else b"200"
+                    assert head.startswith(b"HTTP/1.1 " + status), head
+                    assert head.endswith(b"\r\n\r\n"), head  # nothing after the head
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                response = b""
+                while b"hello world" not in response:
+                    chunk = await stream.receive_some(4096)
+                    assert chunk, response
+                    response += chunk
+                assert response.startswith(b"HTTP/1.1 200")

@@ -225,6 +225,7 @@ class HTTPExchange:
         "_body_done",
         "_conn",
         "_failure",
+        "_head_only",
         "_received",
         "_responded",
         "_scope",
@@ -250,9 +251,12 @@ class HTTPExchange:
         self._wait_left = body_timeout
         #: Why the body never came whole: the status to answer (0: none) and a reason.
         self._failure: tuple[int, str] | None = None
+        #: A HEAD request: the response's body is not sent (h11 refuses one).
+        self._head_only = False
 
     async def run(self, app: ASGIApp, scope: Scope) -> None:
         """Run the App on this exchange; raises ClientGone if the client left."""
+        self._head_only = scope["method"] == "HEAD"
         try:
             with self._scope:
                 await app(scope, self.receive, self.send)
@@ -377,7 +381,7 @@ class HTTPExchange:
             )
             out.append(conn.send(response) or b"")
         body = bytes(message.get("body", b""))
-        if body:
+        if body and not self._head_only:
             out.append(conn.send(h11.Data(data=body)) or b"")
         if not message.get("more_body", False):
             out.append(conn.send(h11.EndOfMessage()) or b"")
