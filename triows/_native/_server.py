@@ -18,12 +18,7 @@ from .._serving._logs import access_line, client_address, logger
 from .._serving._shutdown import FORCE, UNWIND, Shutdown
 from .._types import Scope
 from ._connection import NativeConnection
-from ._http import (
-    BODY_TIMEOUT,
-    HTTPExchange,
-    RequestReader,
-    wants_websocket,
-)
+from ._http import BODY_TIMEOUT, HTTPExchange, RequestReader, wants_websocket
 from ._protocol import handshake
 from ._reading import AwayViews
 from ._reaper import Served, reap
