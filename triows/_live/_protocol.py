@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 
@@ -43,16 +43,8 @@ ErrorCode = Literal[
     "too_many_topics",
     "unavailable",
 ]
-ERROR_CODES: tuple[ErrorCode, ...] = (
-    "bad_message",
-    "forbidden",
-    "invalid_position",
-    "invalid_data",
-    "not_subscribed",
-    "already_subscribed",
-    "too_many_topics",
-    "unavailable",
-)
+#: Every error code, in the order of the protocol's table.
+ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
 
 Topic = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOPIC_LENGTH)]
 PublishId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]

@@ -63,17 +63,23 @@ end
 return 1
 """
 
-#: KEYS: zset, hash; ARGV: channel.  Removes and announces expired entries,
-#: returns the live ones as member, info pairs.
-MEMBERS_SCRIPT = (
-    _NOW
-    + """
+#: Lua: remove the entries of KEYS[1]/KEYS[2] expired by ``now`` and announce
+#: each on the channel ARGV[1]; leaves them in ``expired``.
+_EXPIRE = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, member in ipairs(expired) do
   redis.call('ZREM', KEYS[1], member)
   redis.call('HDEL', KEYS[2], member)
   redis.call('PUBLISH', ARGV[1], '-' .. member)
 end
+"""
+
+#: KEYS: zset, hash; ARGV: channel.  Removes and announces expired entries,
+#: returns the live ones as member, info pairs.
+MEMBERS_SCRIPT = (
+    _NOW
+    + _EXPIRE
+    + """
 local result = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
   table.insert(result, member)
@@ -87,13 +93,8 @@ return result
 #: KEYS: zset, hash; ARGV: channel.  Removes and announces expired entries only.
 SWEEP_SCRIPT = (
     _NOW
+    + _EXPIRE
     + """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, member in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], member)
-  redis.call('HDEL', KEYS[2], member)
-  redis.call('PUBLISH', ARGV[1], '-' .. member)
-end
 return #expired
 """
 )
