@@ -33,12 +33,51 @@ import base64
 import os
 import resource
 import struct
+import subprocess
 import sys
 import time
 
 import attrs
 
-__all__ = ["main"]
+__all__ = ["main", "spawn", "stop", "tell"]
+
+#: The repository's root: the child runs ``-m benchmarks.idle_clients`` from there.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def spawn(
+    port: int,
+    count: int,
+    sources: str,
+    *,
+    concurrency: int | None = None,
+    greeting: bool = False,
+) -> subprocess.Popen[str]:
+    """Start this module as a child process driven through its stdin and stdout."""
+    argv = [sys.executable, "-m", "benchmarks.idle_clients", "--port", str(port)]
+    argv += ["--count", str(count), "--sources", sources]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    if greeting:
+        argv.append("--greeting")
+    return subprocess.Popen(
+        argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def tell(process: subprocess.Popen[str], command: str) -> None:
+    """Send one command line to a child started by :func:`spawn`."""
+    assert process.stdin is not None
+    process.stdin.write(command + "\n")
+    process.stdin.flush()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill the child if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+
 
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"

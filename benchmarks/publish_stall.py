@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import triows
 from triows import testing
 from triows.hub import _delivery
 
+from . import idle_clients
 from .run import raise_fd_limit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,23 +91,7 @@ class Clients:
     """The idle subscribers, in a child process (benchmarks.idle_clients)."""
 
     def __init__(self, port: int, count: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.idle_clients",
-                "--port",
-                str(port),
-                "--count",
-                str(count),
-                "--sources",
-                "2,3",
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.process = idle_clients.spawn(port, count, "2,3")
 
     async def line(self, timeout: float = 120.0) -> list[str]:
         assert self.process.stdout is not None
@@ -121,14 +104,10 @@ class Clients:
         return text.split()
 
     def send(self, command: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(command + "\n")
-        self.process.stdin.flush()
+        idle_clients.tell(self.process, command)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
+        idle_clients.stop(self.process)
 
 
 async def measure(backend: str, subscribers: int) -> Stall:

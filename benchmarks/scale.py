@@ -37,10 +37,10 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
 
 import attrs
 
+from . import idle_clients
 from .run import LineReader, cpu_seconds, machine, rss_kib, tail
 from .servers._common import start_redis
 
@@ -180,25 +180,8 @@ class ClientProcess:
 
     def __init__(self, port: int, count: int, sources: Sequence[int], concurrency: int) -> None:
         self.count = count
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.idle_clients",
-                "--port",
-                str(port),
-                "--count",
-                str(count),
-                "--sources",
-                ",".join(map(str, sources)),
-                "--concurrency",
-                str(concurrency),
-                "--greeting",
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+        self.process = idle_clients.spawn(
+            port, count, ",".join(map(str, sources)), concurrency=concurrency, greeting=True
         )
         assert self.process.stdout is not None
         self.lines = LineReader(self.process.stdout)
@@ -210,15 +193,10 @@ class ClientProcess:
         return line
 
     def send(self, command: str) -> None:
-        stdin: IO[str] | None = self.process.stdin
-        assert stdin is not None
-        stdin.write(command + "\n")
-        stdin.flush()
+        idle_clients.tell(self.process, command)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
+        idle_clients.stop(self.process)
 
 
 def open_clients(port: int, connections: int) -> list[ClientProcess]:
