@@ -35,6 +35,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 import triows
 from triows._lifespan import Lifespan
+from triows.testing import TestClient
 
 from .conftest import Backend
 from .raw_client import handshake, open_stream
@@ -345,3 +346,22 @@ async def test_run_a_second_signal_forces_the_shutdown(tmp_path: Path) -> None:
     finally:
         if process.returncode is None:
             process.kill()
+
+
+async def test_an_app_serves_again_after_its_lifespan_shut_down() -> None:
+    # Shutdown refuses new handshakes (503) only while it runs: afterwards the
+    # same App serves again, with or without a new lifespan.
+    app = triows.App()
+
+    @app.websocket_route("/ws")
+    async def view(ws: triows.WebSocket) -> None:
+        await ws.send_text("hi")
+        await ws.close()
+
+    with trio.fail_after(10):
+        async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+            assert await ws.receive_text() == "hi"
+        async with TestClient(app).websocket_connect("/ws") as ws:
+            assert await ws.receive_text() == "hi"
+        async with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+            assert await ws.receive_text() == "hi"

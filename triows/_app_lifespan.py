@@ -89,6 +89,9 @@ class AppRuntime:
                     await stack.aclose()
                 finally:
                     self._close_nursery(nursery)
+                    # Shut down, not closed for good: the same App may be served
+                    # again (a test's next TestClient, a server without lifespan).
+                    self.websockets.started()
         await send(reply)
 
     async def _start(self, scope: Scope, nursery: trio.Nursery, stack: AsyncExitStack) -> None:
