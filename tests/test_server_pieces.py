@@ -251,6 +251,30 @@ async def test_a_request_without_upgrade_is_plain_http_on_every_backend(
             assert (b"upgrade", b"websocket") in [(n.lower(), v) for n, v in headers]
 
 
+#: One request of each kind of answer: the 101, a refused handshake (400), a
+#: WebSocket to no route (403), an HTTP route's answer (426 here).
+_ANSWERS = {
+    "101": handshake("/idle"),
+    "400": handshake("/idle", Sec_WebSocket_Key=None),
+    "403": handshake("/nowhere"),
+    "426": handshake("/idle", Upgrade=None, Connection=b"close"),
+}
+
+
+@pytest.mark.parametrize("status", list(_ANSWERS))
+async def test_every_answer_carries_one_date_header_and_no_server_header(
+    backend: Backend, status: str
+) -> None:
+    with trio.fail_after(10):
+        async with backend.serve(_idle_app([])) as served, _raw(served) as stream:
+            await stream.send_all(_ANSWERS[status])
+            head, _ = await _response_head(stream)
+    assert head.split(b" ")[1] == status.encode(), head
+    names = [line.partition(b":")[0].lower() for line in head.split(b"\r\n")[1:]]
+    assert names.count(b"date") == 1, head
+    assert b"server" not in names, head
+
+
 # -- the pieces on their own ---------------------------------------------------------------
 
 

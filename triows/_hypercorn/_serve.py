@@ -124,6 +124,7 @@ def hypercorn_config(
     config.websocket_ping_interval = None
     config.graceful_timeout = shutdown_timeout
     config.keep_alive_timeout = handshake_timeout
+    config.include_server_header = False  # the native server sends none either
     config.accesslog = logging.getLogger("triows.access") if access_log else None
     config.access_log_format = ACCESS_LOG_FORMAT  # the native server's format too
     # hypercorn's own logger, without the stream handler hypercorn would add to it:

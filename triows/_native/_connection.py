@@ -29,6 +29,7 @@ from websockets.http11 import Response as WSResponse
 from websockets.protocol import OPEN
 
 from .._connection._transport import ClientGone, DepartureCallback, HandshakeRequest, RawHeaders
+from .._serving._date import http_date
 from .._serving._keepalive import CLOSE_BUDGET, TIMEOUT_CLOSE, TIMEOUT_DEPARTURE, PingState
 from .._serving._logs import logger
 from ._http import _reason
@@ -140,6 +141,8 @@ class NativeConnection(Reading):
         if "Content-Length" not in response_headers:
             response_headers["Content-Length"] = str(len(body))
         response_headers["Connection"] = "close"
+        if "Date" not in response_headers:
+            response_headers["Date"] = http_date()
         self.protocol.send_response(WSResponse(status, _reason(status), response_headers, body))
         await self.flush_protocol()
         self.server.log_access(self, status)

@@ -43,6 +43,7 @@ from websockets.datastructures import Headers as WSHeaders
 from websockets.http11 import Response as WSResponse
 
 from .._connection._transport import ClientGone
+from .._serving._date import http_date
 from .._types import ASGIApp, Message, Scope
 from ._tls import TLSSocket
 from ._writer import RECV_SIZE, _send_all
@@ -77,6 +78,7 @@ def _plain_response(status: int, text: str) -> bytes:
             ("Connection", "close"),
             ("Content-Length", str(len(body))),
             ("Content-Type", "text/plain; charset=utf-8"),
+            ("Date", http_date()),
         ]
     )
     return WSResponse(status, _reason(status), headers, body).serialize()
@@ -375,6 +377,8 @@ class HTTPExchange:
             if not self._whole_body_received():
                 # The connection closes after this response: the client may stop sending.
                 headers.append((b"connection", b"close"))
+            if not any(name.lower() == b"date" for name, _ in headers):
+                headers.append((b"date", http_date().encode()))
             status = self._status
             response = h11.Response(
                 status_code=status, headers=headers, reason=_reason(status).encode()

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
 from .._connection._frames import Prepared
+from .._serving._date import http_date
 from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
 from ._http import _HEAD_END, _reason
 from ._writer import _send_all
@@ -297,4 +298,5 @@ def refusal_response(refused: Refusal) -> bytes:
     """The bytes of a refusal: the status and headers both servers send, no body."""
     lines = [b"HTTP/1.1 %d %s" % (refused.status, _reason(refused.status).encode())]
     lines += [name + b": " + value for name, value in refused.headers]
+    lines.append(b"Date: " + http_date().encode())
     return b"\r\n".join(lines) + b"\r\n\r\n"
