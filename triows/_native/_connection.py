@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 from websockets.datastructures import Headers as WSHeaders
+from websockets.datastructures import is_valid_header_value
+from websockets.exceptions import InvalidHeaderValue
 from websockets.http11 import Response as WSResponse
 from websockets.protocol import OPEN
 
@@ -63,7 +65,7 @@ class NativeConnection(Reading):
         sock: trio.socket.SocketType,
         protocol: _ServerProtocol,
         request: HandshakeRequest,
-        response: WSResponse,
+        answer: list[tuple[bytes, bytes]],
         *,
         target: str,
         early: bytes = b"",
@@ -73,7 +75,8 @@ class NativeConnection(Reading):
         self.request = request
         #: The request-target as sent, for the access log.
         self.target = target
-        self._response: WSResponse | None = response  # the 101, until answered
+        #: The 101's headers, until the handshake is answered.
+        self._response: list[tuple[bytes, bytes]] | None = answer
         #: Keepalive bookkeeping, the server's Keepalive's (triows._serving._keepalive).
         self.ping_state = PingState()
         protocol.on_pong = self._pong
@@ -108,15 +111,17 @@ class NativeConnection(Reading):
         return writer.write_now(self.protocol.frames(messages), nursery)
 
     async def accept(self, subprotocol: str | None, headers: RawHeaders) -> None:
-        response = self._response
-        if response is None:
+        answer = self._response
+        if answer is None:
             raise RuntimeError("accept() after the handshake was answered")
         self._response = None
         if subprotocol:
-            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+            _check_header("Sec-WebSocket-Protocol", subprotocol)
+            answer.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
         for name, value in headers:
-            response.headers[name.decode("latin-1")] = value.decode("latin-1")
-        self.protocol.send_response(response)
+            _check_header(name.decode("latin-1"), value.decode("latin-1"))
+            answer.append((name, value))
+        self.protocol.send_101(answer)
         await self.flush_protocol()
         if self.writer.dead:
             self._left(1006, "")
@@ -237,3 +242,9 @@ class NativeConnection(Reading):
     def client(self) -> str:
         client = self.request.client
         return "-" if client is None else f"{client[0]}:{client[1]}"
+
+
+def _check_header(name: str, value: str) -> None:
+    """A header value the App gives for the 101, checked as websockets' Headers does."""
+    if not is_valid_header_value(value):
+        raise InvalidHeaderValue(name, value)

@@ -1,7 +1,9 @@
 """Plain HTTP on the native backend: request heads, h11 exchanges, short answers.
 
 Every request head, a WebSocket handshake's included, is read by
-:class:`RequestReader` and parsed by h11, so the same rules hold for both:
+``triows._native._head.RequestReader`` and parsed by h11 (a plain, well-formed
+upgrade request by a strict subset of h11's grammar), so the same rules hold
+for both:
 
 * a head (request line, headers, blank line) is at most :data:`MAX_HEAD_SIZE`
   bytes however it arrives, in one read or trickled: 431 past it;
@@ -33,7 +35,6 @@ import contextlib
 import functools
 import logging
 import math
-import re
 from http import HTTPStatus
 from typing import Final
 
@@ -57,8 +58,6 @@ CLOSE_LINGER: Final = 2.0
 #: Over TLS, how long input must stay quiet before the server closes (see close_gently).
 TLS_CLOSE_QUIET: Final = 0.05
 
-_HEAD_END = b"\r\n\r\n"
-_BAD_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 
 logger = logging.getLogger("triows")
 
@@ -110,114 +109,6 @@ async def refuse(sock: trio.socket.SocketType, status: int, text: str) -> None:
     """Answer ``status`` and close: the request is not served."""
     await _send_all(sock, _plain_response(status, text))
     await close_gently(sock)
-
-
-def wants_websocket(request: h11.Request) -> bool:
-    """Whether ``request`` asks for a WebSocket (its handshake then checks the rest)."""
-    return any(
-        name == b"upgrade"
-        and b"websocket" in [token.strip() for token in value.lower().split(b",")]
-        for name, value in request.headers
-    )
-
-
-class _BadHead(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-
-
-class RequestReader:
-    """The request heads of one connection: read, checked, then parsed by h11."""
-
-    __slots__ = ("_head", "_scanned", "conn", "request", "sock")
-
-    #: The last request read (set by :meth:`next_request`).
-    request: h11.Request
-
-    def __init__(self, sock: trio.socket.SocketType, head: bytearray) -> None:
-        self.sock = sock
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_SIZE)
-        #: What was received since the current head started.  The first head's
-        #: buffer is the caller's: a WebSocket handshake takes it whole.
-        self._head = head
-        self._scanned = 0
-
-    async def next_request(self) -> bool:
-        """Read the next request head: True with :attr:`request` set.
-
-        False if the client left first, or if the head broke a rule (it was
-        answered 400 or 431 and the connection half-closed).
-        """
-        try:
-            if not await self._read_head():
-                return False
-            event = self.conn.next_event()
-        except _BadHead as exc:
-            await refuse(self.sock, exc.status, f"{exc}\n")
-            return False
-        except h11.RemoteProtocolError as exc:
-            await refuse(self.sock, exc.error_status_hint, f"{exc}\n")
-            return False
-        if not isinstance(event, h11.Request):  # pragma: no cover - a complete head is one
-            await refuse(self.sock, 400, "malformed request\n")
-            return False
-        names = {name for name, _ in event.headers}
-        if b"content-length" in names and b"transfer-encoding" in names:
-            # RFC 9112 6.3: a smuggling attempt, or at best ambiguous.
-            await refuse(self.sock, 400, "both Content-Length and Transfer-Encoding\n")
-            return False
-        self.request = event
-        return True
-
-    async def _read_head(self) -> bool:
-        while not self._head_complete():
-            try:
-                data = await self.sock.recv(RECV_SIZE)
-            except (OSError, trio.ClosedResourceError):
-                return False
-            if not data:
-                return False
-            self._head += data
-            self.conn.receive_data(data)
-        return True
-
-    def _head_complete(self) -> bool:
-        """Whether the buffer holds a whole head; raises _BadHead if it breaks a rule."""
-        head = self._head
-        end = head.find(_HEAD_END, max(0, self._scanned - 3))
-        if end != -1:
-            limit = size = end + len(_HEAD_END)
-        else:
-            # A CR at the very end may be the start of a CRLF: look at it next time.
-            limit = len(head) - head.endswith(b"\r")
-            size = len(head) + 1  # the head needs at least one more byte
-        if _BAD_LINE_END.search(head, self._scanned, limit) is not None:
-            raise _BadHead(400, "request lines must end with CRLF")
-        self._scanned = limit
-        if size > MAX_HEAD_SIZE:
-            raise _BadHead(431, "request head too large")
-        return end != -1
-
-    async def next_cycle(self) -> bool:
-        """After a complete response: True once ready for the next request.
-
-        False if the connection must close (closed gently if input is left).
-        A request body the App did not read is skipped if it has arrived.
-        """
-        conn = self.conn
-        with contextlib.suppress(h11.RemoteProtocolError):
-            while conn.their_state is h11.SEND_BODY and conn.next_event() is not h11.NEED_DATA:
-                pass
-        unread = conn.trailing_data[0]
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            self._head[:] = unread[:MAX_HEAD_SIZE]  # past it, the next head is too large
-            self._scanned = 0
-            return True
-        if unread or conn.their_state is not h11.DONE:
-            await close_gently(self.sock)
-        return False
 
 
 class HTTPExchange:

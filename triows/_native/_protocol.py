@@ -1,8 +1,7 @@
 """The WebSocket protocol on the native server: websockets' sans-I/O ServerProtocol.
 
-:func:`handshake` validates a client's upgrade request and prepares the 101 (or
-answers a broken handshake itself, without bothering the App); the connection
-then feeds the socket's bytes to :class:`_ServerProtocol`.
+:func:`new_protocol` makes one for a handshake request already read and checked
+(``triows._native._upgrade``); the connection then feeds the socket's bytes to it.
 """
 
 from __future__ import annotations
@@ -11,15 +10,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import h11
-import trio
-from websockets.datastructures import Headers as WSHeaders
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request as WSRequest
-from websockets.http11 import Response as WSResponse
-from websockets.protocol import CLOSED, OPEN, Protocol
+from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
 
 try:  # websockets' C unmasking (the pure-Python one where it was not built)
@@ -28,12 +22,8 @@ except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
 from .._connection._frames import Prepared
-from .._serving._date import http_date
-from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
-from ._http import _HEAD_END, _reason
-from ._writer import _send_all
 
-__all__ = ["COMPRESSION", "CONTROL_SLACK", "handshake"]
+__all__ = ["COMPRESSION", "CONTROL_SLACK", "new_protocol"]
 
 #: permessage-deflate, negotiated when the client offers it (browsers do), as on
 #: hypercorn; websockets' default settings: 4 KiB windows (12 bits) and memLevel 5,
@@ -110,6 +100,14 @@ class _ServerProtocol(ServerProtocol):
         ):
             raise PayloadTooBig(len(frame.data), self._limit - current)
         super().recv_frame(frame)
+
+    def send_101(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send the 101 with ``headers`` (as websockets' ``send_response`` would
+        serialize them): the connection is open."""
+        assert self.state is CONNECTING
+        lines = [name + b": " + value + b"\r\n" for name, value in headers]
+        self.writes.append(b"HTTP/1.1 101 Switching Protocols\r\n" + b"".join(lines) + b"\r\n")
+        self.state = OPEN
 
     def frames(self, messages: Sequence[Prepared]) -> bytes:
         """The wire bytes of a batch (the connection is open).
@@ -257,46 +255,10 @@ class _ServerProtocol(ServerProtocol):
         return None
 
 
-async def handshake(
-    sock: trio.socket.SocketType, request: h11.Request, head: bytes, max_size: int
-) -> tuple[_ServerProtocol, WSRequest, WSResponse, bytes] | None:
-    """Accept an upgrade request: the protocol, request and 101 to send, or None.
-
-    ``request`` is the head as h11 parsed it (parsed once: websockets does not
-    parse it again); ``head`` is every byte read so far.  The fourth item is
-    what the client sent after its request head, to be parsed as WebSocket
-    frames once the handshake is accepted (a second request pipelined behind
-    the first is garbage there: 1002).  None once a broken handshake was
-    answered, as triows' handshake rule says (``triows._serving._handshake``).
-    """
-    early = head[head.find(_HEAD_END) + len(_HEAD_END) :]
-    version = request.http_version.decode("latin-1")
-    refused = refusal(version, request.method, list(request.headers))
-    if refused is not None:
-        # The handshake rule both servers share (triows._serving._handshake),
-        # before websockets or the App see the request.
-        await _send_all(sock, refusal_response(refused))
-        return None
+def new_protocol(max_size: int) -> _ServerProtocol:
+    """A protocol for an upgrade request already read and checked: it starts at
+    its frame parser (websockets does not parse the request again)."""
     protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
-    # The handshake is parsed already: the protocol starts at its frame parser.
     protocol.parser = Protocol.parse(protocol)
     next(protocol.parser)
-    headers = WSHeaders(
-        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers]
-    )
-    ws_request = WSRequest(request.target.decode("latin-1"), headers)
-    response = protocol.accept(ws_request)
-    if response.status_code != 101:
-        # Something websockets refuses beyond triows' rule (a malformed
-        # extension offer): a malformed handshake, answered as the rule does.
-        await _send_all(sock, refusal_response(BAD_HANDSHAKE))
-        return None
-    return protocol, ws_request, response, early
-
-
-def refusal_response(refused: Refusal) -> bytes:
-    """The bytes of a refusal: the status and headers both servers send, no body."""
-    lines = [b"HTTP/1.1 %d %s" % (refused.status, _reason(refused.status).encode())]
-    lines += [name + b": " + value for name, value in refused.headers]
-    lines.append(b"Date: " + http_date().encode())
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+    return protocol

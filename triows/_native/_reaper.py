@@ -27,7 +27,7 @@ from websockets.protocol import OPEN
 from .._endpoints import WebSocketEndpoints
 from .._serving._shutdown import GOING_AWAY, SETTLE, UNWIND, Shutdown, close_socket
 from ._connection import NativeConnection
-from ._http import RequestReader
+from ._head import RequestReader
 
 __all__ = ["Served", "reap"]
 

@@ -18,11 +18,12 @@ from .._serving._logs import access_line, client_address, logger
 from .._serving._shutdown import FORCE, UNWIND, Shutdown
 from .._types import Scope
 from ._connection import NativeConnection
-from ._http import BODY_TIMEOUT, HTTPExchange, RequestReader, wants_websocket
-from ._protocol import handshake
+from ._head import RequestReader, UpgradeHead
+from ._http import BODY_TIMEOUT, HTTPExchange
 from ._reading import AwayViews
 from ._reaper import Served, reap
 from ._tls import TLSSocket, server_context
+from ._upgrade import handshake
 
 
 class _NativeServer:
@@ -89,10 +90,10 @@ class _NativeServer:
                 reader = RequestReader(sock, head)
                 if not await reader.next_request():
                     return  # the client left, or its head was refused (answered)
-                if not wants_websocket(reader.request):
+                if reader.upgrade is None:
                     http = self.open[stream.socket] = reader
                 else:
-                    conn = await self._handshake(sock, reader.request, bytes(head))
+                    conn = await self._handshake(sock, reader.upgrade, bytes(head))
                     del reader, head  # a WebSocket keeps no HTTP state, nor its request head
                     if conn is None:
                         return
@@ -116,15 +117,14 @@ class _NativeServer:
             sock.close()
 
     async def _handshake(
-        self, sock: trio.socket.SocketType, h11_request: h11.Request, head: bytes
+        self, sock: trio.socket.SocketType, head_request: UpgradeHead, head: bytes
     ) -> NativeConnection | None:
-        handshaken = await handshake(sock, h11_request, head, self.max_message_size)
+        handshaken = await handshake(sock, head_request, head, self.max_message_size)
         if handshaken is None:
             return None
-        protocol, ws_request, response, early = handshaken
         request = HandshakeRequest.from_target(
-            ws_request.path,
-            list(h11_request.headers),
+            handshaken.target,
+            head_request.headers,
             client=_address(sock, peer=True),
             server=_address(sock, peer=False),
             scheme="ws" if self.ssl_context is None else "wss",
@@ -133,11 +133,11 @@ class _NativeServer:
         return NativeConnection(
             self,
             sock,
-            protocol,
+            handshaken.protocol,
             request,
-            response,
-            target=ws_request.path,
-            early=early,
+            handshaken.answer,
+            target=handshaken.target,
+            early=handshaken.early,
             plain=self.ssl_context is None,
         )
 
