@@ -160,6 +160,12 @@ class _Recorder:
     def try_send(self, message: Broadcast) -> bool:
         return False  # like a server without send_now: every message goes through forward()
 
+    async def idle(self) -> bool:
+        return False  # like an ASGI server: forward() parks its task until a message comes
+
+    def wake(self) -> None:
+        raise AssertionError("wake() without a pending idle()")
+
 
 async def test_forward_sends_what_is_buffered_as_one_batch() -> None:
     async with triows.Hub() as hub, trio.open_nursery() as nursery:

@@ -282,6 +282,12 @@ class ASGITransport:
     def send_now(self, messages: Sequence[Prepared]) -> bool:
         return False
 
+    async def read_idle(self) -> bool:
+        return False  # the pump reads while the view is away (no checkpoint: see Transport)
+
+    def wake(self) -> None:
+        pass
+
     async def accept(self, subprotocol: str | None, headers: RawHeaders) -> None:
         event: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:

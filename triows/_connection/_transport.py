@@ -194,6 +194,29 @@ class Transport(Protocol):
         """
         ...
 
+    async def read_idle(self) -> bool:
+        """Wait, reading the client's input in the calling task, until :meth:`wake`.
+
+        For a task with nothing to do until something outside the connection
+        wakes it (a hub subscription's ``forward()``): where the server can read
+        from the caller's task (the native server over plain TCP, while no other
+        task reads), the connection costs no reader task.  What arrives is read
+        as a reader would: messages into the inbox (until it is full, then the
+        call returns), pongs and the echo of a close frame written, the
+        departure reported through the callback, after which the call returns.
+        A :meth:`receive` in another task takes the reading over (the call then
+        returns).  True once it waited; False at once, without a checkpoint,
+        where it cannot wait this way (another task reads: a reader or a
+        pump, TLS, a full inbox, the client gone): the caller waits its own way.
+        Cancellation: a cancelled call returns nothing lost (it reads only
+        whole socket reads into the inbox).
+        """
+        ...
+
+    def wake(self) -> None:
+        """End a pending :meth:`read_idle` (it returns True); nothing if none is pending."""
+        ...
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame (after accept).  Never raises ClientGone."""
         ...

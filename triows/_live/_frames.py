@@ -60,3 +60,11 @@ class MessageFrames:
             self._dropped = dropped
             frames.insert(0, gap_frame(topic, None, "overflow"))
         await self._ws.send_many(frames)
+
+    async def idle(self) -> bool:
+        """The WebSocket's idle(): wait, reading the socket where the server lets it."""
+        return await self._ws.idle()
+
+    def wake(self) -> None:
+        """The WebSocket's wake()."""
+        self._ws.wake()

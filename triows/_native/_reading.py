@@ -1,62 +1,37 @@
 """Who reads a native connection's socket: the view itself, or a reader task.
 
 On plain TCP, a view waiting in ``receive()`` with nothing in its inbox reads
-the socket itself (:meth:`Reading.receive`): one task, no switch from a reader
-to the view per message, and no reader task at all for a connection whose view
-sits in ``receive()`` (the idle case).  Somebody must still read while the view
-does something else (waits on a hub subscription, a timer, a database), or a
-departure, a ping or a close frame would go unseen: the server's one
-:class:`AwayViews` task looks every ``AWAY_SWEEP`` seconds at the connections
-whose view left ``receive()``, and starts the reader task (:meth:`Reading.read`)
-for each one away since before its last look.  The reader then reads for the
-rest of the connection's life, as it does from the handshake on under TLS.
-Either way the same :meth:`Reading.consume` turns bytes into messages in the
-inbox, the departure, and the protocol's answers (pongs, the echo of a close).
+the socket itself (:meth:`Reading.receive`), and so does a hub ``forward()``
+waiting in ``idle()`` (:meth:`Reading.read_idle`): no reader task for an idle
+connection, no task switch per message.  Somebody must still read while the
+view does something else (a timer, a database), or a departure, a ping or a
+close frame would go unseen: the server's one :class:`AwayViews` task looks
+every ``AWAY_SWEEP`` seconds at the connections whose view left, and starts the
+reader task (:meth:`Reading.read`) for each one away since before its last
+look; it reads for the rest of the connection's life (under TLS from the
+handshake on).  Every way, :meth:`Reading.consume` turns bytes into messages in
+the inbox, the departure, and the protocol's answers (pongs, a close's echo).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import trio
 from websockets.protocol import OPEN
 
 from .._connection._transport import ClientGone, DepartureCallback
 from .._serving._inbox import Inbox
+from ._away import AWAY_SWEEP, AwayViews
 from ._writer import RECV_SIZE, WRITE_HIGH_WATER, _Writer
 
 if TYPE_CHECKING:
     from ._protocol import _ServerProtocol
     from ._server import _NativeServer
 
-__all__ = ["AWAY_SWEEP", "AwayViews", "Reading"]
-
-#: How often the server looks for views away from ``receive()``: a view away for
-#: between one and two sweeps gets a reader task.
-AWAY_SWEEP: Final = 0.05
-
-
-class AwayViews:
-    """The connections whose view is away from ``receive()``, and since which sweep."""
-
-    __slots__ = ("away", "sweep")
-
-    def __init__(self) -> None:
-        self.away: dict[Reading, int] = {}
-        self.sweep = 0
-
-    async def run(self) -> None:
-        """Start a reader for each view away for a whole sweep; forever (cancel it)."""
-        away = self.away
-        while True:
-            await trio.sleep(AWAY_SWEEP)
-            self.sweep += 1
-            since = self.sweep - 1
-            for conn in [c for c, mark in away.items() if mark < since]:
-                del away[conn]
-                conn.start_reader()
+__all__ = ["AWAY_SWEEP", "AwayViews", "Reading"]  # (the first two: _away's, for _server)
 
 
 class Reading:
@@ -70,6 +45,7 @@ class Reading:
         "_eof",
         "_gone",
         "_idle",
+        "_idle_read",
         "_inbox",
         "_nursery",
         "_reader_done",
@@ -112,6 +88,8 @@ class Reading:
         #: The reader task's current wait, cancelled by stop_reading().
         self._waiting: trio.CancelScope | None = None
         self._reader_done: trio.Event | None = None
+        #: The scope of a pending read_idle() (wake() and receive() cancel it).
+        self._idle_read: trio.CancelScope | None = None
         self._stopped = False
         #: Whether the reader task waits (for the socket, or for room in the inbox).
         self._idle = False
@@ -138,6 +116,10 @@ class Reading:
         self._receiving += 1
         try:
             if direct:
+                if self._idle_read is not None:
+                    # A task in read_idle() waits for the socket: trio removes
+                    # that wait at once (synchronously), so this task may wait.
+                    self._idle_read.cancel()
                 away.away.pop(self, None)
                 if self._early:
                     early, self._early = self._early, b""
@@ -174,6 +156,53 @@ class Reading:
             self._receiving -= 1
             if self._receiving == 0 and self._direct:
                 away.away[self] = away.sweep
+
+    async def read_idle(self) -> bool:
+        """The Transport's read_idle(): receive()'s reading, without taking messages.
+
+        Reads only while it may read directly (plain TCP, no reader task, nobody
+        in receive()) and the inbox has room; wake() or a receive() ends it.
+        """
+        inbox = self._inbox
+        if not self._direct or self._receiving or self._idle_read is not None or inbox.full:
+            return False
+        if self._gone is not None or self._eof:
+            return False
+        away = self.server.away_views
+        away.away.pop(self, None)
+        try:
+            with trio.CancelScope() as scope:
+                self._idle_read = scope
+                if self._early:
+                    early, self._early = self._early, b""
+                    self.consume(early)
+                sock = self.sock
+                while self._gone is None and not self._eof and not inbox.full:
+                    try:
+                        await trio.lowlevel.wait_readable(sock)
+                        if scope.cancel_called:
+                            break  # woken, or receive() reads now: leave the bytes to it
+                        data = os.read(sock.fileno(), RECV_SIZE)
+                    except BlockingIOError:
+                        continue
+                    except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
+                        data = b""  # the socket was closed under us (keepalive, shutdown)
+                    self._drained = len(data) < RECV_SIZE
+                    self.consume(data)
+                    if self.writer.pending_bytes > WRITE_HIGH_WATER:
+                        await self.writer.drain()  # as in receive()
+                if self._eof and self._gone is None:
+                    self._left(1006, "")
+        finally:
+            self._idle_read = None
+            if self._receiving == 0 and self._direct:
+                away.away[self] = away.sweep
+        return True
+
+    def wake(self) -> None:
+        """End a pending read_idle()."""
+        if self._idle_read is not None:
+            self._idle_read.cancel()
 
     def consume(self, data: bytes) -> None:
         """Feed what the socket gave (``b""``: its end) to the protocol, without

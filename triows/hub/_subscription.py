@@ -68,6 +68,7 @@ class Subscription:
     __slots__ = (
         "_buffer",
         "_overflowed",
+        "_reading",
         "_replay",
         "_resumable",
         "_stats",
@@ -99,10 +100,14 @@ class Subscription:
         self.on_overflow: OverflowPolicy = on_overflow
         #: How many messages ``drop_oldest`` discarded so far.
         self.dropped = 0
-        self._buffer: deque[Broadcast] = deque()
+        # Created when a message must wait, dropped once forward() empties it:
+        # an idle subscription holds no deque (760 bytes each).
+        self._buffer: deque[Broadcast] | None = None
         # False; True once overflowed; a str: interrupted by the backend, why.
         self._overflowed: bool | str = False
         self._waiter: trio.lowlevel.Task | None = None
+        #: Whether forward() waits in its WebSocket's idle() (woken by wake()).
+        self._reading = False
         #: The WebSocket that forward() is sending to.
         self._target: WebSocket | None = None
         #: The hub's counters, where overflows are counted.
@@ -129,13 +134,15 @@ class Subscription:
         # the message from the delivering task, sparing the subscriber a wake-up.
         if (
             self._target is not None
-            and self._waiter is not None
+            and (self._waiter is not None or self._reading)
             and not buffer
             and self._target.try_send(message)
         ):
             self.position = message.position or self.position
             return True
-        if len(buffer) >= self.max_buffer:
+        if buffer is None:
+            buffer = self._buffer = deque()
+        elif len(buffer) >= self.max_buffer:
             if self._overflowed:  # a Lagged subscription: removed already
                 return False
             if self._resumable and self.on_overflow == "drop_oldest":
@@ -156,7 +163,7 @@ class Subscription:
             self.dropped += 1
             self._stats.dropped_oldest += 1
         buffer.append(message)
-        if self._waiter is not None:
+        if self._waiter is not None or self._reading:
             self._wake()
         return True
 
@@ -174,6 +181,8 @@ class Subscription:
         # (A message delivered without a position is not the history's: kept.)
         while buffer and buffer[0].position and offset_key(buffer[0].position) <= cutoff:
             buffer.popleft()
+        if not buffer:
+            self._buffer = None
         if replay:
             self._replay = deque(replay)
 
@@ -181,6 +190,8 @@ class Subscription:
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             trio.lowlevel.reschedule(waiter)
+        elif self._reading and self._target is not None:
+            self._target.wake()
 
     async def receive(self) -> Any:
         """Wait for the next message.
@@ -191,7 +202,14 @@ class Subscription:
         """
         await self._wait()
         replay = self._replay
-        item = replay.popleft() if replay else self._buffer.popleft()
+        if replay:
+            item = replay.popleft()
+        else:
+            buffer = self._buffer
+            assert buffer  # (_wait returns once there is one)
+            item = buffer.popleft()
+            if not buffer:
+                self._buffer = None
         self.position = item.position or self.position
         return item.message
 
@@ -208,6 +226,10 @@ class Subscription:
         blocking (the native server over plain TCP) takes a
         published message straight from the publishing task: no task switch
         per subscriber.  Messages still reach the client in publish order.
+        Meanwhile the task waits in :meth:`WebSocket.idle <triows.WebSocket.idle>`:
+        on the native server over plain TCP it reads the socket itself (pings
+        answered, the client's messages kept for a later ``receive()``), so a
+        subscriber costs no reader task, and a departure ends the wait at once.
 
         Never returns: raises WebSocketDisconnect when the client leaves,
         SlowConsumer on overflow under ``"disconnect"``.  If cancelled, the batch
@@ -217,40 +239,51 @@ class Subscription:
         """
         if self._target is not None:
             raise trio.BusyResourceError("this subscription is already being forwarded")
-        buffer = self._buffer
         self._target = websocket
         try:
             while True:
-                await self._wait()
+                await self._wait(websocket)
                 replay = self._replay
                 if replay:
                     batch = list(replay)
                     self._replay = None
                 else:
-                    batch = list(buffer)
-                    buffer.clear()
+                    batch = list(self._buffer or ())
+                    self._buffer = None
                 await websocket.send_many(batch)
                 self.position = batch[-1].position or self.position
         finally:
             self._target = None
 
-    async def _wait(self) -> None:
-        """Return once a message is buffered; raise SlowConsumer on overflow."""
+    async def _wait(self, target: WebSocket | None = None) -> None:
+        """Return once a message is buffered; raise SlowConsumer on overflow.
+
+        forward() passes its ``target``: then the task waits in the WebSocket's
+        idle() where the server lets it (it reads the socket meanwhile, and the
+        connection needs no reader task), woken by wake(); elsewhere, and for
+        receive(), the task parks until put() reschedules it.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._buffer and not self._replay:
             if self._overflowed:
                 self._raise_overflow()
-            if self._waiter is not None:
+            if self._waiter is not None or self._reading:
                 raise trio.BusyResourceError(
                     "another task is already receiving on this subscription"
                 )
+            if target is not None:
+                self._reading = True
+                try:
+                    if await target.idle():
+                        continue  # woken, or the reading stopped: look again
+                finally:
+                    self._reading = False
             self._waiter = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
 
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def interrupt(self, reason: str) -> None:
         """Stop taking messages: return the buffered ones, then raise Lagged.
@@ -283,10 +316,10 @@ class Subscription:
 
     def __len__(self) -> int:
         """How many messages are waiting in the buffer."""
-        return len(self._buffer) + len(self._replay or ())
+        return len(self._buffer or ()) + len(self._replay or ())
 
     def __repr__(self) -> str:
         return (
-            f"<Subscription {self.topic!r} {len(self._buffer)}/{self.max_buffer} "
+            f"<Subscription {self.topic!r} {len(self._buffer or ())}/{self.max_buffer} "
             f"{self.on_overflow} dropped={self.dropped} position={self.position!r}>"
         )
