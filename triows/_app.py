@@ -335,13 +335,13 @@ class App:
         else:
             raise ValueError(f"triows.App cannot serve ASGI scope type {kind!r}")
 
-    async def serve_websocket(self, transport: Transport) -> BaseException | None:
-        """Serve one WebSocket connection carried by a server's ``transport``.
+    def serve_websocket(self, transport: Transport) -> Awaitable[BaseException | None]:
+        """Serve one WebSocket connection carried by a server's ``transport``: await it.
 
         The entry point for servers that speak the Transport protocol (the
-        native server); returns the view's crash for the server to log.
+        native server); the awaitable returns the view's crash for the server to log.
         """
-        return await self.websockets.serve(transport)
+        return self.websockets.serve(transport)
 
     async def close_connections(self, timeout: float = 5.0) -> None:
         """Close every open WebSocket with 1001 (Going Away) and wait for their views.

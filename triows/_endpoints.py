@@ -190,36 +190,44 @@ class WebSocketEndpoints:
                 return mount
         return None
 
-    async def serve(self, transport: Transport) -> BaseException | None:
-        """Serve one connection; return the view's crash, for the server to raise or log."""
+    def serve(self, transport: Transport) -> Awaitable[BaseException | None]:
+        """Serve one connection: await the result at once (the caller's task runs it).
+
+        The awaitable returns the view's crash, for the server to raise or log.
+        The checks before the view run here, synchronously, and the view's run is
+        the one coroutine returned: a connection's task holds one frame of the
+        App's between the server's and the view's (memory per idle connection).
+        """
         request = transport.request
         if self.sessions is not None:
             request.scope["session"] = self.sessions.load(request.scope)
         if not self.origins.allows(request):
-            origin = (request.header(b"origin") or b"").decode("latin-1")
-            self.warnings.warn(
-                "origin",
-                "refused a cross-origin WebSocket handshake to %s from %s (Origin %r); "
-                "%s would allow it",
-                request.path,
-                client_address(request.client),
-                origin,
-                self.origins.fix_for(origin),
-            )
-            self._count_refusal(request.path)
-            await transport.refuse(403, (), b"")
-            return None
+            return self._refuse_origin(transport)
         if self.mounts:
             mount = self.mount_for(request.path)
             if mount is not None:
-                await serve_asgi_websocket(mount.app, mount.scope_for(request.scope), transport)
-                return None
+                return serve_asgi_websocket(mount.app, mount.scope_for(request.scope), transport)
         found = self.route_for(request.path)
         if found is None:
             self._count_refusal(request.path)
-            await self._refuse_no_route(transport)
-            return None
-        return await self._run(transport, *found)
+            return self._refuse_no_route(transport)
+        return self._start(transport, *found)
+
+    async def _refuse_origin(self, transport: Transport) -> None:
+        """A cross-origin handshake: one WARNING naming the fix, then a plain 403."""
+        request = transport.request
+        origin = (request.header(b"origin") or b"").decode("latin-1")
+        self.warnings.warn(
+            "origin",
+            "refused a cross-origin WebSocket handshake to %s from %s (Origin %r); "
+            "%s would allow it",
+            request.path,
+            client_address(request.client),
+            origin,
+            self.origins.fix_for(origin),
+        )
+        self._count_refusal(request.path)
+        await transport.refuse(403, (), b"")
 
     async def _refuse_no_route(self, transport: Transport) -> None:
         """No WebSocket route serves the path: one WARNING naming it, then 403 with a
@@ -238,17 +246,16 @@ class WebSocketEndpoints:
         body = NOT_A_WEBSOCKET_ROUTE if http else NO_WEBSOCKET_ROUTE
         await transport.refuse(403, _TEXT, body)
 
-    async def _run(
+    def _start(
         self, transport: Transport, route: WebSocketRoute, values: dict[str, str]
-    ) -> BaseException | None:
+    ) -> Awaitable[BaseException | None]:
+        """The view's run (:func:`run_view`), or a refusal: synchronous checks first."""
         ws = WebSocket(transport, route.options, route.counters)
         if self.closing is not None:
             if self.draining:
                 retry = (("retry-after", str(RETRY_AFTER)),)
-                await refuse(ws, 503, {"detail": "server restarting"}, retry)
-            else:
-                await refuse(ws, 503, {"detail": "server shutting down"})
-            return None
+                return refuse(ws, 503, {"detail": "server restarting"}, retry)
+            return refuse(ws, 503, {"detail": "server shutting down"})
         signature = route.signature
         kwargs = _NO_ARGUMENTS
         resolve = None
@@ -259,8 +266,7 @@ class WebSocketEndpoints:
                 kwargs = signature.bind(values, ws.query_parameters, providers)
             except ParameterError as exc:
                 # Validation refuses the handshake: never accept-then-close.
-                await refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
-                return None
+                return refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
             names = signature.provider_names(providers)
             if names:
 
@@ -271,21 +277,23 @@ class WebSocketEndpoints:
         if limits is not None:
             refusal = limits.admit(ws.client)
             if refusal is not None:
-                await self._refuse_over_limit(ws, *refusal)
-                return None
-        self.live.add(ws)
+                return self._refuse_over_limit(ws, *refusal)
         span = connection_span(route.pattern.text, ws)  # None unless OpenTelemetry is set up
-        try:
-            running = run_view(ws, route.view, kwargs, resolve, self.warnings)
-            return await (running if span is None else span.run(running))
-        finally:
-            self.live.discard(ws)
-            if limits is not None:
-                limits.release(ws.client)
-            if route.counters is not None:
-                route.counters.ended(ws.lifecycle)
-            if self.closing is not None and not self.live:
-                self.closing.set()
+        # From here run_view's ``finally`` calls _ended (the caller awaits at once).
+        self.live.add(ws)
+        running = run_view(ws, route.view, kwargs, resolve, self.warnings, self._ended)
+        return running if span is None else span.run(running)
+
+    def _ended(self, ws: WebSocket) -> None:
+        """A view's run is over (its outcome applied): forget the connection."""
+        self.live.discard(ws)
+        if self.limits is not None:
+            self.limits.release(ws.client)
+        meter = ws.lifecycle.meter  # the route's counters (metrics only)
+        if meter is not None:
+            meter.ended(ws.lifecycle)
+        if self.closing is not None and not self.live:
+            self.closing.set()
 
     def _count_refusal(self, path: str) -> None:
         """Count a handshake refused before it reached a route (metrics only)."""

@@ -57,46 +57,51 @@ async def run_view(
     kwargs: dict[str, Any],
     resolve_providers: Resolver | None,
     warnings: ClientWarnings,
+    ended: Callable[[WebSocket], None],
 ) -> BaseException | None:
     """Run the view in its cancel scope, then apply its outcome; return a crash to raise.
 
     What a client caused is logged through ``warnings`` (rate limited).
+    ``ended(ws)`` is called last, whatever happened (cancelled from outside too).
     """
     lifecycle = ws.lifecycle
     auto_accept = ws.options.auto_accept
     error: Exception | None = None
-    with trio.CancelScope() as view_scope:
-        lifecycle.view_scope = view_scope
-        try:
-            if resolve_providers is None:
-                if auto_accept:
-                    await ws.accept()
-                await view(ws, **kwargs)
-            else:
-                async with AsyncExitStack() as stack:
-                    kwargs.update(await resolve_providers(stack))
+    try:
+        with trio.CancelScope() as view_scope:
+            lifecycle.view_scope = view_scope
+            try:
+                if resolve_providers is None:
                     if auto_accept:
                         await ws.accept()
                     await view(ws, **kwargs)
-        except Rejected:
-            pass
-        except Exception as exc:
-            error = exc
-    lifecycle.view_scope = None
-    try:
-        outcome = lifecycle.outcome(error, view_scope.cancelled_caught)
+                else:
+                    async with AsyncExitStack() as stack:
+                        kwargs.update(await resolve_providers(stack))
+                        if auto_accept:
+                            await ws.accept()
+                        await view(ws, **kwargs)
+            except Rejected:
+                pass
+            except Exception as exc:
+                error = exc
+        lifecycle.view_scope = None
+        try:
+            outcome = lifecycle.outcome(error, view_scope.cancelled_caught)
+        finally:
+            # The error's traceback holds this frame: drop the frame's reference to
+            # it, or the two form a cycle that keeps the connection alive until the
+            # garbage collector runs (a normal close raises through here).
+            error = None
+        try:
+            if outcome.log is not None:
+                _log(ws, outcome, warnings)
+            await apply(ws, outcome)
+            return outcome.error if outcome.reraise else None
+        finally:
+            outcome = None  # type: ignore[assignment]  # the same cycle, through the outcome
     finally:
-        # The error's traceback holds this frame: drop the frame's reference to
-        # it, or the two form a cycle that keeps the connection alive until the
-        # garbage collector runs (a normal close raises through here).
-        error = None
-    try:
-        if outcome.log is not None:
-            _log(ws, outcome, warnings)
-        await apply(ws, outcome)
-        return outcome.error if outcome.reraise else None
-    finally:
-        outcome = None  # type: ignore[assignment]  # the same cycle, through the outcome
+        ended(ws)
 
 
 async def apply(ws: WebSocket, outcome: Outcome) -> None:

@@ -6,9 +6,9 @@ read, so somebody must keep reading while the view does something else.
 
 While the view is reading (or sending), it calls the server's ``receive()``
 itself: no task and no queue between them.  When a view has been away from the
-connection at the App's next tick (within 50 ms: it waits on a hub subscription, a timer, a
-database), the App's one :class:`Pumps` task starts a receive pump for it in the
-App's nursery: :meth:`ASGITransport.pump` reads the server's events into a small
+connection for a whole tick of the App's one :class:`Pumps` task (seen away at two
+looks 50 ms apart: it waits on a hub subscription, a timer, a database), that task
+starts a receive pump for it in the App's nursery: :meth:`ASGITransport.pump` reads the server's events into a small
 :class:`~triows._serving._inbox.Inbox` and reports the departure as soon as it
 reaches that event, even while the view is busy.  A connection keeps its pump
 until it ends.  A departure queued behind more unread messages than the inbox
@@ -42,7 +42,9 @@ __all__ = ["ASGITransport", "Pumps"]
 #: disconnect event (which carries the client's close code), when it can.
 DEPARTURE_WAIT: Final = 0.5
 #: How often :class:`Pumps` looks for views away from their connection: a view
-#: away since before the last tick gets a pump (so within one tick).
+#: seen away at one look and still away at the next gets a pump (so 50-100 ms
+#: after it left).  A view that is only between two calls at a look (its
+#: handshake, an echo loop's send) is back by the next one and gets none.
 PUMP_TICK: Final = 0.05
 
 
@@ -108,7 +110,9 @@ class Pumps:
                 await self._wakeup.wait()
             await trio.sleep(PUMP_TICK)
             self.generation += 1
-            threshold = self.generation - 1
+            # Left before the last tick (recorded in an earlier generation) and
+            # not back since: away for a whole tick.
+            threshold = self.generation - 2
             for transport in list(self.away):
                 if transport.busy or transport.pumped:
                     self.away.discard(transport)  # back (it records its next departure)
@@ -127,7 +131,7 @@ class ASGITransport:
     __slots__ = (
         "_callback",
         "_departed",
-        "_departure",
+        "_gone",
         "_inbox",
         "_pump_done",
         "_pump_scope",
@@ -147,7 +151,10 @@ class ASGITransport:
         self._receive = receive
         self._send = send
         self._inbox: Inbox[str | bytes] | None = None if pumps else Inbox()
-        self._departure: ClientGone | None = None
+        #: The client's close code and reason once it has gone.  Kept as data, not
+        #: as the ClientGone raised: a raised exception holds its traceback, whose
+        #: frames hold this transport (a reference cycle per connection).
+        self._gone: tuple[int, str] | None = None
         self._departed: trio.Event | None = None
         self._callback: DepartureCallback | None = None
         self._pumps = pumps
@@ -189,7 +196,7 @@ class ASGITransport:
 
     def start_pump(self, nursery: trio.Nursery) -> None:
         """Start :meth:`pump` in ``nursery`` (the App's), ended by :meth:`finish`."""
-        if self.pumped or self._departure is not None:
+        if self.pumped or self._gone is not None:
             return
         scope, done = trio.CancelScope(), trio.Event()
         try:
@@ -217,9 +224,9 @@ class ASGITransport:
                 await self._pump_done.wait()
 
     def _left(self, code: int, reason: str) -> None:
-        if self._departure is not None:
+        if self._gone is not None:
             return
-        self._departure = ClientGone(code, reason)
+        self._gone = (code, reason)
         if self._departed is not None:
             self._departed.set()
         callback, self._callback = self._callback, None
@@ -243,9 +250,9 @@ class ASGITransport:
             try:
                 return await inbox.get()
             except trio.EndOfChannel:
-                raise self._departure or ClientGone() from None
-        if self._departure is not None:
-            raise self._departure
+                raise self._departure() from None
+        if self._gone is not None:
+            raise self._departure()
         self.busy += 1
         if self._pumps is not None:
             self._pumps.away.discard(self)
@@ -258,7 +265,7 @@ class ASGITransport:
                     return text if text is not None else event.get("bytes") or b""
                 if kind == "websocket.disconnect":
                     self._left(int(event.get("code") or 1005), event.get("reason") or "")
-                    raise self._departure or ClientGone()
+                    raise self._departure()
         finally:
             self._back()
 
@@ -330,11 +337,14 @@ class ASGITransport:
         if not self.pumped and pumps is not None:
             self.start_pump(pumps.nursery)  # it reads up to the disconnect event
         inbox = self._inbox
-        if self._departure is None and inbox is not None and not inbox.full:
+        if self._gone is None and inbox is not None and not inbox.full:
             if self._departed is None:
                 self._departed = trio.Event()
             with trio.move_on_after(DEPARTURE_WAIT):
                 await self._departed.wait()
         self._left(1006, "")
-        assert self._departure is not None
-        return self._departure
+        return self._departure()
+
+    def _departure(self) -> ClientGone:
+        """A new ClientGone for the departure (1006 if none is known yet)."""
+        return ClientGone() if self._gone is None else ClientGone(*self._gone)
