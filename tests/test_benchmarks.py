@@ -174,3 +174,22 @@ def test_live_fanout_reports_both_routes() -> None:
     assert re.search(r"^  /plain +server CPU +[\d.]+ us/delivery", result.stdout, re.M)
     assert re.search(r"^  /live +server CPU +[\d.]+ us/delivery", result.stdout, re.M)
     assert re.search(r"live / plain server CPU per delivery, paired: [\d.]+x", result.stdout)
+
+
+def test_compression_reports_one_compression_per_broadcast() -> None:
+    # benchmarks/compression.py, tiny: every run delivers, the deflate subscribers
+    # negotiate without server context takeover, and one broadcast is one compression.
+    command = [sys.executable, "-m", "benchmarks.compression", "--counts", "2,5"]
+    command += ["--broadcasts", "10", "--repeats", "1"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    for count in (2, 5):
+        assert re.search(
+            rf"this tree: {count} deflate: [\d.]+ ms CPU per broadcast, [-\d.]+ KiB RSS per "
+            r"connection, 1\.00 compressions per broadcast \(negotiated: permessage-deflate; "
+            r"server_no_context_takeover",
+            result.stdout,
+        ), result.stdout
+        assert f"this tree: {count} plain:" in result.stdout
+    assert re.search(r"^5 deflate / 5 plain: [\d.]+x", result.stdout, re.M)

@@ -4,7 +4,9 @@ A :class:`Prepared` is one outgoing message (``str`` for text, ``bytes`` for
 binary) and, computed on first use, its unmasked server frame.  Transports
 write :meth:`Prepared.frame` unchanged on a connection with no WebSocket
 extension negotiated (server frames are not masked, so one frame serves every
-client); with permessage-deflate they compress ``data`` per connection.
+client), and :meth:`Prepared.deflated` on a permessage-deflate connection: the
+server has no context takeover (``triows._connection._deflate``), so that frame
+too is computed once per message (and window size) for every client.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Final
 
 from .._codecs import Encoder
 from .._metrics._counters import payload_size
+from ._deflate import DEFAULT_WINDOW_BITS, deflate
 
 __all__ = ["Broadcast", "Prepared", "encode_frame"]
 
@@ -21,6 +24,8 @@ __all__ = ["Broadcast", "Prepared", "encode_frame"]
 #: RFC 6455 5.2's first byte: FIN and the opcode (text 0x1, binary 0x2).
 _FIN_TEXT: Final = 0x81
 _FIN_BINARY: Final = 0x82
+#: RSV1: the message is compressed (RFC 7692 6).
+_RSV1: Final = 0x40
 #: The header by payload length: 7 bits, 126 then 16 bits, 127 then 64 bits.
 _SHORT: Final = struct.Struct("!BB")
 _MEDIUM: Final = struct.Struct("!BBH")
@@ -34,11 +39,11 @@ def encode_frame(data: str | bytes) -> bytes:
     same bytes as websockets' ``Frame.serialize(mask=False)``.
     """
     if data.__class__ is str:
-        payload = data.encode()
-        first = _FIN_TEXT
-    else:
-        payload = data if data.__class__ is bytes else bytes(data)  # type: ignore[arg-type]
-        first = _FIN_BINARY
+        return _frame(_FIN_TEXT, data.encode())
+    return _frame(_FIN_BINARY, data if data.__class__ is bytes else bytes(data))  # type: ignore[arg-type]
+
+
+def _frame(first: int, payload: bytes) -> bytes:
     size = len(payload)
     if size < 126:
         return _SHORT.pack(first, size) + payload
@@ -54,13 +59,17 @@ class Prepared:
     same message type: the frame is built once, however many clients get it.
     """
 
-    __slots__ = ("_frame", "_size", "data")
+    __slots__ = ("_deflated", "_deflated_other", "_frame", "_size", "data")
 
     def __init__(self, data: str | bytes) -> None:
         #: The message: ``str`` for a text message, ``bytes`` for a binary one.
         self.data = data
         self._frame: bytes | None = None
         self._size = -1
+        #: The frame for permessage-deflate clients with the default server window.
+        self._deflated: bytes | None = None
+        #: The same for clients that asked for a smaller window: bits -> frame.
+        self._deflated_other: dict[int, bytes] | None = None
 
     def size(self) -> int:
         """The payload's length in bytes (UTF-8 for text), computed once (for metrics)."""
@@ -75,6 +84,32 @@ class Prepared:
         if frame is None:
             frame = self._frame = encode_frame(self.data)
         return frame
+
+    def deflated(self, bits: int) -> bytes:
+        """The message as one compressed frame (RSV1 set) for a permessage-deflate
+        connection whose server window is ``bits``, computed once per window size.
+
+        Compressed with no context takeover, so the same bytes serve every such
+        connection (``triows._connection._deflate``).
+        """
+        if bits == DEFAULT_WINDOW_BITS:
+            frame = self._deflated
+            if frame is None:
+                frame = self._deflated = self._deflate(bits)
+            return frame
+        other = self._deflated_other
+        if other is None:
+            other = self._deflated_other = {}
+        frame = other.get(bits)
+        if frame is None:
+            frame = other[bits] = self._deflate(bits)
+        return frame
+
+    def _deflate(self, bits: int) -> bytes:
+        data = self.data
+        if data.__class__ is str:
+            return _frame(_FIN_TEXT | _RSV1, deflate(data.encode(), bits))
+        return _frame(_FIN_BINARY | _RSV1, deflate(data, bits))  # type: ignore[arg-type]
 
 
 class Broadcast:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from .._connection._deflate import STATS as DEFLATE
 from .._http import Request, Response
 from ._counters import Counters
 
@@ -114,6 +115,18 @@ class PrometheusExporter:
             ["policy"],
             registry=registry,
         )
+        self.deflate_messages = counter(
+            "triows_deflate_messages",
+            "Messages compressed for permessage-deflate clients (once per message and "
+            "window size, however many clients receive it).",
+            registry=registry,
+        )
+        self.deflate_bytes = counter(
+            "triows_deflate_bytes",
+            "Payload bytes of the compressed messages, before (input) and after (output).",
+            ["stage"],
+            registry=registry,
+        )
         #: (metric, labels) -> the value already added to the Prometheus metric.
         self._synced: dict[tuple[int, tuple[str, ...]], int] = {}
         counters.observe_handshake = self._observe_handshake
@@ -144,6 +157,9 @@ class PrometheusExporter:
             self._add(self.bytes_sent, (route,), c.sent_bytes)
         for (code, by), count in list(self.counters.close_codes.items()):
             self._add(self.close_codes, (str(code), by), count)
+        self._add(self.deflate_messages, (), DEFLATE.messages)
+        self._add(self.deflate_bytes, ("input",), DEFLATE.input_bytes)
+        self._add(self.deflate_bytes, ("output",), DEFLATE.output_bytes)
         hub = self._hub()
         stats = None if hub is None else getattr(hub, "stats", None)
         if stats is not None:

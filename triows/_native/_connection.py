@@ -13,9 +13,9 @@ The connection owns two things (see ``triows._connection._transport``):
   sees it (close frame, EOF, a protocol failure);
 * its **writer** (:class:`~triows._native._writer._Writer`): ``send`` frames a
   batch into one write, ``send_now`` writes it without yielding when the
-  writer is idle.  A server frame is never masked, so without
-  permessage-deflate one :class:`~triows._connection._frames.Prepared` frame
-  serves every client; with it each connection compresses its own.
+  writer is idle.  A server frame is never masked, and the server compresses
+  without context takeover, so one :class:`~triows._connection._frames.Prepared`
+  frame serves every client (one plain, one per permessage-deflate window size).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class NativeConnection(Reading):
             return False
         writer = self.writer
         if not writer.idle:
-            return False  # checked before framing: deflate's state must not move for nothing
+            return False
         return writer.write_now(self.protocol.frames(messages), nursery)
 
     async def accept(self, subprotocol: str | None, headers: RawHeaders) -> None:

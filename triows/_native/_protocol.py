@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from websockets.exceptions import PayloadTooBig, ProtocolError
-from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
@@ -21,15 +24,24 @@ try:  # websockets' C unmasking (the pure-Python one where it was not built)
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
+from .._connection._deflate import DEFAULT_WINDOW_BITS, MEM_LEVEL
 from .._connection._frames import Prepared
 
 __all__ = ["COMPRESSION", "CONTROL_SLACK", "new_protocol"]
 
-#: permessage-deflate, negotiated when the client offers it (browsers do), as on
-#: hypercorn; websockets' default settings: 4 KiB windows (12 bits) and memLevel 5,
-#: about 50 KiB of zlib state per compressed connection (tracemalloc) where zlib's
-#: defaults (15 bits, memLevel 8) take about 300 KiB.
-COMPRESSION = enable_server_permessage_deflate(None)
+#: permessage-deflate, negotiated when the client offers it (browsers do), with
+#: websockets' window sizes (4 KiB: 12 bits each way) and ``server_no_context_takeover``
+#: always in the answer (RFC 7692 7.1.1.1 allows it unoffered): each server message
+#: is compressed on its own, once for every client (``triows._connection._deflate``),
+#: and a connection keeps no compressor, only the inflater for what its client sends.
+COMPRESSION: Final = [
+    ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True,
+        server_max_window_bits=DEFAULT_WINDOW_BITS,
+        client_max_window_bits=DEFAULT_WINDOW_BITS,
+        compress_settings={"memLevel": MEM_LEVEL},
+    )
+]
 
 #: The largest control frame payload (RFC 6455 5.5): what a ping between two
 #: fragments may add to the size the parser allows for the next frame.
@@ -112,17 +124,16 @@ class _ServerProtocol(ServerProtocol):
     def frames(self, messages: Sequence[Prepared]) -> bytes:
         """The wire bytes of a batch (the connection is open).
 
-        Without an extension one shared frame per message serves every client;
-        permessage-deflate keeps per-connection state, so each is framed here.
+        One shared frame per message serves every client: the plain frame
+        without an extension, the compressed one (per server window size) with
+        permessage-deflate, which the server negotiates without context takeover.
         """
-        if self.extensions:
-            for prepared in messages:
-                data = prepared.data
-                if isinstance(data, str):
-                    self.send_text(data.encode())
-                else:
-                    self.send_binary(data)
-            return b"".join(self.data_to_send())
+        extensions = self.extensions
+        if extensions:
+            bits = cast(PerMessageDeflate, extensions[0]).local_max_window_bits
+            if len(messages) == 1:
+                return messages[0].deflated(bits)
+            return b"".join([m.deflated(bits) for m in messages])
         if len(messages) == 1:
             return messages[0].frame()
         return b"".join([m.frame() for m in messages])
