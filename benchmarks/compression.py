@@ -322,7 +322,8 @@ def main() -> None:
     for repeat in range(args.repeats):
         for label, path in trees:
             for count in counts:
-                for kind in ("deflate", "plain"):
+                # Which kind runs first alternates with the repeats (no order bias).
+                for kind in ("deflate", "plain")[:: 1 if repeat % 2 == 0 else -1]:
                     result = run_once(label, path, count, kind, args.broadcasts, args.size)
                     results.append(result)
                     print(f"repeat {repeat + 1}: {describe(result)}", flush=True)

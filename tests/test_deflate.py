@@ -6,13 +6,15 @@ the same bytes for every client with the same server window: a Broadcast, a
 hub delivery or a live-route frame is compressed once per window size,
 however many compressed clients get it (``triows_deflate_messages_total``
 counts it).  The hypercorn backend does not negotiate the extension at all.
-Clients: websockets' (which inflates and checks what it gets) and raw sockets
-(which see the frames' bytes).
+Clients: websockets' (which inflates and checks what it gets), raw sockets
+(which see the frames' bytes) and Chromium (which must accept the answer it did
+not ask for).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import random
 import zlib
 from collections.abc import AsyncIterator
@@ -27,7 +29,9 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 import triows
 from triows import Broadcast, WebSocket
 
+from .browser import chromium
 from .conftest import Backend, Served
+from .live_apps import Frames
 from .raw_client import frame, handshake, http_get, open_stream
 from .test_metrics import samples
 
@@ -177,6 +181,94 @@ async def test_a_compressed_client_cannot_inflate_past_the_limit(backend: Backen
             async with connect(served, "/echo") as ws:
                 await ws.send("still here " * 10)
                 assert await ws.recv() == "still here " * 10
+
+
+async def test_the_live_route_compresses_each_message_once(backend: Backend) -> None:
+    # Five compressed live clients of one topic: the live route's message frame
+    # is one Broadcast per position, so one compression per publish.
+    hub = triows.Hub(history=100)
+    app = triows.App(hub=hub, metrics=True)
+    app.live_route("/live", hub)
+    data = [{"n": n, "text": "the live route's frame " * 10} for n in range(10)]
+    with trio.fail_after(30):
+        async with backend.serve(app) as served, trio.open_nursery() as nursery:
+            received: list[list[Any]] = []
+            subscribed, all_received = trio.Semaphore(0), trio.Event()
+
+            async def client() -> None:
+                async with connect(served, "/live") as ws:
+                    frames = Frames(ws.recv)
+                    await ws.send(json.dumps({"type": "subscribe", "topic": "room"}))
+                    await frames.until(type="subscribed")
+                    subscribed.release()
+                    received.append([m["data"] for m in await frames.messages("room", 10)])
+                    if len(received) == 5:
+                        all_received.set()
+
+            for _ in range(5):
+                nursery.start_soon(client)
+            for _ in range(5):
+                await subscribed.acquire()
+            before = await compressions(served)
+            for message in data:
+                await hub.publish("room", message)
+            await all_received.wait()
+            done = await compressions(served) - before
+    assert received == [data] * 5
+    assert done == (0 if backend.name == "hypercorn" else len(data))
+
+
+PAGE = """<!DOCTYPE html>
+<html><head><title>deflate</title></head><body><script>
+window.got = [];
+window.extensions = null;
+const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+const ws = new WebSocket(scheme + location.host + "/sub");
+ws.onopen = () => { window.extensions = ws.extensions; };
+ws.onmessage = (event) => { window.got.push(event.data); };
+</script></body></html>"""
+
+#: What the hub publishes to the page: short, long and compressible, non-ASCII.
+PAGE_MESSAGES = ["hi", "ping " * 20_000, "é" * 5_000, '{"n": 1}', "incompressible" + "x" * 200]
+
+
+def _page_in_chromium(url: str, hub: triows.Hub) -> tuple[str, list[str]]:
+    """Open the page, publish PAGE_MESSAGES once it is subscribed; what it negotiated and got."""
+    with chromium(ignore_https_errors=url.startswith("https:")) as browser:
+        page = browser.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(url)
+        page.wait_for_function("() => window.got.length === 1")  # "subscribed"
+        for message in PAGE_MESSAGES:
+            trio.from_thread.run(hub.publish, "t", message)
+        page.wait_for_function(f"() => window.got.length === {1 + len(PAGE_MESSAGES)}")
+        return str(page.evaluate("() => window.extensions")), list(
+            page.evaluate("() => window.got")
+        )
+
+
+async def test_chromium_accepts_server_no_context_takeover(backend: Backend) -> None:
+    # Chromium offers "permessage-deflate; client_max_window_bits" and must accept
+    # server_no_context_takeover in the answer, which it did not offer; then every
+    # hub message reaches the page intact (compressed on the native server).
+    app, hub = compression_app()
+
+    @app.route("/")
+    async def index(request: triows.Request) -> str:
+        return PAGE
+
+    with trio.fail_after(90):
+        async with backend.serve(app) as served:
+            url = "http" + served.url("/").removeprefix("ws")
+            extensions, got = await trio.to_thread.run_sync(_page_in_chromium, url, hub)
+    if backend.name == "hypercorn":
+        assert extensions == ""
+    else:
+        assert extensions == (
+            "permessage-deflate; server_no_context_takeover; server_max_window_bits=12; "
+            "client_max_window_bits=12"
+        )
+    assert got == ["subscribed", *PAGE_MESSAGES]
 
 
 # -- helpers ------------------------------------------------------------------------
