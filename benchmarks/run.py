@@ -32,6 +32,7 @@ from typing import IO, Any, TypeVar
 import attrs
 
 from .loadgen import Params, default_client
+from .run_cpu import per_cpu_table
 from .servers import REFERENCE, SERVERS, ServerSpec
 
 __all__ = ["SCENARIOS", "Scenario", "main"]
@@ -136,6 +137,8 @@ class Measurement:
     offered: float | None = None
     #: Paced scenarios: the median latency, ms.
     p50_ms: float | None = None
+    #: Throughput scenarios: operations per second of the server's own CPU time.
+    per_cpu_second: float | None = None
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -349,12 +352,14 @@ def run_one(
             stop(loadgen)
     if scenario.name == "memory":
         return Measurement((rss["loaded"] - rss["baseline"]) / result["value"])
-    server_cpu = others = None
+    server_cpu = others = per_cpu = None
     if "start" in marks and "end" in marks:
         (wall0, cpu0, busy0), (wall1, cpu1, busy1) = marks["start"], marks["end"]
         server_cpu = 100.0 * (cpu1 - cpu0) / (wall1 - wall0)
         if core is not None:
             others = max(0.0, 100.0 * (busy1 - busy0) / (wall1 - wall0) - server_cpu)
+        if scenario.higher_is_better and cpu1 > cpu0 and "count" in result:
+            per_cpu = result["count"] / (cpu1 - cpu0)
     return Measurement(
         result["value"],
         result["client_cpu_pct"],
@@ -362,6 +367,7 @@ def run_one(
         others,
         result.get("offered_per_s", result.get("offered")),
         result.get("p50_ms"),
+        per_cpu,
     )
 
 
@@ -514,6 +520,7 @@ def markdown(
             cells.append(spread(cell_summary(data and data["value"]), "{:,.1f}"))
         out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     out += peer_ratios(rows, scenarios)
+    out += per_cpu_table(rows, scenarios, PEERS, TRIOWS_ROWS)
     paced = [s for s in scenarios if s.name.endswith("-latency")]
     if paced:
         out += [

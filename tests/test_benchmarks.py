@@ -86,6 +86,12 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
     assert re.search(
         r"^\| triows on hypercorn \(triows\.serve\) \| \d+\.\d\d \| \d+\.\d\d \|$", table, re.M
     )
+    # The work per server CPU second: per repeat in the JSON, and its table.
+    for row in rows.values():
+        (run,) = row["scenarios"]["fanout"]["runs"]
+        assert run["per_cpu_second"] is None or run["per_cpu_second"] > 0
+    assert "Per second of the server's own CPU time" in table
+    assert re.search(r"^\| raw ASGI app, hypercorn -k trio \| (1\.00 \(about|-)", table, re.M)
 
 
 async def test_publish_stall_measures_both_backends() -> None:
