@@ -268,7 +268,10 @@ class WebSocketEndpoints:
                 # Validation refuses the handshake: never accept-then-close.
                 return refuse(ws, 400, {"detail": exc.detail, "parameter": exc.parameter})
             names = signature.provider_names(providers)
-            if names:
+            shared = self.providers.shared(names) if names else None
+            if shared is not None:
+                kwargs.update(shared)  # app-scoped values only: no exit stack per connection
+            elif names:
 
                 async def resolve(stack: AsyncExitStack) -> dict[str, Any]:
                     return await self.providers.resolve(names, stack, ws)

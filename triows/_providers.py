@@ -189,6 +189,24 @@ class ProviderRegistry:
     def _stop_app(self) -> None:
         self._app_values = None
 
+    def shared(self, names: Iterable[str]) -> dict[str, Any] | None:
+        """The values of ``names`` if every one is app-scoped and the lifespan runs.
+
+        Nothing to create and nothing to tear down: a connection taking only such
+        values needs no exit stack (about 1.5 KB per connection).  None otherwise
+        (:meth:`resolve` then gives them, or raises what there is to raise).
+        """
+        app_values = self._app_values
+        if app_values is None:
+            return None
+        values: dict[str, Any] = {}
+        for name in names:
+            provider = self.providers.get(name)
+            if provider is None or provider.scope != "app":
+                return None
+            values[name] = app_values[name]
+        return values
+
     async def resolve(
         self, names: Iterable[str], stack: AsyncExitStack, connection: object
     ) -> dict[str, Any]:

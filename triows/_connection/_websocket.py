@@ -14,7 +14,7 @@ is cancelled after a short grace (see ``Lifecycle.client_left``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import trio
@@ -204,29 +204,27 @@ class WebSocket(WebSocketBase):
             self._counters.count_one(prepared)
         return True
 
-    async def idle(self) -> bool:
+    def idle(self) -> Awaitable[bool]:
         """Wait, with nothing else to do, until :meth:`wake`: for a hub forwarding here.
 
         On the native server over plain TCP the waiting task reads the socket
         itself meanwhile (as a view in :meth:`receive` does), so the connection
         needs no reader task: pings are answered, messages the client sends are
-        kept for :meth:`receive` (until the small inbox is full: then this
-        returns), and a departure ends the wait at once.  A :meth:`receive` in
-        another task takes the reading over and ends the wait.  True once it
-        waited (look again for what there is to do); False at once, without a
-        checkpoint, where the server cannot read from this task (under an ASGI
-        server, TLS, another task reading): the caller then waits its own way.
-        Raises WebSocketDisconnect once the client has gone (as :meth:`send`
-        would), RuntimeError if the connection is not open.  Cancel-safe.
+        kept for :meth:`receive` (until the small inbox is full: then the wait
+        ends), and a departure ends the wait at once.  A :meth:`receive` in
+        another task takes the reading over and ends the wait.  The wait
+        returns True once it waited (look again for what there is to do, and
+        call ``idle()`` again); False at once, without a checkpoint, where the
+        server cannot read from this task (under an ASGI server, TLS, another
+        task reading): the caller then waits its own way.  The call raises
+        WebSocketDisconnect once the client has gone (as :meth:`send` would),
+        RuntimeError if the connection is not open.  Cancel-safe.  (Not a
+        coroutine function: no frame of its own while an idle subscriber waits.)
         """
         lifecycle = self.lifecycle
         if lifecycle.state is not CONNECTED:
             lifecycle.check_open("idle()", "received")
-        if not await self._transport.read_idle():
-            return False
-        if lifecycle.state is not CONNECTED:
-            lifecycle.check_open("idle()", "received")
-        return True
+        return self._transport.read_idle()
 
     def wake(self) -> None:
         """End a pending :meth:`idle` (it returns True).  Never yields; safe from any task."""

@@ -11,7 +11,7 @@ goes first when a hub without history dropped messages for this client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._protocol import encode
@@ -61,9 +61,9 @@ class MessageFrames:
             frames.insert(0, gap_frame(topic, None, "overflow"))
         await self._ws.send_many(frames)
 
-    async def idle(self) -> bool:
+    def idle(self) -> Awaitable[bool]:
         """The WebSocket's idle(): wait, reading the socket where the server lets it."""
-        return await self._ws.idle()
+        return self._ws.idle()
 
     def wake(self) -> None:
         """The WebSocket's wake()."""

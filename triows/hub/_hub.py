@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -15,7 +14,7 @@ from ._memory import MemoryBackend, check_message
 from ._positions import parse_position
 from ._presence import PresenceChanges
 from ._stats import HubStats
-from ._subscription import OverflowPolicy, Subscription
+from ._subscription import OverflowPolicy, Subscribing, Subscription
 from ._traces import delivery_span, publish_span
 
 __all__ = ["Backend", "Hub", "HubUnavailable"]
@@ -209,15 +208,14 @@ class Hub:
         self.stats.published += 1
         return position
 
-    @asynccontextmanager
-    async def subscribe(
+    def subscribe(
         self,
         topic: str,
         *,
         since: str | None = None,
         max_buffer: int | None = None,
         on_overflow: OverflowPolicy | None = None,
-    ) -> AsyncIterator[Subscription]:
+    ) -> AbstractAsyncContextManager[Subscription]:
         """Subscribe to ``topic`` for the duration of the block.
 
         ``max_buffer`` (default 100 messages) and ``on_overflow`` (default
@@ -235,12 +233,6 @@ class Hub:
         the subscription then starts live).  A malformed ``since`` raises
         ValueError before anything is subscribed.
         """
-        if not self._running:
-            raise RuntimeError(
-                "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
-            )
-        if since is not None:
-            parse_position(since)
         subscription = Subscription(
             topic,
             self.max_buffer if max_buffer is None else max_buffer,
@@ -248,6 +240,19 @@ class Hub:
             self.stats,
             resumable=self.history > 0,
         )
+        # (A plain object, not an @asynccontextmanager: no async generator and
+        # frame per subscriber, about 400 bytes.)
+        return Subscribing(subscription, since, self._join, self._remove)
+
+    async def _join(self, subscription: Subscription, since: str | None) -> None:
+        """Subscribing's entry: register ``subscription``, then where it starts."""
+        if not self._running:
+            raise RuntimeError(
+                "the Hub is not running: pass it to App(hub=...) or use `async with hub:`"
+            )
+        if since is not None:
+            parse_position(since)
+        topic = subscription.topic
         subscribers = self._topics.get(topic)
         if subscribers is None:
             subscribers = self._topics[topic] = set()
@@ -255,11 +260,7 @@ class Hub:
             await self._backend.watch(topic)
         else:
             subscribers.add(subscription)
-        try:
-            await self._backend.start(subscription, since)
-            yield subscription
-        finally:
-            self._remove(subscription)
+        await self._backend.start(subscription, since)
 
     def presence(self, topic: str, key: str, info: Any = None) -> AbstractAsyncContextManager[None]:
         """Be present in ``topic`` as ``key`` (e.g. a user id) for the block.

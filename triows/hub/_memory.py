@@ -58,6 +58,9 @@ class MemoryBackend:
         self.history = history
         self.epoch = new_epoch()
         self._counter = 0
+        #: The position of the last message ("<epoch>:0" before any): one string
+        #: shared by every subscription that starts there.
+        self._head = f"{self.epoch}:0"
         self._logs: dict[str, TopicLog] = {}
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
@@ -77,7 +80,7 @@ class MemoryBackend:
         hub = self._hub
         assert hub is not None
         counter = self._counter = self._counter + 1
-        position = f"{self.epoch}:{counter}"
+        position = self._head = f"{self.epoch}:{counter}"
         if not self.history:
             await hub.deliver(topic, message, position)
             return position
@@ -97,7 +100,7 @@ class MemoryBackend:
 
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Give ``subscription`` its starting position and the history after ``since``."""
-        head = f"{self.epoch}:{self._counter}"
+        head = self._head
         if since is None:
             subscription.begin(head, [], recovered=True)
             return

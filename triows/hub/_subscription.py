@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import trio
@@ -15,7 +17,7 @@ from ._stats import HubStats
 if TYPE_CHECKING:
     from .._connection._websocket import WebSocket
 
-__all__ = ["Lagged", "OverflowPolicy", "SlowConsumer", "Subscription"]
+__all__ = ["Lagged", "OverflowPolicy", "SlowConsumer", "Subscribing", "Subscription"]
 
 OverflowPolicy = Literal["drop_oldest", "disconnect"]
 OVERFLOW_POLICIES: tuple[OverflowPolicy, ...] = ("drop_oldest", "disconnect")
@@ -242,7 +244,20 @@ class Subscription:
         self._target = websocket
         try:
             while True:
-                await self._wait(websocket)
+                # Nothing to send: wait in the WebSocket's idle() (which reads the
+                # socket meanwhile where the server lets it; wake() ends it) for
+                # as long as it can; else, and for what is left, _wait() (inlined:
+                # one coroutine frame less per idle subscriber).
+                while not (self._buffer or self._replay or self._overflowed):
+                    if self._waiter is not None or self._reading:
+                        break  # another task receives: _wait() raises
+                    self._reading = True
+                    try:
+                        if not await websocket.idle():
+                            break
+                    finally:
+                        self._reading = False
+                await self._wait()
                 replay = self._replay
                 if replay:
                     batch = list(replay)
@@ -255,13 +270,10 @@ class Subscription:
         finally:
             self._target = None
 
-    async def _wait(self, target: WebSocket | None = None) -> None:
+    async def _wait(self) -> None:
         """Return once a message is buffered; raise SlowConsumer on overflow.
 
-        forward() passes its ``target``: then the task waits in the WebSocket's
-        idle() where the server lets it (it reads the socket meanwhile, and the
-        connection needs no reader task), woken by wake(); elsewhere, and for
-        receive(), the task parks until put() reschedules it.
+        The task parks until put() (or an overflow) reschedules it.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._buffer and not self._replay:
@@ -271,13 +283,6 @@ class Subscription:
                 raise trio.BusyResourceError(
                     "another task is already receiving on this subscription"
                 )
-            if target is not None:
-                self._reading = True
-                try:
-                    if await target.idle():
-                        continue  # woken, or the reading stopped: look again
-                finally:
-                    self._reading = False
             self._waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
 
@@ -323,3 +328,43 @@ class Subscription:
             f"<Subscription {self.topic!r} {len(self._buffer or ())}/{self.max_buffer} "
             f"{self.on_overflow} dropped={self.dropped} position={self.position!r}>"
         )
+
+
+class Subscribing:
+    """What ``hub.subscribe()`` returns: ``async with`` it to hold the subscription.
+
+    Entering joins the hub (``join``: registers the subscription, then asks the
+    backend where it starts) and gives the :class:`Subscription`; leaving, by
+    any exit, removes it (``leave``), also when joining failed or was cancelled.
+    """
+
+    __slots__ = ("_join", "_leave", "_since", "_subscription")
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        since: str | None,
+        join: Callable[[Subscription, str | None], Awaitable[None]],
+        leave: Callable[[Subscription], None],
+    ) -> None:
+        self._subscription = subscription
+        self._since = since
+        self._join = join
+        self._leave = leave
+
+    async def __aenter__(self) -> Subscription:
+        subscription = self._subscription
+        try:
+            await self._join(subscription, self._since)
+        except BaseException:
+            self._leave(subscription)
+            raise
+        return subscription
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._leave(self._subscription)
