@@ -36,7 +36,8 @@ import functools
 import logging
 import math
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
+from urllib.parse import unquote
 
 import h11
 import trio
@@ -109,6 +110,31 @@ async def refuse(sock: trio.socket.SocketType, status: int, text: str) -> None:
     """Answer ``status`` and close: the request is not served."""
     await _send_all(sock, _plain_response(status, text))
     await close_gently(sock)
+
+
+def http_scope(
+    request: h11.Request,
+    scheme: str,
+    addresses: tuple[tuple[str, int] | None, tuple[str, int] | None],
+    state: dict[str, Any],
+) -> Scope:
+    """The ASGI scope of an HTTP request: ``addresses`` are the client's and the server's."""
+    raw_path, _, query = request.target.partition(b"?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version.decode(),
+        "method": request.method.decode(),
+        "scheme": scheme,
+        "path": unquote(raw_path.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(name, value) for name, value in request.headers],
+        "client": addresses[0],
+        "server": addresses[1],
+        "state": state,
+    }
 
 
 class HTTPExchange:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import ssl
 from typing import Any, cast
-from urllib.parse import unquote
 
-import h11
 import trio
 
 from .._app import App
 from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
 from .._serving._keepalive import Keepalive
-from .._serving._listen import accept_until_cancelled, open_listeners
+from .._serving._listen import (
+    Address,
+    accept_sockets_until_cancelled,
+    address,
+    open_listeners,
+    set_stream_options,
+)
 from .._serving._logs import access_line, client_address, logger
 from .._serving._shutdown import FORCE, UNWIND, Shutdown
-from .._types import Scope
 from ._connection import NativeConnection
 from ._head import RequestReader, UpgradeHead
-from ._http import BODY_TIMEOUT, HTTPExchange
+from ._http import BODY_TIMEOUT, HTTPExchange, http_scope
 from ._reading import AwayViews
 from ._reaper import Served, reap
 from ._tls import TLSSocket, server_context
@@ -75,13 +78,21 @@ class _NativeServer:
 
     # -- per connection -------------------------------------------------------------------
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection (run by ``trio.serve_listeners``)."""
-        tls = None if self.ssl_context is None else TLSSocket(stream, self.ssl_context)
-        # Over TLS, the SSLStream behind the socket methods the server calls.
-        sock = stream.socket if tls is None else cast(trio.socket.SocketType, tls)
-        self.open[stream.socket] = None
+    async def handle(self, raw: trio.socket.SocketType, client: Address, server: Address) -> None:
+        """Serve one TCP connection: a task of the accept loop (``triows._serving._listen``),
+        with the client's address and the server's (None: ask the socket)."""
+        tls: TLSSocket | None = None
+        sock = raw
+        self.open[raw] = None
         try:
+            if self.ssl_context is None:
+                set_stream_options(raw)
+            else:
+                # trio's SocketStream sets the same options.
+                tls = TLSSocket(trio.SocketStream(raw), self.ssl_context)
+                # Over TLS, the SSLStream behind the socket methods the server calls.
+                sock = cast(trio.socket.SocketType, tls)
+            addresses = (client, _address(raw, peer=False) if server is None else server)
             head = bytearray()
             conn: NativeConnection | None = None
             http: RequestReader | None = None
@@ -91,18 +102,18 @@ class _NativeServer:
                 if not await reader.next_request():
                     return  # the client left, or its head was refused (answered)
                 if reader.upgrade is None:
-                    http = self.open[stream.socket] = reader
+                    http = self.open[raw] = reader
                 else:
-                    conn = await self._handshake(sock, reader.upgrade, bytes(head))
+                    conn = await self._handshake(sock, reader.upgrade, bytes(head), addresses)
                     del reader, head  # a WebSocket keeps no HTTP state, nor its request head
                     if conn is None:
                         return
-                    self.open[stream.socket] = conn
+                    self.open[raw] = conn
             if waiting.cancelled_caught:
                 return  # slowloris: no complete request head in time
             if conn is None:
                 assert http is not None
-                await self._serve_http(http)
+                await self._serve_http(http, addresses)
             else:
                 await self._serve_websocket(conn)
         except ClientGone:
@@ -111,13 +122,17 @@ class _NativeServer:
             # Never let one connection take the server down.
             logger.exception("unexpected error serving a connection")
         finally:
-            del self.open[stream.socket]
+            del self.open[raw]
             if tls is not None:
                 await tls.aclose()
             sock.close()
 
     async def _handshake(
-        self, sock: trio.socket.SocketType, head_request: UpgradeHead, head: bytes
+        self,
+        sock: trio.socket.SocketType,
+        head_request: UpgradeHead,
+        head: bytes,
+        addresses: tuple[Address, Address],
     ) -> NativeConnection | None:
         handshaken = await handshake(sock, head_request, head, self.max_message_size)
         if handshaken is None:
@@ -125,8 +140,8 @@ class _NativeServer:
         request = HandshakeRequest.from_target(
             handshaken.target,
             head_request.headers,
-            client=_address(sock, peer=True),
-            server=_address(sock, peer=False),
+            client=addresses[0],
+            server=addresses[1],
             scheme="ws" if self.ssl_context is None else "wss",
             state=dict(self.state),
         )
@@ -177,13 +192,14 @@ class _NativeServer:
         assert self.keepalive is not None and self.keepalive.interval == interval
         await self.keepalive.run(nursery)
 
-    async def _serve_http(self, http: RequestReader) -> None:
+    async def _serve_http(self, http: RequestReader, addresses: tuple[Address, Address]) -> None:
         """Serve the request just read by ``http``, and the next ones (keep-alive)."""
         sock = http.sock
         while True:
             exchange = HTTPExchange(http.conn, sock, self.body_timeout)
             request = http.request
-            scope = self._http_scope(request, sock)
+            scheme = "http" if self.ssl_context is None else "https"
+            scope = http_scope(request, scheme, addresses, dict(self.state))
             await exchange.run(self.app, scope)
             if not exchange.complete:
                 return
@@ -201,24 +217,6 @@ class _NativeServer:
                     self._waiting_http.discard(waiting)
             if not got:
                 return
-
-    def _http_scope(self, request: h11.Request, sock: trio.socket.SocketType) -> Scope:
-        raw_path, _, query = request.target.partition(b"?")
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.http_version.decode(),
-            "method": request.method.decode(),
-            "scheme": "http" if self.ssl_context is None else "https",
-            "path": unquote(raw_path.decode("latin-1")),
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": "",
-            "headers": [(name, value) for name, value in request.headers],
-            "client": _address(sock, peer=True),
-            "server": _address(sock, peer=False),
-            "state": dict(self.state),
-        }
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -277,7 +275,7 @@ class _NativeServer:
                         if self.ping_interval is not None:
                             services.start_soon(self._keepalive, connections, self.ping_interval)
                         services.start_soon(self.away_views.run)
-                        accept = accept_until_cancelled
+                        accept = accept_sockets_until_cancelled
                         services.start_soon(
                             accept, self.handle, listeners, connections, self.accepting
                         )
@@ -304,12 +302,11 @@ class _NativeServer:
             reaping.cancel_scope.cancel()  # every connection has ended
 
 
-def _address(sock: trio.socket.SocketType, *, peer: bool) -> tuple[str, int] | None:
+def _address(sock: trio.socket.SocketType, *, peer: bool) -> Address:
     try:
-        address = sock.getpeername() if peer else sock.getsockname()
+        return address(sock.getpeername() if peer else sock.getsockname())
     except OSError:
         return None
-    return (str(address[0]), int(address[1]))
 
 
 async def serve_native(

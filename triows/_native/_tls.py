@@ -9,6 +9,7 @@ WebSocket connection run unchanged on top.  The raw-socket fast paths
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Final
 
@@ -63,8 +64,16 @@ class TLSSocket:
         """TLS has no half-close: the connection closes as a whole, later."""
 
     async def aclose(self) -> None:
-        """Send close_notify (briefly, even when cancelled), then close the socket."""
-        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+        """Send close_notify (briefly, even when cancelled), then close the socket.
+
+        Nothing is sent if the socket was shut down already (by the shutdown's
+        reaper: ``triows._serving._shutdown.close_socket``) or the client is gone.
+        """
+        with (
+            trio.CancelScope(shield=True),
+            trio.move_on_after(CLOSE_TIMEOUT),
+            contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError),
+        ):
             await self.stream.aclose()
         self.raw.close()
 

@@ -9,13 +9,54 @@ bound but never listening, so the port stays its own between workers.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import trio
 
-__all__ = ["accept_until_cancelled", "open_listeners", "reuse_port_sockets"]
+__all__ = [
+    "Address",
+    "accept_sockets_until_cancelled",
+    "accept_until_cancelled",
+    "address",
+    "open_listeners",
+    "reuse_port_sockets",
+    "set_stream_options",
+]
+
+#: A socket address as ASGI spells it: host and port (None where unknown).
+Address = tuple[str, int] | None
+#: What a socket handler gets: the socket, the client's address, the server's.
+SocketHandler = Callable[[trio.socket.SocketType, Address, Address], Awaitable[object]]
+
+#: accept() errors that mean "no room now" (too many open files, no memory): retry later.
+_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+#: How long to wait before accepting again after one of those.
+_CAPACITY_PAUSE: Final = 0.1
+#: accept() errors about the one connection being accepted (accept(2) says: retry).
+_CONNECTION_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(errno, name)  # some are Linux's only
+)
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::"})
+
+logger = logging.getLogger("triows")
 
 
 def reuse_port_sockets(host: str, port: int) -> list[socket.socket]:
@@ -88,3 +129,72 @@ def _close(listener: trio.abc.Listener[Any]) -> None:
         listener = listener.transport_listener
     if isinstance(listener, trio.SocketListener):
         listener.socket.close()
+
+
+def set_stream_options(sock: trio.socket.SocketType) -> None:
+    """The options trio's SocketStream sets on a TCP socket: no Nagle delay, and
+    at most 16 KiB unsent in the kernel (a slow client's writes wait in triows)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+    if hasattr(trio.socket, "TCP_NOTSENT_LOWAT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NOTSENT_LOWAT, 2**14)
+
+
+def address(raw: Any) -> Address:
+    """An address from the socket module as ASGI spells it (host, port), or None."""
+    if isinstance(raw, tuple) and len(raw) >= 2:
+        return (str(raw[0]), int(raw[1]))
+    return None
+
+
+async def accept_sockets_until_cancelled(
+    handler: SocketHandler,
+    listeners: Sequence[trio.SocketListener],
+    connections: trio.Nursery,
+    accepting: trio.CancelScope,
+) -> None:
+    """Like :func:`accept_until_cancelled`, for a server that takes plain sockets.
+
+    Each connection is one task in ``connections``: ``handler(sock, client,
+    server)``, with the client's address as accept() gave it and the server's
+    (the listener's own, unless it listens on every address): no stream object,
+    no wrapper task, no getpeername or getsockname per connection.  The handler
+    sets its socket's options and closes it.  Errors about one connection are
+    skipped; running out of file descriptors or memory is logged and accepting
+    pauses for 0.1 s; any other error ends the loop.
+    """
+    with accepting:
+        try:
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(_accept_from, handler, listener.socket, connections)
+        finally:
+            for listener in listeners:
+                _close(listener)
+
+
+async def _accept_from(
+    handler: SocketHandler, sock: trio.socket.SocketType, connections: trio.Nursery
+) -> None:
+    local = address(sock.getsockname())
+    if local is not None and local[0] in _WILDCARDS:
+        local = None  # known per connection only: the handler asks its socket
+    accept = sock.accept
+    start = connections.start_soon
+    while True:
+        try:
+            client, peer = await accept()
+        except OSError as exc:
+            if exc.errno in _CONNECTION_ERRNOS:
+                continue
+            if exc.errno not in _CAPACITY_ERRNOS:
+                raise
+            logger.error(
+                "accepting a connection failed (%s): retrying in %s s",
+                errno.errorcode[exc.errno],
+                _CAPACITY_PAUSE,
+            )
+            await trio.sleep(_CAPACITY_PAUSE)
+            continue
+        start(handler, client, address(peer), local)

@@ -1,0 +1,113 @@
+"""The native server's accept loop: plain sockets with both addresses, errors survived."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, cast
+
+import pytest
+import trio
+
+from triows._serving._listen import Address, accept_sockets_until_cancelled
+
+
+async def test_each_connection_gets_its_socket_and_both_addresses() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    got: list[tuple[Address, Address, bool]] = []
+    done = trio.Event()
+
+    async def handler(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
+        got.append((client, server, isinstance(sock, trio.socket.SocketType)))
+        sock.close()
+        done.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as connections:
+            accepting = trio.CancelScope()
+            connections.start_soon(
+                accept_sockets_until_cancelled, handler, listeners, connections, accepting
+            )
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await done.wait()
+            accepting.cancel()
+    local = stream.socket.getsockname()
+    await stream.aclose()
+    assert got == [((local[0], local[1]), ("127.0.0.1", port), True)]
+    assert listeners[0].socket.fileno() == -1  # stopped listening
+
+
+async def test_a_wildcard_listener_leaves_the_server_address_to_the_socket() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="0.0.0.0")
+    port = listeners[0].socket.getsockname()[1]
+    servers: list[Address] = []
+    done = trio.Event()
+
+    async def handler(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
+        servers.append(server)
+        sock.close()
+        done.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as connections:
+            accepting = trio.CancelScope()
+            connections.start_soon(
+                accept_sockets_until_cancelled, handler, listeners, connections, accepting
+            )
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await done.wait()
+            accepting.cancel()
+    await stream.aclose()
+    assert servers == [None]
+
+
+class _FailingSocket:
+    """A listening socket whose accept() fails with the errors given, then blocks."""
+
+    def __init__(self, errors: list[int]) -> None:
+        self.errors = errors
+        #: Set when accept() blocks: every error was survived.
+        self.blocked = trio.Event()
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", 1)
+
+    async def accept(self) -> Any:
+        if self.errors:
+            code = self.errors.pop(0)
+            raise OSError(code, "simulated")
+        self.blocked.set()
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        pass
+
+
+class _Listener:
+    def __init__(self, sock: _FailingSocket) -> None:
+        self.socket = sock
+
+
+async def test_accept_errors_are_survived_or_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
+        raise AssertionError("no connection was accepted")
+
+    failing = _FailingSocket([errno.ECONNABORTED, errno.EMFILE, errno.EPROTO])
+    listeners = cast(Any, [_Listener(failing)])
+    with trio.fail_after(10):
+        async with trio.open_nursery() as connections:
+            accepting = trio.CancelScope()
+            connections.start_soon(
+                accept_sockets_until_cancelled, handler, listeners, connections, accepting
+            )
+            await failing.blocked.wait()  # past the three errors
+            accepting.cancel()
+    assert [r.getMessage() for r in caplog.records if r.name == "triows"] == [
+        "accepting a connection failed (EMFILE): retrying in 0.1 s"
+    ]
+    fatal = _FailingSocket([errno.EINVAL])
+    with trio.fail_after(10), pytest.RaisesGroup(OSError, flatten_subgroups=True):
+        async with trio.open_nursery() as connections:
+            await accept_sockets_until_cancelled(
+                handler, cast(Any, [_Listener(fatal)]), connections, trio.CancelScope()
+            )
