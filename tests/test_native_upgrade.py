@@ -16,10 +16,11 @@ import h11
 import trio
 from websockets.exceptions import InvalidHeaderValue
 from websockets.http11 import Request as WSRequest
+from websockets.protocol import Protocol
 
 import triows
 from triows._native._head import UpgradeHead, parse_upgrade
-from triows._native._protocol import new_protocol
+from triows._native._protocol import COMPRESSION, _ServerProtocol, new_protocol
 from triows._native._upgrade import accept_headers, websockets_headers
 from triows._serving._handshake import asks_for_websocket, refusal
 from triows.testing import live_server
@@ -244,3 +245,21 @@ async def test_fast_and_slow_101_are_the_same_bytes() -> None:
     assert b"\r\nDate: " in fast and b"\r\nx-view: yes\r\n" in fast
     assert _without_date(fast) == _without_date(slow)
     assert refused.startswith(b"HTTP/1.1 400 ")
+
+
+def test_new_protocol_is_websockets_protocol_without_its_id() -> None:
+    """new_protocol() skips websockets' __init__: the same state, attribute by attribute."""
+    built = new_protocol(1000)
+    reference = _ServerProtocol(max_size=1000, extensions=COMPRESSION, logger=built.logger)
+    reference.parser = Protocol.parse(reference)
+    next(reference.parser)
+    ours, theirs = vars(built), vars(reference)
+    assert set(theirs) - set(ours) == {"id"}
+    assert set(ours) == set(theirs) - {"id"}
+    for name in ours:
+        if name in ("reader", "parser"):
+            assert type(ours[name]) is type(theirs[name])
+        else:
+            assert ours[name] == theirs[name], name
+    # Under CPython 3.11's shared-keys limit (see _ServerProtocol.__init__).
+    assert len(ours) <= 29

@@ -16,8 +16,9 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol
+from websockets.protocol import CLOSED, CONNECTING, OPEN, SERVER, Protocol
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 try:  # websockets' C unmasking (the pure-Python one where it was not built)
     from websockets.speedups import apply_mask
@@ -85,6 +86,51 @@ class _ServerProtocol(ServerProtocol):
         #: Called with the payload of every pong (the keepalive matches it to its ping).
         self.on_pong: Callable[[bytes], None] | None = None
         super().__init__(max_size=max_size, **kwargs)
+
+    @classmethod
+    def for_request(cls, max_size: int) -> _ServerProtocol:
+        """A protocol for an upgrade request already read and checked: it starts at
+        its frame parser (websockets does not parse the request again).
+
+        Built without websockets' ``__init__``, with the attributes it would set
+        for a server in CONNECTING state (``tests/test_native_upgrade.py`` compares
+        them), but no ``id``: a ``uuid4()``, a getrandom call per connection, for
+        log lines only, and read by none of websockets' sans-I/O code.  Nor does it
+        start the HTTP parser that would be replaced at once.
+        """
+        self = cls.__new__(cls)
+        self._limit = max_size
+        self._fragments = None
+        self._fragments_text = False
+        self.on_pong = None
+        # websockets.protocol.Protocol.__init__:
+        self.logger = _protocol_logger
+        self.debug = _protocol_logger.isEnabledFor(logging.DEBUG)
+        self.side = SERVER
+        self.state = CONNECTING
+        self.max_fragment_size = None
+        self.current_size = None
+        self.expect_continuation_frame = False
+        self.origin = None
+        self.extensions = []
+        self.subprotocol = None
+        self.close_rcvd = None
+        self.close_sent = None
+        self.close_rcvd_then_sent = None
+        self.handshake_exc = None
+        self.eof_sent = False
+        self.reader = StreamReader()
+        self.events = []
+        self.writes = []
+        self.parser = Protocol.parse(self)
+        next(self.parser)
+        self.parser_exc = None
+        # websockets.server.ServerProtocol.__init__:
+        self.origins = None
+        self.available_extensions = COMPRESSION
+        self.available_subprotocols = None
+        self.accept_called = False
+        return self
 
     @property
     def max_message_size(self) -> int | None:
@@ -267,9 +313,6 @@ class _ServerProtocol(ServerProtocol):
 
 
 def new_protocol(max_size: int) -> _ServerProtocol:
-    """A protocol for an upgrade request already read and checked: it starts at
-    its frame parser (websockets does not parse the request again)."""
-    protocol = _ServerProtocol(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
-    protocol.parser = Protocol.parse(protocol)
-    next(protocol.parser)
-    return protocol
+    """A protocol for an upgrade request already read and checked (see
+    :meth:`_ServerProtocol.for_request`)."""
+    return _ServerProtocol.for_request(max_size)

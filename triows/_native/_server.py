@@ -172,7 +172,8 @@ class _NativeServer:
                 await conn.finish()
             finally:
                 self.forget(conn)
-                nursery.cancel_scope.cancel()
+                if nursery.child_tasks:  # (a cancel costs: trio records who cancelled)
+                    nursery.cancel_scope.cancel()
 
     def opened(self, conn: NativeConnection) -> None:
         """An accepted connection: from now on the keepalive pings it."""
