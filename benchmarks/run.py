@@ -574,7 +574,7 @@ def markdown(
 
 #: triows' servers compared with these peers in the markdown's second table.
 PEERS = ("websockets-asyncio", "websockets-uvloop")
-TRIOWS_ROWS = ("triows-native", "triows-native-hub")
+TRIOWS_ROWS = ("triows-native", "triows-native-try-send", "triows-native-hub")
 
 
 def peer_ratios(rows: list[dict[str, Any]], scenarios: Sequence[Scenario]) -> list[str]:

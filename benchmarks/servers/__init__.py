@@ -12,8 +12,9 @@ same WebSocket endpoints:
     a subscriber: sends ``subscribed`` once registered, then waits.
 ``/pub``
     on ``go N``, sends N copies of :data:`MESSAGE` to every subscriber with a
-    plain serial loop (for each message, for each subscriber, await the send),
-    then replies ``done N`` to the publisher.
+    plain serial loop (for each message, for each subscriber, await the send;
+    ``triows-native-try-send``: ``ws.try_send()`` first, awaiting only when the
+    server cannot take it at once), then replies ``done N`` to the publisher.
 ``/idle``
     accept and wait for the client to leave.
 """
@@ -73,6 +74,12 @@ SERVERS: tuple[ServerSpec, ...] = (
         'triows native (backend="native")',
         "benchmarks.servers.triows_app",
         ("--backend", "native"),
+    ),
+    ServerSpec(
+        "triows-native-try-send",
+        "triows native, serial loop with ws.try_send()",
+        "benchmarks.servers.triows_app",
+        ("--backend", "native", "--fanout", "try-send"),
     ),
     ServerSpec(
         "triows-native-metrics",

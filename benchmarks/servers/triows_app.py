@@ -7,7 +7,13 @@ and ``--backend plain-hypercorn`` serves the App exactly as
 ASGI adapter only).
 
 The plain serial loop of ``/pub`` sends one :class:`triows.Broadcast` (the
-triows way to send one message to many clients: framed once).
+triows way to send one message to many clients: framed once), with an
+``await ws.send()`` per subscriber: each is a checkpoint, a pass of trio's
+scheduler.  ``--fanout try-send`` hands it to ``ws.try_send()`` first (no
+yield when the server takes it at once, the documented use) and awaits
+``ws.send()`` only when it cannot, with one checkpoint per broadcast: what
+websockets' ``await ws.send()`` on asyncio does, which yields to the event
+loop only when the socket's buffer is full.
 ``--fanout hub`` serves ``/sub`` and ``/pub`` through an in-process
 :class:`triows.Hub` (each subscriber's view forwards its own bounded
 subscription with ``Subscription.forward``) instead of the serial loop; ``--fanout redis`` through a
@@ -34,6 +40,8 @@ from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn, star
 
 #: ``--metrics``, read before the routes below are registered on the App.
 METRICS = "--metrics" in sys.argv[1:]
+#: ``--fanout try-send``: the serial loop tries ``ws.try_send()`` before awaiting.
+TRY_SEND = "try-send" in sys.argv[1:]
 app = triows.App(metrics=METRICS)
 subscribers: set[WebSocket] = set()
 hub: triows.Hub | None = None
@@ -107,12 +115,28 @@ async def pub(ws: WebSocket) -> None:
             continue
         message = triows.Broadcast(MESSAGE)  # framed once for every subscriber
         for _ in range(count):
+            if TRY_SEND:
+                await broadcast_without_yielding(message)
+                continue
             for subscriber in list(subscribers):
                 try:
                     await subscriber.send(message)
                 except Exception:
                     subscribers.discard(subscriber)
         await ws.send(f"done {count}")
+
+
+async def broadcast_without_yielding(message: triows.Broadcast) -> None:
+    """``--fanout try-send``: ``ws.try_send()`` first, ``await ws.send()`` only for a
+    subscriber whose server cannot take the message at once; one checkpoint per
+    broadcast instead of one per subscriber."""
+    for subscriber in list(subscribers):
+        try:
+            if not subscriber.try_send(message):
+                await subscriber.send(message)
+        except Exception:
+            subscribers.discard(subscriber)
+    await trio.lowlevel.checkpoint()  # the publisher stays cancellable
 
 
 @app.websocket_route("/idle")
@@ -144,7 +168,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--backend", choices=("native", "hypercorn", "plain-hypercorn"), default="native"
     )
-    parser.add_argument("--fanout", choices=("serial", "hub", "redis"), default="serial")
+    parser.add_argument(
+        "--fanout", choices=("serial", "try-send", "hub", "redis"), default="serial"
+    )
     parser.add_argument("--metrics", action="store_true", help="App(metrics=True)")
     arguments = parser.parse_args()
     trio.run(main, arguments.backend, arguments.fanout)
