@@ -25,6 +25,7 @@ SERVERS = (
     "triows-plain-hypercorn",
     "triows",
     "triows-native",
+    "triows-native-try-send",
     "triows-hub",
     "triows-native-hub",
     "triows-native-hub-metrics",
