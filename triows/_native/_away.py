@@ -8,12 +8,11 @@ in, and gets a reader task once it has stayed away a whole sweep.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
-if TYPE_CHECKING:
-    from ._reading import Reading
+from ._idle import IdleReading, IdleSockets
 
 __all__ = ["AWAY_SWEEP", "AwayViews"]
 
@@ -25,19 +24,24 @@ AWAY_SWEEP: Final = 0.05
 class AwayViews:
     """The connections whose view is away from ``receive()``, and since which sweep."""
 
-    __slots__ = ("away", "sweep")
+    __slots__ = ("away", "idle", "sweep")
 
     def __init__(self) -> None:
-        self.away: dict[Reading, int] = {}
+        self.away: dict[IdleReading, int] = {}
         self.sweep = 0
+        #: The sockets of parked hub forwarders (watched while run() runs).
+        self.idle = IdleSockets()
 
     async def run(self) -> None:
-        """Start a reader for each view away for a whole sweep; forever (cancel it)."""
+        """Start a reader for each view away for a whole sweep, and watch the
+        idle sockets; forever (cancel it)."""
         away = self.away
-        while True:
-            await trio.sleep(AWAY_SWEEP)
-            self.sweep += 1
-            since = self.sweep - 1
-            for conn in [c for c, mark in away.items() if mark < since]:
-                del away[conn]
-                conn.start_reader()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.idle.run)
+            while True:
+                await trio.sleep(AWAY_SWEEP)
+                self.sweep += 1
+                since = self.sweep - 1
+                for conn in [c for c, mark in away.items() if mark < since]:
+                    del away[conn]
+                    conn.start_reader()

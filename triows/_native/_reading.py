@@ -25,6 +25,7 @@ from websockets.protocol import OPEN
 from .._connection._transport import ClientGone, DepartureCallback
 from .._serving._inbox import Inbox
 from ._away import AWAY_SWEEP, AwayViews
+from ._idle import IDLE_OFF, IdleReading
 from ._writer import RECV_SIZE, WRITE_HIGH_WATER, _Writer
 
 if TYPE_CHECKING:
@@ -34,18 +35,15 @@ if TYPE_CHECKING:
 __all__ = ["AWAY_SWEEP", "AwayViews", "Reading"]  # (the first two: _away's, for _server)
 
 
-class Reading:
+class Reading(IdleReading):
     """The read side of a native connection: the inbox, the departure, who reads."""
 
     __slots__ = (
         "_callback",
         "_direct",
-        "_drained",
-        "_early",
         "_eof",
         "_gone",
         "_idle",
-        "_idle_read",
         "_inbox",
         "_nursery",
         "_reader_done",
@@ -88,8 +86,9 @@ class Reading:
         #: The reader task's current wait, cancelled by stop_reading().
         self._waiting: trio.CancelScope | None = None
         self._reader_done: trio.Event | None = None
-        #: The scope of a pending read_idle() (wake() and receive() cancel it).
-        self._idle_read: trio.CancelScope | None = None
+        self._idle_state = IDLE_OFF  # (IdleReading's)
+        self._idle_task = None
+        self._idle_readable = False
         self._stopped = False
         #: Whether the reader task waits (for the socket, or for room in the inbox).
         self._idle = False
@@ -116,10 +115,8 @@ class Reading:
         self._receiving += 1
         try:
             if direct:
-                if self._idle_read is not None:
-                    # A task in read_idle() waits for the socket: trio removes
-                    # that wait at once (synchronously), so this task may wait.
-                    self._idle_read.cancel()
+                if self._idle_state != IDLE_OFF:
+                    self.wake()  # read_idle() reads no more: this task does
                 away.away.pop(self, None)
                 if self._early:
                     early, self._early = self._early, b""
@@ -156,53 +153,6 @@ class Reading:
             self._receiving -= 1
             if self._receiving == 0 and self._direct:
                 away.away[self] = away.sweep
-
-    async def read_idle(self) -> bool:
-        """The Transport's read_idle(): receive()'s reading, without taking messages.
-
-        Reads only while it may read directly (plain TCP, no reader task, nobody
-        in receive()) and the inbox has room; wake() or a receive() ends it.
-        """
-        inbox = self._inbox
-        if not self._direct or self._receiving or self._idle_read is not None or inbox.full:
-            return False
-        if self._gone is not None or self._eof:
-            return False
-        away = self.server.away_views
-        away.away.pop(self, None)
-        try:
-            with trio.CancelScope() as scope:
-                self._idle_read = scope
-                if self._early:
-                    early, self._early = self._early, b""
-                    self.consume(early)
-                sock = self.sock
-                while self._gone is None and not self._eof and not inbox.full:
-                    try:
-                        await trio.lowlevel.wait_readable(sock)
-                        if scope.cancel_called:
-                            break  # woken, or receive() reads now: leave the bytes to it
-                        data = os.read(sock.fileno(), RECV_SIZE)
-                    except BlockingIOError:
-                        continue
-                    except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
-                        data = b""  # the socket was closed under us (keepalive, shutdown)
-                    self._drained = len(data) < RECV_SIZE
-                    self.consume(data)
-                    if self.writer.pending_bytes > WRITE_HIGH_WATER:
-                        await self.writer.drain()  # as in receive()
-                if self._eof and self._gone is None:
-                    self._left(1006, "")
-        finally:
-            self._idle_read = None
-            if self._receiving == 0 and self._direct:
-                away.away[self] = away.sweep
-        return True
-
-    def wake(self) -> None:
-        """End a pending read_idle()."""
-        if self._idle_read is not None:
-            self._idle_read.cancel()
 
     def consume(self, data: bytes) -> None:
         """Feed what the socket gave (``b""``: its end) to the protocol, without
@@ -378,6 +328,7 @@ class Reading:
         self._gone = ClientGone(code, reason)
         self.server.forget(self)  # type: ignore[arg-type]  # a NativeConnection
         self._inbox.close()
+        self.resume_idle(False)  # a parked read_idle() returns (its caller sees the departure)
         callback, self._callback = self._callback, None
         if callback is not None:
             callback(code, reason)
