@@ -1256,6 +1256,42 @@ async def test_broadcast_send() -> None:
         assert await first.receive_json() == "still here"
 
 
+async def test_broadcast_send_on_real_servers(backend: Backend) -> None:
+    # broadcast.md: announce() tries try_send() first (taken at once on the native
+    # server over plain TCP), awaits send() otherwise (TLS, hypercorn): every client
+    # gets every message in order, and a cancelled announce() sends nothing.
+    module = load("broadcast_send")
+    module.clients.clear()
+    async with backend.serve(module.app) as served, trio.open_nursery() as nursery:
+        first = await nursery.start(_open_client, served)
+        second = await nursery.start(_open_client, served)
+        for ws in (first, second):
+            assert json.loads(await ws.get_message()) == {"event": "hello"}
+            await ws.get_message()
+        with trio.fail_after(5):
+            for n in range(50):
+                assert await module.announce(n) == 2
+            for ws in (first, second):
+                assert [json.loads(await ws.get_message()) for _ in range(50)] == list(range(50))
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await module.announce("never")
+        assert scope.cancelled_caught
+        assert await module.announce("last") == 2
+        with trio.fail_after(5):
+            for ws in (first, second):
+                assert json.loads(await ws.get_message()) == "last"
+        nursery.cancel_scope.cancel()
+
+
+async def _open_client(
+    served: Served, *, task_status: trio.TaskStatus[trio_websocket.WebSocketConnection]
+) -> None:
+    async with served.connect("/feed") as ws:
+        task_status.started(ws)
+        await trio.sleep_forever()
+
+
 async def test_hub_overflow_policies() -> None:
     module = load("hub_overflow")
     assert await module.drop_oldest() == ([2, 3, 4], 2)
