@@ -31,7 +31,7 @@ import trio
 
 from ._connection._state import Outcome
 from ._connection._websocket import Rejected, WebSocket
-from ._serving._logs import ClientWarnings, client_address
+from ._serving._logs import ClientWarnings, client_address, logger
 
 __all__ = ["refuse", "run_view"]
 
@@ -116,25 +116,26 @@ async def apply(ws: WebSocket, outcome: Outcome) -> None:
 
 
 def _log(ws: WebSocket, outcome: Outcome, warnings: ClientWarnings) -> None:
+    if not warnings.allows(outcome.log or ""):
+        return  # that kind floods the log: counted, and nothing formatted
     path = ws.path
     who = client_address(ws.client)
     code = ws.client_close_code
+    reason = f" ({ws.client_close_reason})" if ws.client_close_reason else ""
     if outcome.log == "client-left":
-        warnings.warn(
-            "client-left",
+        logger.warning(
             "WebSocket %s from %s: the client left with close code %s%s, which the route "
             "does not catch; to catch it, add %s to caught_close_codes in "
             "@app.websocket_route(%r, ...)",
             path,
             who,
             code,
-            f" ({ws.client_close_reason})" if ws.client_close_reason else "",
+            reason,
             code,
             path,
         )
     elif outcome.log == "limit":
-        warnings.warn(
-            "limit",
+        logger.warning(
             "WebSocket %s from %s: %s: %s",
             path,
             who,
@@ -144,17 +145,15 @@ def _log(ws: WebSocket, outcome: Outcome, warnings: ClientWarnings) -> None:
             outcome.detail,
         )
     elif outcome.log == "protocol":
-        warnings.warn(
-            "protocol",
+        logger.warning(
             "WebSocket %s from %s: closed with %s: the client broke the protocol%s",
             path,
             who,
             code,
-            f" ({ws.client_close_reason})" if ws.client_close_reason else "",
+            reason,
         )
     else:
-        warnings.warn(
-            "client-error",
+        logger.warning(
             "WebSocket %s from %s: closing with %s: client error: %s",
             path,
             who,

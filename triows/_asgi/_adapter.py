@@ -27,7 +27,7 @@ cancelled while it waits there loses nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -49,23 +49,20 @@ PUMP_TICK: Final = 0.05
 
 
 def request_from_scope(scope: Scope) -> HandshakeRequest:
-    """The HandshakeRequest an ASGI WebSocket scope describes."""
+    """The HandshakeRequest an ASGI WebSocket scope describes (the scope's own
+    objects where they fit: nothing is copied or parsed that needs no change)."""
     headers = scope.get("headers") or ()
-    extensions = [
-        item.strip()
-        for name, value in headers
-        if name == b"sec-websocket-extensions"
-        for item in value.decode("latin-1").split(",")
-        if item.strip()
-    ]
-    client = scope.get("client")
-    server = scope.get("server")
+    extensions: list[str] | tuple[()] = ()
+    for name, value in headers:
+        if name == b"sec-websocket-extensions":
+            offered = [item.strip() for item in value.decode("latin-1").split(",")]
+            extensions = [*extensions, *filter(None, offered)]
     return HandshakeRequest(
         path=scope["path"],
         query_string=scope.get("query_string", b""),
         headers=headers,
-        client=None if client is None else (str(client[0]), int(client[1])),
-        server=None if server is None else (str(server[0]), int(server[1] or 0)),
+        client=_address(scope.get("client")),
+        server=_address(scope.get("server")),
         scheme=scope.get("scheme") or "ws",
         raw_path=scope.get("raw_path"),
         root_path=scope.get("root_path", ""),
@@ -75,6 +72,16 @@ def request_from_scope(scope: Scope) -> HandshakeRequest:
         state=scope.setdefault("state", {}),
         scope=scope,
     )
+
+
+def _address(address: Any) -> tuple[str, int] | None:
+    """An ASGI ``client``/``server`` as ``(host, port)``: the server's own tuple when it
+    is one (hypercorn's), else a new one (a list, a port given as None)."""
+    if address is None:
+        return None
+    if address.__class__ is tuple and len(address) == 2 and address[1].__class__ is int:
+        return address
+    return (str(address[0]), int(address[1] or 0))
 
 
 class Pumps:

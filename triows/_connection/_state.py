@@ -59,6 +59,8 @@ class ConnectionState(enum.Enum):
     #: The client closed the connection or it dropped.
     DISCONNECTED = "DISCONNECTED"
 
+    __hash__ = object.__hash__  # members are singletons: the table's lookups skip Enum's
+
 
 class Input(enum.Enum):
     """What the client's side of the connection can still give."""
@@ -183,6 +185,10 @@ class Outcome:
 
 
 NOTHING: Final = Outcome()
+#: Common outcomes, built once (a frozen attrs instance is slow to build).
+CLIENT_LEFT: Final = Outcome(log="client-left")
+PROTOCOL_FAILURE: Final = Outcome(log="protocol")
+NORMAL_CLOSE: Final = Outcome(close_code=1000)
 
 
 @attrs.define(slots=True, eq=False)
@@ -366,10 +372,12 @@ class Lifecycle:
         code = self.client_code
         if caught or code is None:
             return NOTHING
-        return Outcome(log="protocol" if code in PROTOCOL_FAILURES else "client-left")
+        return PROTOCOL_FAILURE if code in PROTOCOL_FAILURES else CLIENT_LEFT
 
     def _closing(self, code: int, reason: str, status: int, detail: str) -> Outcome:
         if self.state is CONNECTED:
+            if code == 1000 and not reason:
+                return NORMAL_CLOSE
             return Outcome(close_code=code, close_reason=reason)
         if self.state is CONNECTING:
             return Outcome(http_status=status, detail=detail)

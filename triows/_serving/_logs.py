@@ -49,6 +49,13 @@ class ClientWarnings:
 
     def warn(self, kind: str, message: str, *args: object) -> None:
         """Log one WARNING of ``kind``, unless that kind is flooding the log."""
+        if self.allows(kind):
+            logger.warning(message, *args)
+
+    def allows(self, kind: str) -> bool:
+        """Count one WARNING of ``kind``: True to log it, False past the burst (it is
+        counted for the window's summary line).  Call it before building the line's
+        arguments, so that a suppressed line costs nothing more."""
         now = time.monotonic()
         window = self._windows.get(kind)
         if window is None:
@@ -65,8 +72,8 @@ class ClientWarnings:
         window.count += 1
         if window.count > BURST:
             window.suppressed += 1
-            return
-        logger.warning(message, *args)
+            return False
+        return True
 
 
 def client_address(client: tuple[str, int] | None) -> str:
