@@ -121,9 +121,17 @@ class NativeConnection(Reading):
         for name, value in headers:
             _check_header(name.decode("latin-1"), value.decode("latin-1"))
             answer.append((name, value))
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled view sends no 101
         self.protocol.send_101(answer)
-        await self.flush_protocol()
-        if self.writer.dead:
+        writer = self.writer
+        if self.plain and self._nursery is not None and writer.idle:
+            # Written without yielding (what the kernel does not take is flushed
+            # by a task, ahead of anything sent later).
+            if not writer.write_now(b"".join(self.protocol.data_to_send()), self._nursery):
+                writer.dead = True  # the client is gone
+        else:
+            await self.flush_protocol()
+        if writer.dead:
             self._left(1006, "")
             raise self._departure()
         self.server.opened(self)
@@ -202,6 +210,15 @@ class NativeConnection(Reading):
         LINGER_TIMEOUT seconds).  A refused handshake needs no wait.
         """
         self.stop_reading()
+        reader_done = self._reader_done
+        if (
+            self._response is None
+            and (self._eof or self.protocol.close_rcvd is not None)
+            and (reader_done is None or reader_done.is_set())
+            and not self.protocol.writes
+            and (self.writer.idle or self.writer.dead)
+        ):
+            return  # the client's close is here, ours is written: nothing to wait for
         sock = self.sock
         try:
             with trio.move_on_after(LINGER_TIMEOUT):

@@ -18,6 +18,7 @@ on many generated heads.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from typing import Final
 
@@ -27,6 +28,7 @@ import trio
 
 from .._serving._handshake import asks_for_websocket
 from ._http import MAX_HEAD_SIZE, close_gently, refuse
+from ._tls import TLSSocket
 from ._writer import RECV_SIZE
 
 __all__ = ["HEAD_END", "RequestReader", "UpgradeHead", "parse_upgrade"]
@@ -157,9 +159,19 @@ class RequestReader:
         return True
 
     async def _read_head(self) -> bool:
+        sock = self.sock
+        direct = not isinstance(sock, TLSSocket)
         while not self._head_complete():
             try:
-                data = await self.sock.recv(RECV_SIZE)
+                if direct:
+                    # What has arrived is read without a pass through the scheduler
+                    # (bounded: a head past MAX_HEAD_SIZE is refused).
+                    data = os.read(sock.fileno(), RECV_SIZE)
+                else:
+                    data = await sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(sock)
+                continue
             except (OSError, trio.ClosedResourceError):
                 return False
             if not data:
