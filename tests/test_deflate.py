@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import threading
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 import triows
 from triows import Broadcast, WebSocket
+from triows._connection._frames import Prepared
 
 from .browser import chromium
 from .conftest import Backend, Served
@@ -354,3 +356,36 @@ def _compressed(opcode: int, payload: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=-12)
     data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return frame(opcode, data[:-4], rsv=4)
+
+
+def test_event_loops_in_threads_never_share_a_compressor() -> None:
+    # zlib releases the GIL while it compresses: two threads (two event loops in
+    # one process) compressing at once into one compressor would mix their
+    # messages.  Each thread has its own, so every frame inflates to its message.
+    failures: list[tuple[int, int]] = []
+
+    def compress_many(seed: int) -> None:
+        rng = random.Random(seed)
+        for n in range(100):
+            data = rng.randbytes(64) * 4_000
+            deflated = Prepared(data).deflated(12)
+            size, head = deflated[1] & 0x7F, 2
+            if size == 126:
+                head = 4
+            elif size == 127:
+                head = 10
+            try:
+                inflated = zlib.decompressobj(wbits=-12).decompress(
+                    deflated[head:] + b"\x00\x00\xff\xff"
+                )
+            except zlib.error:
+                inflated = b""
+            if deflated[0] != 0xC2 or inflated != data:
+                failures.append((seed, n))
+
+    threads = [threading.Thread(target=compress_many, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []

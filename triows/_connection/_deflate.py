@@ -11,16 +11,19 @@ compressed clients is compressed once per window size in use (one, with the
 defaults).  A connection keeps no compressor at all; it keeps its inflater
 for what the client sends (client context takeover is the client's choice).
 
-One zlib compressor per window size serves the whole process: a full flush
-after each message resets its history (``Z_FULL_FLUSH``: the output refers to
-nothing before it), which is what "no context takeover" asks for, at the cost
-of one compressor (about 40 KiB) per window size instead of one per
-connection.  Compression runs without yielding, so two messages never
-interleave in a compressor.
+One zlib compressor per window size serves the whole thread (the event loop's):
+a full flush after each message resets its history (``Z_FULL_FLUSH``: the
+output refers to nothing before it), which is what "no context takeover" asks
+for, at the cost of one compressor (about 40 KiB) per window size instead of
+one per connection.  Compression runs without yielding, so two messages never
+interleave in a compressor; each thread has its own compressors, so two event
+loops in two threads of one process (zlib releases the GIL while it works) never
+share one.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Final
 
@@ -53,7 +56,16 @@ class DeflateStats:
 
 #: This process's counters.
 STATS: Final = DeflateStats()
-_COMPRESSORS: dict[int, zlib._Compress] = {}
+
+
+class _Compressors(threading.local):
+    """This thread's compressors, by window size."""
+
+    def __init__(self) -> None:
+        self.by_bits: dict[int, zlib._Compress] = {}
+
+
+_COMPRESSORS: Final = _Compressors()
 
 
 def deflate(payload: bytes, bits: int) -> bytes:
@@ -67,9 +79,10 @@ def deflate(payload: bytes, bits: int) -> bytes:
     compressed connection, though RFC 7692 allows them.  Synchronous (no
     checkpoint).
     """
-    compressor = _COMPRESSORS.get(bits)
+    compressors = _COMPRESSORS.by_bits
+    compressor = compressors.get(bits)
     if compressor is None:
-        compressor = _COMPRESSORS[bits] = zlib.compressobj(wbits=-bits, memLevel=MEM_LEVEL)
+        compressor = compressors[bits] = zlib.compressobj(wbits=-bits, memLevel=MEM_LEVEL)
     # A full flush ends the output with an empty stored block (the tail, which
     # zlib emits for an empty payload too) and resets the history: the next
     # message refers to nothing before it.
