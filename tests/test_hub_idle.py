@@ -17,6 +17,7 @@ from triows import WebSocket, WebSocketDisconnect
 from triows._native._reading import AWAY_SWEEP
 
 from .conftest import Backend
+from .raw_client import upgraded
 
 
 def _reader_tasks() -> int:
@@ -197,3 +198,35 @@ async def test_idle_outside_forward_reports_a_departure(backend: Backend) -> Non
                 await ws.aclose(4000)
             await done.wait()
     assert outcome == ([4000] if backend.name == "native" else ["cancelled"])
+
+
+async def test_a_forwarder_whose_client_misses_pongs_ends_with_1006(backend: Backend) -> None:
+    # The keepalive task sees the departure, not the forwarding task: it must
+    # wake the parked forwarder (native: resume_idle from the departure).
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+    codes: list[int] = []
+    ended = trio.Event()
+
+    @app.websocket_route("/sub")
+    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as news:
+            await ws.send("subscribed")
+            try:
+                await news.forward(ws)
+            except WebSocketDisconnect as exc:
+                codes.append(exc.code)
+                raise
+            finally:
+                ended.set()
+
+    with trio.fail_after(10):
+        async with (
+            backend.serve(app, ping_interval=0.1, ping_timeout=0.3) as served,
+            upgraded(served, "/sub"),
+        ):
+            # The raw client reads nothing more and answers no ping.
+            await ended.wait()
+    assert not hub.has_subscribers("t")
+    if backend.name == "native":
+        assert codes == [1006]
