@@ -38,8 +38,10 @@ def serve(listener: socket.socket, clients: int, messages: int, go: threading.Ev
     to each, in chunks that split the frames, the greeting and the head."""
     accepted = []
     hello = RESPONSE + server_frame(SUBSCRIBED)
+    listener.settimeout(10)  # bounded: a client that never connects fails the test
     for _ in range(clients):
         conn, _ = listener.accept()
+        conn.settimeout(10)
         request = b""
         while b"\r\n\r\n" not in request:
             request += conn.recv(4096)
@@ -64,7 +66,7 @@ def test_every_split_message_is_counted_once(pause: float) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         go = threading.Event()
-        thread = threading.Thread(target=serve, args=(listener, clients, messages, go))
+        thread = threading.Thread(target=serve, args=(listener, clients, messages, go), daemon=True)
         thread.start()
         group = Group("127.0.0.1", port, BROADCAST)
         try:
@@ -87,7 +89,7 @@ def test_a_closed_subscriber_is_an_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         go = threading.Event()
-        thread = threading.Thread(target=serve, args=(listener, 1, 2, go))
+        thread = threading.Thread(target=serve, args=(listener, 1, 2, go), daemon=True)
         thread.start()
         group = Group("127.0.0.1", port, BROADCAST)
         try:
