@@ -48,7 +48,7 @@ async def test_a_reading_view_has_no_pump_and_an_away_view_gets_one() -> None:
             await _until(lambda: bool(_pump_tasks(app)), "a pump for the away view")
             await ws.close(1000)
             await ended.wait()  # the pump saw the departure: the view was cancelled
-            # finish() ends the pump with the connection.
+            # finished() ends the pump with the connection.
             await _until(lambda: not _pump_tasks(app), "the pump's end")
 
 

@@ -301,12 +301,11 @@ class App:
         closed with 1011 or refused with 500), for server-side processing.
         """
         kind = scope["type"]
-        if kind == "websocket":
+        if kind == "websocket":  # (here, not in a helper: one frame less per connection)
+            if (await receive())["type"] != "websocket.connect":
+                return  # the client left before the handshake reached the app
             pumps = self._runtime.pumps
             transport = ASGITransport(scope, receive, send, pumps)
-            if not await transport.connect():
-                await transport.finish()
-                return  # the client left before the handshake reached the app
             if pumps is None:  # no lifespan: a pump of its own, at once
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(transport.pump)
@@ -316,7 +315,10 @@ class App:
                 try:
                     error = await self.websockets.serve(transport)
                 finally:
-                    await transport.finish()
+                    pump_done = transport.finished()
+                    if pump_done is not None:
+                        with trio.CancelScope(shield=True):
+                            await pump_done.wait()
             if error is not None:
                 try:
                     raise error

@@ -96,7 +96,8 @@ async def run_view(
         try:
             if outcome.log is not None:
                 _log(ws, outcome, warnings)
-            await apply(ws, outcome)
+            if outcome.close_code is not None or outcome.http_status is not None:
+                await apply(ws, outcome)
             return outcome.error if outcome.reraise else None
         finally:
             outcome = None  # type: ignore[assignment]  # the same cycle, through the outcome

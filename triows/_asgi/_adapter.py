@@ -88,7 +88,7 @@ class Pumps:
     """Starts receive pumps for views away from their connection: one task per App.
 
     ``run`` in the App's nursery; pumps start in that nursery too, and each
-    ends with its connection (:meth:`ASGITransport.finish`).
+    ends with its connection (:meth:`ASGITransport.finished`).
     """
 
     __slots__ = ("_wakeup", "away", "generation", "nursery")
@@ -176,11 +176,6 @@ class ASGITransport:
         if pumps is not None:
             pumps.left(self)
 
-    async def connect(self) -> bool:
-        """Read the ``websocket.connect`` event; False if the client left before it."""
-        event = await self._receive()
-        return bool(event["type"] == "websocket.connect")
-
     async def pump(self) -> None:
         """Read the server's events into the inbox until the client leaves (a task)."""
         self.pumped = True
@@ -202,7 +197,7 @@ class ASGITransport:
             inbox.close()
 
     def start_pump(self, nursery: trio.Nursery) -> None:
-        """Start :meth:`pump` in ``nursery`` (the App's), ended by :meth:`finish`."""
+        """Start :meth:`pump` in ``nursery`` (the App's), ended by :meth:`finished`."""
         if self.pumped or self._gone is not None:
             return
         scope, done = trio.CancelScope(), trio.Event()
@@ -221,14 +216,15 @@ class ASGITransport:
         finally:
             done.set()
 
-    async def finish(self) -> None:
-        """The connection ended: stop its pump, if it has one, and wait for it."""
+    def finished(self) -> trio.Event | None:
+        """The connection ended: cancel its pump, if it has one, and return the event
+        the pump's end sets (wait for it, shielded from cancellation), else None."""
         if self._pumps is not None:
             self._pumps.away.discard(self)
-        if self._pump_scope is not None and self._pump_done is not None:
-            self._pump_scope.cancel()
-            with trio.CancelScope(shield=True):
-                await self._pump_done.wait()
+        if self._pump_scope is None:
+            return None
+        self._pump_scope.cancel()
+        return self._pump_done
 
     def _left(self, code: int, reason: str) -> None:
         if self._gone is not None:
