@@ -99,7 +99,10 @@ class IdleReading:
                         break  # the watcher stopped, or the socket closed
                     self._idle_task = trio.lowlevel.current_task()
                     self._idle_readable = False
-                    await trio.lowlevel.wait_task_rescheduled(self._abort_idle)
+                    try:
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_idle)
+                    finally:
+                        idle.unwatch(fd, self)  # (the fd it watched, even if closed since)
                     if not self._idle_readable or self._idle_state == IDLE_STOP:
                         break  # (readable, but rescheduled before a wake() came)
                 try:
@@ -125,13 +128,11 @@ class IdleReading:
         """Reschedule the task parked in read_idle(): its socket is readable, or not."""
         task, self._idle_task = self._idle_task, None
         if task is not None:
-            self.server.away_views.idle.unwatch(self.sock.fileno(), self)
             self._idle_readable = readable
             trio.lowlevel.reschedule(task)
 
     def _abort_idle(self, _: object) -> trio.lowlevel.Abort:
         self._idle_task = None
-        self.server.away_views.idle.unwatch(self.sock.fileno(), self)
         return trio.lowlevel.Abort.SUCCEEDED
 
     def wake(self) -> None:
@@ -164,7 +165,8 @@ class IdleSockets:
         if epoll is None:
             return False
         try:
-            epoll.register(fd, select.EPOLLIN)
+            # One event, then the fd stays quiet until its task unwatches it.
+            epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         except OSError:
             return False
         self._waiting[fd] = reading
@@ -188,7 +190,7 @@ class IdleSockets:
                     for fd, _ in epoll.poll(0):
                         reading = self._waiting.get(fd)
                         if reading is not None:
-                            reading.resume_idle(True)  # (unwatches fd)
+                            reading.resume_idle(True)
             finally:
                 self._epoll = None
                 for reading in list(self._waiting.values()):
