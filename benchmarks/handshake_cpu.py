@@ -1,0 +1,108 @@
+"""Server CPU per handshake on the native server: a git revision against this tree.
+
+    .venv/bin/python -m benchmarks.handshake_cpu --before REV [--pairs 5] [--seconds 5]
+
+For each pair it serves ``benchmarks.servers.triows_app`` (native backend) from
+``REV`` (exported with ``git archive`` into a temporary directory) and then from
+this tree, each in its own process, drives it with the harness's handshake load
+(``benchmarks.loadgen handshakes``: 16 concurrent clients open a connection,
+close it, repeat) and reports handshakes per second and the server process's CPU
+time per handshake (from /proc), which stays meaningful when other processes
+share the cores.  The pairs alternate, so a change in the machine's load hits
+both sides; every pair is printed, then the medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def run_once(tree: Path, seconds: float, concurrency: int = 16) -> tuple[float, float]:
+    """One run from ``tree``: (handshakes per second, server CPU seconds per handshake)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", "native"],
+        cwd=tree,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = next((int(line.split()[1]) for line in server.stdout if line.startswith("PORT")), 0)
+        if not port:
+            raise RuntimeError(f"{tree}: the server did not announce its port")
+        params = json.dumps({"concurrency": concurrency, "warmup": 0.5, "duration": seconds})
+        command = [sys.executable, "-m", "benchmarks.loadgen", "handshakes"]
+        loadgen = subprocess.Popen(
+            [*command, "--port", str(port), "--params", params],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        assert loadgen.stdout is not None
+        start = end = 0.0
+        result: dict[str, float] = {}
+        for line in loadgen.stdout:
+            if line.startswith("MARK start"):
+                start = _cpu_seconds(server.pid)
+            elif line.startswith("MARK end"):
+                end = _cpu_seconds(server.pid)
+            elif line.startswith("RESULT"):
+                result = json.loads(line.split(" ", 1)[1])
+        loadgen.wait(timeout=60)
+        rate = float(result["value"])
+        return rate, (end - start) / max(rate * seconds, 1.0)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def export(revision: str, into: Path) -> Path:
+    """``revision`` of this repository as files in ``into`` (``git archive``)."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--before", required=True, help="a git revision (main, HEAD~3, ...)")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": export(args.before, Path(tmp)), "after": ROOT}
+        for pair in range(args.pairs):
+            for side, tree in trees.items():
+                rate, cpu = run_once(tree, args.seconds)
+                results[side].append((rate, cpu))
+                print(f"pair {pair} {side:6} {rate:8,.0f}/s  {cpu * 1e6:6.1f} us CPU", flush=True)
+    medians = {side: statistics.median(cpu for _, cpu in runs) for side, runs in results.items()}
+    for side, cpu in medians.items():
+        print(f"median {side:6} {cpu * 1e6:6.1f} us of server CPU per handshake")
+    print(f"after / before: {medians['after'] / medians['before']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
