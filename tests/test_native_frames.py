@@ -95,3 +95,26 @@ def test_receive_frames_is_websockets_parser() -> None:
             answer = b"".join(protocol.data_to_send())
             results.append((messages, protocol.state, close and close.code, answer))
         assert results[0] == results[1], wire
+
+
+def test_a_read_ending_right_after_a_header_is_not_a_frame_boundary() -> None:
+    # A frame's header (and mask) in one read, its payload in the next: the
+    # parser then waits inside that frame with an empty buffer, and the payload
+    # must not be taken for a new frame, even when it looks like one (here a
+    # zero mask key leaves a payload that is itself a whole masked frame).
+    # Every cut of a few frames, one and two cuts, against websockets' parser.
+    inner = _frame(Opcode.BINARY, b"inner frame")
+    decoy = inner + b"\x00" * (125 - len(inner))
+    wire = bytes([0x82, 0x80 | len(decoy)]) + b"\x00\x00\x00\x00" + decoy
+    wire += _frame(Opcode.TEXT, b"x" * 300) + _frame(Opcode.TEXT, b"short")
+    expected: list[str | bytes] = [decoy, "x" * 300, "short"]
+    for first in range(1, len(wire)):
+        for second in (first, *range(first + 1, min(first + 12, len(wire)))):
+            protocol = _open_protocol()
+            messages: list[str | bytes] = []
+            for chunk in (wire[:first], wire[first:second], wire[second:]):
+                if chunk:
+                    messages += protocol.receive_frames(chunk)
+                    messages += protocol.take_messages()
+            assert messages == expected, (first, second)
+            assert protocol.state is OPEN and protocol.close_sent is None

@@ -44,6 +44,12 @@ COMPRESSION: Final = [
     )
 ]
 
+#: What websockets' parser waits in between two frames (``StreamReader.at_eof``).
+#: With an empty buffer it may also be inside a frame whose header it already
+#: read (a read that ended right after a header): then the next bytes are that
+#: frame's payload, not a frame, and only websockets' parser may take them.
+_BETWEEN_FRAMES: Final = StreamReader.at_eof.__code__
+
 #: The largest control frame payload (RFC 6455 5.5): what a ping between two
 #: fragments may add to the size the parser allows for the next frame.
 CONTROL_SLACK: Final = 125
@@ -203,6 +209,7 @@ class _ServerProtocol(ServerProtocol):
             and self.parser_exc is None
             and not self.reader.buffer
             and self.max_fragment_size is None
+            and getattr(self.parser.gi_yieldfrom, "gi_code", None) is _BETWEEN_FRAMES  # type: ignore[attr-defined]
         ):
             ready: list[str | bytes] = []
             parsed = self._parse_fast(data, ready)
