@@ -239,8 +239,8 @@ class ASGITransport:
     def _back(self) -> None:
         """One of the view's calls left the server: record it if it was the last."""
         self.busy -= 1
-        if not self.busy and not self.pumped and self._pumps is not None:
-            self._pumps.left(self)
+        if not self.busy and not self.pumped and self._gone is None and self._pumps is not None:
+            self._pumps.left(self)  # (a departed client needs no pump: nothing more to read)
 
     # -- the Transport protocol --------------------------------------------------------
 
