@@ -1,4 +1,5 @@
-"""The native server's accept loop: plain sockets with both addresses, errors survived."""
+"""The native server's accept loop: plain sockets with both addresses, errors survived;
+and a connection's first read."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any, cast
 
 import pytest
 import trio
+import trio.testing
 
+from triows._native._head import RequestReader
 from triows._serving._listen import Address, accept_sockets_until_cancelled
+from triows._serving._shutdown import close_socket
 
 
 async def test_each_connection_gets_its_socket_and_both_addresses() -> None:
@@ -111,3 +115,23 @@ async def test_accept_errors_are_survived_or_raised(caplog: pytest.LogCaptureFix
             await accept_sockets_until_cancelled(
                 handler, cast(Any, [_Listener(fatal)]), connections, trio.CancelScope()
             )
+
+
+async def test_a_head_being_read_ends_quietly_when_its_socket_is_closed() -> None:
+    # The shutdown's reaper closes sockets from outside; a reader waiting for a
+    # request head then sees the client gone (False), not an error.
+    left, right = trio.socket.socketpair()
+    reader = RequestReader(left, bytearray())
+    results: list[bool] = []
+
+    async def read() -> None:
+        results.append(await reader.next_request())
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await right.send(b"GET / HTTP/1.1\r\n")  # part of a head
+            await trio.testing.wait_all_tasks_blocked()
+            close_socket(left)
+    right.close()
+    assert results == [False]

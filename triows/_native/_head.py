@@ -163,17 +163,18 @@ class RequestReader:
         direct = not isinstance(sock, TLSSocket)
         while not self._head_complete():
             try:
-                if direct:
-                    # What has arrived is read without a pass through the scheduler
-                    # (bounded: a head past MAX_HEAD_SIZE is refused).
-                    data = os.read(sock.fileno(), RECV_SIZE)
-                else:
+                if not direct:
                     data = await sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(sock)
-                continue
+                else:
+                    try:
+                        # What has arrived is read without a pass through the
+                        # scheduler (bounded: a head past MAX_HEAD_SIZE is refused).
+                        data = os.read(sock.fileno(), RECV_SIZE)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(sock)
+                        continue
             except (OSError, trio.ClosedResourceError):
-                return False
+                return False  # gone, or closed from outside (the shutdown's reaper)
             if not data:
                 return False
             self._head += data
