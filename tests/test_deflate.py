@@ -37,8 +37,10 @@ from .live_apps import Frames
 from .raw_client import frame, handshake, http_get, open_stream
 from .test_metrics import samples
 
-#: Text and binary messages, short and long, compressible and not.
+#: Text and binary messages, short and long, compressible and not; a message
+#: repeated, which the client (context takeover) compresses against the first.
 TEXTS = ["", "a", "hi there", "é" * 3000, "x" * 70_000, "chat line " * 20_000]
+TEXTS += ["the same words again " * 50] * 3
 BINARIES = [b"", b"\x00", random.Random(7).randbytes(100_000), bytes(range(256)) * 400]
 
 

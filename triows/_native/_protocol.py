@@ -11,10 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 from websockets.exceptions import PayloadTooBig, ProtocolError
-from websockets.extensions.permessage_deflate import (
-    PerMessageDeflate,
-    ServerPerMessageDeflateFactory,
-)
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, CONNECTING, OPEN, SERVER, Protocol
 from websockets.server import ServerProtocol
@@ -25,24 +22,17 @@ try:  # websockets' C unmasking (the pure-Python one where it was not built)
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-from .._connection._deflate import DEFAULT_WINDOW_BITS, MEM_LEVEL
 from .._connection._frames import Prepared
+from ._deflate import compression
 
 __all__ = ["COMPRESSION", "CONTROL_SLACK", "new_protocol"]
 
-#: permessage-deflate, negotiated when the client offers it (browsers do), with
-#: websockets' window sizes (4 KiB: 12 bits each way) and ``server_no_context_takeover``
-#: always in the answer (RFC 7692 7.1.1.1 allows it unoffered): each server message
-#: is compressed on its own, once for every client (``triows._connection._deflate``),
-#: and a connection keeps no compressor, only the inflater for what its client sends.
-COMPRESSION: Final = [
-    ServerPerMessageDeflateFactory(
-        server_no_context_takeover=True,
-        server_max_window_bits=DEFAULT_WINDOW_BITS,
-        client_max_window_bits=DEFAULT_WINDOW_BITS,
-        compress_settings={"memLevel": MEM_LEVEL},
-    )
-]
+#: permessage-deflate, negotiated when the client offers it (browsers do), always
+#: without server context takeover: each server message is compressed once for
+#: every client (``triows._connection._deflate``); a connection keeps no
+#: compressor, only, from its client's first compressed message on, an inflater
+#: (``triows._native._deflate``).
+COMPRESSION: Final = compression()
 
 #: What websockets' parser waits in between two frames (``StreamReader.at_eof``).
 #: With an empty buffer it may also be inside a frame whose header it already
