@@ -13,7 +13,7 @@ from typing import Any, Final, cast
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED, CONNECTING, OPEN, SERVER, Protocol
+from websockets.protocol import CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -88,44 +88,13 @@ class _ServerProtocol(ServerProtocol):
         """A protocol for an upgrade request already read and checked: it starts at
         its frame parser (websockets does not parse the request again).
 
-        Built without websockets' ``__init__``, with the attributes it would set
-        for a server in CONNECTING state (``tests/test_native_upgrade.py`` compares
-        them), but no ``id``: a ``uuid4()``, a getrandom call per connection, for
-        log lines only, and read by none of websockets' sans-I/O code.  Nor does it
-        start the HTTP parser that would be replaced at once.
+        Built by websockets' own ``__init__`` (triows does not rewrite another
+        project's methods), so it pays for what that sets up and triows does not
+        read: a ``uuid4()`` id and an HTTP parser, replaced at once.
         """
-        self = cls.__new__(cls)
-        self._limit = max_size
-        self._fragments = None
-        self._fragments_text = False
-        self.on_pong = None
-        # websockets.protocol.Protocol.__init__:
-        self.logger = _protocol_logger
-        self.debug = _protocol_logger.isEnabledFor(logging.DEBUG)
-        self.side = SERVER
-        self.state = CONNECTING
-        self.max_fragment_size = None
-        self.current_size = None
-        self.expect_continuation_frame = False
-        self.origin = None
-        self.extensions = []
-        self.subprotocol = None
-        self.close_rcvd = None
-        self.close_sent = None
-        self.close_rcvd_then_sent = None
-        self.handshake_exc = None
-        self.eof_sent = False
-        self.reader = StreamReader()
-        self.events = []
-        self.writes = []
+        self = cls(extensions=COMPRESSION, max_size=max_size, logger=_protocol_logger)
         self.parser = Protocol.parse(self)
         next(self.parser)
-        self.parser_exc = None
-        # websockets.server.ServerProtocol.__init__:
-        self.origins = None
-        self.available_extensions = COMPRESSION
-        self.available_subprotocols = None
-        self.accept_called = False
         return self
 
     @property
