@@ -1,8 +1,11 @@
 """Server CPU per handshake on the native server: a git revision against this tree.
 
     .venv/bin/python -m benchmarks.handshake_cpu --before REV [--pairs 5] [--seconds 5]
+        [--backend native|plain-hypercorn]
 
-For each pair it serves ``benchmarks.servers.triows_app`` (native backend) from
+For each pair it serves ``benchmarks.servers.triows_app`` (``--backend``: the
+native server by default, or ``plain-hypercorn``: the App under hypercorn's trio
+worker, as ``hypercorn -k trio`` serves it) from
 ``REV`` (exported with ``git archive`` into a temporary directory) and then from
 this tree, each in its own process, drives it with the harness's handshake load
 (``benchmarks.loadgen handshakes``: 16 concurrent clients open a connection,
@@ -33,11 +36,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def run_once(tree: Path, seconds: float, concurrency: int = 16) -> tuple[float, float]:
+def run_once(
+    tree: Path, seconds: float, concurrency: int = 16, backend: str = "native"
+) -> tuple[float, float]:
     """One run from ``tree``: (handshakes per second, server CPU seconds per handshake)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", "native"],
+        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", backend],
         cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
@@ -89,13 +94,14 @@ def main() -> None:
     parser.add_argument("--before", required=True, help="a git revision (main, HEAD~3, ...)")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--backend", choices=("native", "plain-hypercorn"), default="native")
     args = parser.parse_args()
     results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": export(args.before, Path(tmp)), "after": ROOT}
         for pair in range(args.pairs):
             for side, tree in trees.items():
-                rate, cpu = run_once(tree, args.seconds)
+                rate, cpu = run_once(tree, args.seconds, backend=args.backend)
                 results[side].append((rate, cpu))
                 print(f"pair {pair} {side:6} {rate:8,.0f}/s  {cpu * 1e6:6.1f} us CPU", flush=True)
     medians = {side: statistics.median(cpu for _, cpu in runs) for side, runs in results.items()}
