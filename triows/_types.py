@@ -1,9 +1,10 @@
-"""ASGI types shared by the core and the adapters.
+"""ASGI's types: scopes, events, ``receive``, ``send`` and applications.
 
-The core speaks ASGI events to an abstract connection: a ``receive`` callable that
-returns the next event and a ``send`` callable that takes one.  Events stay plain
-``dict`` objects because that is the ASGI wire format every server already builds;
-converting them to classes would add an allocation per message for nothing.
+Used at the ASGI edges only: the App's ASGI entry point and lifespan, its HTTP
+side, the ASGI adapter (``_asgi/``), mounted ASGI apps and the TestClient, and
+``WebSocket.receive_event()``/``send_event()`` (ASGI-shaped events, built only
+when a view asks for them).  The WebSocket core talks to the typed
+``Transport`` (``_connection/_transport.py``) instead.
 """
 
 from __future__ import annotations
