@@ -26,14 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-TICKS = os.sysconf("SC_CLK_TCK")
+from .run import measured
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def run_once(
@@ -63,18 +58,10 @@ def run_once(
             text=True,
         )
         assert loadgen.stdout is not None
-        start = end = 0.0
-        result: dict[str, float] = {}
-        for line in loadgen.stdout:
-            if line.startswith("MARK start"):
-                start = _cpu_seconds(server.pid)
-            elif line.startswith("MARK end"):
-                end = _cpu_seconds(server.pid)
-            elif line.startswith("RESULT"):
-                result = json.loads(line.split(" ", 1)[1])
+        result, cpu = measured(loadgen.stdout, server.pid)
         loadgen.wait(timeout=60)
         rate = float(result["value"])
-        return rate, (end - start) / max(rate * seconds, 1.0)
+        return rate, cpu / max(rate * seconds, 1.0)
     finally:
         server.terminate()
         server.wait(timeout=30)

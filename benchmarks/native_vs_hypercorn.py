@@ -14,18 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+from .run import measured
 
 
 def run_once(
@@ -71,20 +64,10 @@ def run_once(
             text=True,
         )
         assert loadgen.stdout is not None
-        cpu_start = None
-        cpu_end = 0.0
-        result: dict[str, float] = {}
-        for line in loadgen.stdout:
-            if line.startswith("MARK start"):
-                cpu_start = _cpu_seconds(server.pid)
-            elif line.startswith("MARK end"):
-                cpu_end = _cpu_seconds(server.pid)
-            elif line.startswith("RESULT"):
-                result = json.loads(line.split(" ", 1)[1])
+        result, cpu = measured(loadgen.stdout, server.pid)
         loadgen.wait(timeout=60)
         rate = float(result["value"])
-        assert cpu_start is not None
-        cpu_per_message = (cpu_end - cpu_start) / max(rate * seconds, 1)
+        cpu_per_message = cpu / max(rate * seconds, 1)
         return rate, cpu_per_message
     finally:
         server.terminate()

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -214,6 +214,23 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(lines: Iterable[str], pid: int) -> tuple[dict[str, Any], float]:
+    """A load generator's ``RESULT`` (read from its output ``lines``) and the CPU
+    seconds process ``pid`` used between its ``MARK start`` and ``MARK end`` lines."""
+    start = end = 0.0
+    result: dict[str, Any] = {}
+    for line in lines:
+        if line.startswith("MARK start"):
+            start = cpu_seconds(pid)
+        elif line.startswith("MARK end"):
+            end = cpu_seconds(pid)
+        elif line.startswith("RESULT"):
+            result = json.loads(line.split(" ", 1)[1])
+    if not result:
+        raise RuntimeError("the load generator printed no RESULT line")
+    return result, end - start
 
 
 def rss_kib(pid: int) -> int:
