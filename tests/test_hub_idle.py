@@ -20,6 +20,29 @@ from .conftest import Backend
 from .raw_client import upgraded
 
 
+def _forwarding_app() -> tuple[triows.App, triows.Hub, list[int], trio.Event]:
+    """An App whose ``/sub`` forwards topic ``t``: the App, its hub, the close codes
+    ``forward()`` ended with, and an event set when the view ends."""
+    hub = triows.Hub()
+    app = triows.App(hub=hub)
+    codes: list[int] = []
+    ended = trio.Event()
+
+    @app.websocket_route("/sub")
+    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
+        async with hub.subscribe("t") as news:
+            await ws.send("subscribed")
+            try:
+                await news.forward(ws)
+            except WebSocketDisconnect as exc:
+                codes.append(exc.code)
+                raise
+            finally:
+                ended.set()
+
+    return app, hub, codes, ended
+
+
 def _reader_tasks() -> int:
     """How many native reader tasks run in this trio run."""
     count = 0
@@ -66,22 +89,7 @@ async def test_forwarding_subscribers_need_no_reader_task(backend: Backend) -> N
 
 
 async def test_a_departure_ends_forward_with_the_clients_code_at_once(backend: Backend) -> None:
-    hub = triows.Hub()
-    app = triows.App(hub=hub)
-    codes: list[int] = []
-    ended = trio.Event()
-
-    @app.websocket_route("/sub")
-    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
-        async with hub.subscribe("t") as news:
-            await ws.send("subscribed")
-            try:
-                await news.forward(ws)
-            except WebSocketDisconnect as exc:
-                codes.append(exc.code)
-                raise
-            finally:
-                ended.set()
+    app, hub, codes, ended = _forwarding_app()
 
     with trio.fail_after(10):
         async with backend.serve(app) as served:
@@ -203,22 +211,7 @@ async def test_idle_outside_forward_reports_a_departure(backend: Backend) -> Non
 async def test_a_forwarder_whose_client_misses_pongs_ends_with_1006(backend: Backend) -> None:
     # The keepalive task sees the departure, not the forwarding task: it must
     # wake the parked forwarder (native: resume_idle from the departure).
-    hub = triows.Hub()
-    app = triows.App(hub=hub)
-    codes: list[int] = []
-    ended = trio.Event()
-
-    @app.websocket_route("/sub")
-    async def sub(ws: WebSocket, hub: triows.Hub) -> None:
-        async with hub.subscribe("t") as news:
-            await ws.send("subscribed")
-            try:
-                await news.forward(ws)
-            except WebSocketDisconnect as exc:
-                codes.append(exc.code)
-                raise
-            finally:
-                ended.set()
+    app, hub, codes, ended = _forwarding_app()
 
     with trio.fail_after(10):
         async with (

@@ -4,6 +4,7 @@ and a connection's first read."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -15,14 +16,17 @@ from triows._serving._listen import Address, accept_sockets_until_cancelled
 from triows._serving._shutdown import close_socket
 
 
-async def test_each_connection_gets_its_socket_and_both_addresses() -> None:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    got: list[tuple[Address, Address, bool]] = []
+async def _connect_once(
+    listeners: list[trio.SocketListener],
+    port: int,
+    handle: Callable[[trio.socket.SocketType, Address, Address], object],
+) -> tuple[str, int]:
+    """Accept one loopback connection through the loop; ``handle`` sees what its
+    handler got.  Returns the client's own address."""
     done = trio.Event()
 
     async def handler(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
-        got.append((client, server, isinstance(sock, trio.socket.SocketType)))
+        handle(sock, client, server)
         sock.close()
         done.set()
 
@@ -35,8 +39,20 @@ async def test_each_connection_gets_its_socket_and_both_addresses() -> None:
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             await done.wait()
             accepting.cancel()
-    local = stream.socket.getsockname()
+    local: tuple[str, int] = stream.socket.getsockname()
     await stream.aclose()
+    return local
+
+
+async def test_each_connection_gets_its_socket_and_both_addresses() -> None:
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    got: list[tuple[Address, Address, bool]] = []
+
+    def handle(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
+        got.append((client, server, isinstance(sock, trio.socket.SocketType)))
+
+    local = await _connect_once(listeners, port, handle)
     assert got == [((local[0], local[1]), ("127.0.0.1", port), True)]
     assert listeners[0].socket.fileno() == -1  # stopped listening
 
@@ -45,23 +61,7 @@ async def test_a_wildcard_listener_leaves_the_server_address_to_the_socket() -> 
     listeners = await trio.open_tcp_listeners(0, host="0.0.0.0")
     port = listeners[0].socket.getsockname()[1]
     servers: list[Address] = []
-    done = trio.Event()
-
-    async def handler(sock: trio.socket.SocketType, client: Address, server: Address) -> None:
-        servers.append(server)
-        sock.close()
-        done.set()
-
-    with trio.fail_after(10):
-        async with trio.open_nursery() as connections:
-            accepting = trio.CancelScope()
-            connections.start_soon(
-                accept_sockets_until_cancelled, handler, listeners, connections, accepting
-            )
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            await done.wait()
-            accepting.cancel()
-    await stream.aclose()
+    await _connect_once(listeners, port, lambda sock, client, server: servers.append(server))
     assert servers == [None]
 
 
