@@ -34,6 +34,7 @@ import attrs
 from .loadgen import Params, default_client
 from .run_cpu import per_cpu_table
 from .servers import REFERENCE, SERVERS, ServerSpec
+from .tables import markdown_table
 
 __all__ = ["SCENARIOS", "Scenario", "main"]
 
@@ -479,6 +480,27 @@ def cell_summary(data: dict[str, Any] | None) -> Summary | None:
     return None if data is None else Summary(**data)
 
 
+def labelled(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Each row with its label, for :func:`markdown_table`."""
+    return [(row["label"], row) for row in rows]
+
+
+def paced_cell(row: dict[str, Any], scenario: Scenario) -> str:
+    """A paced scenario's offered load and median latency."""
+    data = row["scenarios"].get(scenario.name) or {}
+    offered, p50 = data.get("offered_median"), data.get("p50_ms_median")
+    return "-" if offered is None or p50 is None else f"{offered:,.0f}/s, p50 {p50:.2f} ms"
+
+
+def cpu_cell(row: dict[str, Any], scenario: Scenario) -> str:
+    """The load generator's, the server's and the others' CPU in a scenario."""
+    data = row["scenarios"].get(scenario.name) or {}
+    return " / ".join(
+        "-" if data.get(key) is None else f"{data[key]:.0f}%"
+        for key in ("client_cpu_pct_max", "server_cpu_pct_median", "others_cpu_pct_max")
+    )
+
+
 def markdown(
     rows: list[dict[str, Any]],
     scenarios: Sequence[Scenario],
@@ -540,49 +562,23 @@ def markdown(
     out += per_cpu_table(rows, scenarios, PEERS, TRIOWS_ROWS)
     paced = [s for s in scenarios if s.name.endswith("-latency")]
     if paced:
-        out += [
-            "",
+        out += markdown_table(
             "Paced runs: the offered load (what the load generator sent per second, "
             "median) and the median latency (ms, median over the repeats):",
-            "",
-            "| server | " + " | ".join(s.title for s in paced) + " |",
-            "|---|" + "---|" * len(paced),
-        ]
-        for row in rows:
-            cells = []
-            for scenario in paced:
-                data = row["scenarios"].get(scenario.name) or {}
-                offered, p50 = data.get("offered_median"), data.get("p50_ms_median")
-                cells.append(
-                    "-" if offered is None or p50 is None else f"{offered:,.0f}/s, p50 {p50:.2f} ms"
-                )
-            out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+            paced,
+            labelled(rows),
+            paced_cell,
+        )
     timed = [s for s in scenarios if s.name != "memory"]
     if timed:
-        out += [
-            "",
+        out += markdown_table(
             "CPU during the measured windows, in % of one core: load generator (max over "
             "runs) / server (median) / anything else on the server's core (max over runs; "
             "other processes and interrupts: a high value means a noisy measurement):",
-            "",
-            "| server | " + " | ".join(s.title for s in timed) + " |",
-            "|---|" + "---|" * len(timed),
-        ]
-        for row in rows:
-            cells = []
-            for scenario in timed:
-                data = row["scenarios"].get(scenario.name) or {}
-                cells.append(
-                    " / ".join(
-                        "-" if data.get(key) is None else f"{data[key]:.0f}%"
-                        for key in (
-                            "client_cpu_pct_max",
-                            "server_cpu_pct_median",
-                            "others_cpu_pct_max",
-                        )
-                    )
-                )
-            out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+            timed,
+            labelled(rows),
+            cpu_cell,
+        )
     if unavailable:
         out += ["", "Not run:", ""]
         out += [f"- {name}: {reason}" for name, reason in unavailable.items()]
@@ -606,29 +602,26 @@ def peer_ratios(rows: list[dict[str, Any]], scenarios: Sequence[Scenario]) -> li
     ours = [name for name in TRIOWS_ROWS if name in by_name]
     if not peers or not ours:
         return []
-    out = [
-        "",
+
+    def cell(name: str, scenario: Scenario) -> str:
+        values = []
+        for peer in peers:
+            mine = by_name[name]["scenarios"].get(scenario.name, {}).get("values", [])
+            theirs = by_name[peer]["scenarios"].get(scenario.name, {}).get("values", [])
+            pairs = [(a, b) for a, b in zip(mine, theirs, strict=False) if a and b]
+            ratios = [a / b if scenario.higher_is_better else b / a for a, b in pairs]
+            values.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
+        return " / ".join(values)
+
+    return markdown_table(
         "triows against the asyncio peers (same run, paired per repeat; above 1 means "
         "triows is better: faster, or less latency or memory), against "
         + " / ".join(by_name[p]["label"] for p in peers)
         + ":",
-        "",
-        "| server | " + " | ".join(s.title for s in scenarios) + " |",
-        "|---|" + "---|" * len(scenarios),
-    ]
-    for name in ours:
-        cells = []
-        for scenario in scenarios:
-            values = []
-            for peer in peers:
-                mine = by_name[name]["scenarios"].get(scenario.name, {}).get("values", [])
-                theirs = by_name[peer]["scenarios"].get(scenario.name, {}).get("values", [])
-                pairs = [(a, b) for a, b in zip(mine, theirs, strict=False) if a and b]
-                ratios = [a / b if scenario.higher_is_better else b / a for a, b in pairs]
-                values.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
-            cells.append(" / ".join(values))
-        out.append(f"| {by_name[name]['label']} | " + " | ".join(cells) + " |")
-    return out
+        scenarios,
+        [(by_name[name]["label"], name) for name in ours],
+        cell,
+    )
 
 
 def plot(rows: list[dict[str, Any]], scenarios: Sequence[Scenario], path: Path) -> bool:

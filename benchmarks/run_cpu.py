@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .servers import REFERENCE
+from .tables import markdown_table
 
 if TYPE_CHECKING:
     from .run import Scenario
@@ -51,8 +52,22 @@ def per_cpu_table(
         return []
     reference = by_name[REFERENCE]
     present_peers = [p for p in peers if p in by_name]
-    out = [
-        "",
+
+    def cell(row: dict[str, Any], scenario: Scenario) -> str:
+        mine = per_cpu_values(row, scenario.name)
+        if row["server"] == REFERENCE:
+            values = [v for v in mine if v]
+            return f"1.00 (about {statistics.median(values):,.0f}/CPU s)" if values else "-"
+        text = paired_median(mine, per_cpu_values(reference, scenario.name))
+        if row["server"] in ours and present_peers:
+            against = [
+                paired_median(mine, per_cpu_values(by_name[p], scenario.name)).split(" ")[0]
+                for p in present_peers
+            ]
+            text += "; " + " / ".join(against)
+        return text
+
+    return markdown_table(
         "Per second of the server's own CPU time (operations in the measured window / "
         "the server process's CPU seconds in it; less sensitive to other work on the "
         "machine than the wall-clock rates): ratio to the reference, paired per repeat, "
@@ -64,27 +79,7 @@ def per_cpu_table(
             else ""
         )
         + ":",
-        "",
-        "| server | " + " | ".join(s.title for s in timed) + " |",
-        "|---|" + "---|" * len(timed),
-    ]
-    for row in rows:
-        cells = []
-        for scenario in timed:
-            mine = per_cpu_values(row, scenario.name)
-            if row["server"] == REFERENCE:
-                values = [v for v in mine if v]
-                cells.append(
-                    f"1.00 (about {statistics.median(values):,.0f}/CPU s)" if values else "-"
-                )
-                continue
-            cell = paired_median(mine, per_cpu_values(reference, scenario.name))
-            if row["server"] in ours and present_peers:
-                against = [
-                    paired_median(mine, per_cpu_values(by_name[p], scenario.name)).split(" ")[0]
-                    for p in present_peers
-                ]
-                cell += "; " + " / ".join(against)
-            cells.append(cell)
-        out.append(f"| {row['label']} | " + " | ".join(cells) + " |")
-    return out
+        timed,
+        [(row["label"], row) for row in rows],
+        cell,
+    )
