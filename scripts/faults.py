@@ -108,7 +108,10 @@ class Client:
                 self.duplicates += 1
             else:
                 self.disordered += 1
-            self.anomalies.append(f"{sequence} after {self.last} at {_now():.2f}")
+            self.anomalies.append(
+                f"{sequence} after {self.last} at {_now():.2f} "
+                f"(position {position}, previous {self.position})"
+            )
             return
         elif self.gap_pending:
             self.gapped += sequence - self.last - 1

@@ -14,6 +14,7 @@ import trio
 from triows.hub import Hub, HubUnavailable, Lagged, PresenceChange
 
 from .redis_server import RedisServer, redis_server
+from .tcp_proxy import tcp_proxy
 
 __all__ = ["redis_server"]
 
@@ -350,3 +351,46 @@ async def test_messages_the_stream_lacks_are_never_skipped(redis_server: RedisSe
             assert await raw.delete(["triows:stream:t"]) == 1
         async with a.subscribe("t", since=before) as sub:
             assert not sub.recovered
+
+
+async def test_a_publish_whose_reply_is_lost_is_not_run_twice(redis_server: RedisServer) -> None:
+    # Redis ran the publish, then the connection died before its reply came
+    # back.  The publish must fail (HubUnavailable: the caller cannot know
+    # whether it reached Redis) and must not be run again behind the caller's
+    # back: coredis's default policy retries a command after a connection
+    # error, which published the message a second time (a duplicate for every
+    # subscriber, at a new position).
+    raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
+    async with raw, tcp_proxy(redis_server.port) as proxy:
+        async with Hub(f"redis://127.0.0.1:{proxy.port}/0", history=10) as hub:
+            await _wait_connected(hub)
+            await hub.publish("t", "first")
+            proxy.mute_replies = True
+            async with trio.open_nursery() as nursery:
+                failures: list[HubUnavailable] = []
+
+                async def publish() -> None:
+                    try:
+                        await hub.publish("t", "once")
+                    except HubUnavailable as exc:
+                        failures.append(exc)
+
+                nursery.start_soon(publish)
+                with trio.fail_after(5):
+                    # Polls Redis itself (nothing to wait on); bounded by fail_after.
+                    while await raw.xlen(b"triows:stream:t") < 2:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                proxy.mute_replies = False
+                proxy.drop()  # the reply is lost with the connection
+            assert len(failures) == 1, failures
+            assert "unavailable" in str(failures[0])
+            await _wait_connected(hub)
+            await hub.publish("t", "last")
+        entries = await raw.xrange(b"triows:stream:t")
+        payloads = [entry.field_values[b"m"] for entry in entries]
+        assert len(payloads) == 3, payloads
+        assert [b"first" in payloads[0], b"once" in payloads[1], b"last" in payloads[2]] == [
+            True,
+            True,
+            True,
+        ], payloads

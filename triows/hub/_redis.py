@@ -11,7 +11,8 @@ connected, ``publish()`` wakes it and waits for its next attempt (at most
 PUBLISH_TIMEOUT), then sends or raises HubUnavailable having sent nothing.  If
 Redis reports no receiver for a topic the listener believes it is subscribed
 to, its connection outlived the Redis it subscribed on: HubUnavailable, and the
-listener reconnects.
+listener reconnects.  A publish whose reply is lost raises HubUnavailable
+(Redis may have run it) and is never resent behind the caller's back.
 
 A process whose listener is down misses what others publish meanwhile.  Without
 history that is silent (at-most-once); with history, every local subscription
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import coredis
 import trio
+from coredis.retry import NoRetryPolicy
 
 from ._hub import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
@@ -112,7 +114,10 @@ class RedisBackend:
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(self.url, decode_responses=False)
+        # No retry in coredis: it would run a publish whose reply was lost twice.
+        client: coredis.Redis[bytes] = coredis.Redis.from_url(
+            self.url, decode_responses=False, retry_policy=NoRetryPolicy()
+        )
         async with client, trio.open_nursery() as nursery:
             self._client = client
             self._publish_script = client.register_script(PUBLISH_SCRIPT)
