@@ -1,7 +1,7 @@
 """Server CPU per handshake on the native server: a git revision against this tree.
 
     .venv/bin/python -m benchmarks.handshake_cpu --before REV [--pairs 5] [--seconds 5]
-        [--backend native|plain-hypercorn]
+        [--backend native|plain-hypercorn] [--head plain|chromium|firefox]
 
 For each pair it serves ``benchmarks.servers.triows_app`` (``--backend``: the
 native server by default, or ``plain-hypercorn``: the App under hypercorn's trio
@@ -9,7 +9,8 @@ worker, as ``hypercorn -k trio`` serves it) from
 ``REV`` (exported with ``git archive`` into a temporary directory) and then from
 this tree, each in its own process, drives it with the harness's handshake load
 (``benchmarks.loadgen handshakes``: 16 concurrent clients open a connection,
-close it, repeat) and reports handshakes per second and the server process's CPU
+close it, repeat; ``--head``: with the request head a browser sends, or the
+plain one, written by a raw-socket client, ``benchmarks.raw_load.HEADS``) and reports handshakes per second and the server process's CPU
 time per handshake (from /proc), which stays meaningful when other processes
 share the cores.  The pairs alternate, so a change in the machine's load hits
 both sides; every pair is printed, then the medians and their ratio.
@@ -26,13 +27,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .raw_load import HEADS
 from .run import measured
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_once(
-    tree: Path, seconds: float, concurrency: int = 16, backend: str = "native"
+    tree: Path, seconds: float, concurrency: int = 16, backend: str = "native", head: str = ""
 ) -> tuple[float, float]:
     """One run from ``tree``: (handshakes per second, server CPU seconds per handshake)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -48,7 +50,9 @@ def run_once(
         port = next((int(line.split()[1]) for line in server.stdout if line.startswith("PORT")), 0)
         if not port:
             raise RuntimeError(f"{tree}: the server did not announce its port")
-        params = json.dumps({"concurrency": concurrency, "warmup": 0.5, "duration": seconds})
+        params = json.dumps(
+            {"concurrency": concurrency, "warmup": 0.5, "duration": seconds, "head": head}
+        )
         command = [sys.executable, "-m", "benchmarks.loadgen", "handshakes"]
         loadgen = subprocess.Popen(
             [*command, "--port", str(port), "--params", params],
@@ -82,13 +86,19 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--backend", choices=("native", "plain-hypercorn"), default="native")
+    parser.add_argument(
+        "--head",
+        choices=("", *HEADS),
+        default="",
+        help="the request head (raw-socket client); default: the load generator's client",
+    )
     args = parser.parse_args()
     results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": export(args.before, Path(tmp)), "after": ROOT}
         for pair in range(args.pairs):
             for side, tree in trees.items():
-                rate, cpu = run_once(tree, args.seconds, backend=args.backend)
+                rate, cpu = run_once(tree, args.seconds, backend=args.backend, head=args.head)
                 results[side].append((rate, cpu))
                 print(f"pair {pair} {side:6} {rate:8,.0f}/s  {cpu * 1e6:6.1f} us CPU", flush=True)
     medians = {side: statistics.median(cpu for _, cpu in runs) for side, runs in results.items()}

@@ -13,7 +13,8 @@ over the measured window's wall time, 100 = one core saturated).
 
 The client of the echo, handshake and memory scenarios is picows (callbacks,
 C frame handling) when it is installed, else websockets' asyncio client.  The
-fan-out and the paced latency scenarios use raw sockets whatever the client
+fan-out and the paced latency scenarios, and the handshakes with a given
+request head (``head``: a browser's, or the plain one), use raw sockets whatever the client
 (:mod:`benchmarks.raw_load`: messages counted in C, so the load generator's CPU
 per delivery stays far below the server's).  Every wait is bounded.
 """
@@ -59,6 +60,9 @@ class Params:
     path: str = "/echo"  # the echo scenario's route
     payload: str = PAYLOAD.decode()  # the echo scenario's text message
     rate: float = 0.0  # paced scenarios: echo messages, or broadcasts, per second
+    #: handshakes: "" for the client's own handshake, else a raw-socket head of
+    #: raw_load.HEADS ("plain", "chromium", "firefox").
+    head: str = ""
 
 
 @attrs.define
@@ -299,7 +303,9 @@ async def run(scenario: str, port: int, params: Params, client_name: str) -> dic
     scenarios: dict[str, Callable[[Params], Awaitable[dict[str, float]]]] = {
         "echo": client.echo,
         "fanout": functools.partial(raw_load.fanout, url),
-        "handshakes": client.handshakes,
+        "handshakes": (
+            functools.partial(raw_load.handshakes, url) if params.head else client.handshakes
+        ),
         "memory": client.memory,
         "echo-latency": functools.partial(raw_load.echo_latency, url),
         "fanout-latency": functools.partial(raw_load.fanout_latency, url),

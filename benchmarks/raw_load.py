@@ -19,6 +19,11 @@ any server's and the saturating fan-out measures the server.
 - ``fanout-latency``: ``rate`` broadcasts per second (``go 1`` each) to the
   subscribers; the time from sending ``go 1`` to each message's kernel arrival;
   p99 in ms.
+- ``handshakes`` with a ``head`` (``plain``, ``chromium``, ``firefox``): the
+  handshake churn with that request head, written as bytes (the browser heads
+  are what Chromium and Firefox send: permessage-deflate offered, Firefox's
+  ``Connection: keep-alive, Upgrade``); each handshake reads the 101, sends a
+  close frame and waits for the server to close the connection.
 """
 
 from __future__ import annotations
@@ -33,12 +38,39 @@ from . import raw_fanout
 if TYPE_CHECKING:
     from .loadgen import Params
 
-__all__ = ["echo_latency", "fanout", "fanout_latency"]
+__all__ = ["HEADS", "echo_latency", "fanout", "fanout_latency", "handshakes"]
 
 from .raw_fanout import CLOSE_FRAME, HANDSHAKE, latency_result, text_frame
 
 CONNECT_TIMEOUT = 30.0
 ROUND_TIMEOUT = 120.0
+
+#: The handshake scenario's request heads by kind (``{host}``: host:port): the
+#: benchmark's plain head, and the headers Chromium 131 and Firefox 133 send for
+#: ``new WebSocket("ws://host/idle")`` from a page of the same origin.
+HEADS = {
+    "plain": HANDSHAKE.replace("{host}:{port}", "{host}"),
+    "chromium": (
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n"
+        "Pragma: no-cache\r\nCache-Control: no-cache\r\n"
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Safari/537.36\r\nUpgrade: websocket\r\n"
+        "Origin: http://{host}\r\nSec-WebSocket-Version: 13\r\n"
+        "Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    ),
+    "firefox": (
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0\r\n"
+        "Accept: */*\r\nAccept-Language: en-US,en;q=0.5\r\n"
+        "Accept-Encoding: gzip, deflate, br, zstd\r\nSec-WebSocket-Version: 13\r\n"
+        "Origin: http://{host}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: keep-alive, Upgrade\r\n"
+        "Sec-Fetch-Dest: empty\r\nSec-Fetch-Mode: websocket\r\nSec-Fetch-Site: same-origin\r\n"
+        "Pragma: no-cache\r\nCache-Control: no-cache\r\nUpgrade: websocket\r\n\r\n"
+    ),
+}
 
 
 #: Called with a connection and how many messages it just counted.
@@ -195,6 +227,53 @@ async def echo_latency(url: str, p: Params) -> dict[str, float]:
     await asyncio.wait_for(all_back, ROUND_TIMEOUT)  # every echo came back
     await close_all(connections)
     return latency_result(latencies, sent, seconds, cpu)
+
+
+class _Handshake(asyncio.Protocol):
+    """One handshake of the churn: the head, the 101, a close frame, the server's close."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.received is None:
+            return  # the server's close frame: the server then closes the connection
+        self.received += data
+        if b"\r\n\r\n" not in self.received:
+            return
+        if not self.received.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"no 101 from the server: {self.received[:100]!r}")
+        self.received = None  # type: ignore[assignment]
+        assert self.transport is not None
+        self.transport.write(CLOSE_FRAME)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(self.received is None)
+
+
+async def handshakes(url: str, p: Params) -> dict[str, float]:
+    """The handshake churn with the request head ``p.head`` (see :data:`HEADS`)."""
+    from .loadgen import churn
+
+    host, port = url.removeprefix("ws://").split(":")
+    request = HEADS[p.head].format(path="/idle", host=f"{host}:{port}").encode()
+    loop = asyncio.get_running_loop()
+
+    async def handshake() -> None:
+        _, protocol = await loop.create_connection(lambda: _Handshake(request), host, int(port))
+        if not await asyncio.wait_for(protocol.closed, CONNECT_TIMEOUT):
+            raise RuntimeError("the server closed the connection before its 101")
+
+    return await churn(handshake, p)
 
 
 async def fanout(url: str, p: Params) -> dict[str, float]:

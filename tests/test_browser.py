@@ -10,6 +10,7 @@ from typing import Any
 import trio
 
 from examples.chat.app import app as chat_app
+from triows._native._upgrade import UPGRADES
 
 from .browser import chromium
 from .chat_pages import ATTACK, install_helpers, members, open_chat, say, texts, two_users_talk
@@ -57,10 +58,15 @@ async def test_chat_page_in_chromium(backend: Backend, tmp_path: Path) -> None:
     # Chromium offers permessage-deflate: the native backend compresses for it, the
     # hypercorn backend declines it (docs/deployment.md).  Over TLS the page is
     # https:// and its live connection wss://.
+    fast, slow = UPGRADES.fast, UPGRADES.websockets
     async with backend.serve(chat_app) as served:
         with trio.fail_after(90):
             url = "http" + served.url("/").removeprefix("ws")
             await trio.to_thread.run_sync(_chat_in_two_pages, url, tmp_path)
+    # Every Chromium handshake took the native server's fast path (websockets'
+    # accept() made no 101).
+    assert UPGRADES.websockets == slow
+    assert (UPGRADES.fast > fast) == (backend.name != "hypercorn")
     assert (tmp_path / "chat.png").stat().st_size > 1000
     assert (tmp_path / "chat-phone.png").stat().st_size > 1000
     if os.environ.get("TRIOWS_REFRESH_SCREENSHOT") == "1":  # bash scripts/screenshot

@@ -179,18 +179,20 @@ def test_accept_headers_are_websockets() -> None:
         if rng.random() < 0.5:  # many keys (the accept hash)
             key = base64.b64encode(rng.randbytes(16))
             headers = [(n, key if n == b"sec-websocket-key" else v) for n, v in headers]
-        ours = accept_headers(headers)
-        if ours is None:
+        accepted = accept_headers(headers)
+        if accepted is None:
             slow += 1
             continue
         fast += 1
         for _ in range(3):  # the same second for both Date headers
             reference = _websockets_answer(headers)
-            ours = accept_headers(headers)
-            if reference is not None and reference[0] == ours[0]:  # type: ignore[index]
+            accepted = accept_headers(headers)
+            assert accepted is not None
+            if reference is not None and reference[0] == accepted.headers[0]:
                 break
-        assert ours == reference, headers
-    assert fast > 300 and slow > 100
+        assert accepted.headers == reference, headers
+    # Both paths are exercised (repeated headers take websockets').
+    assert fast > 300 and slow > 20
 
 
 # -- through the server -----------------------------------------------------------------
@@ -238,8 +240,8 @@ async def test_fast_and_slow_101_are_the_same_bytes() -> None:
     async with live_server(app, backend="native") as server:
         with trio.fail_after(10):
             fast = await _exchange(server.port, _upgrade())
-            # "keep-alive, Upgrade" is valid but unusual: websockets' accept() answers it.
-            slow = await _exchange(server.port, _upgrade(connection=b"keep-alive, Upgrade"))
+            # Two Connection lines are valid but unusual: websockets' accept() answers them.
+            slow = await _exchange(server.port, _upgrade(b"Connection: keep-alive\r\n"))
             refused = await _exchange(server.port, _upgrade(b"Sec-WebSocket-Version: 13\r\n"))
     assert fast.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"\r\nDate: " in fast and b"\r\nx-view: yes\r\n" in fast

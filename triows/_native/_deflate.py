@@ -23,10 +23,10 @@ from websockets.typing import ExtensionParameter
 
 from .._connection._deflate import DEFAULT_WINDOW_BITS, MEM_LEVEL
 
-__all__ = ["ServerDeflate", "compression"]
+__all__ = ["LazyInflater", "ServerDeflate", "compression"]
 
 
-class _LazyInflater(PerMessageDeflate):
+class LazyInflater(PerMessageDeflate):
     """websockets' extension, its inflater made when the first compressed message
     arrives instead of at the handshake (then kept, as websockets keeps it, for
     a client with context takeover)."""
@@ -58,6 +58,17 @@ class _LazyInflater(PerMessageDeflate):
         decoder = self.decoder = zlib.decompressobj(wbits=-self.remote_max_window_bits)
         return decoder
 
+    def renewed(self) -> LazyInflater:
+        """A new extension with the parameters negotiated here, for another
+        connection (no zlib state: the inflater is made on first use)."""
+        return LazyInflater(
+            self.remote_no_context_takeover,
+            self.local_no_context_takeover,
+            self.remote_max_window_bits,
+            self.local_max_window_bits,
+            self.compress_settings,
+        )
+
 
 class ServerDeflate(ServerPerMessageDeflateFactory):
     """websockets' server factory, answering with an extension whose inflater is lazy."""
@@ -66,7 +77,7 @@ class ServerDeflate(ServerPerMessageDeflateFactory):
         self, params: Sequence[ExtensionParameter], accepted_extensions: Sequence[Extension]
     ) -> tuple[list[ExtensionParameter], PerMessageDeflate]:
         response, negotiated = super().process_request_params(params, accepted_extensions)
-        return response, _LazyInflater(
+        return response, LazyInflater(
             negotiated.remote_no_context_takeover,
             negotiated.local_no_context_takeover,
             negotiated.remote_max_window_bits,
