@@ -207,3 +207,79 @@ async def test_resume_over_real_sockets(backend: Backend) -> None:
                 assert json.loads(await ws.get_message()) == {"recovered": True}
                 got = [await ws.get_message() for _ in range(999)]
                 assert got == [f"m{n}" for n in range(1, 1000)]
+
+
+async def test_a_topics_history_expires_after_history_ttl_without_use(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A topic unused (no publish, no subscription start) for history_ttl loses
+    # its history: a resume into it then says recovered=False, never a silent
+    # gap.  Using it (publishing, or starting a subscription) keeps it.
+    async with Hub(history=10, history_ttl=60) as hub:
+        quiet = await hub.publish("quiet", "only one")
+        first = await hub.publish("t", "a")
+        await hub.publish("t", "b")
+        await trio.sleep(50)
+        async with hub.subscribe("t") as sub:  # a start keeps "t" for 60 s more
+            assert sub.recovered
+        await trio.sleep(50)
+        async with hub.subscribe("t", since=first) as sub:
+            assert sub.recovered and await sub.receive() == "b"
+        async with hub.subscribe("quiet", since=quiet) as sub:
+            assert not sub.recovered  # 100 s unused: expired
+        await trio.sleep(61)
+        async with hub.subscribe("t", since=first) as sub:
+            assert not sub.recovered
+
+
+async def test_an_expired_topic_used_again_never_recovers_an_older_position(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A client at `since` missed "b"; the topic expired; another subscriber
+    # started on it (a fresh log).  The first client's resume is not recovered.
+    async with Hub(history=10, history_ttl=60) as hub:
+        since = await hub.publish("t", "a")
+        await hub.publish("t", "b")
+        await trio.sleep(61)
+        async with hub.subscribe("t") as other:
+            assert other.recovered
+            async with hub.subscribe("t", since=since) as sub:
+                assert not sub.recovered
+            await hub.publish("t", "c")
+            assert await other.receive() == "c"
+        # Resuming from where the fresh subscriber was is recovered.
+        async with hub.subscribe("t", since=other.position) as sub:
+            assert sub.recovered
+
+
+async def test_expired_topics_free_their_memory() -> None:
+    import gc
+    import tracemalloc
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def measure() -> tuple[int, int]:
+        async with Hub(history=100, history_ttl=60) as hub:
+            await hub.publish("warm", "x" * 100)
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            for n in range(2_000):
+                for _ in range(5):
+                    await hub.publish(f"topic-{n}", "x" * 100)
+            gc.collect()
+            full = tracemalloc.get_traced_memory()[0] - base
+            await trio.sleep(61)
+            await hub.publish("warm", "x" * 100)  # any use sweeps the expired topics
+            gc.collect()
+            left = tracemalloc.get_traced_memory()[0] - base
+            tracemalloc.stop()
+            return full, left
+
+    full, left = await trio.to_thread.run_sync(lambda: trio.run(measure, clock=clock))
+    assert full > 1_000_000, full  # 2,000 topics of 5 messages held
+    assert left < full / 20, (full, left)
+
+
+def test_history_ttl_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="history_ttl=0"):
+        Hub(history=10, history_ttl=0)

@@ -394,3 +394,36 @@ async def test_a_publish_whose_reply_is_lost_is_not_run_twice(redis_server: Redi
             True,
             True,
         ], payloads
+
+
+async def test_topic_keys_expire_after_history_ttl_and_a_resume_then_says_so(
+    redis_server: RedisServer,
+) -> None:
+    # history_ttl: a topic's Stream and last offset expire once it is unused
+    # (no publish, no subscription start) that long; a resume into it is then
+    # not recovered, even after another subscriber started it afresh.
+    raw: coredis.Redis[bytes] = coredis.Redis.from_url(redis_server.url, decode_responses=False)
+    async with raw, Hub(redis_server.url, history=10, history_ttl=0.5) as hub:
+        await _wait_connected(hub)
+        since = await hub.publish("t", "a")
+        await hub.publish("t", "b")
+        for key in (b"triows:stream:t", b"triows:last:t"):
+            assert 0 < await raw.pttl(key) <= 500
+        async with hub.subscribe("t", since=since) as sub:
+            assert sub.recovered and await sub.receive() == "b"
+        with trio.fail_after(5):
+            # Redis expires the keys itself: nothing to wait on but them.
+            while await raw.exists([b"triows:stream:t", b"triows:last:t"]):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await hub.publish("elsewhere", "moves the head")
+        async with hub.subscribe("t") as fresh:
+            assert fresh.recovered
+            async with hub.subscribe("t", since=since) as sub:
+                assert not sub.recovered  # "b" is gone with the history: a gap
+            after = await hub.publish("t", "c")
+            with trio.fail_after(5):
+                assert await fresh.receive() == "c"
+        async with hub.subscribe("t", since=fresh.position) as sub:
+            assert sub.recovered and sub.position == after
+        # Counter and epoch are shared by every topic: they never expire.
+        assert await raw.pttl(b"triows:counter") == -1

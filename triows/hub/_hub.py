@@ -72,10 +72,12 @@ class Hub:
     published while a subscriber's buffer is full may be dropped
     (``drop_oldest``), and with Redis, messages published while a process is
     disconnected from Redis are not delivered to it.  With ``history=N``, each
-    topic keeps its last ``N`` messages (a Redis Stream with Redis): every
-    ``publish()`` returns a position, ``subscribe(since=position)`` resumes with
-    no duplicate and no gap (or says ``recovered=False``), and a subscriber that
-    would miss a message gets :class:`Lagged` instead.  Messages of one topic
+    topic keeps its last ``N`` messages (a Redis Stream with Redis), for
+    ``history_ttl`` seconds (default a day) after its last publish or
+    subscription start: every ``publish()`` returns a position,
+    ``subscribe(since=position)`` resumes with no duplicate and no gap (or says
+    ``recovered=False``), and a subscriber that would miss a message gets
+    :class:`Lagged` instead.  Messages of one topic
     reach each subscriber in publish order (per publisher).  In memory, every
     subscriber receives the *same* object: do not mutate it.
 
@@ -92,11 +94,14 @@ class Hub:
         max_buffer: int = DEFAULT_MAX_BUFFER,
         on_overflow: OverflowPolicy = "drop_oldest",
         history: int = 0,
+        history_ttl: float = 86400.0,
         presence_ttl: float = 15.0,
         presence_interval: float = 1.0,
     ) -> None:
         if history < 0:
             raise ValueError(f"Hub(history={history}): give 0 (no history) or more messages")
+        if not history_ttl > 0:
+            raise ValueError(f"Hub(history_ttl={history_ttl}): give a number of seconds > 0")
         if not presence_interval > 0 or not presence_ttl > presence_interval:
             raise ValueError(
                 f"Hub(presence_ttl={presence_ttl}, presence_interval={presence_interval}): "
@@ -111,10 +116,13 @@ class Hub:
         self.on_overflow: OverflowPolicy = on_overflow
         #: How many recent messages each topic keeps for resuming (0: none).
         self.history = history
+        #: A topic's history is dropped this many seconds after its last publish
+        #: or subscription start (then a resume into it is not recovered).
+        self.history_ttl = history_ttl
         self._topics: dict[str, set[Subscription]] = {}
         self._backend: Backend
         if url is None:
-            self._backend = MemoryBackend(history, presence_interval)
+            self._backend = MemoryBackend(history, presence_interval, history_ttl)
         elif url.startswith(("redis://", "rediss://", "unix://")):
             try:
                 from ._redis import RedisBackend
@@ -125,7 +133,7 @@ class Hub:
                     f"Hub({url!r}) needs the Redis client coredis, which is not installed: "
                     "pip install 'triows[redis]' (in a checkout: pip install -e '.[redis]')"
                 ) from None
-            self._backend = RedisBackend(url, history, presence_ttl, presence_interval)
+            self._backend = RedisBackend(url, history, presence_ttl, presence_interval, history_ttl)
         else:
             raise ValueError(f"Hub({url!r}): use no URL (in memory) or a redis:// URL")
         self._nursery_manager: Any = None

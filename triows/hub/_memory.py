@@ -45,22 +45,29 @@ class TopicLog:
     """One topic's recent messages, oldest first, as (counter, Broadcast)."""
 
     entries: deque[tuple[int, Broadcast]]
-    #: The counter of the newest message evicted from the log (0: none yet).
+    #: Nothing is known of the topic's messages up to this counter: the newest
+    #: evicted one, or the counter when the log was made (0: none yet).
     evicted: int = 0
+    #: When the topic was last published to or subscribed (trio clock).
+    touched: float = 0.0
 
 
 class MemoryBackend:
     """Delivers inside this process: publish hands the message straight to subscribers."""
 
-    def __init__(self, history: int = 0, presence_interval: float = 1.0) -> None:
+    def __init__(
+        self, history: int = 0, presence_interval: float = 1.0, history_ttl: float = 86400.0
+    ) -> None:
         self._hub: Hub | None = None
         self.rooms = Rooms(presence_interval)
         self.history = history
+        self.history_ttl = history_ttl
         self.epoch = new_epoch()
         self._counter = 0
         #: The position of the last message ("<epoch>:0" before any): one string
         #: shared by every subscription that starts there.
         self._head = f"{self.epoch}:0"
+        # Least recently touched first: expired logs are dropped from the front.
         self._logs: dict[str, TopicLog] = {}
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
@@ -85,9 +92,7 @@ class MemoryBackend:
             await hub.deliver(topic, message, position)
             return position
         shared = Broadcast(message, position)
-        log = self._logs.get(topic)
-        if log is None:
-            log = self._logs[topic] = TopicLog(deque(maxlen=self.history))
+        log = self._touch(topic, counter - 1)
         entries = log.entries
         if len(entries) == self.history:
             log.evicted = entries[0][0]
@@ -95,12 +100,30 @@ class MemoryBackend:
         await hub.fan_out(topic, shared)
         return position
 
+    def _touch(self, topic: str, known_after: int) -> TopicLog:
+        """``topic``'s log, marked as used now (made if it has none: nothing is
+        known up to ``known_after``); drops the logs unused for history_ttl."""
+        now = trio.current_time()
+        deadline = now - self.history_ttl
+        logs = self._logs
+        log = logs.pop(topic, None)
+        if log is None or log.touched <= deadline:
+            log = TopicLog(deque(maxlen=self.history), evicted=known_after)
+        log.touched = now
+        logs[topic] = log
+        while next(iter(logs.values())).touched <= deadline:  # (the newest is not)
+            del logs[next(iter(logs))]
+        return log
+
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()
 
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Give ``subscription`` its starting position and the history after ``since``."""
         head = self._head
+        # History on: the topic's log, made (knowing nothing before now) if it
+        # had none: a later resume from here finds it, unless it expired.
+        log = self._touch(subscription.topic, self._counter) if self.history else None
         if since is None:
             subscription.begin(head, [], recovered=True)
             return
@@ -111,12 +134,8 @@ class MemoryBackend:
         if after == self._counter:  # nothing published anywhere since
             subscription.begin(since, [], recovered=True)
             return
-        log = self._logs.get(subscription.topic) if self.history else None
-        if log is None:
-            # History off: nothing is known; history on: the topic never had a message.
-            subscription.begin(head, [], recovered=bool(self.history))
-            return
-        if after < log.evicted:  # a message after `since` was evicted
+        if log is None or after < log.evicted:  # history off, or a message after
+            # `since` was evicted or expired with the topic's log
             subscription.begin(head, [], recovered=False)
             return
         replay: list[Broadcast] = []

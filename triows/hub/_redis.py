@@ -26,7 +26,8 @@ hub's is skipped with a warning, rate-limited per channel.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import coredis
@@ -36,8 +37,9 @@ from coredis.retry import NoRetryPolicy
 from ._hub import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
 from ._presence import PresenceChanges
-from ._redis_codec import decode, encode, split_trace
+from ._redis_codec import decode, decode_live, encode
 from ._redis_history import (
+    CHANNEL_PREFIX,
     COUNTER_KEY,
     EPOCH_KEY,
     EPOCH_SCRIPT,
@@ -47,6 +49,7 @@ from ._redis_history import (
     last_key,
     parse_start,
     stream_key,
+    topic_channel,
 )
 from ._redis_logs import MalformedLog, summary
 from ._redis_presence import PRESENCE_PREFIX, RedisPresence
@@ -61,7 +64,6 @@ __all__ = ["RedisBackend", "decode", "encode"]
 
 logger = logging.getLogger("triows.hub")
 
-CHANNEL_PREFIX = b"triows:"
 #: How long publish() waits for Redis before raising HubUnavailable.
 PUBLISH_TIMEOUT = 5.0
 #: The listener's reconnection backoff (seconds), doubling from first to max.
@@ -69,20 +71,32 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 1.0
 
 
-def _channel(topic: str) -> bytes:
-    return CHANNEL_PREFIX + topic.encode()
+@contextmanager
+def _reaching(url: str, doing: str, topic: str) -> Iterator[None]:
+    """Bound the block by PUBLISH_TIMEOUT; a failure to reach Redis is HubUnavailable."""
+    try:
+        with trio.fail_after(PUBLISH_TIMEOUT):
+            yield
+    except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
+        raise HubUnavailable(
+            f"cannot {doing} {topic!r}: Redis at {url} is unavailable ({summary(exc)})"
+        ) from exc
 
 
 class RedisBackend:
     """Moves a Hub's messages through Redis pub/sub (coredis, on trio via anyio)."""
 
     def __init__(
-        self, url: str, history: int = 0, presence_ttl: float = 15.0, presence_interval: float = 1.0
+        self,
+        url: str,
+        history: int = 0,
+        presence_ttl: float = 15.0,
+        presence_interval: float = 1.0,
+        history_ttl: float = 86400.0,
     ) -> None:
         self.url = url
         self.history = history
-        self.presence_ttl = presence_ttl
-        self.presence_interval = presence_interval
+        self._ttl_ms = max(1, round(history_ttl * 1000))  # the topic keys' PX
         #: The history's epoch as last read from Redis (UNKNOWN_EPOCH before).
         self.epoch = UNKNOWN_EPOCH
         self._publish_script: Any = None
@@ -174,7 +188,7 @@ class RedisBackend:
         self._pubsub = pubsub
         topics = hub.topics()
         watched = self._presence.watched()
-        channels = [_channel(t) for t in topics] + [presence_channel(t) for t in watched]
+        channels = [topic_channel(t) for t in topics] + [presence_channel(t) for t in watched]
         if channels:
             await pubsub.subscribe(*channels)
         self._listening.update(topics)
@@ -214,18 +228,14 @@ class RedisBackend:
                 if fence is not None:
                     fence.set()
                 continue
-            offset, _, payload = data.partition(b"\n")
             try:
-                if not offset.isdigit() or len(offset) > 19:
-                    raise ValueError(f"no position (starts {offset[:20]!r})")
-                payload, trace = split_trace(payload)
-                decoded = decode(payload)
+                offset, decoded, trace = decode_live(data)
             except (ValueError, RecursionError) as exc:
                 # Any Redis client can publish on a triows: channel.  Its bad
                 # message is its problem: skip it, keep the connection.
                 self._malformed.report(channel, data, exc)
                 continue
-            await hub.deliver(topic, decoded, f"{self.epoch}:{offset.decode()}", trace)
+            await hub.deliver(topic, decoded, f"{self.epoch}:{offset}", trace)
 
     def _lost(self) -> None:
         reason, self._restart_reason = self._restart_reason, ""
@@ -285,16 +295,11 @@ class RedisBackend:
                 f"cannot publish to {topic!r}: Redis at {self.url} is unavailable "
                 f"to this hub's listener ({self._last_failure}); nothing was sent"
             )
-        try:
-            with trio.fail_after(PUBLISH_TIMEOUT):
-                epoch, offset, receivers = await self._publish_script(
-                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
-                    args=[new_epoch(), _channel(topic), payload, self.history],
-                )
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
-            raise HubUnavailable(
-                f"cannot publish to {topic!r}: Redis at {self.url} is unavailable ({summary(exc)})"
-            ) from exc
+        with _reaching(self.url, "publish to", topic):
+            epoch, offset, receivers = await self._publish_script(
+                keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
+                args=[new_epoch(), topic_channel(topic), payload, self.history, self._ttl_ms],
+            )
         if receivers == 0 and topic in self._listening:
             # Not even our listener got it: its connection outlived the Redis it
             # subscribed on (a restart it has not noticed).  Nobody received it.
@@ -323,7 +328,7 @@ class RedisBackend:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 reply = await self._start_script(
                     keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
-                    args=[*args, _channel(topic), FENCE + token],
+                    args=[*args, topic_channel(topic), FENCE + token, self._ttl_ms],
                 )
                 # Every message published before the script is now in the buffer,
                 # where begin() drops what the replay (or the head) covers.
@@ -383,18 +388,12 @@ class RedisBackend:
         return self._presence.presence(topic, key, info)
 
     async def members(self, topic: str) -> dict[str, Any]:
-        try:
-            with trio.fail_after(PUBLISH_TIMEOUT):
-                return await self._presence.members(topic)
-        except (trio.TooSlowError, coredis.exceptions.RedisError, OSError) as exc:
-            raise HubUnavailable(
-                f"cannot read the members of {topic!r}: Redis at {self.url} is unavailable "
-                f"({summary(exc)})"
-            ) from exc
+        with _reaching(self.url, "read the members of", topic):
+            return await self._presence.members(topic)
 
     def presence_changes(self, topic: str) -> AbstractAsyncContextManager[PresenceChanges]:
         return self._presence.presence_changes(topic)
 
     async def watch(self, topic: str) -> None:
-        if await self._listen_to(_channel(topic)):
+        if await self._listen_to(topic_channel(topic)):
             self._listening.add(topic)

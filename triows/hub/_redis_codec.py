@@ -7,7 +7,7 @@ from typing import Any
 
 from ._memory import check_message
 
-__all__ = ["decode", "encode", "split_trace"]
+__all__ = ["decode", "decode_live", "encode", "split_trace"]
 
 
 def encode(message: Any, trace: str | None = None) -> bytes:
@@ -45,3 +45,16 @@ def decode(payload: bytes) -> Any:
     if tag == b"j":
         return json.loads(body)
     raise ValueError(f"not a triows hub message (tag {tag!r})")
+
+
+def decode_live(data: bytes) -> tuple[str, Any, str | None]:
+    """A live message's offset, message and ``traceparent``, from the bytes the
+    publish script sent (``b"<offset>\\n"`` before the payload).
+
+    Raises ValueError (or RecursionError, deep JSON) if ``data`` is not one.
+    """
+    offset, _, payload = data.partition(b"\n")
+    if not offset.isdigit() or len(offset) > 19:
+        raise ValueError(f"no position (starts {offset[:20]!r})")
+    payload, trace = split_trace(payload)
+    return offset.decode(), decode(payload), trace

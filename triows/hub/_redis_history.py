@@ -8,11 +8,13 @@ Keys (plain Redis keys, next to the ``triows:<topic>`` pub/sub channels):
 - ``triows:counter``: INCR'd once per publication, whatever the topic; the
   offset of a position.
 - ``triows:last:<topic>``: the offset of the topic's last message (every hub
-  sets it, with or without history).
+  sets it, with or without history), or the head when a subscription found
+  none (nothing after it is known).
 - ``triows:stream:<topic>`` (with ``history > 0``): the topic's recent messages,
   each with the Stream id ``<counter>-0`` and fields ``m`` (the payload) and
   ``p`` (the offset of the topic's previous message), trimmed to about
-  ``history`` entries (``MAXLEN ~``, the oldest first).  The history covers a
+  ``history`` entries (``MAXLEN ~``, the oldest first).  Both keys of a topic
+  expire ``history_ttl`` after its last publish or subscription start.  The history covers a
   position if the entries after it chain, each ``p`` the offset of the entry
   before, from the position to the topic's last offset.
 
@@ -34,6 +36,7 @@ from .._connection._frames import Broadcast
 from ._redis_codec import decode
 
 __all__ = [
+    "CHANNEL_PREFIX",
     "EPOCH_KEY",
     "FENCE",
     "PUBLISH_SCRIPT",
@@ -42,13 +45,16 @@ __all__ = [
     "last_key",
     "parse_start",
     "stream_key",
+    "topic_channel",
 ]
 
+#: Each topic's pub/sub channel is this prefix and the topic.
+CHANNEL_PREFIX = b"triows:"
 EPOCH_KEY = b"triows:epoch"
 COUNTER_KEY = b"triows:counter"
 
 #: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, channel, payload,
-#: history.  Returns {epoch, offset, receivers}.
+#: history, time to live (ms).  Returns {epoch, offset, receivers}.
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -57,9 +63,10 @@ if not epoch then
 end
 local offset = redis.call('INCR', KEYS[2])
 local previous = redis.call('GET', KEYS[4]) or '0'
-redis.call('SET', KEYS[4], offset)
+redis.call('SET', KEYS[4], offset, 'PX', ARGV[5])
 if ARGV[4] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3], 'p', previous)
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
 local receivers = redis.call('PUBLISH', ARGV[2], offset .. '\\n' .. ARGV[3])
 return {epoch, offset, receivers}
@@ -76,12 +83,14 @@ return epoch
 """
 
 #: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, since's epoch
-#: ('' for no since), since's offset, history, channel, fence.  Returns {epoch,
-#: head, recovered, entries}, then publishes the fence on the topic's channel:
-#: once the listener sees it, every message published before the script is
-#: buffered.  Recovered only if the entries after since chain, by their ``p``,
-#: from since (or before it) to the topic's last offset: a message the Stream lacks (trimmed,
-#: published by a hub without history, a deleted Stream) is never skipped.
+#: ('' for no since), since's offset, history, channel, fence, time to live
+#: (ms).  Returns {epoch, head, recovered, entries}, then publishes the fence on
+#: the topic's channel: once the listener sees it, every message published
+#: before the script is buffered.  Recovered only if the entries after since
+#: chain, by their ``p``, from since (or before it) to the topic's last offset:
+#: a message the Stream lacks (trimmed, expired, published by a hub without
+#: history, a deleted Stream) is never skipped.  A topic without a last offset
+#: (never used, or expired) gets the head as one: nothing after it is known.
 START_SCRIPT = """
 local function start()
   local epoch = redis.call('GET', KEYS[1])
@@ -90,6 +99,14 @@ local function start()
     redis.call('SET', KEYS[1], epoch)
   end
   local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local last = tonumber(redis.call('GET', KEYS[4]) or '-1')
+  if last < 0 then
+    last = head
+    redis.call('SET', KEYS[4], head, 'PX', ARGV[7])
+  else
+    redis.call('PEXPIRE', KEYS[4], ARGV[7])
+    redis.call('PEXPIRE', KEYS[3], ARGV[7])
+  end
   if ARGV[2] == '' then
     return {epoch, head, 1, {}}
   end
@@ -97,7 +114,6 @@ local function start()
   if ARGV[2] ~= epoch or after > head then
     return {epoch, head, 0, {}}
   end
-  local last = tonumber(redis.call('GET', KEYS[4]) or '0')
   if after >= last then
     return {epoch, head, 1, {}}
   end
@@ -127,6 +143,10 @@ return result
 
 #: A fence's payload starts with this (never a digit: not a message).
 FENCE = b"fence:"
+
+
+def topic_channel(topic: str) -> bytes:
+    return CHANNEL_PREFIX + topic.encode()
 
 
 def stream_key(topic: str) -> bytes:
