@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.handshake_cpu --before REV [--pairs 5] [--seconds 5]
         [--backend native|plain-hypercorn] [--head plain|chromium|firefox]
+        [--scenario handshakes|echo|fanout] [--fanout serial|try-send]
 
 For each pair it serves ``benchmarks.servers.triows_app`` (``--backend``: the
 native server by default, or ``plain-hypercorn``: the App under hypercorn's trio
@@ -14,6 +15,10 @@ plain one, written by a raw-socket client, ``benchmarks.raw_load.HEADS``) and re
 time per handshake (from /proc), which stays meaningful when other processes
 share the cores.  The pairs alternate, so a change in the machine's load hits
 both sides; every pair is printed, then the medians and their ratio.
+``--scenario echo`` or ``fanout`` measures the server CPU per echoed message or
+per fan-out delivery instead, with the harness's full sizes for that scenario
+(``benchmarks.run.SCENARIOS``; ``--seconds`` sets the echo's window), and
+``--fanout`` the publisher's loop (``benchmarks.servers.triows_app``).
 """
 
 from __future__ import annotations
@@ -27,19 +32,28 @@ import sys
 import tempfile
 from pathlib import Path
 
+import attrs
+
 from .raw_load import HEADS
-from .run import measured
+from .run import SCENARIOS, measured
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_once(
-    tree: Path, seconds: float, concurrency: int = 16, backend: str = "native", head: str = ""
+    tree: Path,
+    seconds: float,
+    concurrency: int = 16,
+    backend: str = "native",
+    head: str = "",
+    scenario: str = "handshakes",
+    fanout: str = "serial",
 ) -> tuple[float, float]:
-    """One run from ``tree``: (handshakes per second, server CPU seconds per handshake)."""
+    """One run from ``tree``: (operations per second, server CPU seconds per operation)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    options = ["--backend", backend, "--fanout", fanout]
     server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.servers.triows_app", "--backend", backend],
+        [sys.executable, "-m", "benchmarks.servers.triows_app", *options],
         cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
@@ -50,10 +64,10 @@ def run_once(
         port = next((int(line.split()[1]) for line in server.stdout if line.startswith("PORT")), 0)
         if not port:
             raise RuntimeError(f"{tree}: the server did not announce its port")
-        params = json.dumps(
-            {"concurrency": concurrency, "warmup": 0.5, "duration": seconds, "head": head}
-        )
-        command = [sys.executable, "-m", "benchmarks.loadgen", "handshakes"]
+        full = next(known.full for known in SCENARIOS if known.name == scenario)
+        sizes = attrs.evolve(full, concurrency=concurrency, warmup=0.5, duration=seconds, head=head)
+        params = json.dumps(attrs.asdict(sizes))
+        command = [sys.executable, "-m", "benchmarks.loadgen", scenario]
         loadgen = subprocess.Popen(
             [*command, "--port", str(port), "--params", params],
             cwd=ROOT,
@@ -64,8 +78,7 @@ def run_once(
         assert loadgen.stdout is not None
         result, cpu = measured(loadgen.stdout, server.pid)
         loadgen.wait(timeout=60)
-        rate = float(result["value"])
-        return rate, cpu / max(rate * seconds, 1.0)
+        return float(result["value"]), cpu / max(float(result["count"]), 1.0)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -92,18 +105,30 @@ def main() -> None:
         default="",
         help="the request head (raw-socket client); default: the load generator's client",
     )
+    parser.add_argument(
+        "--scenario", choices=("handshakes", "echo", "fanout"), default="handshakes"
+    )
+    parser.add_argument("--fanout", choices=("serial", "try-send"), default="serial")
     args = parser.parse_args()
+    unit = {"handshakes": "handshake", "echo": "message", "fanout": "delivery"}[args.scenario]
     results: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": export(args.before, Path(tmp)), "after": ROOT}
         for pair in range(args.pairs):
             for side, tree in trees.items():
-                rate, cpu = run_once(tree, args.seconds, backend=args.backend, head=args.head)
+                rate, cpu = run_once(
+                    tree,
+                    args.seconds,
+                    backend=args.backend,
+                    head=args.head,
+                    scenario=args.scenario,
+                    fanout=args.fanout,
+                )
                 results[side].append((rate, cpu))
                 print(f"pair {pair} {side:6} {rate:8,.0f}/s  {cpu * 1e6:6.1f} us CPU", flush=True)
     medians = {side: statistics.median(cpu for _, cpu in runs) for side, runs in results.items()}
     for side, cpu in medians.items():
-        print(f"median {side:6} {cpu * 1e6:6.1f} us of server CPU per handshake")
+        print(f"median {side:6} {cpu * 1e6:6.1f} us of server CPU per {unit}")
     print(f"after / before: {medians['after'] / medians['before']:.2f}")
 
 

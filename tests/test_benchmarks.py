@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.run import Measurement, Summary, paired_ratios
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,14 +204,17 @@ def test_compression_reports_one_compression_per_broadcast() -> None:
     assert re.search(r"^5 deflate / 5 plain: [\d.]+x", result.stdout, re.M)
 
 
-def test_handshake_cpu_compares_a_revision_with_the_tree() -> None:
+@pytest.mark.parametrize(("scenario", "unit"), [("handshakes", "handshake"), ("echo", "message")])
+def test_handshake_cpu_compares_a_revision_with_the_tree(scenario: str, unit: str) -> None:
     # benchmarks/handshake_cpu.py, tiny: HEAD against this tree, one pair.
     command = [sys.executable, "-m", "benchmarks.handshake_cpu", "--before", "HEAD"]
-    command += ["--pairs", "1", "--seconds", "0.3"]
+    command += ["--pairs", "1", "--seconds", "0.3", "--scenario", scenario]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     for side in ("before", "after"):
         assert re.search(rf"^pair 0 {side} +[\d,]+/s +\d+\.\d us CPU$", result.stdout, re.M)
-        assert re.search(rf"^median {side} +\d+\.\d us of server CPU", result.stdout, re.M)
+        assert re.search(
+            rf"^median {side} +\d+\.\d us of server CPU per {unit}$", result.stdout, re.M
+        )
     assert re.search(r"^after / before: \d+\.\d\d$", result.stdout, re.M)

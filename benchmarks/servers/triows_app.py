@@ -8,12 +8,12 @@ ASGI adapter only).
 
 The plain serial loop of ``/pub`` sends one :class:`triows.Broadcast` (the
 triows way to send one message to many clients: framed once), with an
-``await ws.send()`` per subscriber: each is a checkpoint, a pass of trio's
-scheduler.  ``--fanout try-send`` hands it to ``ws.try_send()`` first (no
-yield when the server takes it at once, the documented use) and awaits
-``ws.send()`` only when it cannot, with one checkpoint per broadcast: what
-websockets' ``await ws.send()`` on asyncio does, which yields to the event
-loop only when the socket's buffer is full.
+``await ws.send()`` per subscriber: each a cancel point, and a schedule point
+only when the server has to wait or once a millisecond (as websockets'
+``await ws.send()`` on asyncio yields to the event loop only when the socket's
+buffer is full).  ``--fanout try-send`` hands it to ``ws.try_send()`` first (no
+yield at all when the server takes it at once, the documented use) and awaits
+``ws.send()`` only when it cannot, with one checkpoint per broadcast.
 ``--fanout hub`` serves ``/sub`` and ``/pub`` through an in-process
 :class:`triows.Hub` (each subscriber's view forwards its own bounded
 subscription with ``Subscription.forward``) instead of the serial loop; ``--fanout redis`` through a

@@ -15,6 +15,7 @@ is cancelled after a short grace (see ``Lifecycle.client_left``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Iterable
+from time import perf_counter_ns
 from typing import Any
 
 import trio
@@ -22,12 +23,14 @@ import trio
 from .._codecs import DECODERS, ENCODERS
 from .._exceptions import WebSocketDisconnect
 from .._limits import RATE_CLOSE_CODE, RATE_REASON
-from .._metrics._counters import payload_size
+from .._metrics._counters import RouteCounters, payload_size
 from .._types import Message
 from ._base import Rejected, WebSocketBase
 from ._frames import Broadcast, Prepared
+from ._options import DEFAULT_OPTIONS, WebSocketOptions
+from ._pacing import current_pace
 from ._state import CONNECTED, DISCONNECTED, Input
-from ._transport import ClientGone, RawHeaders
+from ._transport import ClientGone, RawHeaders, Transport
 
 __all__ = ["Rejected", "WebSocket"]
 
@@ -35,16 +38,34 @@ __all__ = ["Rejected", "WebSocket"]
 class WebSocket(WebSocketBase):
     """One WebSocket connection, as seen by a view.
 
-    Cancellation: every ``await`` here is a trio checkpoint.  ``receive()`` is
-    cancel-safe (a cancelled receive loses no message).  A cancelled ``send()`` may
-    or may not have handed its message to the server.  ``close()`` moves the state
-    before sending, so a cancelled close still counts as a close.
+    Cancellation: every ``await`` here is a cancel point: in a cancelled scope it
+    raises Cancelled.  ``receive()`` is a full trio checkpoint and cancel-safe (a
+    cancelled receive loses no message).  The sends (``send``, ``send_many``,
+    ``send_text``, ``send_bytes``, ``send_json``, ``send_event``'s messages) raise
+    Cancelled before writing anything, and are schedule points (other tasks run)
+    only where the server has to wait (a full socket buffer, a busy writer past its
+    bound, an ASGI server's own send) or once about a millisecond has passed since
+    the send path last yielded in this trio run (``_pacing.SEND_SLICE_NS``): a loop
+    of sends pays no scheduler pass per message and still lets every other task run
+    about once a millisecond.  A send cancelled while it waits may or may not have
+    handed its message to the server.  ``close()`` moves the state before sending,
+    so a cancelled close still counts as a close.
 
     Its handshake, close and state (``accept``, ``reject``, ``close``, ``async with
     ws``, ``expire_at``) come from :class:`~triows._connection._base.WebSocketBase`.
     """
 
-    __slots__ = ()
+    __slots__ = ("_pace",)
+
+    def __init__(
+        self,
+        transport: Transport,
+        options: WebSocketOptions = DEFAULT_OPTIONS,
+        counters: RouteCounters | None = None,
+    ) -> None:
+        super().__init__(transport, options, counters)
+        #: The trio run's send-path stamp (``_pacing``), looked up once per connection.
+        self._pace = current_pace()
 
     # -- receiving -------------------------------------------------------------------
 
@@ -286,22 +307,27 @@ class WebSocket(WebSocketBase):
     async def _write(self, batch: list[Prepared]) -> None:
         """Write through the transport: at once if it can take the batch, else in turn.
 
-        A full checkpoint either way: Cancelled is raised before anything is
-        written by ``send_now``, never after.
+        Always a cancel point: Cancelled is raised before anything is written,
+        never after.  A schedule point only where the transport waits (a full
+        socket buffer, a busy writer past its bound, an ASGI server's send), or
+        once the run's send slice has passed since the last yield this path
+        forced (``_pacing``): a loop of sends lets other tasks run about once a
+        millisecond, and pays no scheduler pass per message.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         transport = self._transport
-        if transport.send_now(batch):
-            if self._counters is not None:
-                self._counters.count_sent(batch)
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        try:
-            await transport.send(batch)
-        except ClientGone as gone:
-            self._gone(gone)
+        if not transport.send_now(batch):
+            try:
+                await transport.send(batch)
+            except ClientGone as gone:
+                self._gone(gone)
         if self._counters is not None:
             self._counters.count_sent(batch)
+        pace = self._pace
+        if perf_counter_ns() >= pace.due:
+            # Bounded unfairness: the written batch stays written if this is cancelled.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            pace.yielded()
 
     # -- iteration -------------------------------------------------------------------
 

@@ -1,0 +1,59 @@
+"""When a send that did not have to wait yields anyway: bounded unfairness, per trio run.
+
+A trio checkpoint is two things: a cancel point (Cancelled can be raised
+there) and a schedule point (other tasks run there, after one pass of the
+scheduler and its ``epoll_wait``).  The schedule point costs about as much as a
+small socket write, so the send path (``WebSocket._write``) is always a cancel
+point but a schedule point only when the transport had to wait (its wait
+yields), or once :data:`SEND_SLICE_NS` has passed since the last yield the send
+path forced (:attr:`Pace.due`).  A task that only sends therefore lets the others
+run at least about once a millisecond: unfair for a bounded time, never starved.
+(The hub's chunked delivery has the same kind of bound, ``DELIVERY_SLICE``, per
+delivery.)
+
+The stamp is per trio run (a ``RunVar``, read once per WebSocket, not per send):
+two runs in two threads never suppress each other's yields.  It is shared by
+every connection of the run and only ever moved forward by a forced yield, so a
+stale stamp (other tasks yielded since, in their own ways) only makes the next
+forced yield come sooner: the bound errs on the side of yielding.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from trio.lowlevel import RunVar
+
+__all__ = ["SEND_SLICE_NS", "Pace", "current_pace"]
+
+#: How long the send path may run without yielding, counted from the end of the
+#: last yield it forced (nanoseconds of ``time.perf_counter_ns``): 1 ms.
+SEND_SLICE_NS: Final = 1_000_000
+
+
+class Pace:
+    """One trio run's send-path stamp: when its next forced yield is due."""
+
+    __slots__ = ("due",)
+
+    def __init__(self) -> None:
+        #: ``time.perf_counter_ns()`` past which a send that did not wait yields.
+        self.due = time.perf_counter_ns() + SEND_SLICE_NS
+
+    def yielded(self) -> None:
+        """A forced yield just returned: the next one is due a slice from now."""
+        self.due = time.perf_counter_ns() + SEND_SLICE_NS
+
+
+_PACE: RunVar[Pace] = RunVar("triows.pace")
+
+
+def current_pace() -> Pace:
+    """This trio run's :class:`Pace` (made on first use).  Call inside ``trio.run``."""
+    try:
+        return _PACE.get()
+    except LookupError:
+        pace = Pace()
+        _PACE.set(pace)
+        return pace
