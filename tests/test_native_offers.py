@@ -184,6 +184,13 @@ async def echo(ws: triows.WebSocket) -> None:
         await ws.send(message)
 
 
+@app.websocket_route("/proto", auto_accept=False)
+async def proto(ws: triows.WebSocket) -> None:
+    await ws.accept(subprotocol=ws.subprotocols[-1])
+    async for message in ws:
+        await ws.send(message)
+
+
 async def _round_trip(port: int, head: bytes, message: bytes) -> tuple[bytes, bytes]:
     """The 101's head for ``head``, and the echo of ``message`` sent compressed."""
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -220,3 +227,15 @@ async def test_browser_heads_take_the_fast_path_and_round_trip_compressed() -> N
                 b"server_max_window_bits=12" + (b"; " + offer.encode() if offer else b"") + b"\r\n"
             ) in answer + b"\r\n", answer
             assert echoed == b"hello " * 20
+
+
+async def test_an_offered_subprotocol_takes_the_fast_path() -> None:
+    async with live_server(app, backend="native") as server:
+        head = HEADS["chromium"].format(path="/proto", host=f"127.0.0.1:{server.port}")
+        head = head.replace("\r\n\r\n", "\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n")
+        before = UPGRADES.fast
+        with trio.fail_after(10):
+            answer, echoed = await _round_trip(server.port, head.encode(), b"hello")
+        assert UPGRADES.fast == before + 1
+        assert b"\r\nSec-WebSocket-Protocol: superchat" in answer
+        assert echoed == b"hello"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 
 import h11
 import trio
@@ -19,7 +20,7 @@ from websockets.http11 import Request as WSRequest
 from websockets.protocol import Protocol
 
 import triows
-from triows._native._head import UpgradeHead, parse_upgrade
+from triows._native._head import UpgradeHead, bad_line_end, parse_upgrade
 from triows._native._protocol import COMPRESSION, _ServerProtocol, new_protocol
 from triows._native._upgrade import accept_headers, websockets_headers
 from triows._serving._handshake import asks_for_websocket, refusal
@@ -265,3 +266,21 @@ def test_new_protocol_is_websockets_protocol_at_its_frame_parser() -> None:
             assert ours[name] == theirs[name], name
     # Under CPython 3.11's shared-keys limit (see _ServerProtocol.__init__).
     assert len(ours) <= 29
+
+
+def test_bad_line_end_finds_every_lone_cr_or_lf() -> None:
+    # The count-based check against the rule's regular expression, on generated
+    # heads rich in CR and LF, over ranges that do not split a CRLF (as the reader scans).
+    rule = re.compile(rb"(?<!\r)\n|\r(?!\n)")
+    rng = random.Random(9112)
+    bad = 0
+    for _ in range(5000):
+        head = bytes(rng.choice(b"\r\nab: ") for _ in range(rng.randrange(0, 40)))
+        start, end = sorted(rng.randrange(0, len(head) + 1) for _ in range(2))
+        if head[start - 1 : start + 1] == b"\r\n" or head[end - 1 : end + 1] == b"\r\n":
+            continue
+        expected = rule.search(head[start:end]) is not None
+        assert bad_line_end(head, start, end) == expected, (head, start, end)
+        assert bad_line_end(bytearray(head), start, end) == expected
+        bad += expected
+    assert 1000 < bad < 4000

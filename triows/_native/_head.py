@@ -31,10 +31,9 @@ from ._http import MAX_HEAD_SIZE, close_gently, refuse
 from ._tls import TLSSocket
 from ._writer import RECV_SIZE
 
-__all__ = ["HEAD_END", "RequestReader", "UpgradeHead", "parse_upgrade"]
+__all__ = ["HEAD_END", "RequestReader", "UpgradeHead", "bad_line_end", "parse_upgrade"]
 
 HEAD_END = b"\r\n\r\n"
-_BAD_LINE_END = re.compile(rb"(?<!\r)\n|\r(?!\n)")
 
 # h11's grammar (h11._abnf), narrowed: GET, HTTP/1.1, no folded lines.
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
@@ -84,6 +83,17 @@ def parse_upgrade(head: bytes | bytearray, end: int) -> UpgradeHead | None:
     if hosts != 1 or not asks_for_websocket(headers):
         return None  # h11 answers a missing or repeated Host; plain HTTP is h11's
     return UpgradeHead(b"GET", match[1], b"1.1", headers)
+
+
+def bad_line_end(head: bytes | bytearray, start: int, end: int) -> bool:
+    """Whether ``head[start:end]`` holds a CR or an LF that is not part of a CRLF.
+
+    Counted in C (three ``count`` passes, where a regular expression with
+    look-arounds tried each byte: 14 us for a browser's 500-byte head).  The
+    range must not split a CRLF (the reader never ends one between its CR and LF).
+    """
+    crlf = head.count(b"\r\n", start, end)
+    return head.count(b"\n", start, end) != crlf or head.count(b"\r", start, end) != crlf
 
 
 class _BadHead(Exception):
@@ -192,7 +202,7 @@ class RequestReader:
             # A CR at the very end may be the start of a CRLF: look at it next time.
             limit = len(head) - head.endswith(b"\r")
             size = len(head) + 1  # the head needs at least one more byte
-        if _BAD_LINE_END.search(head, self._scanned, limit) is not None:
+        if bad_line_end(head, self._scanned, limit):
             raise _BadHead(400, "request lines must end with CRLF")
         self._scanned = limit
         if size > MAX_HEAD_SIZE:
