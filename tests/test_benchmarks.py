@@ -204,11 +204,21 @@ def test_compression_reports_one_compression_per_broadcast() -> None:
     assert re.search(r"^5 deflate / 5 plain: [\d.]+x", result.stdout, re.M)
 
 
-@pytest.mark.parametrize(("scenario", "unit"), [("handshakes", "handshake"), ("echo", "message")])
-def test_handshake_cpu_compares_a_revision_with_the_tree(scenario: str, unit: str) -> None:
-    # benchmarks/handshake_cpu.py, tiny: HEAD against this tree, one pair.
+@pytest.mark.parametrize(
+    ("scenario", "unit", "head"),
+    [
+        ("handshakes", "handshake", ""),
+        ("handshakes", "handshake", "firefox"),
+        ("echo", "message", ""),
+    ],
+)
+def test_handshake_cpu_compares_a_revision_with_the_tree(
+    scenario: str, unit: str, head: str
+) -> None:
+    # benchmarks/handshake_cpu.py, tiny: HEAD against this tree, one pair (handshakes
+    # also with a browser's request head, written by the raw-socket client).
     command = [sys.executable, "-m", "benchmarks.handshake_cpu", "--before", "HEAD"]
-    command += ["--pairs", "1", "--seconds", "0.3", "--scenario", scenario]
+    command += ["--pairs", "1", "--seconds", "0.3", "--scenario", scenario, "--head", head]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
