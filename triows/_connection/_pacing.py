@@ -1,4 +1,4 @@
-"""When a send that did not have to wait yields anyway: bounded unfairness, per trio run.
+"""When a send or receive that did not wait yields anyway: bounded unfairness, per trio run.
 
 A trio checkpoint is two things: a cancel point (Cancelled can be raised
 there) and a schedule point (other tasks run there, after one pass of the
@@ -6,8 +6,11 @@ scheduler and its ``epoll_wait``).  The schedule point costs about as much as a
 small socket write, so the send path (``WebSocket._write``) is always a cancel
 point but a schedule point only when the transport had to wait (its wait
 yields), or once :data:`SEND_SLICE_NS` has passed since the last yield the send
-path forced (:attr:`Pace.due`).  A task that only sends therefore lets the others
-run at least about once a millisecond: unfair for a bounded time, never starved.
+path forced (:attr:`Pace.due`).  ``WebSocket.receive`` follows the same rule
+(the native transport takes a message already buffered without yielding), and
+its forced yields share the stamp.  A task that only sends, or only receives
+from a client that floods it, therefore lets the others run at least about once
+a millisecond: unfair for a bounded time, never starved.
 (The hub's chunked delivery has the same kind of bound, ``DELIVERY_SLICE``, per
 delivery.)
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import time
 from typing import Final
 
+import trio
 from trio.lowlevel import RunVar
 
 __all__ = ["SEND_SLICE_NS", "Pace", "current_pace"]
@@ -43,6 +47,15 @@ class Pace:
 
     def yielded(self) -> None:
         """A forced yield just returned: the next one is due a slice from now."""
+        self.due = time.perf_counter_ns() + SEND_SLICE_NS
+
+    async def yield_now(self) -> None:
+        """The forced yield (call it once ``perf_counter_ns() >= due``).
+
+        Never raises Cancelled (what the caller did stays done: a message written
+        or taken); the caller's next cancel point raises it.
+        """
+        await trio.lowlevel.cancel_shielded_checkpoint()
         self.due = time.perf_counter_ns() + SEND_SLICE_NS
 
 

@@ -141,7 +141,14 @@ def _tokens(value: bytes) -> list[str]:
 
 
 class Transport(Protocol):
-    """One WebSocket connection as a server carries it.  Every method is a checkpoint.
+    """One WebSocket connection as a server carries it.
+
+    Every async method is a cancel point (``read_idle`` when it does not decline
+    at once), and a schedule point (it yields) where it waits.  Where it does not
+    have to wait, the native server's ``receive`` takes a message already
+    buffered, its ``send`` queues behind a write under way and its ``accept``
+    writes the 101 without yielding; the core bounds how long a view goes on that
+    way (``_connection._pacing``).
 
     The core calls ``accept`` or ``refuse`` once, then ``receive``/``send``/
     ``send_now`` from any of the connection's tasks, then ``close`` (or nothing,

@@ -39,8 +39,10 @@ class WebSocket(WebSocketBase):
     """One WebSocket connection, as seen by a view.
 
     Cancellation: every ``await`` here is a cancel point: in a cancelled scope it
-    raises Cancelled.  ``receive()`` is a full trio checkpoint and cancel-safe (a
-    cancelled receive loses no message).  The sends (``send``, ``send_many``,
+    raises Cancelled.  ``receive()`` is cancel-safe (a cancelled receive loses no
+    message), and a schedule point only when it waits for a message or past the
+    run's slice (below): on the native server a message already buffered is
+    taken without a pass of the scheduler.  The sends (``send``, ``send_many``,
     ``send_text``, ``send_bytes``, ``send_json``, ``send_event``'s messages) raise
     Cancelled before writing anything, and are schedule points (other tasks run)
     only where the server has to wait (a full socket buffer, a busy writer past its
@@ -89,6 +91,8 @@ class WebSocket(WebSocketBase):
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
+        if perf_counter_ns() >= self._pace.due:
+            await self._pace.yield_now()  # bounded unfairness (the message stays taken)
         counters = self._counters  # _arrived, inlined for the per-message path
         if counters is not None:
             counters.received += 1
@@ -145,6 +149,8 @@ class WebSocket(WebSocketBase):
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
+        if perf_counter_ns() >= self._pace.due:
+            await self._pace.yield_now()
         if (self._counters is not None or self._bucket is not None) and not self._arrived(data):
             await self._over_rate()
         return data
@@ -323,11 +329,8 @@ class WebSocket(WebSocketBase):
                 self._gone(gone)
         if self._counters is not None:
             self._counters.count_sent(batch)
-        pace = self._pace
-        if perf_counter_ns() >= pace.due:
-            # Bounded unfairness: the written batch stays written if this is cancelled.
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            pace.yielded()
+        if perf_counter_ns() >= self._pace.due:
+            await self._pace.yield_now()  # bounded unfairness (the batch stays written)
 
     # -- iteration -------------------------------------------------------------------
 

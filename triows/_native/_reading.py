@@ -105,9 +105,12 @@ class Reading(IdleReading):
 
         On plain TCP, with nothing in the inbox and no other task receiving, the
         view reads the socket itself, inlined here (one coroutine frame per
-        waiting view, none for a reader).  Cancel-safe: the only checkpoint
-        before a message is taken is the wait for the socket (or the inbox),
-        which reads nothing.
+        waiting view, none for a reader).  Always a cancel point; a schedule
+        point only when it waits (for the socket, or for the reader task): a
+        message already in the inbox, or bytes already in the socket after a
+        full read, are taken without a pass of the scheduler (the core bounds
+        how long that goes on: ``_connection._pacing``).  Cancel-safe: Cancelled
+        is raised only before a message is taken.
         """
         inbox = self._inbox
         away = self.server.away_views
@@ -124,15 +127,17 @@ class Reading(IdleReading):
                 waited = False
                 sock = self.sock
                 while not inbox and self._gone is None and not self._eof:
-                    waited = True
+                    waited = True  # (a cancel point, just below)
                     try:
                         if self._drained:
                             # As in _recv(): wait for data, then read it.
                             await trio.lowlevel.wait_readable(sock)
-                            data = os.read(sock.fileno(), RECV_SIZE)
                         else:
-                            data = await sock.recv(RECV_SIZE)
+                            # The last read filled its buffer: more is likely there.
+                            await trio.lowlevel.checkpoint_if_cancelled()
+                        data = os.read(sock.fileno(), RECV_SIZE)
                     except BlockingIOError:
+                        self._drained = True
                         continue
                     except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
                         data = b""
@@ -146,7 +151,11 @@ class Reading(IdleReading):
                     self._left(1006, "")  # (the protocol reports every end; never wait)
                 if inbox and waited:
                     return inbox.get_nowait()
-            return await inbox.get()  # a checkpoint, then a message or EndOfChannel
+            if inbox:
+                # A message is here already: a cancel point, not a schedule point.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return inbox.get_nowait()
+            return await inbox.get()  # waits (it yields), then a message or EndOfChannel
         except trio.EndOfChannel:
             raise self._departure() from None
         finally:

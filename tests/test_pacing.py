@@ -1,8 +1,10 @@
-"""The send path's cancellation and scheduling rule (``triows._connection._pacing``).
+"""The send and receive paths' cancellation and scheduling rule (``triows._connection._pacing``).
 
 Every send is a cancel point (Cancelled before anything is written) and a
-schedule point only when the server has to wait or once the run's send slice
-(about 1 ms) has passed since the send path last yielded.  Each rule is checked
+schedule point only when the server has to wait or once the run's slice
+(about 1 ms) has passed since the send or receive path last forced a yield;
+``receive()`` follows the same rule (a message already buffered is taken
+without yielding on the native server).  Each rule is checked
 in memory (the TestClient, whose sends always wait on a channel) and on every
 real backend (native over plain TCP, where a send the kernel takes at once does
 not yield; native over TLS; hypercorn).  No wall-clock speed assertions: the
@@ -12,6 +14,7 @@ loops count how many sends happen between another task's wake-ups.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,7 +32,7 @@ from triows._connection._pacing import SEND_SLICE_NS, Pace, current_pace
 from triows.testing import TestClient
 
 from .conftest import Backend
-from .raw_client import upgraded
+from .raw_client import frame, upgraded
 
 #: The loop's length; the other task must run at least once within it.
 LOOP = 10_000
@@ -166,11 +169,41 @@ def add_slow_reader(app: triows.App, report: dict[str, Any]) -> None:
             raise
 
 
+def add_burst(app: triows.App, report: dict[str, Any]) -> None:
+    @app.websocket_route("/burst/{count}")
+    async def burst(ws: WebSocket, count: int) -> None:
+        received = [await ws.receive()]  # waits for the burst's first bytes
+        wakes: list[int] = []  # how many messages had been received at each wake-up
+
+        async def ticker(task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
+            while True:
+                await trio.lowlevel.checkpoint()
+                wakes.append(len(received))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ticker)
+            start = len(wakes)
+            while len(received) < count:
+                received.append(await ws.receive())
+            report["wakes"] = [1, *wakes[start:], len(received)]
+            nursery.cancel_scope.cancel()
+        report["received"] = received
+        await ws.send("end")
+
+
 def pacing_app() -> tuple[triows.App, dict[str, Any]]:
     """The views of every test here, and what they report."""
     app = triows.App()
     report: dict[str, Any] = {}
-    for add in (add_cancelled, add_loop, add_no_yield, add_cancel_mid_loop, add_slow_reader):
+    for add in (
+        add_burst,
+        add_cancelled,
+        add_loop,
+        add_no_yield,
+        add_cancel_mid_loop,
+        add_slow_reader,
+    ):
         add(app, report)
     return app, report
 
@@ -297,6 +330,55 @@ async def test_a_send_to_a_slow_reader_blocks_and_yields(backend: Backend) -> No
             while "outcome" not in report:  # noqa: ASYNC110 (the view reports when it ends)
                 await trio.sleep(0.01)
     assert report["outcome"] in ("disconnect", "cancelled")
+
+
+async def send_burst(served: Any, count: int) -> None:
+    """``count`` messages in one write from a raw client, then wait for the view's "end"."""
+    burst = b"".join(frame(0x1, str(n).encode()) for n in range(count))
+    async with upgraded(served, f"/burst/{count}") as stream:
+        await stream.send_all(burst)
+        answer = b""
+        while b"\x81\x03end" not in answer:
+            chunk = await stream.receive_some(65536)
+            assert chunk, answer[-50:]
+            answer += chunk
+
+
+async def test_buffered_messages_are_received_without_yielding(backend: Backend) -> None:
+    # 100 small messages in one write: the native view reads them in one read and
+    # takes the other 99 from its inbox without a pass of the scheduler (within
+    # the slice: made endless here); a reader task (TLS) or hypercorn yields.
+    async with served_pacing_app(backend) as (served, report):
+        pace = current_pace()
+        due, pace.due = pace.due, time.perf_counter_ns() + 3600 * 10**9
+        try:
+            await send_burst(served, 100)
+        finally:
+            pace.due = due
+    assert report["received"] == [str(n) for n in range(100)]
+    if backend.name == "native":
+        assert report["wakes"] == [1, 100], "a buffered message yielded"
+
+
+async def test_a_receive_loop_lets_other_tasks_run(backend: Backend) -> None:
+    # A client that floods: the view's receive loop never has to wait on the
+    # native server (64 KiB reads), and still lets another task run.
+    async with served_pacing_app(backend) as (served, report):
+        await send_burst(served, LOOP)
+    assert report["received"] == [str(n) for n in range(LOOP)]
+    wakes = report["wakes"]
+    gaps = [b - a for a, b in itertools.pairwise(wakes)]
+    assert len(wakes) > 2, "the other task never ran during the loop"
+    assert max(gaps) < LOOP, gaps
+
+
+async def test_buffered_messages_keep_their_order_in_memory() -> None:
+    app, report = pacing_app()
+    async with TestClient(app) as client, client.websocket_connect("/burst/100") as ws:
+        for n in range(100):
+            await ws.send_text(str(n))
+        assert await ws.receive() == "end"
+    assert report["received"] == [str(n) for n in range(100)]
 
 
 # -- the stamp ------------------------------------------------------------------------------
