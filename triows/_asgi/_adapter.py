@@ -102,8 +102,14 @@ class Pumps:
         self._wakeup = trio.Event()
 
     def left(self, transport: ASGITransport) -> None:
-        """``transport``'s view stopped reading and sending (no pump yet)."""
+        """``transport``'s view stopped reading and sending, and it is not listed yet.
+
+        A listed connection stays listed while its view comes and goes (it only
+        records when it last left, per call: no set operation per message) until a
+        tick finds it busy, pumped or away long enough.
+        """
         transport.away_since = self.generation
+        transport.listed = True
         away = self.away
         if not away:
             self._wakeup.set()
@@ -122,9 +128,11 @@ class Pumps:
             threshold = self.generation - 2
             for transport in list(self.away):
                 if transport.busy or transport.pumped:
-                    self.away.discard(transport)  # back (it records its next departure)
+                    self.away.discard(transport)  # back (it lists itself when it next leaves)
+                    transport.listed = False
                 elif transport.away_since <= threshold:
                     self.away.discard(transport)
+                    transport.listed = False
                     transport.start_pump(self.nursery)
 
 
@@ -147,6 +155,7 @@ class ASGITransport:
         "_send",
         "away_since",
         "busy",
+        "listed",
         "pumped",
         "request",
     )
@@ -173,6 +182,8 @@ class ASGITransport:
         self.pumped = pumps is None
         #: The :class:`Pumps` tick in which the view last left the connection.
         self.away_since = 0
+        #: Whether the connection is in its Pumps' ``away`` set.
+        self.listed = False
         if pumps is not None:
             pumps.left(self)
 
@@ -219,8 +230,9 @@ class ASGITransport:
     def finished(self) -> trio.Event | None:
         """The connection ended: cancel its pump, if it has one, and return the event
         the pump's end sets (wait for it, shielded from cancellation), else None."""
-        if self._pumps is not None:
+        if self.listed and self._pumps is not None:
             self._pumps.away.discard(self)
+            self.listed = False
         if self._pump_scope is None:
             return None
         self._pump_scope.cancel()
@@ -239,8 +251,13 @@ class ASGITransport:
     def _back(self) -> None:
         """One of the view's calls left the server: record it if it was the last."""
         self.busy -= 1
-        if not self.busy and not self.pumped and self._gone is None and self._pumps is not None:
-            self._pumps.left(self)  # (a departed client needs no pump: nothing more to read)
+        pumps = self._pumps
+        if not self.busy and not self.pumped and self._gone is None and pumps is not None:
+            # (A departed client needs no pump: nothing more to read.)
+            if self.listed:
+                self.away_since = pumps.generation
+            else:
+                pumps.left(self)
 
     # -- the Transport protocol --------------------------------------------------------
 
@@ -256,9 +273,7 @@ class ASGITransport:
                 raise self._departure() from None
         if self._gone is not None:
             raise self._departure()
-        self.busy += 1
-        if self._pumps is not None:
-            self._pumps.away.discard(self)
+        self.busy += 1  # (a busy connection stays listed: the next tick unlists it)
         try:
             while True:
                 event = await self._receive()
@@ -275,8 +290,6 @@ class ASGITransport:
     async def send(self, messages: Sequence[Prepared]) -> None:
         send = self._send
         self.busy += 1
-        if self._pumps is not None and not self.pumped:
-            self._pumps.away.discard(self)
         try:
             for prepared in messages:
                 data = prepared.data

@@ -384,7 +384,7 @@ class Lifecycle:
         return NOTHING
 
     def _error_outcome(self, error: BaseException) -> Outcome:
-        disconnects = disconnects_in(error)
+        disconnects = [error] if isinstance(error, WebSocketDisconnect) else disconnects_in(error)
         if disconnects is not None:
             caught = all(self.catches(d.code) for d in disconnects)
             if self.client_code is None:

@@ -43,9 +43,12 @@ class ClientGone(OSError):
     """
 
     def __init__(self, code: int = 1006, reason: str = "") -> None:
-        super().__init__(f"the client has gone (close code {code})")
+        super().__init__()  # (the text is made by __str__, if anybody asks)
         self.code = code
         self.reason = reason
+
+    def __str__(self) -> str:
+        return f"the client has gone (close code {self.code})"
 
 
 @attrs.define(slots=True, eq=False)
