@@ -68,7 +68,7 @@ def api() -> _API | None:
 def current_tracer() -> Tracer | None:
     """The tracer of the application's configured provider; None without one."""
     global _cached
-    otel = api()
+    otel = _api if _api_tried else api()  # (one call less per connection)
     if otel is None:
         return None
     provider = otel.trace.get_tracer_provider()

@@ -109,7 +109,7 @@ class Pumps:
         tick finds it busy, pumped or away long enough.
         """
         transport.away_since = self.generation
-        transport.listed = True
+        transport.listed = self
         away = self.away
         if not away:
             self._wakeup.set()
@@ -129,10 +129,10 @@ class Pumps:
             for transport in list(self.away):
                 if transport.busy or transport.pumped:
                     self.away.discard(transport)  # back (it lists itself when it next leaves)
-                    transport.listed = False
+                    transport.listed = None
                 elif transport.away_since <= threshold:
                     self.away.discard(transport)
-                    transport.listed = False
+                    transport.listed = None
                     transport.start_pump(self.nursery)
 
 
@@ -182,8 +182,8 @@ class ASGITransport:
         self.pumped = pumps is None
         #: The :class:`Pumps` tick in which the view last left the connection.
         self.away_since = 0
-        #: Whether the connection is in its Pumps' ``away`` set.
-        self.listed = False
+        #: The Pumps whose ``away`` set holds the connection, while it does.
+        self.listed: Pumps | None = None
         if pumps is not None:
             pumps.left(self)
 
@@ -230,9 +230,9 @@ class ASGITransport:
     def finished(self) -> trio.Event | None:
         """The connection ended: cancel its pump, if it has one, and return the event
         the pump's end sets (wait for it, shielded from cancellation), else None."""
-        if self.listed and self._pumps is not None:
-            self._pumps.away.discard(self)
-            self.listed = False
+        if self.listed is not None:
+            self.listed.away.discard(self)
+            self.listed = None
         if self._pump_scope is None:
             return None
         self._pump_scope.cancel()
@@ -249,15 +249,10 @@ class ASGITransport:
             callback(code, reason)
 
     def _back(self) -> None:
-        """One of the view's calls left the server: record it if it was the last."""
-        self.busy -= 1
-        pumps = self._pumps
-        if not self.busy and not self.pumped and self._gone is None and pumps is not None:
-            # (A departed client needs no pump: nothing more to read.)
-            if self.listed:
-                self.away_since = pumps.generation
-            else:
-                pumps.left(self)
+        """The view's last call left the server, and the connection is not listed:
+        list it (unless a pump reads, or the client has gone: nothing more to read)."""
+        if not self.pumped and self._gone is None and self._pumps is not None:
+            self._pumps.left(self)
 
     # -- the Transport protocol --------------------------------------------------------
 
@@ -285,7 +280,13 @@ class ASGITransport:
                     self._left(int(event.get("code") or 1005), event.get("reason") or "")
                     raise self._departure()
         finally:
-            self._back()
+            # Back from the server (inlined: the per-message path): a listed
+            # connection records when; an unlisted one is listed once idle.
+            self.busy -= 1
+            if self.listed is not None:
+                self.away_since = self.listed.generation
+            elif not self.busy:
+                self._back()
 
     async def send(self, messages: Sequence[Prepared]) -> None:
         send = self._send
@@ -300,7 +301,13 @@ class ASGITransport:
         except OSError:
             raise await self._after_failed_send() from None
         finally:
-            self._back()
+            # Back from the server (inlined: the per-message path): a listed
+            # connection records when; an unlisted one is listed once idle.
+            self.busy -= 1
+            if self.listed is not None:
+                self.away_since = self.listed.generation
+            elif not self.busy:
+                self._back()
 
     def send_now(self, messages: Sequence[Prepared]) -> bool:
         return False

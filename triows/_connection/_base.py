@@ -54,7 +54,7 @@ class WebSocketBase(RequestView):
         )
         #: send_event(): a websocket.http.response.start waiting for its body.
         self._refusal: tuple[int, RawHeaders] | None = None
-        transport.on_departure(self.lifecycle.departed)
+        transport.on_departure(self.lifecycle.client_left)  # (its result is ignored there)
         #: The route's metrics counters and this connection's message allowance
         #: (None when off: the message path checks ``is None``, nothing more).
         self._counters = counters

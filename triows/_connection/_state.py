@@ -282,10 +282,6 @@ class Lifecycle:
             scope.deadline = min(scope.deadline, trio.current_time() + DEPARTURE_GRACE)
         return True
 
-    def departed(self, code: int, reason: str) -> None:
-        """The transport's departure callback: :meth:`client_left`, without its result."""
-        self.client_left(code, reason)
-
     def input_drained(self) -> WebSocketDisconnect:
         """The view read the departure itself: no cancellation is pending."""
         self.input = Input.DRAINED

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["ClientGone", "DepartureCallback", "HandshakeRequest", "RawHeaders", "Transport"]
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
-#: Called by a transport, synchronously and at most once, when the client has gone.
-DepartureCallback = Callable[[int, str], None]
+#: Called by a transport, synchronously and at most once, when the client has gone
+#: (with its close code and reason; the transport ignores what it returns).
+DepartureCallback = Callable[[int, str], object]
 
 
 class ClientGone(OSError):
