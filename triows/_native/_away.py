@@ -13,6 +13,7 @@ from typing import Final
 import trio
 
 from ._idle import IdleReading, IdleSockets
+from ._ready import ReadySockets
 
 __all__ = ["AWAY_SWEEP", "AwayViews"]
 
@@ -24,20 +25,23 @@ AWAY_SWEEP: Final = 0.05
 class AwayViews:
     """The connections whose view is away from ``receive()``, and since which sweep."""
 
-    __slots__ = ("away", "idle", "sweep")
+    __slots__ = ("away", "idle", "ready", "sweep")
 
     def __init__(self) -> None:
         self.away: dict[IdleReading, int] = {}
         self.sweep = 0
         #: The sockets of parked hub forwarders (watched while run() runs).
         self.idle = IdleSockets()
+        #: The sockets of views waiting in receive() (watched while run() runs).
+        self.ready = ReadySockets()
 
     async def run(self) -> None:
         """Start a reader for each view away for a whole sweep, and watch the
-        idle sockets; forever (cancel it)."""
+        idle and ready sockets; forever (cancel it)."""
         away = self.away
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.idle.run)
+            nursery.start_soon(self.ready.run)
             while True:
                 await trio.sleep(AWAY_SWEEP)
                 self.sweep += 1

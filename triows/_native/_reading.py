@@ -25,7 +25,8 @@ from websockets.protocol import OPEN
 from .._connection._transport import ClientGone, DepartureCallback
 from .._serving._inbox import Inbox
 from ._away import AWAY_SWEEP, AwayViews
-from ._idle import IDLE_OFF, IdleReading
+from ._idle import IDLE_OFF
+from ._ready import ReadyReading
 from ._writer import RECV_SIZE, WRITE_HIGH_WATER, _Writer
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["AWAY_SWEEP", "AwayViews", "Reading"]  # (the first two: _away's, for _server)
 
 
-class Reading(IdleReading):
+class Reading(ReadyReading):
     """The read side of a native connection: the inbox, the departure, who reads."""
 
     __slots__ = (
@@ -89,6 +90,9 @@ class Reading(IdleReading):
         self._idle_state = IDLE_OFF  # (IdleReading's)
         self._idle_task = None
         self._idle_readable = False
+        self._armed = -1  # (ReadyReading's)
+        self.ready = False
+        self._parked = None
         self._stopped = False
         #: Whether the reader task waits (for the socket, or for room in the inbox).
         self._idle = False
@@ -129,19 +133,23 @@ class Reading(IdleReading):
                 while not inbox and self._gone is None and not self._eof:
                     waited = True  # (a cancel point, just below)
                     try:
-                        if self._drained:
-                            # As in _recv(): wait for data, then read it.
-                            await trio.lowlevel.wait_readable(sock)
-                        else:
+                        if not self._drained:
                             # The last read filled its buffer: more is likely there.
                             await trio.lowlevel.checkpoint_if_cancelled()
+                        elif not await self.wait_ready(away.ready, sock.fileno()):
+                            # As in _recv(): wait for data, then read it.
+                            await trio.lowlevel.wait_readable(sock)
+                        # (fileno() again: -1, and EBADF, once closed meanwhile)
                         data = os.read(sock.fileno(), RECV_SIZE)
                     except BlockingIOError:
                         self._drained = True
+                        self.ready = False
                         continue
                     except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
                         data = b""
                     self._drained = len(data) < RECV_SIZE
+                    # Emptied: bytes arriving from now on are a new report.
+                    self.ready = self.ready and not self._drained
                     self.consume(data)
                     if self.writer.pending_bytes > WRITE_HIGH_WATER:
                         # Answers (pongs) the client does not read: read no more
@@ -215,6 +223,7 @@ class Reading(IdleReading):
 
     def start_reader(self) -> None:
         """From now on a reader task reads the socket (the view is away, or TLS)."""
+        self.disarm(self.server.away_views.ready)
         if self._direct:
             self._direct = False
             if self._gone is not None or self._stopped or self._nursery is None:
@@ -227,6 +236,7 @@ class Reading(IdleReading):
     def stop_reading(self) -> None:
         """The view is done: no more direct reads, and the reader stops at its next wait."""
         self._stopped = True
+        self.disarm(self.server.away_views.ready)
         if self._direct:
             self._direct = False
             self.server.away_views.away.pop(self, None)
@@ -338,6 +348,7 @@ class Reading(IdleReading):
         self.server.forget(self)  # type: ignore[arg-type]  # a NativeConnection
         self._inbox.close()
         self.resume_idle(False)  # a parked read_idle() returns (its caller sees the departure)
+        self.disarm(self.server.away_views.ready)  # and so does a parked receive()
         callback, self._callback = self._callback, None
         if callback is not None:
             callback(code, reason)
