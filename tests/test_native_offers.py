@@ -18,14 +18,11 @@ import random
 import zlib
 
 import trio
-from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.base import Extension
-from websockets.http11 import Request as WSRequest
 
 import triows
 from benchmarks.raw_load import HEADS
-from triows._native._protocol import new_protocol
-from triows._native._upgrade import UPGRADES, Accepted, accept_headers, websockets_headers
+from triows._native._upgrade import UPGRADES, Accepted, accept_headers, websockets_accept
 from triows._serving._handshake import refusal
 from triows.testing import live_server
 
@@ -103,13 +100,10 @@ def _websockets_accept(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[tuple[bytes, bytes]], list[Extension]] | None:
     """websockets' 101 and negotiated extensions for ``headers``, None if it refuses."""
-    protocol = new_protocol(1024)
-    try:
-        response = protocol.accept(WSRequest("/", websockets_headers(headers)))
-    except InvalidHeaderValue:
+    accepted = websockets_accept(headers)
+    if accepted is None:
         return None
-    if response.status_code != 101:
-        return None
+    response, protocol = accepted
     answer = [(n.encode(), v.encode("latin-1")) for n, v in response.headers.raw_items()]
     return answer, protocol.extensions
 

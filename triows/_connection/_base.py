@@ -21,6 +21,7 @@ from .._exceptions import disconnects_in
 from .._limits import TokenBucket, trio_deadline
 from .._metrics._counters import RouteCounters
 from ._options import DEFAULT_OPTIONS, WebSocketOptions, check_close_code, raw_headers
+from ._pacing import current_pace
 from ._request import RequestView
 from ._state import CONNECTED, CONNECTING, DISCONNECTED, REJECTED, ConnectionState, Lifecycle
 from ._transport import ClientGone, RawHeaders, Transport
@@ -35,7 +36,16 @@ class Rejected(Exception):
 class WebSocketBase(RequestView):
     """A connection's handshake, close and state (see :class:`~triows.WebSocket`)."""
 
-    __slots__ = ("_bucket", "_counters", "_decode", "_encode", "_refusal", "lifecycle", "options")
+    __slots__ = (
+        "_bucket",
+        "_counters",
+        "_decode",
+        "_encode",
+        "_pace",
+        "_refusal",
+        "lifecycle",
+        "options",
+    )
 
     def __init__(
         self,
@@ -62,6 +72,8 @@ class WebSocketBase(RequestView):
         if counters is not None:
             self.lifecycle.meter = counters
             self.lifecycle.opened_at = trio.current_time()
+        #: The trio run's send and receive stamp (``_pacing``), looked up once.
+        self._pace = current_pace()
 
     @property
     def state(self) -> ConnectionState:

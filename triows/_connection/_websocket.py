@@ -23,14 +23,12 @@ import trio
 from .._codecs import DECODERS, ENCODERS
 from .._exceptions import WebSocketDisconnect
 from .._limits import RATE_CLOSE_CODE, RATE_REASON
-from .._metrics._counters import RouteCounters, payload_size
+from .._metrics._counters import payload_size
 from .._types import Message
 from ._base import Rejected, WebSocketBase
 from ._frames import Broadcast, Prepared
-from ._options import DEFAULT_OPTIONS, WebSocketOptions
-from ._pacing import current_pace
 from ._state import CONNECTED, DISCONNECTED, Input
-from ._transport import ClientGone, RawHeaders, Transport
+from ._transport import ClientGone, RawHeaders
 
 __all__ = ["Rejected", "WebSocket"]
 
@@ -57,17 +55,7 @@ class WebSocket(WebSocketBase):
     ws``, ``expire_at``) come from :class:`~triows._connection._base.WebSocketBase`.
     """
 
-    __slots__ = ("_pace",)
-
-    def __init__(
-        self,
-        transport: Transport,
-        options: WebSocketOptions = DEFAULT_OPTIONS,
-        counters: RouteCounters | None = None,
-    ) -> None:
-        super().__init__(transport, options, counters)
-        #: The trio run's send-path stamp (``_pacing``), looked up once per connection.
-        self._pace = current_pace()
+    __slots__ = ()
 
     # -- receiving -------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ I/O manager per subscriber: about 1.5 KB less than waiting in
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 from typing import TYPE_CHECKING, Final
 
 import trio
 
+from ._epollset import EpollSet
 from ._writer import RECV_SIZE, WRITE_HIGH_WATER
 
 if TYPE_CHECKING:
@@ -95,14 +95,14 @@ class IdleReading:
                 if self._idle_state == IDLE_STOP:
                     break  # woken, or receive() reads now: leave the bytes to it
                 if self._drained:
-                    if not idle.watch(fd, self):
+                    if not idle.add(fd, self):
                         break  # the watcher stopped, or the socket closed
                     self._idle_task = trio.lowlevel.current_task()
                     self._idle_readable = False
                     try:
                         await trio.lowlevel.wait_task_rescheduled(self._abort_idle)
                     finally:
-                        idle.unwatch(fd, self)  # (the fd it watched, even if closed since)
+                        idle.remove(fd, self)  # (the fd it watched, even if closed since)
                     if not self._idle_readable or self._idle_state == IDLE_STOP:
                         break  # (readable, but rescheduled before a wake() came)
                 try:
@@ -142,56 +142,18 @@ class IdleReading:
             self.resume_idle(False)
 
 
-class IdleSockets:
-    """One epoll set for the sockets of parked hub forwarders, and its watcher."""
+class IdleSockets(EpollSet[IdleReading]):
+    """One epoll set for the sockets of parked hub forwarders, and its watcher.
 
-    __slots__ = ("_epoll", "_waiting")
+    One-shot: one report, then the socket stays quiet until its task removes it.
+    """
 
-    def __init__(self) -> None:
-        self._epoll: select.epoll | None = None
-        self._waiting: dict[int, IdleReading] = {}
+    __slots__ = ()
 
-    @property
-    def running(self) -> bool:
-        """Whether sockets can be watched (the server's watcher runs)."""
-        return self._epoll is not None
+    EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
-    def watch(self, fd: int, reading: IdleReading) -> bool:
-        """Have ``reading.resume_idle(True)`` called once ``fd`` is readable.
+    def ready(self, owner: IdleReading) -> None:
+        owner.resume_idle(True)
 
-        False if it cannot be watched (not running, a closed socket): read it now.
-        """
-        epoll = self._epoll
-        if epoll is None:
-            return False
-        try:
-            # One event, then the fd stays quiet until its task unwatches it.
-            epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
-        except OSError:
-            return False
-        self._waiting[fd] = reading
-        return True
-
-    def unwatch(self, fd: int, reading: IdleReading) -> None:
-        """Stop watching ``fd`` for ``reading`` (nothing if it does not)."""
-        if self._waiting.get(fd) is reading:
-            del self._waiting[fd]
-            if self._epoll is not None:
-                with contextlib.suppress(OSError):  # closed: the kernel dropped it
-                    self._epoll.unregister(fd)
-
-    async def run(self) -> None:
-        """Resume each parked forwarder whose socket became readable; forever."""
-        with select.epoll() as epoll:
-            self._epoll = epoll
-            try:
-                while True:
-                    await trio.lowlevel.wait_readable(epoll.fileno())
-                    for fd, _ in epoll.poll(0):
-                        reading = self._waiting.get(fd)
-                        if reading is not None:
-                            reading.resume_idle(True)
-            finally:
-                self._epoll = None
-                for reading in list(self._waiting.values()):
-                    reading.resume_idle(False)  # they wait their other way now
+    def stopped(self, owner: IdleReading) -> None:
+        owner.resume_idle(False)  # it waits its other way now

@@ -19,12 +19,12 @@ took) only costs one read that finds nothing (EAGAIN).
 
 from __future__ import annotations
 
-import contextlib
 import select
 from typing import Final
 
 import trio
 
+from ._epollset import EpollSet
 from ._idle import IdleReading
 
 __all__ = ["ReadyReading", "ReadySockets"]
@@ -54,7 +54,7 @@ class ReadyReading(IdleReading):
         Cancel-safe (it reads nothing); returns early on the departure.
         """
         if self._armed != fd:
-            if self._armed != -1 or not sockets.attach(fd, self):
+            if self._armed != -1 or not sockets.add(fd, self):
                 return False
             self._armed = fd
         if self.ready:
@@ -81,53 +81,19 @@ class ReadyReading(IdleReading):
         usual way."""
         fd, self._armed = self._armed, -1
         if fd != -1:
-            sockets.detach(fd, self)
+            sockets.remove(fd, self)
         self.readable()
 
 
-class ReadySockets:
+class ReadySockets(EpollSet[ReadyReading]):
     """One edge-triggered epoll set for the sockets of views in receive(), and its watcher."""
 
-    __slots__ = ("_epoll", "_readers")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._epoll: select.epoll | None = None
-        self._readers: dict[int, ReadyReading] = {}
+    EVENTS = _EVENTS
 
-    def attach(self, fd: int, reading: ReadyReading) -> bool:
-        """Watch ``fd`` for ``reading`` until :meth:`detach`; False if it cannot."""
-        epoll = self._epoll
-        if epoll is None:
-            return False
-        try:
-            epoll.register(fd, _EVENTS)
-        except OSError:
-            return False
-        self._readers[fd] = reading
-        return True
+    def ready(self, owner: ReadyReading) -> None:
+        owner.readable()
 
-    def detach(self, fd: int, reading: ReadyReading) -> None:
-        """Stop watching ``fd`` for ``reading`` (nothing if it does not)."""
-        if self._readers.get(fd) is reading:
-            del self._readers[fd]
-            if self._epoll is not None:
-                with contextlib.suppress(OSError):  # closed: the kernel dropped it
-                    self._epoll.unregister(fd)
-
-    async def run(self) -> None:
-        """Resume each parked view whose socket became readable; forever."""
-        readers = self._readers
-        with select.epoll() as epoll:
-            self._epoll = epoll
-            try:
-                while True:
-                    await trio.lowlevel.wait_readable(epoll.fileno())
-                    for fd, _ in epoll.poll(0):
-                        reading = readers.get(fd)
-                        if reading is not None:
-                            reading.readable()
-            finally:
-                self._epoll = None
-                for reading in list(readers.values()):
-                    reading.disarm(self)  # they wait their usual way from now on
-                readers.clear()
+    def stopped(self, owner: ReadyReading) -> None:
+        owner.disarm(self)  # it waits its usual way from now on

@@ -38,6 +38,7 @@ from websockets.datastructures import Headers as WSHeaders
 from websockets.exceptions import InvalidHeaderValue
 from websockets.extensions.base import Extension
 from websockets.http11 import Request as WSRequest
+from websockets.http11 import Response as WSResponse
 
 from .._serving._date import http_date
 from .._serving._handshake import BAD_HANDSHAKE, Refusal, refusal
@@ -55,6 +56,8 @@ __all__ = [
     "accept_headers",
     "handshake",
     "refusal_response",
+    "websockets_accept",
+    "websockets_headers",
 ]
 
 #: RFC 6455's GUID, appended to the client's key for Sec-WebSocket-Accept.
@@ -116,13 +119,10 @@ def _negotiation(
         headers.append((b"sec-websocket-extensions", extensions))
     if subprotocols is not None:
         headers.append((b"sec-websocket-protocol", subprotocols))
-    protocol = new_protocol(1)
-    try:
-        response = protocol.accept(WSRequest("/", websockets_headers(headers)))
-    except InvalidHeaderValue:
+    answered = websockets_accept(headers)
+    if answered is None:
         return None
-    if response.status_code != 101:
-        return None
+    response, protocol = answered
     answer = response.headers.get("Sec-WebSocket-Extensions")
     deflate = None
     if protocol.extensions:
@@ -266,6 +266,21 @@ async def handshake(
             for name, value in response.headers.raw_items()
         ]
     return Handshaken(protocol, target, answer, early)
+
+
+def websockets_accept(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[WSResponse, _ServerProtocol] | None:
+    """websockets' own ``accept()`` of a request with ``headers``: its 101 and the
+    protocol that negotiated it (its ``extensions``); None if it refuses it."""
+    protocol = new_protocol(1)
+    try:
+        response = protocol.accept(WSRequest("/", websockets_headers(headers)))
+    except InvalidHeaderValue:
+        return None
+    if response.status_code != 101:
+        return None
+    return response, protocol
 
 
 def websockets_headers(headers: list[tuple[bytes, bytes]]) -> WSHeaders:
