@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
+import struct
 
+import pytest
 import trio
 import trio.testing
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 import triows
-from triows.testing import live_server
+from triows.testing import LiveServer, live_server
+
+from .raw_client import upgraded
 
 
 async def test_a_parked_receive_is_cancelled_and_loses_nothing() -> None:
@@ -115,3 +120,43 @@ async def test_a_shielded_view_parked_in_receive_wakes_when_the_reaper_closes_it
                 servers.cancel_scope.cancel()
             clients.cancel_scope.cancel()
     assert outcome == ["disconnect"]
+
+
+async def _part_of_a_frame_then(ending: str, server: LiveServer) -> None:
+    """A frame's first bytes, then the end (a FIN, or a reset) right behind them."""
+    async with upgraded(server, "/rest") as stream:
+        assert isinstance(stream, trio.SocketStream)
+        partial = bytes([0x82, 0x80 | 126]) + struct.pack("!H", 1000) + b"\0" * 14
+        await stream.send_all(partial)
+        if ending == "fin":
+            await stream.send_eof()
+            with trio.fail_after(5):
+                while await stream.receive_some(4096):  # the server's close, then EOF
+                    pass
+        else:
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize("ending", ["fin", "reset"])
+async def test_an_end_right_behind_the_last_bytes_wakes_a_parked_receive(ending: str) -> None:
+    # Edge-triggered: the kernel reports the bytes and the end (EOF, reset) once,
+    # together.  The view reads the bytes (a short read) and must not then wait
+    # for a report that never comes (it did: the connection lived on until a
+    # keepalive ping failed, 20 s later).
+    app = triows.App()
+    ended = trio.Event()
+
+    @app.websocket_route("/rest", caught_close_codes=all)
+    async def rest(ws: triows.WebSocket) -> None:
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            ended.set()
+
+    async with live_server(app, backend="native") as server:
+        for _ in range(5):  # the end may arrive before or after the view first reads
+            ended = trio.Event()
+            await _part_of_a_frame_then(ending, server)
+            with trio.fail_after(5):
+                await ended.wait()

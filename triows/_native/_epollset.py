@@ -65,8 +65,8 @@ class EpollSet(Generic[Owner]):
                 with contextlib.suppress(OSError):  # closed: the kernel dropped it
                     self._epoll.unregister(fd)
 
-    def ready(self, owner: Owner) -> None:
-        """``owner``'s socket was reported (readable, or gone)."""
+    def ready(self, owner: Owner, events: int) -> None:
+        """``owner``'s socket was reported (``events``: readable, or gone)."""
         raise NotImplementedError
 
     def stopped(self, owner: Owner) -> None:
@@ -81,10 +81,10 @@ class EpollSet(Generic[Owner]):
             try:
                 while True:
                     await trio.lowlevel.wait_readable(epoll.fileno())
-                    for fd, _ in epoll.poll(0):
+                    for fd, events in epoll.poll(0):
                         owner = owners.get(fd)
                         if owner is not None:
-                            self.ready(owner)
+                            self.ready(owner, events)
             finally:
                 self._epoll = None
                 for owner in list(owners.values()):

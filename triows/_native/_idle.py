@@ -152,7 +152,7 @@ class IdleSockets(EpollSet[IdleReading]):
 
     EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
-    def ready(self, owner: IdleReading) -> None:
+    def ready(self, owner: IdleReading, events: int) -> None:
         owner.resume_idle(True)
 
     def stopped(self, owner: IdleReading) -> None:

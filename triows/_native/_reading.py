@@ -92,6 +92,7 @@ class Reading(ReadyReading):
         self._idle_readable = False
         self._armed = -1  # (ReadyReading's)
         self.ready = False
+        self.ended = False
         self._parked = None
         self._stopped = False
         #: Whether the reader task waits (for the socket, or for room in the inbox).
@@ -148,8 +149,9 @@ class Reading(ReadyReading):
                     except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
                         data = b""
                     self._drained = len(data) < RECV_SIZE
-                    # Emptied: bytes arriving from now on are a new report.
-                    self.ready = self.ready and not self._drained
+                    # Emptied: bytes arriving from now on are a new report (but
+                    # an end already reported is not reported again).
+                    self.ready = self.ended or (self.ready and not self._drained)
                     self.consume(data)
                     if self.writer.pending_bytes > WRITE_HIGH_WATER:
                         # Answers (pongs) the client does not read: read no more

@@ -31,18 +31,24 @@ __all__ = ["ReadyReading", "ReadySockets"]
 
 #: The events a direct reader's socket is registered for (edge-triggered).
 _EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+#: The reported events that say the socket is at its end: reported once, so a
+#: read that leaves it (bytes before the end) must not wait for another report.
+_ENDED: Final = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
 
 class ReadyReading(IdleReading):
     """:class:`~triows._native._reading.Reading`'s side of :class:`ReadySockets`."""
 
     # (Assigned by Reading.__init__, as IdleReading's.)
-    __slots__ = ("_armed", "_parked", "ready")
+    __slots__ = ("_armed", "_parked", "ended", "ready")
 
     #: The fd registered in the server's ReadySockets (-1: none).
     _armed: int
     #: Whether the socket may have bytes (reported since the last short read).
     ready: bool
+    #: Whether the watcher reported the socket's end (EOF, reset, error): its
+    #: reads never block again, and no new report will come (edge-triggered).
+    ended: bool
     #: The task parked in wait_ready().
     _parked: trio.lowlevel.Task | None
 
@@ -68,9 +74,12 @@ class ReadyReading(IdleReading):
         self._parked = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    def readable(self) -> None:
-        """The watcher saw the socket readable (or gone): resume a parked receive()."""
+    def readable(self, ended: bool = False) -> None:
+        """The watcher saw the socket readable (``ended``: at its end, reset or in
+        error): resume a parked receive()."""
         self.ready = True
+        if ended:
+            self.ended = True
         task, self._parked = self._parked, None
         if task is not None:
             trio.lowlevel.reschedule(task)
@@ -92,8 +101,8 @@ class ReadySockets(EpollSet[ReadyReading]):
 
     EVENTS = _EVENTS
 
-    def ready(self, owner: ReadyReading) -> None:
-        owner.readable()
+    def ready(self, owner: ReadyReading, events: int) -> None:
+        owner.readable(bool(events & _ENDED))
 
     def stopped(self, owner: ReadyReading) -> None:
         owner.disarm(self)  # it waits its usual way from now on
