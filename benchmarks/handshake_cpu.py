@@ -35,7 +35,7 @@ from pathlib import Path
 import attrs
 
 from .raw_load import HEADS
-from .run import SCENARIOS, measured
+from .run import SCENARIOS, loadgen_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,17 +67,7 @@ def run_once(
         full = next(known.full for known in SCENARIOS if known.name == scenario)
         sizes = attrs.evolve(full, concurrency=concurrency, warmup=0.5, duration=seconds, head=head)
         params = json.dumps(attrs.asdict(sizes))
-        command = [sys.executable, "-m", "benchmarks.loadgen", scenario]
-        loadgen = subprocess.Popen(
-            [*command, "--port", str(port), "--params", params],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.PIPE,
-            text=True,
-        )
-        assert loadgen.stdout is not None
-        result, cpu = measured(loadgen.stdout, server.pid)
-        loadgen.wait(timeout=60)
+        result, cpu = loadgen_measured(scenario, port, params, server.pid, cwd=ROOT)
         return float(result["value"]), cpu / max(float(result["count"]), 1.0)
     finally:
         server.terminate()

@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 
-from .run import measured
+from .run import loadgen_measured
 
 
 def run_once(
@@ -48,24 +48,7 @@ def run_once(
         if port is None:
             raise RuntimeError(f"{backend}: the server did not announce its port")
         params = json.dumps({"connections": connections, "duration": seconds, **echo})
-        loadgen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.loadgen",
-                "echo",
-                "--port",
-                str(port),
-                "--params",
-                params,
-            ],
-            stdout=subprocess.PIPE,
-            stdin=subprocess.PIPE,
-            text=True,
-        )
-        assert loadgen.stdout is not None
-        result, cpu = measured(loadgen.stdout, server.pid)
-        loadgen.wait(timeout=60)
+        result, cpu = loadgen_measured("echo", port, params, server.pid)
         rate = float(result["value"])
         cpu_per_message = cpu / max(rate * seconds, 1)
         return rate, cpu_per_message

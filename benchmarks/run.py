@@ -234,6 +234,26 @@ def measured(lines: Iterable[str], pid: int) -> tuple[dict[str, Any], float]:
     return result, end - start
 
 
+def loadgen_measured(
+    scenario: str, port: int, params: str, pid: int, cwd: Path | None = None
+) -> tuple[dict[str, Any], float]:
+    """Run the load generator's ``scenario`` against ``port`` with ``params`` (JSON);
+    its ``RESULT`` and the CPU seconds server ``pid`` used in the measured window."""
+    command = [sys.executable, "-m", "benchmarks.loadgen", scenario]
+    loadgen = subprocess.Popen(
+        [*command, "--port", str(port), "--params", params],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    assert loadgen.stdout is not None
+    try:
+        return measured(loadgen.stdout, pid)
+    finally:
+        loadgen.wait(timeout=60)
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of ``pid``, KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
