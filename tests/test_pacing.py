@@ -192,6 +192,23 @@ def add_burst(app: triows.App, report: dict[str, Any]) -> None:
         await ws.send("end")
 
 
+def add_stamp(app: triows.App, report: dict[str, Any]) -> None:
+    @app.websocket_route("/stamp")
+    async def stamp(ws: WebSocket) -> None:
+        pace = current_pace()
+        await ws.send("ready")
+        far = time.perf_counter_ns() + 3600 * 10**9
+        pace.due = far  # no slice ends, unless a wait moves the stamp
+        await ws.receive()  # the client sends 50 ms after "ready": this waits
+        report["moved"] = pace.due < far
+        pace.due = 0  # always due: a send forces a yield, where the transport has them
+        for _ in range(10):
+            await ws.send("x")
+        report["forced"] = pace.due != 0
+        pace.due = time.perf_counter_ns()
+        await ws.send("end")
+
+
 def pacing_app() -> tuple[triows.App, dict[str, Any]]:
     """The views of every test here, and what they report."""
     app = triows.App()
@@ -203,6 +220,7 @@ def pacing_app() -> tuple[triows.App, dict[str, Any]]:
         add_no_yield,
         add_cancel_mid_loop,
         add_slow_reader,
+        add_stamp,
     ):
         add(app, report)
     return app, report
@@ -390,6 +408,32 @@ async def test_the_pace_is_one_per_trio_run() -> None:
     before = time.perf_counter_ns()
     pace.yielded()
     assert pace.due >= before + SEND_SLICE_NS
+
+
+async def test_a_receive_that_waited_moves_the_stamp(backend: Backend) -> None:
+    # Native: a receive that parked until its client sent moves the run's stamp
+    # (every other task ran meanwhile), and sends past the slice force yields.
+    # Hypercorn: the ASGI adapter's receive and send always yield (the server's
+    # own awaitables), so it forces no yield and leaves the stamp alone.
+    async with served_pacing_app(backend) as (served, report), served.connect("/stamp") as ws:
+        assert await ws.get_message() == "ready"
+        await trio.sleep(0.05)
+        await ws.send_message("go")
+        received = [await ws.get_message() for _ in range(11)]
+    assert received == ["x"] * 10 + ["end"]
+    native = backend.name.startswith("native")
+    assert (report["moved"], report["forced"]) == (native, native), report
+
+
+async def test_the_asgi_adapter_forces_no_yield_in_memory() -> None:
+    app, report = pacing_app()
+    async with TestClient(app) as client, client.websocket_connect("/stamp") as ws:
+        assert await ws.receive() == "ready"
+        await trio.sleep(0.05)
+        await ws.send_text("go")
+        received = [await ws.receive() for _ in range(11)]
+    assert received == ["x"] * 10 + ["end"]
+    assert (report["moved"], report["forced"]) == (False, False), report
 
 
 def test_two_trio_runs_in_two_threads_have_their_own_pace() -> None:

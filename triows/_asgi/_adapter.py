@@ -21,7 +21,9 @@ Used under ``hypercorn -k trio``, ``serve(backend="hypercorn")`` and the
 TestClient.  ASGI servers frame each message themselves, so :meth:`send_now`
 always declines and a batch is one ``websocket.send`` per message.  The
 server's ``receive()`` must be cancel-safe (a trio memory channel's is): a view
-cancelled while it waits there loses nothing.
+cancelled while it waits there loses nothing.  Its ``receive()`` and ``send()``
+are taken to be schedule points (hypercorn's and the TestClient's always are),
+so the core forces no yields of its own here (``pace`` is ``NEVER_DUE``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, Final
 import trio
 
 from .._connection._frames import Prepared
+from .._connection._pacing import NEVER_DUE, Pace
 from .._connection._transport import ClientGone, DepartureCallback, HandshakeRequest, RawHeaders
 from .._serving._inbox import Inbox
 from .._types import Message, Receive, Scope, Send
@@ -159,6 +162,9 @@ class ASGITransport:
         "pumped",
         "request",
     )
+
+    #: The server's receive and send are schedule points: no forced yields here.
+    pace: Final[Pace] = NEVER_DUE
 
     def __init__(
         self, scope: Scope, receive: Receive, send: Send, pumps: Pumps | None = None

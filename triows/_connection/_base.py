@@ -21,7 +21,6 @@ from .._exceptions import disconnects_in
 from .._limits import TokenBucket, trio_deadline
 from .._metrics._counters import RouteCounters
 from ._options import DEFAULT_OPTIONS, WebSocketOptions, check_close_code, raw_headers
-from ._pacing import current_pace
 from ._request import RequestView
 from ._state import CONNECTED, CONNECTING, DISCONNECTED, REJECTED, ConnectionState, Lifecycle
 from ._transport import ClientGone, RawHeaders, Transport
@@ -72,8 +71,8 @@ class WebSocketBase(RequestView):
         if counters is not None:
             self.lifecycle.meter = counters
             self.lifecycle.opened_at = trio.current_time()
-        #: The trio run's send and receive stamp (``_pacing``), looked up once.
-        self._pace = current_pace()
+        #: The stamp the send and receive paths' forced yields go by (``_pacing``).
+        self._pace = transport.pace
 
     @property
     def state(self) -> ConnectionState:

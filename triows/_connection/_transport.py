@@ -25,6 +25,7 @@ import attrs
 
 if TYPE_CHECKING:
     from ._frames import Prepared
+    from ._pacing import Pace
 
 __all__ = ["ClientGone", "DepartureCallback", "HandshakeRequest", "RawHeaders", "Transport"]
 
@@ -152,7 +153,7 @@ class Transport(Protocol):
     have to wait, the native server's ``receive`` takes a message already
     buffered, its ``send`` queues behind a write under way and its ``accept``
     writes the 101 without yielding; the core bounds how long a view goes on that
-    way (``_connection._pacing``).
+    way, by the transport's ``pace`` (``_connection._pacing``).
 
     The core calls ``accept`` or ``refuse`` once, then ``receive``/``send``/
     ``send_now`` from any of the connection's tasks, then ``close`` (or nothing,
@@ -163,6 +164,16 @@ class Transport(Protocol):
     @property
     def request(self) -> HandshakeRequest:
         """The handshake request (available before ``accept``)."""
+        ...
+
+    @property
+    def pace(self) -> Pace:
+        """The stamp the core's forced yields go by (``_connection._pacing``).
+
+        The trio run's :class:`~triows._connection._pacing.Pace` (moved forward
+        where the transport waits), or ``NEVER_DUE`` where every ``receive`` and
+        ``send`` is a schedule point anyway (an ASGI server's awaitables).
+        """
         ...
 
     async def accept(self, subprotocol: str | None, headers: RawHeaders) -> None:

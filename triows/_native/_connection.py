@@ -42,6 +42,7 @@ from ._writer import RECV_SIZE
 
 if TYPE_CHECKING:
     from .._connection._frames import Prepared
+    from .._connection._pacing import Pace
     from ._server import _NativeServer
 
 __all__ = ["INBOX_SIZE", "LINGER_TIMEOUT", "NativeConnection"]
@@ -83,6 +84,10 @@ class NativeConnection(Reading):
         self._refused = False
 
     # -- the Transport protocol ---------------------------------------------------------
+
+    @property
+    def pace(self) -> Pace:
+        return self.server.pace
 
     def on_departure(self, callback: DepartureCallback) -> None:
         self._callback = callback

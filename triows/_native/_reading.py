@@ -131,15 +131,17 @@ class Reading(ReadyReading):
                     self.consume(early)
                 waited = False
                 sock = self.sock
+                pace = self.server.pace
                 while not inbox and self._gone is None and not self._eof:
                     waited = True  # (a cancel point, just below)
                     try:
                         if not self._drained:
                             # The last read filled its buffer: more is likely there.
                             await trio.lowlevel.checkpoint_if_cancelled()
-                        elif not await self.wait_ready(away.ready, sock.fileno()):
+                        elif not await self.wait_ready(away.ready, sock.fileno(), pace):
                             # As in _recv(): wait for data, then read it.
                             await trio.lowlevel.wait_readable(sock)
+                            pace.yielded()  # every other task ran meanwhile
                         # (fileno() again: -1, and EBADF, once closed meanwhile)
                         data = os.read(sock.fileno(), RECV_SIZE)
                     except BlockingIOError:
@@ -165,7 +167,9 @@ class Reading(ReadyReading):
                 # A message is here already: a cancel point, not a schedule point.
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return inbox.get_nowait()
-            return await inbox.get()  # waits (it yields), then a message or EndOfChannel
+            message = await inbox.get()  # waits (it yields), then a message or EndOfChannel
+            self.server.pace.yielded()  # every other task ran meanwhile
+            return message
         except trio.EndOfChannel:
             raise self._departure() from None
         finally:

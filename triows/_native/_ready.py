@@ -20,12 +20,15 @@ took) only costs one read that finds nothing (EAGAIN).
 from __future__ import annotations
 
 import select
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import trio
 
 from ._epollset import EpollSet
 from ._idle import IdleReading
+
+if TYPE_CHECKING:
+    from .._connection._pacing import Pace
 
 __all__ = ["ReadyReading", "ReadySockets"]
 
@@ -52,12 +55,13 @@ class ReadyReading(IdleReading):
     #: The task parked in wait_ready().
     _parked: trio.lowlevel.Task | None
 
-    async def wait_ready(self, sockets: ReadySockets, fd: int) -> bool:
+    async def wait_ready(self, sockets: ReadySockets, fd: int, pace: Pace) -> bool:
         """Wait until ``fd`` may be read: parked, its socket in ``sockets``.
 
         False at once, without a checkpoint, where ``sockets`` cannot watch it
         (its watcher is not running, a closed socket): wait the usual way.
-        Cancel-safe (it reads nothing); returns early on the departure.
+        Cancel-safe (it reads nothing); returns early on the departure.  Moves
+        ``pace`` (the run's stamp) forward when it parked: other tasks ran.
         """
         if self._armed != fd:
             if self._armed != -1 or not sockets.add(fd, self):
@@ -68,6 +72,7 @@ class ReadyReading(IdleReading):
             return True
         self._parked = trio.lowlevel.current_task()
         await trio.lowlevel.wait_task_rescheduled(self._abort_parked)
+        pace.yielded()
         return True
 
     def _abort_parked(self, _: object) -> trio.lowlevel.Abort:

@@ -8,6 +8,7 @@ from typing import Any, cast
 import trio
 
 from .._app import App
+from .._connection._pacing import current_pace
 from .._connection._transport import ClientGone, HandshakeRequest
 from .._lifespan import Lifespan
 from .._serving._keepalive import Keepalive
@@ -64,6 +65,9 @@ class _NativeServer:
         self.keepalive = None if ping_interval is None else Keepalive(ping_interval, ping_timeout)
         #: Views away from receive(): each gets a reader task (triows._native._reading).
         self.away_views = AwayViews()
+        #: The trio run's stamp for forced yields: a view's receive() moves it when
+        #: it parked (triows._connection._pacing).
+        self.pace = current_pace()
         #: Where connections (and their short-lived helper tasks) run, once serving.
         self.nursery: trio.Nursery | None = None
         #: Every connection served, by socket, until it ends (see ``_reaper``).
