@@ -78,7 +78,7 @@ def encoder_for(spec: object) -> Encoder:
 
 
 def decode_text(data: str | bytes) -> str:
-    if not isinstance(data, str):
+    if data.__class__ is not str:  # (a transport's message is exactly str or bytes)
         raise MessageTypeError(f"expected a text message, got a binary one ({len(data)} bytes)")
     return data
 
@@ -99,7 +99,7 @@ def decode_json(data: str | bytes) -> Any:
 
 
 def encode_text(value: Any) -> str | bytes:
-    if not isinstance(value, str):
+    if value.__class__ is not str and not isinstance(value, str):  # (the common case first)
         raise TypeError(
             f"send_text() takes a str, got {type(value).__name__}; "
             "use send_json() or send_bytes() for other values"

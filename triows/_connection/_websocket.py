@@ -14,7 +14,7 @@ is cancelled after a short grace (see ``Lifecycle.client_left``).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from time import perf_counter_ns
 from typing import Any
 
@@ -175,7 +175,20 @@ class WebSocket(WebSocketBase):
             prepared = Prepared(self._encode(message))
         if self.lifecycle.state is not CONNECTED:
             self.lifecycle.check_open("send()", "sent")
-        await self._write([prepared])
+        # _write, inlined for the per-message path (one coroutine frame less, and
+        # under an ASGI server one frame less to resume at each of its yields).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        batch = (prepared,)
+        transport = self._transport
+        if not transport.send_now(batch):
+            try:
+                await transport.send(batch)
+            except ClientGone as gone:
+                self._gone(gone)
+        if self._counters is not None:
+            self._counters.count_one(prepared)
+        if perf_counter_ns() >= self._pace.due:
+            await self._pace.yield_now()  # bounded unfairness (the message stays written)
 
     async def send_many(self, messages: Iterable[Any]) -> None:
         """Send ``messages`` in order, each encoded as :meth:`send` would.
@@ -298,7 +311,7 @@ class WebSocket(WebSocketBase):
             self.lifecycle.check_open(call, "sent")
         await self._write([Prepared(data)])
 
-    async def _write(self, batch: list[Prepared]) -> None:
+    async def _write(self, batch: Sequence[Prepared]) -> None:
         """Write through the transport: at once if it can take the batch, else in turn.
 
         Always a cancel point: Cancelled is raised before anything is written,
