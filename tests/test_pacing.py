@@ -451,3 +451,38 @@ def test_two_trio_runs_in_two_threads_have_their_own_pace() -> None:
         thread.join(timeout=10)
     assert len(paces) == 2
     assert paces[0] is not paces[1]
+
+
+async def test_an_empty_send_many_is_a_cancel_point_only() -> None:
+    # Nothing to write: no pass of the scheduler, but Cancelled in a cancelled scope.
+    app = triows.App()
+    report: dict[str, Any] = {}
+
+    @app.websocket_route("/empty")
+    async def empty(ws: WebSocket) -> None:
+        woke = 0
+
+        async def ticker(task_status: trio.TaskStatus[None]) -> None:
+            nonlocal woke
+            task_status.started()
+            while True:
+                await trio.lowlevel.checkpoint()
+                woke += 1
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(ticker)
+            start = woke
+            for _ in range(100):
+                await ws.send_many([])
+            report["woke"] = woke - start
+            nursery.cancel_scope.cancel()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ws.send_many([])
+            report["not cancelled"] = True
+        report["cancelled"] = scope.cancelled_caught
+        await ws.send("end")
+
+    async with TestClient(app) as client, client.websocket_connect("/empty") as ws:
+        assert await ws.receive() == "end"
+    assert report == {"woke": 0, "cancelled": True}

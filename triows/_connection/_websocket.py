@@ -210,7 +210,7 @@ class WebSocket(WebSocketBase):
         if prepared:
             await self._write(prepared)
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()  # nothing to write, nothing to wait for
 
     def try_send(self, message: Broadcast) -> bool:
         """Hand ``message`` to the server without yielding, if it can take it now.
