@@ -74,11 +74,12 @@ class Hub:
     disconnected from Redis are not delivered to it.  With ``history=N``, each
     topic keeps its last ``N`` messages (a Redis Stream with Redis), for
     ``history_ttl`` seconds (default a day) after its last publish or
-    subscription start: every ``publish()`` returns a position,
-    ``subscribe(since=position)`` resumes with no duplicate and no gap (or says
-    ``recovered=False``), and a subscriber that would miss a message gets
-    :class:`Lagged` instead.  Messages of one topic
-    reach each subscriber in publish order (per publisher).  In memory, every
+    subscription start, and its last position seven times longer (a resume
+    from it after a longer silence is still recovered): every ``publish()``
+    returns a position, ``subscribe(since=position)`` resumes with no duplicate
+    and no gap (or says ``recovered=False``), and a subscriber that would miss
+    a message gets :class:`Lagged` instead.  Messages of one topic reach each
+    subscriber in publish order (per publisher).  In memory, every
     subscriber receives the *same* object: do not mutate it.
 
     ``presence()``, ``members()`` and ``presence_changes()`` say who is in a
@@ -116,8 +117,9 @@ class Hub:
         self.on_overflow: OverflowPolicy = on_overflow
         #: How many recent messages each topic keeps for resuming (0: none).
         self.history = history
-        #: A topic's history is dropped this many seconds after its last publish
-        #: or subscription start (then a resume into it is not recovered).
+        #: A topic's messages are dropped this many seconds after its last
+        #: publish or subscription start (then a resume into them is not
+        #: recovered); its last position is kept 7 times longer.
         self.history_ttl = history_ttl
         self._topics: dict[str, set[Subscription]] = {}
         self._backend: Backend

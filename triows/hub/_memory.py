@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from .._connection._frames import Broadcast
-from ._positions import new_epoch, parse_position
+from ._positions import LAST_POSITION_LIFETIME, new_epoch, parse_position
 from ._presence import PresenceChanges
 from ._rooms import Rooms
 
@@ -67,8 +67,13 @@ class MemoryBackend:
         #: The position of the last message ("<epoch>:0" before any): one string
         #: shared by every subscription that starts there.
         self._head = f"{self.epoch}:0"
-        # Least recently touched first: expired logs are dropped from the front.
+        # Least recently touched first: expired logs leave from the front.
         self._logs: dict[str, TopicLog] = {}
+        #: Topics whose messages expired: (touched, the counter of the topic's
+        #: last message), kept LAST_POSITION_LIFETIME times longer, least
+        #: recently touched first, so a resume at that position is still known
+        #: to have missed nothing.
+        self._lasts: dict[str, tuple[float, int]] = {}
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
@@ -102,18 +107,39 @@ class MemoryBackend:
 
     def _touch(self, topic: str, known_after: int) -> TopicLog:
         """``topic``'s log, marked as used now (made if it has none: nothing is
-        known up to ``known_after``); drops the logs unused for history_ttl."""
+        known up to its last position if one is recorded, else up to
+        ``known_after``); expires the logs and records unused too long."""
         now = trio.current_time()
-        deadline = now - self.history_ttl
-        logs = self._logs
-        log = logs.pop(topic, None)
-        if log is None or log.touched <= deadline:
-            log = TopicLog(deque(maxlen=self.history), evicted=known_after)
+        self._expire(now)
+        log = self._logs.pop(topic, None)
+        if log is None:
+            record = self._lasts.pop(topic, None)
+            evicted = known_after if record is None else record[1]
+            log = TopicLog(deque(maxlen=self.history), evicted=evicted)
         log.touched = now
-        logs[topic] = log
-        while next(iter(logs.values())).touched <= deadline:  # (the newest is not)
-            del logs[next(iter(logs))]
+        self._logs[topic] = log
         return log
+
+    def _expire(self, now: float) -> None:
+        """Drop the messages of topics unused for history_ttl (keeping each one's
+        last position, a tuple), and those positions once unused for
+        LAST_POSITION_LIFETIME times history_ttl.  Both dicts are in touch order."""
+        logs, lasts = self._logs, self._lasts
+        deadline = now - self.history_ttl
+        while logs:
+            topic = next(iter(logs))
+            log = logs[topic]
+            if log.touched > deadline:
+                break
+            del logs[topic]
+            entries = log.entries
+            lasts[topic] = (log.touched, entries[-1][0] if entries else log.evicted)
+        deadline = now - self.history_ttl * LAST_POSITION_LIFETIME
+        while lasts:
+            topic = next(iter(lasts))
+            if lasts[topic][0] > deadline:
+                break
+            del lasts[topic]
 
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()

@@ -14,12 +14,18 @@ from __future__ import annotations
 import re
 import secrets
 
-__all__ = ["UNKNOWN_EPOCH", "new_epoch", "offset_key", "parse_position"]
+__all__ = ["LAST_POSITION_LIFETIME", "UNKNOWN_EPOCH", "new_epoch", "offset_key", "parse_position"]
 
 _POSITION = re.compile(r"([0-9a-f]{16}):([0-9]{1,19})")
 #: The epoch of a position made while the epoch was unknown (Redis unreachable
 #: since the hub started): it never matches a real history.
 UNKNOWN_EPOCH = "0" * 16
+#: A topic's last position outlives its messages: it is kept this many times
+#: ``history_ttl`` after the topic's last publish or subscription start, so a
+#: subscriber of a topic that stayed silent longer than ``history_ttl`` resumes
+#: from that position with ``recovered=True`` (it missed nothing), while a resume
+#: from an older position into the expired messages stays ``recovered=False``.
+LAST_POSITION_LIFETIME = 7
 
 
 def new_epoch() -> str:

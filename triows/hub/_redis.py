@@ -38,19 +38,7 @@ from ._hub import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
 from ._presence import PresenceChanges
 from ._redis_codec import decode, decode_live, encode
-from ._redis_history import (
-    CHANNEL_PREFIX,
-    COUNTER_KEY,
-    EPOCH_KEY,
-    EPOCH_SCRIPT,
-    FENCE,
-    PUBLISH_SCRIPT,
-    START_SCRIPT,
-    last_key,
-    parse_start,
-    stream_key,
-    topic_channel,
-)
+from ._redis_history import CHANNEL_PREFIX, FENCE, HistoryScripts, topic_channel
 from ._redis_logs import MalformedLog, summary
 from ._redis_presence import PRESENCE_PREFIX, RedisPresence
 from ._redis_presence import channel as presence_channel
@@ -96,12 +84,10 @@ class RedisBackend:
     ) -> None:
         self.url = url
         self.history = history
-        self._ttl_ms = max(1, round(history_ttl * 1000))  # the topic keys' PX
+        self.history_ttl = history_ttl
         #: The history's epoch as last read from Redis (UNKNOWN_EPOCH before).
         self.epoch = UNKNOWN_EPOCH
-        self._publish_script: Any = None
-        self._start_script: Any = None
-        self._epoch_script: Any = None
+        self._scripts: HistoryScripts | None = None
         # Fences of subscriptions starting: token -> set when the listener sees it.
         self._fences: dict[bytes, trio.Event] = {}
         self._presence = RedisPresence(
@@ -134,9 +120,7 @@ class RedisBackend:
         )
         async with client, trio.open_nursery() as nursery:
             self._client = client
-            self._publish_script = client.register_script(PUBLISH_SCRIPT)
-            self._start_script = client.register_script(START_SCRIPT)
-            self._epoch_script = client.register_script(EPOCH_SCRIPT)
+            self._scripts = HistoryScripts(client, self.history, self.history_ttl)
             self._presence.bind(client)
             nursery.start_soon(self._presence.run)
             task_status.started()
@@ -179,8 +163,8 @@ class RedisBackend:
         # none added while the topics below are being subscribed is missed.
         # Live messages are labelled with the epoch: read it anew (Redis may
         # have restarted without persistence meanwhile).
-        epoch = await self._epoch_script(keys=[EPOCH_KEY], args=[new_epoch()])
-        self.epoch = bytes(epoch).decode()
+        assert self._scripts is not None
+        self.epoch = await self._scripts.epoch(new_epoch())
         if self.history and self._down_since is not None:
             # Messages published during the outage never reached this process:
             # tell every subscriber, who resumes from the history.
@@ -287,8 +271,8 @@ class RedisBackend:
 
     async def publish(self, topic: str, message: Any) -> str:
         payload = encode(message, traceparent())
-        client = self._client
-        if client is None:
+        scripts = self._scripts
+        if self._client is None or scripts is None:
             raise HubUnavailable("the Redis hub is not running")
         if not self.connected and not await self._listener_back():
             raise HubUnavailable(
@@ -296,10 +280,7 @@ class RedisBackend:
                 f"to this hub's listener ({self._last_failure}); nothing was sent"
             )
         with _reaching(self.url, "publish to", topic):
-            epoch, offset, receivers = await self._publish_script(
-                keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
-                args=[new_epoch(), topic_channel(topic), payload, self.history, self._ttl_ms],
-            )
+            epoch, offset, receivers = await scripts.publish(topic, payload, new_epoch())
         if receivers == 0 and topic in self._listening:
             # Not even our listener got it: its connection outlived the Redis it
             # subscribed on (a restart it has not noticed).  Nobody received it.
@@ -308,8 +289,8 @@ class RedisBackend:
                 f"cannot publish to {topic!r}: Redis at {self.url} is unavailable "
                 "(this hub's listener lost its subscription; reconnecting); nobody received it"
             )
-        self.epoch = bytes(epoch).decode()
-        return f"{self.epoch}:{int(offset)}"
+        self.epoch = epoch
+        return f"{epoch}:{offset}"
 
     async def start(self, subscription: Subscription, since: str | None) -> None:
         """Read the topic's head (and the history after ``since``) in one script."""
@@ -320,16 +301,12 @@ class RedisBackend:
         if not self.connected and (lenient or not await self._listener_back()):
             self._start_unconfirmed(subscription, since, "this hub's listener is not connected")
             return
-        since_epoch, _, since_offset = (since or "").partition(":")
         token = new_epoch().encode()
         fence = self._fences[token] = trio.Event()
-        args = [new_epoch(), since_epoch, since_offset or "0", self.history]
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
-                reply = await self._start_script(
-                    keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
-                    args=[*args, topic_channel(topic), FENCE + token, self._ttl_ms],
-                )
+                assert self._scripts is not None
+                start = await self._scripts.start(topic, since, 0, token, new_epoch())
                 # Every message published before the script is now in the buffer,
                 # where begin() drops what the replay (or the head) covers.
                 await fence.wait()
@@ -337,7 +314,6 @@ class RedisBackend:
             self._fences.pop(token, None)
             self._start_unconfirmed(subscription, since, summary(exc))
             return
-        start = parse_start(reply)
         self.epoch = start.epoch
         position = since if since is not None and start.recovered else start.head
         subscription.begin(position, start.replay, start.recovered)

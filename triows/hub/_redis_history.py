@@ -9,12 +9,15 @@ Keys (plain Redis keys, next to the ``triows:<topic>`` pub/sub channels):
   offset of a position.
 - ``triows:last:<topic>``: the offset of the topic's last message (every hub
   sets it, with or without history), or the head when a subscription found
-  none (nothing after it is known).
+  none (nothing after it is known).  It expires ``LAST_POSITION_LIFETIME``
+  times ``history_ttl`` after the topic's last publish or subscription start:
+  it outlives the messages, so a resume from the topic's last position after
+  a silence longer than ``history_ttl`` is recovered (nothing was missed).
 - ``triows:stream:<topic>`` (with ``history > 0``): the topic's recent messages,
   each with the Stream id ``<counter>-0`` and fields ``m`` (the payload) and
   ``p`` (the offset of the topic's previous message), trimmed to about
-  ``history`` entries (``MAXLEN ~``, the oldest first).  Both keys of a topic
-  expire ``history_ttl`` after its last publish or subscription start.  The history covers a
+  ``history`` entries (``MAXLEN ~``, the oldest first).  It expires
+  ``history_ttl`` after the topic's last publish or subscription start.  The history covers a
   position if the entries after it chain, each ``p`` the offset of the entry
   before, from the position to the topic's last offset.
 
@@ -33,18 +36,14 @@ from typing import Any
 import attrs
 
 from .._connection._frames import Broadcast
+from ._positions import LAST_POSITION_LIFETIME
 from ._redis_codec import decode
 
 __all__ = [
     "CHANNEL_PREFIX",
-    "EPOCH_KEY",
     "FENCE",
-    "PUBLISH_SCRIPT",
-    "START_SCRIPT",
+    "HistoryScripts",
     "Start",
-    "last_key",
-    "parse_start",
-    "stream_key",
     "topic_channel",
 ]
 
@@ -54,7 +53,8 @@ EPOCH_KEY = b"triows:epoch"
 COUNTER_KEY = b"triows:counter"
 
 #: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, channel, payload,
-#: history, time to live (ms).  Returns {epoch, offset, receivers}.
+#: history, the Stream's time to live (ms), the last offset's (ms).  Returns
+#: {epoch, offset, receivers}.
 PUBLISH_SCRIPT = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -63,7 +63,7 @@ if not epoch then
 end
 local offset = redis.call('INCR', KEYS[2])
 local previous = redis.call('GET', KEYS[4]) or '0'
-redis.call('SET', KEYS[4], offset, 'PX', ARGV[5])
+redis.call('SET', KEYS[4], offset, 'PX', ARGV[6])
 if ARGV[4] ~= '0' then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'm', ARGV[3], 'p', previous)
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
@@ -83,8 +83,9 @@ return epoch
 """
 
 #: KEYS: epoch, counter, stream, last; ARGV: candidate epoch, since's epoch
-#: ('' for no since), since's offset, history, channel, fence, time to live
-#: (ms).  Returns {epoch, head, recovered, entries}, then publishes the fence on
+#: ('' for no since), since's offset, history, channel, fence, the Stream's
+#: time to live (ms), the last offset's (ms), how many of the newest messages
+#: to return without since (0: none).  Returns {epoch, head, recovered, entries}, then publishes the fence on
 #: the topic's channel: once the listener sees it, every message published
 #: before the script is buffered.  Recovered only if the entries after since
 #: chain, by their ``p``, from since (or before it) to the topic's last offset:
@@ -92,6 +93,27 @@ return epoch
 #: history, a deleted Stream) is never skipped.  A topic without a last offset
 #: (never used, or expired) gets the head as one: nothing after it is known.
 START_SCRIPT = """
+-- The topic's newest entries, at most count, oldest first, back from its last
+-- offset while they chain (each entry's p is the one before it): no gap.
+local function newest(last, count)
+  local kept = {}
+  if count <= 0 then
+    return kept
+  end
+  local expected = last
+  for _, entry in ipairs(redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', count)) do
+    if tonumber(string.match(entry[1], '^(%d+)')) ~= expected then
+      break
+    end
+    kept[#kept + 1] = entry
+    expected = tonumber(entry[2][4])
+  end
+  local entries = {}
+  for i = #kept, 1, -1 do
+    entries[#entries + 1] = kept[i]
+  end
+  return entries
+end
 local function start()
   local epoch = redis.call('GET', KEYS[1])
   if not epoch then
@@ -102,13 +124,13 @@ local function start()
   local last = tonumber(redis.call('GET', KEYS[4]) or '-1')
   if last < 0 then
     last = head
-    redis.call('SET', KEYS[4], head, 'PX', ARGV[7])
+    redis.call('SET', KEYS[4], head, 'PX', ARGV[8])
   else
-    redis.call('PEXPIRE', KEYS[4], ARGV[7])
+    redis.call('PEXPIRE', KEYS[4], ARGV[8])
     redis.call('PEXPIRE', KEYS[3], ARGV[7])
   end
   if ARGV[2] == '' then
-    return {epoch, head, 1, {}}
+    return {epoch, head, 1, newest(last, tonumber(ARGV[9]))}
   end
   local after = tonumber(ARGV[3])
   if ARGV[2] ~= epoch or after > head then
@@ -176,3 +198,61 @@ def parse_start(reply: Any) -> Start:
         offset = bytes(entry_id).partition(b"-")[0].decode()
         replay.append(Broadcast(decode(bytes(fields[1])), f"{epoch}:{offset}"))
     return Start(epoch, f"{epoch}:{int(head)}", bool(recovered), replay)
+
+
+class HistoryScripts:
+    """The history's scripts, registered on one client, with the hub's settings.
+
+    ``history_ttl`` (seconds) is the Stream's time to live; a topic's last
+    offset lives LAST_POSITION_LIFETIME times longer.  Each call is one round
+    trip; a failure to reach Redis propagates (coredis or OS errors).
+    """
+
+    def __init__(self, client: Any, history: int, history_ttl: float) -> None:
+        self.history = history
+        self._ttl_ms = max(1, round(history_ttl * 1000))
+        self._last_ttl_ms = max(1, round(history_ttl * LAST_POSITION_LIFETIME * 1000))
+        self._publish = client.register_script(PUBLISH_SCRIPT)
+        self._start = client.register_script(START_SCRIPT)
+        self._epoch = client.register_script(EPOCH_SCRIPT)
+
+    async def epoch(self, candidate: str) -> str:
+        """The history's epoch (``candidate`` becomes it if Redis has none)."""
+        return bytes(await self._epoch(keys=[EPOCH_KEY], args=[candidate])).decode()
+
+    async def publish(self, topic: str, payload: bytes, candidate: str) -> tuple[str, int, int]:
+        """Publish ``payload`` (encoded) to ``topic``: (epoch, offset, receivers)."""
+        epoch, offset, receivers = await self._publish(
+            keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
+            args=[
+                candidate,
+                topic_channel(topic),
+                payload,
+                self.history,
+                self._ttl_ms,
+                self._last_ttl_ms,
+            ],
+        )
+        return bytes(epoch).decode(), int(offset), int(receivers)
+
+    async def start(
+        self, topic: str, since: str | None, last: int, fence: bytes, candidate: str
+    ) -> Start:
+        """Where a subscription to ``topic`` starts: after ``since``, or with the
+        ``last`` newest messages; publishes ``fence`` on the topic's channel."""
+        since_epoch, _, since_offset = (since or "").partition(":")
+        reply = await self._start(
+            keys=[EPOCH_KEY, COUNTER_KEY, stream_key(topic), last_key(topic)],
+            args=[
+                candidate,
+                since_epoch,
+                since_offset or "0",
+                self.history,
+                topic_channel(topic),
+                FENCE + fence,
+                self._ttl_ms,
+                self._last_ttl_ms,
+                min(last, self.history),
+            ],
+        )
+        return parse_start(reply)
