@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -9,17 +10,32 @@ from typing import Any
 
 import trio
 
-from examples.chat.app import app as chat_app
+import examples.chat.app
 from triows._native._upgrade import UPGRADES
 
 from .browser import chromium
-from .chat_pages import ATTACK, install_helpers, members, open_chat, say, texts, two_users_talk
+from .chat_pages import (
+    ATTACK,
+    install_helpers,
+    members,
+    open_chat,
+    say,
+    texts,
+    two_users_talk,
+    wait_for_line,
+)
 from .conftest import Backend
 from .tcp_proxy import TCPProxy, tcp_proxy
 
 #: The docs' screenshot: refreshed only by bash scripts/screenshot
 #: (TRIOWS_REFRESH_SCREENSHOT=1), so the suite changes no tracked file.
 DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "chat.png"
+
+
+def fresh_chat_app() -> Any:
+    """The chat example's App with a new, empty hub: a new page shows the room's
+    recent messages, so each test starts from an empty room."""
+    return importlib.reload(examples.chat.app).app
 
 
 def _chat_in_two_pages(url: str, screenshots: Path) -> None:
@@ -47,9 +63,13 @@ def _chat_in_two_pages(url: str, screenshots: Path) -> None:
             f"() => document.querySelectorAll('#messages li').length >= {len(lines)}"
         )
         assert texts(alice) == lines
-        # Readable on a phone: nothing wider than the screen.
+        # Readable on a phone: nothing wider than the screen.  A new page (its own
+        # browser context: no sessionStorage) starts with the recent messages, once.
         phone = open_chat(browser, url, "carol", width=375)
         phone.wait_for_function("() => document.querySelectorAll('#members li').length === 3")
+        install_helpers(phone)
+        wait_for_line(phone, "carol: hello, I am carol")
+        assert texts(phone) == [*lines, "carol: hello, I am carol"]
         assert phone.evaluate("() => document.documentElement.scrollWidth") <= 375
         phone.screenshot(path=str(screenshots / "chat-phone.png"))
 
@@ -59,7 +79,7 @@ async def test_chat_page_in_chromium(backend: Backend, tmp_path: Path) -> None:
     # hypercorn backend declines it (docs/deployment.md).  Over TLS the page is
     # https:// and its live connection wss://.
     fast, slow = UPGRADES.fast, UPGRADES.websockets
-    async with backend.serve(chat_app) as served:
+    async with backend.serve(fresh_chat_app()) as served:
         with trio.fail_after(90):
             url = "http" + served.url("/").removeprefix("ws")
             await trio.to_thread.run_sync(_chat_in_two_pages, url, tmp_path)
@@ -113,6 +133,7 @@ def _drops_in_the_browser(url: str, proxy: TCPProxy, hub: Any) -> None:
 
 
 async def test_js_client_resumes_after_drops_in_chromium(backend: Backend) -> None:
+    chat_app = fresh_chat_app()
     hub = chat_app.hub
     assert hub is not None
     async with backend.serve(chat_app) as served, tcp_proxy(served.port) as proxy:

@@ -69,6 +69,7 @@ TESTED_SNIPPETS = {
     "http_routes",
     "hub_basics",
     "hub_gap",
+    "hub_last",
     "hub_overflow",
     "hub_presence",
     "hub_redis",

@@ -70,3 +70,10 @@ async def test_hub_presence() -> None:
     assert view == {}
     assert lefts == ["bob", "alice"]
     assert batches[-1] == triows.PresenceChange({}, {"alice": {"name": "Alice"}})
+
+
+async def test_hub_last() -> None:
+    shown, replayed, recovered = await load("hub_last").main()
+    assert shown == ["message 3", "message 4", "message 5", "message 6"]
+    assert replayed == ["message 4", "message 5", "message 6"]
+    assert recovered is True

@@ -89,6 +89,7 @@ async def test_chat_page_uses_the_live_client_and_text_only() -> None:
     for element in ("messages", "members", "status", "user", "text", "submit"):
         assert f'id="{element}"' in page
     assert '<script src="/live/triows-live.js"></script>' in page
+    assert "last: RECENT" in page  # a new page asks for the recent messages
     assert "innerHTML" not in page and "textContent" in page
     assert "localhost" not in page
     assert script.status == 200 and "class TriowsLive" in script.text

@@ -7,8 +7,8 @@ app (``triows run examples.chat.app:app --workers 2``, or two hosts).
 
 The page uses the shipped JS client (``/live/triows-live.js``): it reconnects by
 itself, resumes the room from the last message it saw (nothing lost, nothing twice),
-and a reloaded page resumes from where it first joined, so it shows the recent
-messages once.  Who is online comes from presence; what a user says is a typed
+a new page starts with the room's 50 newest messages (``last``), and a reloaded
+page resumes from where it first joined, so it shows those messages again, once.  Who is online comes from presence; what a user says is a typed
 message (``Said`` or ``Emote``), stamped with the sender's name by the server.
 """
 

@@ -51,10 +51,12 @@ PublishId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class Subscribe(msgspec.Struct, tag="subscribe", tag_field="type"):
-    """Follow ``topic``: from after ``since`` (a position) if given, else from now."""
+    """Follow ``topic``: from after ``since`` (a position) if given, else from now,
+    after the topic's ``last`` newest messages (a new page's recent ones)."""
 
     topic: Topic
     since: str | None = None
+    last: Annotated[int, msgspec.Meta(ge=0)] | None = None
     presence: bool = False
 
 

@@ -158,6 +158,13 @@ class LiveSession:
                 action="subscribe",
                 topic=topic,
             )
+        if message.since is not None and message.last:
+            raise ProtocolError(
+                "bad_message",
+                "give since (resume after a position) or last (the recent messages), not both",
+                action="subscribe",
+                topic=topic,
+            )
         await self._check(topic, "subscribe")
         if message.presence:
             await self._check(topic, "presence")
@@ -189,7 +196,7 @@ class LiveSession:
         try:
             with scope:
                 async with AsyncExitStack() as stack:
-                    sub = await self._open(stack, topic, message.since)
+                    sub = await self._open(stack, topic, message.since, message.last or 0)
                     recovered = None if message.since is None else sub.recovered
                     await self.ws.send(
                         encode(
@@ -212,9 +219,12 @@ class LiveSession:
             if self._topics.get(topic) is scope:
                 del self._topics[topic]
 
-    async def _open(self, stack: AsyncExitStack, topic: str, since: str | None) -> Subscription:
+    async def _open(
+        self, stack: AsyncExitStack, topic: str, since: str | None, last: int
+    ) -> Subscription:
+        subscribing = self.route.hub.subscribe(topic, since=since, last=last)
         try:
-            return await stack.enter_async_context(self.route.hub.subscribe(topic, since=since))
+            return await stack.enter_async_context(subscribing)
         except ValueError as exc:
             raise ProtocolError(
                 "invalid_position", str(exc), action="subscribe", topic=topic

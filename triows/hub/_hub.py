@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
 from .._connection._frames import Broadcast
+from ._backend import Backend, HubUnavailable
 from ._delivery import Delivery
 from ._memory import MemoryBackend, check_message
-from ._positions import parse_position
+from ._positions import check_last, parse_position
 from ._presence import PresenceChanges
 from ._stats import HubStats
 from ._subscription import OverflowPolicy, Subscribing, Subscription
@@ -21,43 +22,6 @@ __all__ = ["Backend", "Hub", "HubUnavailable"]
 
 #: Default buffer of a subscription, in messages.
 DEFAULT_MAX_BUFFER = 100
-
-
-class HubUnavailable(Exception):
-    """The hub's engine (e.g. Redis) could not be reached.
-
-    Raised by ``publish()`` (the message may or may not have been published:
-    see :meth:`Hub.publish`) and by the other calls that must reach the engine.
-    """
-
-
-class Backend(Protocol):
-    """How a Hub moves messages: in this process, or through an engine like Redis."""
-
-    async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
-        """Run for the hub's lifetime; call ``task_status.started()`` once usable."""
-
-    async def publish(self, topic: str, message: Any) -> str:
-        """Send ``message`` to every subscriber of ``topic`` (all processes); its position."""
-
-    async def watch(self, topic: str) -> None:
-        """A first local subscriber appeared for ``topic``."""
-
-    async def start(self, subscription: Subscription, since: str | None) -> None:
-        """Call ``subscription.begin()``: its position, and the history after ``since``."""
-
-    def presence(self, topic: str, key: str, info: Any) -> AbstractAsyncContextManager[None]:
-        """Hold ``key`` in ``topic`` for the block."""
-
-    async def members(self, topic: str) -> dict[str, Any]:
-        """``{key: info}`` of ``topic``, across processes."""
-
-    def presence_changes(self, topic: str) -> AbstractAsyncContextManager[PresenceChanges]:
-        """Batched changes of ``topic``'s members for the block."""
-
-    @property
-    def connected(self) -> bool:
-        """Whether the engine can be reached now (see :attr:`Hub.connected`)."""
 
 
 class Hub:
@@ -223,6 +187,7 @@ class Hub:
         topic: str,
         *,
         since: str | None = None,
+        last: int = 0,
         max_buffer: int | None = None,
         on_overflow: OverflowPolicy | None = None,
     ) -> AbstractAsyncContextManager[Subscription]:
@@ -242,7 +207,18 @@ class Hub:
         old, or from another epoch, e.g. Redis restarted without persistence;
         the subscription then starts live).  A malformed ``since`` raises
         ValueError before anything is subscribed.
+
+        ``last=N`` (a new page, as opposed to a resume): the subscription first
+        returns the topic's newest messages, at most ``N`` and at most what the
+        history holds (``history``; none with ``history=0`` or once they
+        expired), oldest first, then live ones, with no duplicate and no gap at
+        the switch.  ``subscription.position`` starts just before the first
+        replayed message (resuming from it replays them again) and
+        ``recovered`` is True.  Give ``since`` or ``last``, not both
+        (ValueError).
         """
+        if last:
+            check_last(since, last)
         subscription = Subscription(
             topic,
             self.max_buffer if max_buffer is None else max_buffer,
@@ -252,9 +228,9 @@ class Hub:
         )
         # (A plain object, not an @asynccontextmanager: no async generator and
         # frame per subscriber, about 400 bytes.)
-        return Subscribing(subscription, since, self._join, self._remove)
+        return Subscribing(subscription, since, last, self._join, self._remove)
 
-    async def _join(self, subscription: Subscription, since: str | None) -> None:
+    async def _join(self, subscription: Subscription, since: str | None, last: int) -> None:
         """Subscribing's entry: register ``subscription``, then where it starts."""
         if not self._running:
             raise RuntimeError(
@@ -270,7 +246,7 @@ class Hub:
             await self._backend.watch(topic)
         else:
             subscribers.add(subscription)
-        await self._backend.start(subscription, since)
+        await self._backend.start(subscription, since, last)
 
     def presence(self, topic: str, key: str, info: Any = None) -> AbstractAsyncContextManager[None]:
         """Be present in ``topic`` as ``key`` (e.g. a user id) for the block.

@@ -144,13 +144,20 @@ class MemoryBackend:
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()
 
-    async def start(self, subscription: Subscription, since: str | None) -> None:
-        """Give ``subscription`` its starting position and the history after ``since``."""
+    async def start(self, subscription: Subscription, since: str | None, last: int) -> None:
+        """Give ``subscription`` its starting position and the history after
+        ``since`` (or its ``last`` newest messages)."""
         head = self._head
         # History on: the topic's log, made (knowing nothing before now) if it
         # had none: a later resume from here finds it, unless it expired.
         log = self._touch(subscription.topic, self._counter) if self.history else None
         if since is None:
+            if last and log is not None and log.entries:
+                newest = list(log.entries)[-last:]
+                # Just before the first one: a resume from there replays them.
+                before = f"{self.epoch}:{newest[0][0] - 1}"
+                subscription.begin(before, [shared for _, shared in newest], recovered=True)
+                return
             subscription.begin(head, [], recovered=True)
             return
         epoch, after = parse_position(since)

@@ -14,7 +14,14 @@ from __future__ import annotations
 import re
 import secrets
 
-__all__ = ["LAST_POSITION_LIFETIME", "UNKNOWN_EPOCH", "new_epoch", "offset_key", "parse_position"]
+__all__ = [
+    "LAST_POSITION_LIFETIME",
+    "UNKNOWN_EPOCH",
+    "check_last",
+    "new_epoch",
+    "offset_key",
+    "parse_position",
+]
 
 _POSITION = re.compile(r"([0-9a-f]{16}):([0-9]{1,19})")
 #: The epoch of a position made while the epoch was unknown (Redis unreachable
@@ -49,6 +56,21 @@ def parse_position(position: object) -> tuple[str, int]:
         )
     epoch, offset = match.groups()
     return epoch, int(offset)
+
+
+def check_last(since: object, last: object) -> None:
+    """ValueError unless ``last`` is a count of messages (an int >= 0) given
+    without ``since``, naming what is wrong."""
+    if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+        raise ValueError(
+            f"last={last!r}: give how many of the topic's newest messages to return "
+            "first (an int >= 0)"
+        )
+    if since is not None and last:
+        raise ValueError(
+            f"since={since!r} and last={last!r}: give since (resume after a position) "
+            "or last (a new subscriber's recent messages), not both"
+        )
 
 
 def offset_key(position: str | None) -> int:

@@ -34,7 +34,7 @@ import coredis
 import trio
 from coredis.retry import NoRetryPolicy
 
-from ._hub import HubUnavailable
+from ._backend import HubUnavailable
 from ._positions import UNKNOWN_EPOCH, new_epoch
 from ._presence import PresenceChanges
 from ._redis_codec import decode, decode_live, encode
@@ -292,8 +292,9 @@ class RedisBackend:
         self.epoch = epoch
         return f"{epoch}:{offset}"
 
-    async def start(self, subscription: Subscription, since: str | None) -> None:
-        """Read the topic's head (and the history after ``since``) in one script."""
+    async def start(self, subscription: Subscription, since: str | None, last: int) -> None:
+        """Read the topic's head (and the history after ``since``, or its ``last``
+        newest messages) in one script."""
         topic = subscription.topic
         # Without the listener the fence never comes back.  With nothing to
         # replay, no wait: the subscription receives once the listener is back.
@@ -306,7 +307,7 @@ class RedisBackend:
         try:
             with trio.fail_after(PUBLISH_TIMEOUT):
                 assert self._scripts is not None
-                start = await self._scripts.start(topic, since, 0, token, new_epoch())
+                start = await self._scripts.start(topic, since, last, token, new_epoch())
                 # Every message published before the script is now in the buffer,
                 # where begin() drops what the replay (or the head) covers.
                 await fence.wait()
@@ -315,8 +316,7 @@ class RedisBackend:
             self._start_unconfirmed(subscription, since, summary(exc))
             return
         self.epoch = start.epoch
-        position = since if since is not None and start.recovered else start.head
-        subscription.begin(position, start.replay, start.recovered)
+        subscription.begin(start.position(since), start.replay, start.recovered)
 
     def _start_unconfirmed(self, subscription: Subscription, since: str | None, why: str) -> None:
         """Redis cannot say where the subscription starts: fail, unless nothing is lost."""

@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 
 from .._connection._frames import Broadcast
-from ._positions import LAST_POSITION_LIFETIME
+from ._positions import LAST_POSITION_LIFETIME, offset_key
 from ._redis_codec import decode
 
 __all__ = [
@@ -187,6 +187,15 @@ class Start:
     head: str
     recovered: bool
     replay: list[Broadcast]
+
+    def position(self, since: str | None) -> str:
+        """Where the subscription starts: ``since`` if recovered, else the head;
+        without ``since``, just before the replayed newest messages (if any)."""
+        if since is not None:
+            return since if self.recovered else self.head
+        if self.replay:
+            return f"{self.epoch}:{offset_key(self.replay[0].position) - 1}"
+        return self.head
 
 
 def parse_start(reply: Any) -> Start:

@@ -334,28 +334,30 @@ class Subscribing:
     """What ``hub.subscribe()`` returns: ``async with`` it to hold the subscription.
 
     Entering joins the hub (``join``: registers the subscription, then asks the
-    backend where it starts) and gives the :class:`Subscription`; leaving, by
+    backend where it starts: after ``since``, or with the ``last`` newest messages) and gives the :class:`Subscription`; leaving, by
     any exit, removes it (``leave``), also when joining failed or was cancelled.
     """
 
-    __slots__ = ("_join", "_leave", "_since", "_subscription")
+    __slots__ = ("_join", "_last", "_leave", "_since", "_subscription")
 
     def __init__(
         self,
         subscription: Subscription,
         since: str | None,
-        join: Callable[[Subscription, str | None], Awaitable[None]],
+        last: int,
+        join: Callable[[Subscription, str | None, int], Awaitable[None]],
         leave: Callable[[Subscription], None],
     ) -> None:
         self._subscription = subscription
         self._since = since
+        self._last = last
         self._join = join
         self._leave = leave
 
     async def __aenter__(self) -> Subscription:
         subscription = self._subscription
         try:
-            await self._join(subscription, self._since)
+            await self._join(subscription, self._since, self._last)
         except BaseException:
             self._leave(subscription)
             raise

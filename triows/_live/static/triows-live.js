@@ -65,6 +65,9 @@
       this.presence = Boolean(options.presence);
       this.options = options;
       this.active = true;
+      // Until the server first confirms the subscription, a topic without a
+      // position asks for its `last` newest messages (once: later subscribes resume).
+      this.confirmed = false;
     }
 
     unsubscribe() {
@@ -130,7 +133,9 @@
 
     /**
      * Follow `topic`.  Options: `since` (a position to resume from),
-     * `presence` (join the member list and follow it), and callbacks
+     * `last` (without `since`: first receive the topic's newest messages, at
+     * most `last` and what the server's history holds; a new page's recent
+     * messages), `presence` (join the member list and follow it), and callbacks
      * `onMessage(data, {topic, position})`, `onSubscribed({position, recovered})`,
      * `onGap({position, reason})`, `onPresence(members, {joined, left})`,
      * `onError(error)`.
@@ -255,6 +260,9 @@
 
     _sendSubscribe(topic) {
       const frame = { type: "subscribe", topic: topic.name, since: topic.position };
+      if (topic.position === null && !topic.confirmed && topic.options.last) {
+        frame.last = topic.options.last;
+      }
       if (topic.presence) frame.presence = true;
       this._send(frame);
     }
@@ -302,6 +310,7 @@
           if (topic) {
             const resumed = topic.position !== null;
             topic.position = frame.position;
+            topic.confirmed = true;
             topic._call("onSubscribed", { position: frame.position, recovered: frame.recovered });
             if (resumed && frame.recovered === false) {
               topic._call("onGap", { position: frame.position, reason: "history" });
@@ -374,6 +383,7 @@
         if (frame.code === "invalid_position") {
           // A position this server cannot read: follow from now, and say so.
           topic.position = null;
+          topic.confirmed = true; // from now: no `last` replay after a gap
           topic._call("onGap", { position: null, reason: "invalid_position" });
           this._sendSubscribe(topic);
           return;
