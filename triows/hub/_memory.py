@@ -9,6 +9,7 @@ the process) is recognised as foreign: ``recovered=False``, never "nothing new".
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,8 @@ class MemoryBackend:
         #: recently touched first, so a resume at that position is still known
         #: to have missed nothing.
         self._lasts: dict[str, tuple[float, int]] = {}
+        #: When the oldest record expires (inf: no record).
+        self._lasts_due = math.inf
 
     async def run(self, hub: Hub, *, task_status: trio.TaskStatus[None]) -> None:
         self._hub = hub
@@ -110,15 +113,27 @@ class MemoryBackend:
         known up to its last position if one is recorded, else up to
         ``known_after``); expires the logs and records unused too long."""
         now = trio.current_time()
-        self._expire(now)
-        log = self._logs.pop(topic, None)
-        if log is None:
+        deadline = now - self.history_ttl
+        logs = self._logs
+        log = logs.pop(topic, None)
+        if log is None or log.touched <= deadline:
+            log = self._renew(topic, log, known_after)
+        log.touched = now
+        logs[topic] = log
+        # (The newest is not expired: the front is checked without a loop.)
+        if next(iter(logs.values())).touched <= deadline or now >= self._lasts_due:
+            self._expire(now)
+        return log
+
+    def _renew(self, topic: str, expired: TopicLog | None, known_after: int) -> TopicLog:
+        """A new log for ``topic``: nothing known up to its last position (from
+        its ``expired`` log or its record), or up to ``known_after``."""
+        if expired is not None:
+            evicted = expired.entries[-1][0] if expired.entries else expired.evicted
+        else:
             record = self._lasts.pop(topic, None)
             evicted = known_after if record is None else record[1]
-            log = TopicLog(deque(maxlen=self.history), evicted=evicted)
-        log.touched = now
-        self._logs[topic] = log
-        return log
+        return TopicLog(deque(maxlen=self.history), evicted=evicted)
 
     def _expire(self, now: float) -> None:
         """Drop the messages of topics unused for history_ttl (keeping each one's
@@ -134,12 +149,15 @@ class MemoryBackend:
             del logs[topic]
             entries = log.entries
             lasts[topic] = (log.touched, entries[-1][0] if entries else log.evicted)
-        deadline = now - self.history_ttl * LAST_POSITION_LIFETIME
+        lifetime = self.history_ttl * LAST_POSITION_LIFETIME
         while lasts:
             topic = next(iter(lasts))
-            if lasts[topic][0] > deadline:
-                break
+            touched = lasts[topic][0]
+            if touched > now - lifetime:
+                self._lasts_due = touched + lifetime
+                return
             del lasts[topic]
+        self._lasts_due = math.inf
 
     async def watch(self, topic: str) -> None:
         await trio.lowlevel.checkpoint()
