@@ -1,7 +1,8 @@
 """A new page's recent messages on the live route (``subscribe`` with ``last``).
 
-In memory (TestClient), over real sockets on every backend (trio-websocket),
-and with the shipped JS client under Node: the topic's newest messages, then
+In memory (TestClient), over real sockets on every backend (trio-websocket; in
+memory and through a real redis-server), and with the shipped JS client under
+Node: the topic's newest messages, then
 live ones, no duplicate, no gap; a resume from the ``subscribed`` position
 replays them again; bad requests get precise errors and the connection stays.
 """
@@ -21,8 +22,11 @@ from triows.testing import TestClient
 
 from .conftest import Backend
 from .live_apps import Frames, live_app
+from .redis_server import RedisServer, redis_server
 from .tcp_proxy import tcp_proxy
 from .test_live_node import Lines
+
+__all__ = ["redis_server"]
 
 
 async def test_last_in_memory_then_resume_from_the_subscribed_position() -> None:
@@ -141,3 +145,32 @@ async def test_js_client_under_node_gets_the_recent_messages_once(
             process.kill()
             await process.wait()
     assert done == {"done": list(range(5, 5 + count)), "gaps": []}
+
+
+async def test_last_through_redis_on_another_server(
+    redis_server: RedisServer, backend: Backend
+) -> None:
+    # Published through one server's hub; a new client of another server sharing
+    # the Redis gets the recent messages from the Stream, then live ones.
+    first, second = live_app(url=redis_server.url), live_app(url=redis_server.url)
+    hub = first.hub
+    assert hub is not None
+    async with backend.serve(first), backend.serve(second) as served:
+        with trio.fail_after(10):
+            while not hub.connected:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        for n in range(20):
+            await hub.publish("room", n)
+        async with served.connect("/live") as ws:
+            frames = Frames(ws.get_message)
+            await frames.until(type="welcome")
+            await ws.send_message(json.dumps({"type": "subscribe", "topic": "room", "last": 5}))
+            subscribed = await frames.until(type="subscribed")
+            await hub.publish("room", 20)
+            assert [m["data"] for m in await frames.messages("room", 6)] == list(range(15, 21))
+            await ws.send_message(json.dumps({"type": "unsubscribe", "topic": "room"}))
+            await frames.until(type="unsubscribed")
+            resume = {"type": "subscribe", "topic": "room", "since": subscribed["position"]}
+            await ws.send_message(json.dumps(resume))
+            assert (await frames.until(type="subscribed"))["recovered"] is True
+            assert [m["data"] for m in await frames.messages("room", 6)] == list(range(15, 21))
