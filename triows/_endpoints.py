@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import trio
 
+from . import _tracing as tracing
 from ._asgi import serve_asgi_websocket
 from ._connection._options import WebSocketOptions
 from ._connection._state import Ending
@@ -30,7 +31,6 @@ from ._runner import refuse, run_view
 from ._serving._drain import RETRY_AFTER, close_in_batches
 from ._serving._logs import ClientWarnings, client_address, logger
 from ._sessions import SessionConfig
-from ._tracing import connection_span
 from ._types import ASGIApp, Scope
 
 __all__ = ["AllCodes", "Mount", "OriginPolicy", "WebSocketEndpoints", "WebSocketRoute"]
@@ -281,11 +281,13 @@ class WebSocketEndpoints:
             refusal = limits.admit(ws.client)
             if refusal is not None:
                 return self._refuse_over_limit(ws, *refusal)
-        span = connection_span(route.pattern.text, ws)  # None unless OpenTelemetry is set up
+        tracer = tracing.current_tracer()  # None unless OpenTelemetry is set up
         # From here run_view's ``finally`` calls _ended (the caller awaits at once).
         self.live.add(ws)
         running = run_view(ws, route.view, kwargs, resolve, self.warnings, self._ended)
-        return running if span is None else span.run(running)
+        if tracer is None:
+            return running
+        return tracing.ConnectionSpan(tracer, route.pattern.text, ws).run(running)
 
     def _ended(self, ws: WebSocket) -> None:
         """A view's run is over (its outcome applied): forget the connection."""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ._connection._websocket import WebSocket
 
-__all__ = ["ConnectionSpan", "call_span", "connection_span", "current_tracer"]
+__all__ = ["ConnectionSpan", "call_span", "current_tracer"]
 
 #: The instrumentation scope's name.
 TRACER_NAME = "triows"
@@ -55,26 +55,47 @@ _api: _API | None = None
 _api_tried = False
 #: (provider, its tracer): a global provider is set at most once, so this is reused.
 _cached: tuple[Any, Tracer] | None = None
+#: A ProxyTracerProvider of our own, asked per connection while no provider is set:
+#: it hands out a ProxyTracer until the application sets one, and then the real
+#: provider's tracer, without reading the environment (``get_tracer_provider()``
+#: looks up OTEL_PYTHON_TRACER_PROVIDER in ``os.environ`` on every call until a
+#: provider is set: two KeyErrors raised and caught per connection).
+_probe: Any = None
 
 
 def api() -> _API | None:
-    """opentelemetry-api, or None when it is not installed (imported once)."""
-    global _api, _api_tried
+    """opentelemetry-api, or None when it is not installed (imported once).
+
+    The first import also asks for the global provider once, as OpenTelemetry's
+    own first use would: a provider named by OTEL_PYTHON_TRACER_PROVIDER (read
+    at that moment) is loaded and set then.
+    """
+    global _api, _api_tried, _probe
     if not _api_tried:
         _api, _api_tried = _import_api(), True
+        if _api is not None:
+            _probe = _api.trace.ProxyTracerProvider()
+            _api.trace.get_tracer_provider()
     return _api
 
 
 def current_tracer() -> Tracer | None:
-    """The tracer of the application's configured provider; None without one."""
+    """The tracer of the application's configured provider; None without one.
+
+    A provider the application sets at run time (``trace.set_tracer_provider``)
+    applies from the next connection on.  Until one is set this costs one
+    ProxyTracer (no environment lookup, no exception).
+    """
     global _cached
     otel = _api if _api_tried else api()  # (one call less per connection)
     if otel is None:
         return None
-    provider = otel.trace.get_tracer_provider()
-    if isinstance(provider, otel.trace.ProxyTracerProvider):
-        return None  # opentelemetry-api without a configured SDK: nothing to record
     cached = _cached
+    if cached is None and isinstance(_probe.get_tracer(TRACER_NAME), otel.trace.ProxyTracer):
+        return None  # opentelemetry-api without a configured SDK: nothing to record
+    provider = otel.trace.get_tracer_provider()  # set: no environment lookup
+    if isinstance(provider, otel.trace.ProxyTracerProvider):
+        return None
     if cached is None or cached[0] is not provider:
         from . import __version__
 
@@ -83,7 +104,11 @@ def current_tracer() -> Tracer | None:
 
 
 class ConnectionSpan:
-    """A WebSocket connection's span: started at its handshake, ended at its close."""
+    """A WebSocket connection's span: started at its handshake, ended at its close.
+
+    Made for ``ws`` (its route pattern as ``http.route``) only when
+    :func:`current_tracer` gave a tracer.
+    """
 
     __slots__ = ("_api", "_span", "_ws")
 
@@ -131,12 +156,6 @@ class ConnectionSpan:
             span.record_exception(error)
             span.set_status(self._api.trace.StatusCode.ERROR, type(error).__name__)
         span.end()
-
-
-def connection_span(route: str, ws: WebSocket) -> ConnectionSpan | None:
-    """A span for ``ws`` (its route pattern as ``http.route``); None when not tracing."""
-    tracer = current_tracer()
-    return None if tracer is None else ConnectionSpan(tracer, route, ws)
 
 
 @contextmanager

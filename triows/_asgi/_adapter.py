@@ -60,12 +60,18 @@ def request_from_scope(scope: Scope) -> HandshakeRequest:
         if name == b"sec-websocket-extensions":
             offered = [item.strip() for item in value.decode("latin-1").split(",")]
             extensions = [*extensions, *filter(None, offered)]
+    # A server's own (host, port) tuple (hypercorn's) is kept, tested inline (no call).
+    client, server = scope.get("client"), scope.get("server")
+    if not (client.__class__ is tuple and len(client) == 2 and client[1].__class__ is int):
+        client = _address(client)
+    if not (server.__class__ is tuple and len(server) == 2 and server[1].__class__ is int):
+        server = _address(server)
     return HandshakeRequest(
         path=scope["path"],
         query_string=scope.get("query_string", b""),
         headers=headers,
-        client=_address(scope.get("client")),
-        server=_address(scope.get("server")),
+        client=client,
+        server=server,
         scheme=scope.get("scheme") or "ws",
         raw_path=scope.get("raw_path"),
         root_path=scope.get("root_path", ""),

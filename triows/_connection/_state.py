@@ -380,6 +380,9 @@ class Lifecycle:
         return NOTHING
 
     def _error_outcome(self, error: BaseException) -> Outcome:
+        if type(error) is WebSocketDisconnect:  # the usual end: no list, no generator
+            self.client_code = error.code if self.client_code is None else self.client_code
+            return self._departure_outcome(self.catches(error.code))
         disconnects = [error] if isinstance(error, WebSocketDisconnect) else disconnects_in(error)
         if disconnects is not None:
             caught = all(self.catches(d.code) for d in disconnects)

@@ -75,7 +75,8 @@ class WebSocket(WebSocketBase):
         try:
             data = await self._transport.receive()
         except ClientGone as gone:
-            lifecycle.client_left(gone.code, gone.reason)
+            if lifecycle.client_code is None:  # (else the departure callback recorded it)
+                lifecycle.client_left(gone.code, gone.reason)
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
@@ -133,7 +134,8 @@ class WebSocket(WebSocketBase):
         try:
             data = await self._transport.receive()
         except ClientGone as gone:
-            lifecycle.client_left(gone.code, gone.reason)
+            if lifecycle.client_code is None:  # (else the departure callback recorded it)
+                lifecycle.client_left(gone.code, gone.reason)
             raise lifecycle.input_drained() from None
         finally:
             lifecycle.receivers -= 1
