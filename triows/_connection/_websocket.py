@@ -187,8 +187,14 @@ class WebSocket(WebSocketBase):
                 await transport.send(batch)
             except ClientGone as gone:
                 self._gone(gone)
-        if self._counters is not None:
-            self._counters.count_one(prepared)
+        counters = self._counters
+        if counters is not None:
+            if message.__class__ is not Broadcast:
+                counters.count_one(prepared)
+            elif counters.shared is prepared:  # a Broadcast's run, counted in line
+                counters.shared_sends += 1
+            else:
+                counters.count_shared(prepared)
         if perf_counter_ns() >= self._pace.due:
             await self._pace.yield_now()  # bounded unfairness (the message stays written)
 
@@ -230,8 +236,12 @@ class WebSocket(WebSocketBase):
             return False
         if not self._transport.send_now([prepared]):
             return False
-        if self._counters is not None:
-            self._counters.count_one(prepared)
+        counters = self._counters
+        if counters is not None:  # a hub's delivery: the run of a shared message, in line
+            if counters.shared is prepared:
+                counters.shared_sends += 1
+            else:
+                counters.count_shared(prepared)
         return True
 
     def idle(self) -> Awaitable[bool]:

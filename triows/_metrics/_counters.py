@@ -2,7 +2,10 @@
 
 One :class:`RouteCounters` per WebSocket route (labelled by its pattern,
 never by a raw path: bounded label cardinality) is shared by that route's
-connections: a message received or sent is two integer additions on it.
+connections: a message received or sent is two integer additions on it,
+and a shared message (a :class:`~triows.Broadcast`'s, a hub delivery's)
+handed to subscriber after subscriber is one small-int addition each
+(:attr:`RouteCounters.shared_sends`), folded into the totals once per message.
 Per-connection events (a handshake answered, a connection ended) update the
 same object and :class:`Counters`' close codes.  Nothing here calls
 prometheus-client on the message path; the exporter reads these ints when
@@ -36,7 +39,11 @@ def payload_size(data: str | bytes) -> int:
 
 @attrs.define(slots=True, eq=False)
 class RouteCounters:
-    """One route's counters since the App started (``active``: open now)."""
+    """One route's counters since the App started (``active``: open now).
+
+    Read :attr:`sent` and :attr:`sent_bytes` (exact at any moment); the
+    ``settled`` fields leave out the current run of :attr:`shared`.
+    """
 
     route: str
     active: int = 0
@@ -44,23 +51,59 @@ class RouteCounters:
     refused: int = 0
     received: int = 0
     received_bytes: int = 0
-    sent: int = 0
-    sent_bytes: int = 0
+    #: Messages sent (and their payload bytes) before the current run of ``shared``.
+    sent_settled: int = 0
+    sent_bytes_settled: int = 0
+    #: The shared message (one Prepared for many connections) handed over last,
+    #: and how many times since it took over: a hub or a Broadcast sending it
+    #: to this route's connections adds 1 here, in line, while ``shared`` is
+    #: the message (a small int for up to 256 connections: CPython allocates
+    #: nothing for it), and calls :meth:`count_shared` otherwise.  The route
+    #: keeps that one message alive until the next one takes over.
+    shared: Prepared | None = attrs.field(default=None, repr=False)
+    shared_sends: int = 0
     #: The App's counters (close codes, the handshake observer).
     app: Counters | None = attrs.field(default=None, repr=False)
 
-    def count_sent(self, batch: Sequence[Prepared]) -> None:
+    @property
+    def sent(self) -> int:
         """Messages handed to the transport."""
+        return self.sent_settled + self.shared_sends
+
+    @property
+    def sent_bytes(self) -> int:
+        """Their payload bytes (UTF-8 for text)."""
+        shared = self.shared
+        run = 0 if shared is None else self.shared_sends * shared.size()
+        return self.sent_bytes_settled + run
+
+    def count_sent(self, batch: Sequence[Prepared]) -> None:
+        """Messages handed to the transport: one addition to each total per batch."""
+        size = 0
         for prepared in batch:
-            self.count_one(prepared)
+            data = prepared.data
+            size += len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
+        self.sent_settled += len(batch)
+        self.sent_bytes_settled += size
 
     def count_one(self, prepared: Prepared) -> None:
         """One message handed to the transport (non-ASCII text: size cached on the frame)."""
-        self.sent += 1
+        self.sent_settled += 1
         data = prepared.data
-        self.sent_bytes += (
+        self.sent_bytes_settled += (
             len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
         )
+
+    def count_shared(self, prepared: Prepared) -> None:
+        """One shared message handed over, when it is not the current run's: the
+        run so far goes into the totals, ``prepared`` starts one."""
+        shared = self.shared
+        if shared is not None:
+            sends = self.shared_sends
+            self.sent_settled += sends
+            self.sent_bytes_settled += sends * shared.size()
+        self.shared = prepared
+        self.shared_sends = 1
 
     def answered(self, lifecycle: Lifecycle, accepted: bool) -> None:
         """The handshake was answered: accepted (101) or refused (an HTTP status)."""
