@@ -154,6 +154,37 @@ async def test_trio_client_survives_drops_with_no_loss_and_no_duplicate(backend:
     assert states[-1] == "closed"
 
 
+async def test_trio_client_last_then_resumes_without_replaying(backend: Backend) -> None:
+    # A new subscriber's last=3 gives the 3 newest messages once: after a drop the
+    # client resumes from its position (asking for them again would repeat 7, 8, 9).
+    app = live_app(history=50)
+    hub = app.hub
+    assert hub is not None
+    async with backend.serve(app) as served, tcp_proxy(_port(served.url())) as proxy:
+        for n in range(10):
+            await hub.publish("room", n)
+        url = _through(proxy, served.url("/live"))
+        async with (
+            connect(url, ssl_context=served.ssl_context, min_delay=0.01, max_delay=0.05) as live,
+            live.subscribe("room", last=3) as room,
+        ):
+            with trio.fail_after(10):
+                replayed = [await room.receive() for _ in range(3)]
+                assert all(isinstance(e, Message) for e in replayed), replayed
+                assert [e.data for e in replayed if isinstance(e, Message)] == [7, 8, 9]
+                first = room.position
+                assert proxy.drop() == 1
+                while live.connections < 2:  # noqa: ASYNC110
+                    await trio.sleep(0.005)
+                await hub.publish("room", 10)
+                event = await room.receive()
+            assert isinstance(event, Message) and event.data == 10, event
+            assert room.recovered is True
+            with pytest.raises(ValueError, match="not both"):
+                async with live.subscribe("other", since=first, last=1):
+                    pass
+
+
 async def test_trio_client_publish_with_a_lost_ack_is_published_once(backend: Backend) -> None:
     app = live_app()
     hub = app.hub

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn
 import attrs
 import trio
 
+from ..hub._positions import check_last
 from ._dispatch import dispatch
 from ._topic import LiveError, Topic
 
@@ -126,19 +127,25 @@ class LiveClient:
         topic: str,
         *,
         since: str | None = None,
+        last: int = 0,
         presence: bool = False,
         max_buffer: int = 1000,
     ) -> AsyncIterator[Topic]:
         """Follow ``topic`` for the block: from after ``since`` if given, else from now.
 
-        Enters once the server confirmed the subscription (waiting for a
-        connection if there is none); raises LiveError if it refused.  After
-        every reconnection the topic resumes from its last position.  Leaving
-        the block unsubscribes.
+        ``last`` (without ``since``): first the topic's ``last`` newest messages
+        that the server's history holds, then live ones; asked for once, at the
+        first subscription (a reconnection resumes from the topic's position and
+        does not replay them again).  Enters once the server confirmed the
+        subscription (waiting for a connection if there is none); raises
+        LiveError if it refused, ValueError at once for a negative ``last`` or
+        one given with ``since``.  After every reconnection the topic resumes
+        from its last position.  Leaving the block unsubscribes.
         """
         if topic in self.topics:
             raise RuntimeError(f"subscribe({topic!r}): this client follows it already")
-        followed = self.topics[topic] = Topic(topic, since, presence, max_buffer)
+        check_last(since, last)
+        followed = self.topics[topic] = Topic(topic, since, presence, max_buffer, last)
         try:
             await self._send_subscribe(followed)
             await followed.confirmed.wait()
@@ -271,6 +278,8 @@ class LiveClient:
 
     async def _send_subscribe(self, topic: Topic) -> None:
         frame: dict[str, Any] = {"type": "subscribe", "topic": topic.name, "since": topic.position}
+        if topic.last and topic.position is None and not topic.confirmed.is_set():
+            frame["last"] = topic.last  # the first subscription only: later ones resume
         if topic.presence:
             frame["presence"] = True
         await self._send(frame)

@@ -68,11 +68,15 @@ class Topic:
     :class:`Gap`, never a silent loss.
     """
 
-    def __init__(self, name: str, since: str | None, presence: bool, max_buffer: int) -> None:
+    def __init__(
+        self, name: str, since: str | None, presence: bool, max_buffer: int, last: int = 0
+    ) -> None:
         self.name = name
         #: The position of the last message received: where a resume starts.
         self.position = since
         self.presence = presence
+        #: How many of the topic's newest messages the first subscription asks for.
+        self.last = last
         #: ``True``/``False`` after a resume (the server's ``recovered``), else None.
         self.recovered: bool | None = None
         #: Presence: ``{key: info}`` of the members (with ``presence=True``).
