@@ -6,7 +6,10 @@ component (the docs' page) and Ajv.  It holds ``parse.cjs``, which parses a batc
 of documents and prints every diagnostic, and ``validate.cjs``, which checks
 messages against a document's payload schemas.  The first use in a checkout runs ``npm ci`` there (a few seconds;
 ``node_modules`` is ignored by git); a stamp records which lock file was installed,
-so a changed lock reinstalls.  Without node and npm, or if npm cannot install, the
+so a changed lock reinstalls.  A file lock next to ``node_modules`` makes
+concurrent test processes (pytest-xdist's workers) install once, one at a time:
+``npm ci`` empties ``node_modules`` first, so a second install must never run while
+another process uses it.  Without node and npm, or if npm cannot install, the
 test fails with npm's output: there is no skip.
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import attrs
+from filelock import FileLock
 
 __all__ = [
     "IGNORED_CODES",
@@ -34,6 +39,8 @@ __all__ = [
 
 DIRECTORY = Path(__file__).resolve().parent / "asyncapi"
 NODE_MODULES = DIRECTORY / "node_modules"
+#: Held while checking and installing NODE_MODULES (ignored by git, like NODE_MODULES).
+INSTALL_LOCK = DIRECTORY / ".install.lock"
 #: Where scripts from elsewhere (the docs' snippets) run, so that they find NODE_MODULES.
 RUN_DIRECTORY = DIRECTORY / ".run"
 INSTALL_TIMEOUT = 300.0
@@ -86,23 +93,31 @@ def ensure_installed() -> None:
     lock = (DIRECTORY / "package-lock.json").read_bytes()
     digest = hashlib.sha256(lock).hexdigest()
     stamp = NODE_MODULES / ".triows-installed-lock"
-    if not (stamp.is_file() and stamp.read_text() == digest):
-        command = [_tool("npm"), "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
-        done = subprocess.run(
-            command,
-            cwd=DIRECTORY,
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_TIMEOUT,
-            check=False,
+    if stamp.is_file() and stamp.read_text() == digest:
+        return  # the usual case, without the lock: the stamp is written last
+    with FileLock(INSTALL_LOCK, timeout=INSTALL_TIMEOUT + 60):
+        if not (stamp.is_file() and stamp.read_text() == digest):
+            _install(digest, stamp)
+
+
+def _install(digest: str, stamp: Path) -> None:
+    """``npm ci`` in DIRECTORY, then the stamp (the caller holds INSTALL_LOCK)."""
+    command = [_tool("npm"), "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
+    done = subprocess.run(
+        command,
+        cwd=DIRECTORY,
+        capture_output=True,
+        text=True,
+        timeout=INSTALL_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"npm ci in {DIRECTORY} failed with status {done.returncode}; the AsyncAPI "
+            f"validity tests need the npm registry once per checkout:\n"
+            f"{done.stdout}\n{done.stderr}"
         )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"npm ci in {DIRECTORY} failed with status {done.returncode}; the AsyncAPI "
-                f"validity tests need the npm registry once per checkout:\n"
-                f"{done.stdout}\n{done.stderr}"
-            )
-        stamp.write_text(digest)
+    stamp.write_text(digest)
 
 
 def run_script(script: Path, *args: str) -> str:
@@ -111,7 +126,11 @@ def run_script(script: Path, *args: str) -> str:
     ensure_installed()
     RUN_DIRECTORY.mkdir(exist_ok=True)
     copy = RUN_DIRECTORY / script.name
-    copy.write_bytes(script.read_bytes())
+    # Written aside, then renamed: a node process of another test process that runs
+    # the same script never reads a half-written copy.
+    partial = RUN_DIRECTORY / f".{script.name}.{os.getpid()}"
+    partial.write_bytes(script.read_bytes())
+    partial.replace(copy)
     done = subprocess.run(
         [_tool("node"), str(copy), *args],
         cwd=RUN_DIRECTORY,
