@@ -6,8 +6,11 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import trio
+import trio.testing
 
 import triows
+from triows._asgi import Pumps
+from triows._asgi._pumps import PUMP_TICK
 from triows.testing import TestClient
 
 
@@ -104,3 +107,53 @@ async def test_without_a_lifespan_every_connection_gets_its_pump() -> None:
             await to_app.send({"type": "websocket.disconnect", "code": 1000})
             await ended.wait()
     assert sent[0]["type"] == "websocket.accept"
+
+
+class _Listed:
+    """What Pumps reads of a connection (an ASGITransport's public fields)."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self.pumped = False
+        self.away_since = 0
+        self.listed: Pumps | None = None
+        self.pumps_started = 0
+
+    def start_pump(self, nursery: trio.Nursery) -> None:
+        self.pumps_started += 1
+        self.pumped = True
+
+
+async def test_views_on_their_way_into_the_server_cost_no_tick() -> None:
+    # A new connection whose view enters receive() at once (the usual handshake):
+    # the Pumps task lets it get there and drops it, without a timer.
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            pumps = Pumps(nursery)
+            nursery.start_soon(pumps.run)
+            await trio.testing.wait_all_tasks_blocked()  # it waits for a first listing
+            for _ in range(5):
+                connection = _Listed()
+                pumps.left(connection)  # type: ignore[arg-type]
+                await trio.lowlevel.checkpoint()
+                connection.busy = 1  # the view reached the server's receive()
+                await _until(lambda: not pumps.away, "the busy connection dropped")
+                await trio.sleep(PUMP_TICK * 2)  # a quiet spell between connections
+                assert connection.listed is None
+            assert pumps.generation == 0  # no tick at all
+            assert connection.pumps_started == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_view_that_stays_away_gets_its_pump_within_two_ticks() -> None:
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            pumps = Pumps(nursery)
+            nursery.start_soon(pumps.run)
+            connection = _Listed()
+            started = trio.current_time()
+            pumps.left(connection)  # type: ignore[arg-type]
+            await _until(lambda: connection.pumps_started == 1, "a pump for the away view")
+            assert trio.current_time() - started < 3 * PUMP_TICK
+            assert pumps.generation == 2 and not pumps.away
+            nursery.cancel_scope.cancel()

@@ -38,17 +38,13 @@ from .._connection._pacing import NEVER_DUE, Pace
 from .._connection._transport import ClientGone, DepartureCallback, HandshakeRequest, RawHeaders
 from .._serving._inbox import Inbox
 from .._types import Message, Receive, Scope, Send
+from ._pumps import Pumps
 
-__all__ = ["ASGITransport", "Pumps"]
+__all__ = ["ASGITransport"]
 
 #: After a send failed, how long to wait for the pump to read the server's
 #: disconnect event (which carries the client's close code), when it can.
 DEPARTURE_WAIT: Final = 0.5
-#: How often :class:`Pumps` looks for views away from their connection: a view
-#: seen away at one look and still away at the next gets a pump (so 50-100 ms
-#: after it left).  A view that is only between two calls at a look (its
-#: handshake, an echo loop's send) is back by the next one and gets none.
-PUMP_TICK: Final = 0.05
 
 
 def request_from_scope(scope: Scope) -> HandshakeRequest:
@@ -91,58 +87,6 @@ def _address(address: Any) -> tuple[str, int] | None:
     if address.__class__ is tuple and len(address) == 2 and address[1].__class__ is int:
         return address
     return (str(address[0]), int(address[1] or 0))
-
-
-class Pumps:
-    """Starts receive pumps for views away from their connection: one task per App.
-
-    ``run`` in the App's nursery; pumps start in that nursery too, and each
-    ends with its connection (:meth:`ASGITransport.finished`).
-    """
-
-    __slots__ = ("_wakeup", "away", "generation", "nursery")
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self.nursery = nursery
-        #: Connections without a pump whose view was last seen leaving them.
-        self.away: set[ASGITransport] = set()
-        #: Ticks so far: a connection records the one it was left in.
-        self.generation = 0
-        self._wakeup = trio.Event()
-
-    def left(self, transport: ASGITransport) -> None:
-        """``transport``'s view stopped reading and sending, and it is not listed yet.
-
-        A listed connection stays listed while its view comes and goes (it only
-        records when it last left, per call: no set operation per message) until a
-        tick finds it busy, pumped or away long enough.
-        """
-        transport.away_since = self.generation
-        transport.listed = self
-        away = self.away
-        if not away:
-            self._wakeup.set()
-        away.add(transport)
-
-    async def run(self) -> None:
-        """Every tick, start a pump for each view away since before the last tick."""
-        while True:
-            if not self.away:
-                self._wakeup = trio.Event()
-                await self._wakeup.wait()
-            await trio.sleep(PUMP_TICK)
-            self.generation += 1
-            # Left before the last tick (recorded in an earlier generation) and
-            # not back since: away for a whole tick.
-            threshold = self.generation - 2
-            for transport in list(self.away):
-                if transport.busy or transport.pumped:
-                    self.away.discard(transport)  # back (it lists itself when it next leaves)
-                    transport.listed = None
-                elif transport.away_since <= threshold:
-                    self.away.discard(transport)
-                    transport.listed = None
-                    transport.start_pump(self.nursery)
 
 
 class ASGITransport:
