@@ -278,10 +278,17 @@ class ASGITransport:
         event: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers:
             event["headers"] = list(headers)
+        self.busy += 1  # in the server (a Pumps look drops the connection meanwhile)
         try:
             await self._send(event)
         except OSError:
             raise await self._after_failed_send() from None
+        finally:
+            self.busy -= 1
+            if self.listed is not None:
+                self.away_since = self.listed.generation
+            elif not self.busy:
+                self._back()
 
     async def refuse(self, status: int, headers: RawHeaders, body: bytes) -> None:
         extensions = self.request.scope.get("extensions") or {}
