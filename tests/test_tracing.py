@@ -274,3 +274,23 @@ def test_without_opentelemetry_installed_connections_are_served(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["hi", "None"]
+
+
+def test_a_provider_named_in_the_environment_is_used() -> None:
+    # OTEL_PYTHON_TRACER_PROVIDER, read once (the first connection asks for the API),
+    # as OpenTelemetry's own first use would; no environment lookup per connection.
+    code = (
+        "from triows import _tracing\n"
+        "tracer = _tracing.current_tracer()\n"
+        "print(type(tracer).__module__, _tracing.current_tracer() is tracer)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["opentelemetry.sdk.trace", "True"]
