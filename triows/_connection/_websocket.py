@@ -188,10 +188,14 @@ class WebSocket(WebSocketBase):
             except ClientGone as gone:
                 self._gone(gone)
         counters = self._counters
-        if counters is not None:
+        if counters is not None:  # counted in line (RouteCounters: the per-message path)
             if message.__class__ is not Broadcast:
-                counters.count_one(prepared)
-            elif counters.shared is prepared:  # a Broadcast's run, counted in line
+                counters.sent_settled += 1
+                data = prepared.data
+                counters.sent_bytes_settled += (
+                    len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
+                )
+            elif counters.shared is prepared:  # a Broadcast's run
                 counters.shared_sends += 1
             else:
                 counters.count_shared(prepared)

@@ -51,7 +51,9 @@ class RouteCounters:
     refused: int = 0
     received: int = 0
     received_bytes: int = 0
-    #: Messages sent (and their payload bytes) before the current run of ``shared``.
+    #: Messages sent (and their payload bytes) before the current run of
+    #: ``shared``: ``ws.send()`` adds to them in line, a batch once
+    #: (:meth:`count_sent`); non-ASCII text's size is cached on its Prepared.
     sent_settled: int = 0
     sent_bytes_settled: int = 0
     #: The shared message (one Prepared for many connections) handed over last,
@@ -85,14 +87,6 @@ class RouteCounters:
             size += len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
         self.sent_settled += len(batch)
         self.sent_bytes_settled += size
-
-    def count_one(self, prepared: Prepared) -> None:
-        """One message handed to the transport (non-ASCII text: size cached on the frame)."""
-        self.sent_settled += 1
-        data = prepared.data
-        self.sent_bytes_settled += (
-            len(data) if data.__class__ is bytes or data.isascii() else prepared.size()
-        )
 
     def count_shared(self, prepared: Prepared) -> None:
         """One shared message handed over, when it is not the current run's: the
