@@ -16,9 +16,38 @@ import attrs
 import pytest
 import trio
 import trio_websocket
+from xdist.scheduler import LoadGroupScheduling
 
 import triows
 from triows.testing import live_server
+
+# -- pytest-xdist: which tests share a worker ------------------------------------------
+
+#: Test modules whose tests run on one pytest-xdist worker, one after the other, by
+#: group name (scripts/test: ``-n 2 --dist loadgroup``); every other test goes to
+#: whichever worker is free.  Named here rather than with ``xdist_group`` marks,
+#: which pytest-xdist 3.8 passes on by rewriting node ids: pytest 9.2 ignores that,
+#: and the marks silently group nothing (pytest-dev/pytest-xdist#1386).
+XDIST_GROUPS = {
+    # The session fixture ``parsed``: one node process parses every document (10 to
+    # 25 s); in one worker it runs once, not once per worker.
+    "tests/test_asyncapi_parser.py": "asyncapi-parsed",
+}
+
+
+class GroupScheduling(LoadGroupScheduling):
+    """``--dist loadgroup``, with the groups of :data:`XDIST_GROUPS` as well as marks."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        group = XDIST_GROUPS.get(nodeid.split("::", 1)[0])
+        return group if group is not None else super()._split_scope(nodeid)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest -p no:xdist still runs
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` schedules by :class:`GroupScheduling`; other modes as usual."""
+    return GroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
+
 
 # -- core suite helpers (issue 2) ------------------------------------------------------
 
