@@ -10,21 +10,18 @@ replays them again; bad requests get precise errors and the connection stays.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from typing import Any
 
 import pytest
 import trio
 
-from triows._live import client_script
 from triows.testing import TestClient
 
 from .conftest import Backend
 from .live_apps import Frames, live_app
 from .redis_server import RedisServer, redis_server
 from .tcp_proxy import tcp_proxy
-from .test_live_node import Lines
+from .test_live_node import Lines, live_url_for_node, node_and_client, publish_with_drops
 
 __all__ = ["redis_server"]
 
@@ -96,11 +93,7 @@ async def test_last_over_real_sockets(backend: Backend) -> None:
 async def test_js_client_under_node_gets_the_recent_messages_once(
     backend: Backend, tmp_path: Any
 ) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: scripts/test installs Debian's nodejs (Node 20)")
-    client = tmp_path / "triows-live.js"
-    client.write_text(client_script())
+    node, client = node_and_client(tmp_path)
     app = live_app()
     hub = app.hub
     assert hub is not None
@@ -108,12 +101,7 @@ async def test_js_client_under_node_gets_the_recent_messages_once(
     async with backend.serve(app) as served, tcp_proxy(served.port) as proxy:
         for n in range(10):
             await hub.publish("recent", n)
-        env = dict(os.environ)
-        scheme = "ws"
-        if backend.certificate is not None:
-            env["NODE_EXTRA_CA_CERTS"] = str(backend.certificate[0])
-            scheme = "wss"
-        url = f"{scheme}://127.0.0.1:{proxy.port}/live"
+        url, env = live_url_for_node(backend, proxy.port)
         script = __file__.rsplit("/", 1)[0] + "/live_node_last.js"
         process = await trio.lowlevel.open_process(
             [node, "--experimental-websocket", script, str(client), url, "recent", "5", str(count)],
@@ -133,12 +121,8 @@ async def test_js_client_under_node_gets_the_recent_messages_once(
                     8,
                     9,
                 ]
-                for n in range(10, 10 + count - 5):
-                    await hub.publish("recent", n)
-                    if n % 10 == 5:
-                        proxy.drop()
-                        # Resumed from its position (no second `last` replay).
-                        assert (await lines.until("subscribed"))["subscribed"] is True
+                # Resumed from its position after each drop (no second `last` replay).
+                await publish_with_drops(hub, "recent", range(10, 10 + count - 5), proxy, lines)
                 done = await lines.until("done")
                 assert await process.wait() == 0
         finally:
