@@ -98,27 +98,32 @@ def add_loop(app: triows.App, report: dict[str, Any]) -> None:
         await ws.send("end")
 
 
+class Ticker:
+    """Another task that counts its wake-ups (each one a pass of the scheduler)."""
+
+    def __init__(self) -> None:
+        self.woke = 0
+
+    async def run(self, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        while True:
+            await trio.lowlevel.checkpoint()
+            self.woke += 1
+
+
 def add_no_yield(app: triows.App, report: dict[str, Any]) -> None:
     @app.websocket_route("/no-yield")
     async def no_yield(ws: WebSocket) -> None:
         pace = current_pace()
         due, pace.due = pace.due, time.perf_counter_ns() + 3600 * 10**9  # no slice ends
-        woke = 0
-
-        async def ticker(task_status: trio.TaskStatus[None]) -> None:
-            nonlocal woke
-            task_status.started()
-            while True:
-                await trio.lowlevel.checkpoint()
-                woke += 1
-
+        ticker = Ticker()
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(ticker)
-                start = woke
+                await nursery.start(ticker.run)
+                start = ticker.woke
                 for _ in range(100):
                     await ws.send("x")
-                report["woke"] = woke - start
+                report["woke"] = ticker.woke - start
                 nursery.cancel_scope.cancel()
         finally:
             pace.due = due
@@ -471,21 +476,13 @@ async def test_an_empty_send_many_is_a_cancel_point_only() -> None:
 
     @app.websocket_route("/empty")
     async def empty(ws: WebSocket) -> None:
-        woke = 0
-
-        async def ticker(task_status: trio.TaskStatus[None]) -> None:
-            nonlocal woke
-            task_status.started()
-            while True:
-                await trio.lowlevel.checkpoint()
-                woke += 1
-
+        ticker = Ticker()
         async with trio.open_nursery() as nursery:
-            await nursery.start(ticker)
-            start = woke
+            await nursery.start(ticker.run)
+            start = ticker.woke
             for _ in range(100):
                 await ws.send_many([])
-            report["woke"] = woke - start
+            report["woke"] = ticker.woke - start
             nursery.cancel_scope.cancel()
         with trio.CancelScope() as scope:
             scope.cancel()
