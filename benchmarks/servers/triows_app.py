@@ -20,6 +20,12 @@ subscription with ``Subscription.forward``) instead of the serial loop; ``--fano
 Redis hub, with a private ``redis-server`` this process starts on a free
 loopback port (Debian's redis-server must be installed).
 ``--metrics`` counts for Prometheus (``App(metrics=True)``): what metrics cost.
+
+Every route catches every client close code (``caught_close_codes=all``): the
+peers' views end quietly on any departure too (Starlette's catch
+WebSocketDisconnect, the raw app returns on any ``websocket.disconnect``), and
+under plain hypercorn every client's close arrives as 1006, which
+docs/deployment.md tells users to catch on routes served that way.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ async def start_hub() -> None:
         await app.nursery.start(hub.run)
 
 
-@app.websocket_route("/echo")
+@app.websocket_route("/echo", caught_close_codes=all)
 async def echo(ws: WebSocket) -> None:
     async for message in ws:
         await ws.send(message)
@@ -70,7 +76,7 @@ class Chat(msgspec.Struct):
     text: str
 
 
-@app.websocket_route("/typed", value_type=Chat)
+@app.websocket_route("/typed", value_type=Chat, caught_close_codes=all)
 async def typed(ws: WebSocket) -> None:
     # receive() decodes and validates into a Chat; send() encodes it back.
     async for message in ws:
@@ -86,10 +92,10 @@ async def echo_chat(message: Chat) -> Chat:
     return message
 
 
-app.jsonrpc_route("/rpc", rpc)
+app.jsonrpc_route("/rpc", rpc, caught_close_codes=all)
 
 
-@app.websocket_route("/sub")
+@app.websocket_route("/sub", caught_close_codes=all)
 async def sub(ws: WebSocket) -> None:
     if hub is not None:
         async with hub.subscribe("bench", max_buffer=HUB_BUFFER) as messages:
@@ -104,7 +110,7 @@ async def sub(ws: WebSocket) -> None:
         subscribers.discard(ws)
 
 
-@app.websocket_route("/pub")
+@app.websocket_route("/pub", caught_close_codes=all)
 async def pub(ws: WebSocket) -> None:
     async for command in ws:
         count = parse_go(command)
@@ -139,7 +145,7 @@ async def broadcast_without_yielding(message: triows.Broadcast) -> None:
     await trio.lowlevel.checkpoint()  # the publisher stays cancellable
 
 
-@app.websocket_route("/idle")
+@app.websocket_route("/idle", caught_close_codes=all)
 async def idle(ws: WebSocket) -> None:
     async for _ in ws:
         pass
