@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import trio
 
+from .ports import PORT_TRIES, fresh_ports
 from .raw_client import http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,17 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 120.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_scripts_docs_serves_the_site_on_loopback(tmp_path: Path) -> None:
     log = tmp_path / "docs.log"
-    for _ in range(3):  # a free port can be taken before mkdocs binds it: try another
-        port = _free_port()
+    for port in fresh_ports():  # one can be taken before mkdocs binds it: try another
         with log.open("wb") as output:
             process = await trio.lowlevel.open_process(
                 ["bash", "scripts/docs", "-a", f"127.0.0.1:{port}"], cwd=ROOT,
@@ -54,7 +46,7 @@ async def test_scripts_docs_serves_the_site_on_loopback(tmp_path: Path) -> None:
                 with trio.move_on_after(5):
                     await process.wait()
     else:
-        pytest.fail(f"no free port for mkdocs in 3 tries:\n{_read(log)}")
+        pytest.fail(f"mkdocs found its port taken {PORT_TRIES} times in a row:\n{_read(log)}")
     assert f"Serving on http://127.0.0.1:{port}/" in _read(log)
 
 
