@@ -5,7 +5,9 @@ Run by :mod:`benchmarks.run` as::
     python -m benchmarks.loadgen SCENARIO --port PORT --params JSON [--client picows|websockets]
 
 It talks to the harness with lines on stdout: ``MARK start`` / ``MARK end`` around
-the measured window (the harness samples the server's CPU time there),
+the measured window (the harness samples the server's CPU time there; a window
+lasts ``duration`` seconds, and in ``--quick`` runs also until it has counted
+``min_count`` operations, see :meth:`Window.measure`),
 ``WAIT <tag>`` when the harness must measure something before the run goes on
 (the harness answers with a line on stdin), and finally ``RESULT <json>`` with
 ``value`` (the scenario's metric) and ``client_cpu_pct`` (this process's CPU time
@@ -44,6 +46,8 @@ assert len(PAYLOAD) == 32
 
 CONNECT_TIMEOUT = 30.0  # opening all the connections of a scenario
 CLOSE_TIMEOUT = 10.0  # closing them
+#: How long a window with ``min_count`` waits past its duration for its operations.
+WINDOW_TIMEOUT = 30.0
 
 T = TypeVar("T")
 
@@ -63,6 +67,9 @@ class Params:
     #: handshakes: "" for the client's own handshake, else a raw-socket head of
     #: raw_load.HEADS ("plain", "chromium", "firefox").
     head: str = ""
+    #: echo, handshakes: the window also lasts until it has counted this many
+    #: operations (the quick sizes: 1); 0, the full sizes: exactly ``duration``.
+    min_count: int = 0
 
 
 @attrs.define
@@ -77,6 +84,34 @@ class Window:
     def open(cls, count: int) -> Window:
         print("MARK start", flush=True)
         return cls(count)
+
+    @classmethod
+    async def measure(cls, count: Callable[[], int], p: Params) -> dict[str, float]:
+        """The measured window over the counter ``count()``: ``p.duration`` seconds,
+        then, if ``p.min_count``, until the window has counted that many.
+
+        A window of the quick sizes is short (0.3 s): on a loaded machine the server
+        or this process can get no CPU for all of it, and count nothing.  So the
+        quick sizes ask for at least one operation, and the value stays the count
+        over the window's wall time.  It fails (RuntimeError) if none comes within
+        ``WINDOW_TIMEOUT``.  At ``min_count`` 0 (the full sizes) the window is
+        ``p.duration`` exactly, as before.
+        """
+        window = cls.open(count())
+        await asyncio.sleep(p.duration)
+        if p.min_count:
+            deadline = time.perf_counter() + WINDOW_TIMEOUT
+            while count() - window.count < p.min_count:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(
+                        f"the measured window counted {count() - window.count} operations "
+                        f"in {p.duration + WINDOW_TIMEOUT:.1f} s (min_count {p.min_count}): "
+                        "the server did no work, see its log"
+                    )
+                # Polling, not an event: the per-operation path stays as it is at
+                # the full sizes (no check per message), and this runs only here.
+                await asyncio.sleep(0.01)
+        return window.close(count())
 
     def close(self, count: int) -> dict[str, float]:
         wall = time.perf_counter() - self.wall
@@ -102,9 +137,7 @@ async def churn(handshake: Callable[[], Awaitable[None]], p: Params) -> dict[str
     workers = asyncio.gather(*(worker() for _ in range(p.concurrency)))
     try:
         await asyncio.sleep(p.warmup)
-        window = Window.open(state["count"])
-        await asyncio.sleep(p.duration)
-        result = window.close(state["count"])
+        result = await Window.measure(lambda: state["count"], p)
         state["running"] = False
         await asyncio.wait_for(workers, CLOSE_TIMEOUT)
     finally:
@@ -196,9 +229,7 @@ class PicowsClient:
         for transport in transports:
             transport.send(send_text, payload)
         await asyncio.sleep(p.warmup)
-        window = Window.open(state["count"])
-        await asyncio.sleep(p.duration)
-        result = window.close(state["count"])
+        result = await Window.measure(lambda: state["count"], p)
         state["running"] = False
         await self._close_all(transports)
         return result
@@ -260,9 +291,7 @@ class WebsocketsClient:
         connections = await self._connect(p.path, p.connections, p)
         loops = asyncio.gather(*(loop(ws) for ws in connections))
         await asyncio.sleep(p.warmup)
-        window = Window.open(state["count"])
-        await asyncio.sleep(p.duration)
-        result = window.close(state["count"])
+        result = await Window.measure(lambda: state["count"], p)
         state["running"] = False
         await asyncio.wait_for(loops, CLOSE_TIMEOUT)
         await self._close_all(connections)

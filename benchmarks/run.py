@@ -72,7 +72,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "msg/s",
         True,
         full=Params(connections=50, warmup=1.0, duration=4.0),
-        quick=Params(connections=5, warmup=0.1, duration=0.3),
+        quick=Params(connections=5, warmup=0.1, duration=0.3, min_count=1),
     ),
     Scenario(
         "fanout",
@@ -88,7 +88,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "handshakes/s",
         True,
         full=Params(concurrency=16, warmup=0.5, duration=3.0),
-        quick=Params(concurrency=4, warmup=0.1, duration=0.3),
+        quick=Params(concurrency=4, warmup=0.1, duration=0.3, min_count=1),
     ),
     Scenario(
         "memory",

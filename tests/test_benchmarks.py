@@ -8,6 +8,7 @@ fails a run whose subscribers miss a delivery).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -72,6 +73,8 @@ def test_harness_produces_a_result_row(tmp_path: Path) -> None:
         for scenario in ("echo", "fanout"):
             result = row["scenarios"][scenario]
             (value,) = result["values"]
+            # None: the run failed; benchmarks.run printed why.
+            assert value is not None, (row["server"], scenario, done.stdout[-4000:])
             assert value > 0, (row["server"], scenario)
             assert result["value"]["median"] == value
             assert result["client_cpu_pct_max"] >= 0
@@ -228,3 +231,38 @@ def test_handshake_cpu_compares_a_revision_with_the_tree(
             rf"^median {side} +\d+\.\d us of server CPU per {unit}$", result.stdout, re.M
         )
     assert re.search(r"^after / before: \d+\.\d\d$", result.stdout, re.M)
+
+
+def test_a_quick_window_lasts_until_it_has_counted_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that gets no CPU for the whole (0.3 s) quick window counted 0
+    # (issue: a quick run under load measured 0 msg/s); the window waits for work.
+    from benchmarks import loadgen
+
+    counted = {"n": 0}
+
+    async def late_work(p: loadgen.Params) -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        loop.call_later(p.duration + 0.2, counted.__setitem__, "n", 3)
+        return await loadgen.Window.measure(lambda: counted["n"], p)
+
+    quick = asyncio.run(late_work(loadgen.Params(duration=0.1, min_count=1)))
+    assert quick["count"] == 3 and quick["value"] > 0
+    assert quick["seconds"] >= 0.3
+    # The full sizes (min_count 0): the window is the duration, work or not.
+    counted["n"] = 0
+    full = asyncio.run(late_work(loadgen.Params(duration=0.1)))
+    assert full["count"] == 0 and full["seconds"] < 0.3
+    # No work at all: a loud failure, not a 0.
+    monkeypatch.setattr(loadgen, "WINDOW_TIMEOUT", 0.2)
+    counted["n"] = 0
+    with pytest.raises(RuntimeError, match="counted 0 operations"):
+        asyncio.run(loadgen.Window.measure(lambda: 0, loadgen.Params(duration=0.1, min_count=1)))
+
+
+def test_only_the_quick_sizes_wait_for_work() -> None:
+    from benchmarks.run import SCENARIOS
+
+    for scenario in SCENARIOS:
+        assert scenario.full.min_count == 0, scenario.name
+        expected = 1 if scenario.name in ("echo", "handshakes") else 0
+        assert scenario.quick.min_count == expected, scenario.name
