@@ -25,6 +25,13 @@ from triows._worker import die_with_parent
 SERVING = re.compile(rb"^triows: serving \S+ on http://127\.0\.0\.1:(\d+) ")
 #: Seconds a process gets to start, and to stop.
 BOUND = 30.0
+#: redis-server's first start tries this many free ports (each can be taken by
+#: another process between the probe and redis-server's bind).
+PORT_TRIES = 5
+#: What redis-server logs once it serves (its append-only file loaded), and
+#: before it exits when its port is taken.
+REDIS_READY = "Ready to accept connections"
+ADDRESS_IN_USE = "Address already in use"
 
 
 def _free_port() -> int:
@@ -59,8 +66,9 @@ class RedisProcess:
 
     @classmethod
     @asynccontextmanager
-    async def started(cls, directory: Path) -> AsyncIterator[RedisProcess]:
-        redis = cls(directory)
+    async def started(cls, directory: Path, port: int = 0) -> AsyncIterator[RedisProcess]:
+        """A started redis-server, stopped on the way out (``port`` 0: a free one)."""
+        redis = cls(directory, port) if port else cls(directory)
         try:
             await redis.start()
             yield redis
@@ -68,24 +76,53 @@ class RedisProcess:
             if redis.process is not None:
                 await _stop(redis.process)
 
+    @property
+    def log(self) -> Path:
+        """redis-server's output (every start appends to it)."""
+        return self.directory / "redis-server.log"
+
     async def start(self) -> None:
+        """Start redis-server; return once it logs that it serves.
+
+        Readiness is read from its own log, not from a connection to the port
+        (another process could answer there).  The first start tries a new free
+        port when redis-server reports its port taken, ``PORT_TRIES`` times; a
+        restart keeps the port (the hub and its clients hold the URL), so a port
+        taken meanwhile is an error.  Errors carry redis-server's output.
+        """
+        tries = 1 if self.restarts else PORT_TRIES
+        for attempt in range(tries):
+            if attempt:
+                self.port = _free_port()
+            said = await self._start_on_port()
+            if said is None:
+                return
+        why = "a restart keeps its port" if self.restarts else f"{tries} free ports in a row"
+        raise RuntimeError(f"redis-server found port {self.port} taken ({why}):\n{said}")
+
+    async def _start_on_port(self) -> str | None:
+        """None once redis-server serves; its output if its port was taken."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("faults: redis-server is not installed (see scripts/test)")
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         argv += ["--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always"]
-        self.process = subprocess.Popen(  # noqa: ASYNC220 (main thread: PDEATHSIG; fast)
-            argv, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
-        )
+        start = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(  # noqa: ASYNC220 (main thread: PDEATHSIG; fast)
+                argv, stdout=output, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         with trio.fail_after(BOUND):
             while True:
-                try:
-                    stream = await trio.open_tcp_stream("127.0.0.1", self.port)
-                except OSError:
-                    await trio.sleep(0.05)
-                    continue
-                await stream.aclose()
-                return
+                said = self.log.read_bytes()[start:].decode(errors="replace")
+                if REDIS_READY in said:
+                    return None
+                if self.process.poll() is not None:
+                    self.process = None
+                    if ADDRESS_IN_USE in said:
+                        return said
+                    raise RuntimeError(f"redis-server exited at start:\n{said}")
+                await trio.sleep(0.05)  # polling its log: no other readiness signal
 
     async def restart(self) -> None:
         """Stop redis-server (SIGTERM: it writes its append-only file) and start it again."""

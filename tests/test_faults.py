@@ -10,6 +10,7 @@ order, or an explicit gap signal.  See scripts/faults.py for the long run.
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,3 +56,24 @@ async def test_clients_get_every_message_once_in_order_through_drops_stalls_and_
     assert any(fault.startswith("redis restart") for fault in report.faults), summary
     codes = {code for client in report.clients for code in client.codes}
     assert {1006, 1012} <= codes, summary
+
+
+async def test_the_harness_redis_takes_a_new_port_when_its_port_is_taken(tmp_path: Path) -> None:
+    # A free port can be taken before redis-server binds it: the first start tries
+    # another one; a restart keeps its port (the hub under test holds the URL).
+    _faults()  # puts scripts/ on sys.path, and imports faults_servers
+    servers = sys.modules["faults_servers"]
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        taken_port = taken.getsockname()[1]
+        with trio.fail_after(60):
+            async with servers.RedisProcess.started(tmp_path, taken_port) as redis:
+                port = redis.port
+                assert port != taken_port
+                await redis.restart()
+                assert redis.port == port and redis.restarts == 1
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with stream:
+                    await stream.send_all(b"PING\r\n")
+                    assert (await stream.receive_some(16)).startswith(b"+PONG")
+    said = redis.log.read_text()
+    assert "Address already in use" in said and said.count("Ready to accept connections") == 2
