@@ -7,6 +7,7 @@ loudly with redis-server's own output: they never skip.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -130,8 +131,8 @@ class RedisServer:
     def _said(self) -> str:
         if self.output is None:
             return ""
-        self.output.seek(0)
-        return self.output.read().decode(errors="replace")
+        # pread: the file offset is shared with redis-server's writes.
+        return os.pread(self.output.fileno(), 1 << 20, 0).decode(errors="replace")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
