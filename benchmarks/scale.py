@@ -29,9 +29,9 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,6 +58,8 @@ SOURCES_PER_PROCESS = 2
 #: on a busy 2-core machine: thousands of handshakes timed out).
 IN_FLIGHT = 800  # (and at most 200 per client process)
 STARTUP_TIMEOUT = 60.0
+#: The line ``triows run`` prints once it listens (with --workers, the supervisor's).
+SERVING = re.compile(r"^triows: serving \S+ on http://127\.0\.0\.1:(\d+) ", re.M)
 #: Opening every connection: at least this long, and 1 s per 100 connections
 #: (a busy 2-core machine opened 100,000 at about 200 per second).
 OPEN_TIMEOUT = 600.0
@@ -100,12 +102,6 @@ def raise_file_limit() -> int:
     return hard
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def request(port: int, method: str, path: str) -> dict[str, object]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=DELIVERY_TIMEOUT)
     try:
@@ -141,10 +137,14 @@ def total(measure: object, pids: Sequence[int]) -> float:
 def serve(
     workers: int, redis_url: str | None, log: Path, options: Sequence[str]
 ) -> Iterator[tuple[int, list[int]]]:
-    """``triows run benchmarks.scale_app:app [options]``; yields (port, server pids)."""
-    port = free_port()
+    """``triows run benchmarks.scale_app:app [options]``; yields (port, server pids).
+
+    The server binds port 0 and says which port it got (a port probed free here
+    and bound later by the server could be taken in between).
+    """
+    port = 0
     command = [sys.executable, "-m", "triows", "run", "benchmarks.scale_app:app"]
-    command += ["--port", str(port), "--backlog", "4096", *options]
+    command += ["--host", "127.0.0.1", "--port", "0", "--backlog", "4096", *options]
     if workers > 1:
         command += ["--workers", str(workers)]
     env = dict(os.environ, TRIOWS_SCALE_REDIS=redis_url or "")
@@ -155,8 +155,10 @@ def serve(
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with {process.returncode}:\n{tail(log)}")
+            if not port and (found := SERVING.search(log.read_text(errors="replace"))):
+                port = int(found.group(1))
             pids = server_pids(process.pid)
-            if workers == 1 or len(pids) == workers + 1:
+            if port and (workers == 1 or len(pids) == workers + 1):
                 with contextlib.suppress(OSError, RuntimeError):
                     request(port, "GET", "/stats")
                     break

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,6 +29,11 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
+#: redis-server's words once it serves, and before it exits when its port is taken.
+REDIS_READY = "Ready to accept connections"
+ADDRESS_IN_USE = "Address already in use"
+#: Free ports start_redis() tries (each can be taken before redis-server binds it).
+REDIS_PORT_TRIES = 5
 #: prctl(2): the signal a child gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -86,21 +92,39 @@ def die_with_parent() -> None:
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    """A private redis-server on a free loopback port (Debian's binary), and its URL."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((HOST, port), timeout=0.2).close()
+    """A private redis-server on a free loopback port (Debian's binary), and its URL.
+
+    A port probed free can be taken before redis-server binds it: redis-server
+    then exits saying so, and another port is tried (``REDIS_PORT_TRIES``).  It is
+    ready when its own output says so, not when the port accepts a connection
+    (another process's listener would).  Failures carry its output.
+    """
+    said = ""
+    for _ in range(REDIS_PORT_TRIES):
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        argv = ["redis-server", "--port", str(port), "--bind", HOST, "--save", ""]
+        with tempfile.TemporaryFile() as output:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [*argv, "--appendonly", "no"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+            deadline = time.monotonic() + 10
+            while True:
+                exited = process.poll() is not None
+                # pread: the file offset is shared with redis-server's writes.
+                said = os.pread(output.fileno(), 1 << 20, 0).decode(errors="replace")
+                if exited or REDIS_READY in said:
+                    break
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise SystemExit(f"redis-server did not start within 10 s:\n{said}")
+                time.sleep(0.05)
+        if not exited:
             return process, f"redis://{HOST}:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("redis-server did not start")
+        if ADDRESS_IN_USE not in said:
+            raise SystemExit(f"redis-server exited with {process.returncode}:\n{said}")
+    raise SystemExit(f"redis-server found its port taken {REDIS_PORT_TRIES} times:\n{said}")
