@@ -33,9 +33,17 @@ def chunks(data: bytes, sizes: tuple[int, ...]) -> Iterator[bytes]:
         at, turn = at + size, turn + 1
 
 
-def serve(listener: socket.socket, clients: int, messages: int, go: threading.Event) -> None:
+def serve(
+    listener: socket.socket,
+    clients: int,
+    messages: int,
+    go: threading.Event,
+    done: threading.Event,
+) -> None:
     """Answer ``clients`` handshakes, then (after ``go``) stream ``messages`` broadcasts
-    to each, in chunks that split the frames, the greeting and the head."""
+    to each, in chunks that split the frames, the greeting and the head; close the
+    connections once ``done`` is set (a close before the reader is done is an error
+    for it)."""
     accepted = []
     hello = RESPONSE + server_frame(SUBSCRIBED)
     listener.settimeout(10)  # bounded: a client that never connects fails the test
@@ -55,7 +63,7 @@ def serve(listener: socket.socket, clients: int, messages: int, go: threading.Ev
         for conn, piece in zip(accepted, pieces, strict=True):
             conn.sendall(piece)
         time.sleep(0.0002)
-    time.sleep(0.5)
+    done.wait(10)
     for conn in accepted:
         conn.close()
 
@@ -65,8 +73,10 @@ def test_every_split_message_is_counted_once(pause: float) -> None:
     clients, messages = 3, 60
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-        go = threading.Event()
-        thread = threading.Thread(target=serve, args=(listener, clients, messages, go), daemon=True)
+        go, done = threading.Event(), threading.Event()
+        thread = threading.Thread(
+            target=serve, args=(listener, clients, messages, go, done), daemon=True
+        )
         thread.start()
         group = Group("127.0.0.1", port, BROADCAST)
         try:
@@ -81,6 +91,7 @@ def test_every_split_message_is_counted_once(pause: float) -> None:
             assert sorted(group.counts.values()) == [messages] * clients
         finally:
             go.set()
+            done.set()
             thread.join(10)
             group.close()
 
@@ -88,8 +99,9 @@ def test_every_split_message_is_counted_once(pause: float) -> None:
 def test_a_closed_subscriber_is_an_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
-        go = threading.Event()
-        thread = threading.Thread(target=serve, args=(listener, 1, 2, go), daemon=True)
+        go, done = threading.Event(), threading.Event()
+        done.set()  # the server closes the connection after its 2 messages
+        thread = threading.Thread(target=serve, args=(listener, 1, 2, go, done), daemon=True)
         thread.start()
         group = Group("127.0.0.1", port, BROADCAST)
         try:
