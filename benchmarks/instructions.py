@@ -19,22 +19,26 @@ for every app, so the differences between rows are the apps' own).
   the app's accept, then the client's ``websocket.disconnect`` with 1000;
 * ``echo``: one text message on one ``/echo`` connection, received and sent back;
 * ``fanout``: one delivery of a ``/pub`` broadcast to 50 ``/sub`` subscribers;
-* ``hypercorn-fanout`` (only when asked for: 10-15 minutes): the same delivery
-  through real hypercorn (``hypercorn -k trio``'s worker, as the harness serves
-  each app) and real sockets, driven by the harness's load generator: the server
-  process's instructions in a 100- and a 500-broadcast run, their difference
-  over the deliveries between them (the run's start and end cancel out).
+* ``hypercorn-fanout`` and ``hypercorn-handshake`` (only when asked for: 10-15
+  minutes each): through real hypercorn (``hypercorn -k trio``'s worker, as the
+  harness serves each app) and real sockets, driven by the harness's load
+  generator, the server process on a clock :data:`SLOWDOWN` times slower too: its
+  instructions in a smaller and a larger run, their difference over the
+  operations between them (the runs' start and end cancel out).  The fan-out's
+  runs are 100 and 500 broadcasts to 50 subscribers; the handshakes' 10 s and
+  40 s of 16 clients opening and closing connections (the load generator's count).
 
 What it leaves out: hypercorn's own work.  On real sockets under hypercorn the raw
 app's server process takes about 2.97M instructions per handshake, 540k per echoed
 message and 222k per fan-out delivery (against about 134k, 148k and 37k here), so
-a difference here is diluted that much there; ``hypercorn-fanout`` measures one
-of them directly.  Valgrind runs Python about 50 times slower, so a timer
+a difference here is diluted that much there; the ``hypercorn-`` scenarios measure
+two of them directly.  Valgrind runs Python about 50 times slower, so a timer
 that fires every 50 ms would fire 50 times more often per operation than at full
 speed (the App's :class:`~triows._asgi._pumps.Pumps` looks: 8k instructions per
 echoed message counted that way, a few dozen at full speed); the child runs trio
-with a clock :data:`SLOWDOWN` times slower (:class:`ValgrindClock`), so they fire
-about as often per operation as they would.
+with a clock :data:`SLOWDOWN` times slower
+(:class:`~benchmarks.servers._common.SlowClock`), so they fire about as often per
+operation as they would; so do the served scenarios' servers.
 """
 
 from __future__ import annotations
@@ -42,19 +46,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
+
+from .servers import SERVERS
+from .servers._common import CLOCK_SLOWDOWN, SlowClock
 
 __all__ = ["APPS", "SCENARIOS", "count", "main"]
 
@@ -67,18 +74,21 @@ APPS = {
 }
 SCENARIOS = ("handshake", "echo", "fanout")
 #: Not run by default (10-15 minutes): the fan-out through real hypercorn and sockets.
-SERVED = "hypercorn-fanout"
+SERVED = ("hypercorn-fanout", "hypercorn-handshake")
 #: The harness's server spec (benchmarks.servers) each app is served by, for SERVED.
 SERVED_AS = {"raw-asgi": "raw-asgi", "starlette": "starlette", "triows": "triows-plain-hypercorn"}
 #: Operations per scenario: (full, --quick).
 OPERATIONS = {"handshake": (1600, 32), "echo": (4000, 100), "fanout": (10000, 500)}
-#: SERVED: broadcasts to 50 subscribers in the smaller and the larger run.
-SERVED_BROADCASTS = (100, 500)
+#: hypercorn-fanout: broadcasts to 50 subscribers in the smaller and the larger run
+#: (full, --quick).
+SERVED_BROADCASTS = {False: (100, 500), True: (5, 20)}
+#: hypercorn-handshake: the measured window of the smaller and the larger run, seconds.
+SERVED_SECONDS = {False: (10, 40), True: (2, 6)}
 WARMUP = 200
 CONCURRENCY = 16
 SUBSCRIBERS = 50
 #: How much slower Python runs under callgrind (about 50-65 times on the 2-core
-#: development machine): the child's trio clock runs this much slower.
+#: development machine): the child's and the served servers' trio clocks run this much slower.
 SLOWDOWN = 50
 
 Event = dict[str, Any]
@@ -86,24 +96,6 @@ App = Callable[[Event, Callable[[], Awaitable[Event]], Callable[[Event], Awaitab
 
 
 # -- the stand-in server (runs in the child process) ----------------------------------
-
-
-class ValgrindClock(trio.abc.Clock):
-    """trio's clock, :data:`SLOWDOWN` times slower: under valgrind the app runs about
-    that much slower, so its timers (the App's 50 ms :class:`~triows._asgi._pumps.Pumps`
-    ticks) fire about as often per operation as at full speed."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def start_clock(self) -> None:
-        self.start = time.perf_counter()
-
-    def current_time(self) -> float:
-        return (time.perf_counter() - self.start) / SLOWDOWN
-
-    def deadline_to_sleep_time(self, deadline: float) -> float:
-        return max(0.0, (deadline - self.current_time()) * SLOWDOWN)
 
 
 def _scope(path: str) -> Event:
@@ -284,46 +276,58 @@ def _refs(server: str, stderr: str, returncode: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def count_served(server: str, broadcasts: int) -> int:
+def count_served(server: str, load: str, params: Mapping[str, float]) -> tuple[int, int]:
     """Instructions of a server process (hypercorn's trio worker serving the app, under
-    callgrind) through a harness fan-out run: 50 subscribers, a warm-up round of
-    ``broadcasts // 20``, then ``broadcasts`` (``benchmarks.loadgen fanout``)."""
-    from .servers import SERVERS
-
+    callgrind, on a :class:`~benchmarks.servers._common.SlowClock`) through one run of
+    the harness's load generator (``benchmarks.loadgen LOAD``), and the operations
+    the load generator counted."""
     spec = next(spec for spec in SERVERS if spec.name == SERVED_AS[server])
     command = [_valgrind(), "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command += [sys.executable, "-m", spec.module, *spec.args]
+    environment = {**os.environ, CLOCK_SLOWDOWN: str(SLOWDOWN)}
     with tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=errors, text=True,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=environment,
         )  # fmt: skip
         try:
             assert process.stdout is not None
             line = process.stdout.readline()  # valgrind: about a minute to start
             if not line.startswith("PORT "):
                 raise RuntimeError(f"{server} did not start: {line!r}")
-            params = {"connections": 50, "messages": broadcasts, "concurrency": 50}
-            load = [sys.executable, "-m", "benchmarks.loadgen", "fanout"]
-            load += ["--port", line.split()[1], "--params", json.dumps(params)]
+            generator = [sys.executable, "-m", "benchmarks.loadgen", load]
+            generator += ["--port", line.split()[1], "--params", json.dumps(params)]
             done = subprocess.run(
-                load, cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                generator, cwd=ROOT, capture_output=True, text=True, timeout=1800,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
-            if done.returncode != 0:
+            result = re.search(r"^RESULT (.*)$", done.stdout, re.MULTILINE)
+            if done.returncode != 0 or result is None:
                 raise RuntimeError(f"load generator failed: {done.stdout}{done.stderr}")
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(120)
         errors.seek(0)
-        return _refs(server, errors.read(), process.returncode)
+        counted = int(json.loads(result.group(1))["count"])
+        return _refs(server, errors.read(), process.returncode), counted
 
 
-def per_delivery_served(server: str) -> float:
-    """Instructions per fan-out delivery under real hypercorn: the difference of two runs."""
-    small, large = SERVED_BROADCASTS
-    deliveries = 50 * ((large + large // 20) - (small + small // 20))
-    return (count_served(server, large) - count_served(server, small)) / deliveries
+def per_operation_served(server: str, scenario: str, quick: bool) -> float:
+    """Instructions per operation under real hypercorn: the difference of a smaller
+    and a larger run over the difference of the operations between them."""
+    if scenario == "hypercorn-fanout":
+        broadcasts = SERVED_BROADCASTS[quick]
+        sizes = [{"connections": 50, "messages": m, "concurrency": 50} for m in broadcasts]
+        runs = [count_served(server, "fanout", size) for size in sizes]
+        # Deliveries: a warm-up round of m // 20 (at least 1) broadcasts, then m.
+        operations = [50 * (m + max(1, m // 20)) for m in broadcasts]
+    else:
+        seconds = SERVED_SECONDS[quick]
+        sizes = [{"concurrency": 16, "warmup": 1, "duration": d} for d in seconds]
+        runs = [count_served(server, "handshakes", size) for size in sizes]
+        operations = [counted for _, counted in runs]
+    (small, _), (large, _) = runs
+    return (large - small) / (operations[1] - operations[0])
 
 
 def per_operation(server: str, scenario: str, n: int) -> float:
@@ -357,7 +361,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         module, scenario, n = args.child
-        trio.run(child, module, scenario, int(n), clock=ValgrindClock())
+        trio.run(child, module, scenario, int(n), clock=SlowClock(SLOWDOWN))
         return
     servers = [name for name in args.servers.split(",") if name]
     scenarios = [name for name in args.scenarios.split(",") if name]
@@ -365,14 +369,14 @@ def main() -> None:
         if name not in APPS:
             parser.error(f"unknown server {name!r}; known: {', '.join(APPS)}")
     for name in scenarios:
-        if name not in (*SCENARIOS, SERVED):
-            parser.error(f"unknown scenario {name!r}; known: {', '.join((*SCENARIOS, SERVED))}")
+        if name not in (*SCENARIOS, *SERVED):
+            parser.error(f"unknown scenario {name!r}; known: {', '.join((*SCENARIOS, *SERVED))}")
     results: dict[str, dict[str, float]] = {}
     for scenario in scenarios:
         results[scenario] = {}
         for server in servers:
-            if scenario == SERVED:
-                results[scenario][server] = per_delivery_served(server)
+            if scenario in SERVED:
+                results[scenario][server] = per_operation_served(server, scenario, args.quick)
             else:
                 n = OPERATIONS[scenario][1 if args.quick else 0]
                 results[scenario][server] = per_operation(server, scenario, n)

@@ -1,4 +1,5 @@
-"""What every server module shares: the message, the ``PORT`` line, hypercorn setup."""
+"""What every server module shares: the message, the ``PORT`` line, hypercorn setup,
+and how a trio server runs (:func:`run`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -20,9 +22,11 @@ if TYPE_CHECKING:
 __all__ = [
     "HOST",
     "MESSAGE",
+    "SlowClock",
     "announce",
     "hypercorn_config",
     "parse_go",
+    "run",
     "serve_on_hypercorn",
     "start_redis",
     "unavailable",
@@ -128,3 +132,34 @@ def start_redis() -> tuple[subprocess.Popen[bytes], str]:
         if ADDRESS_IN_USE not in said:
             raise SystemExit(f"redis-server exited with {process.returncode}:\n{said}")
     raise SystemExit(f"redis-server found its port taken {REDIS_PORT_TRIES} times:\n{said}")
+
+
+#: ``BENCH_CLOCK_SLOWDOWN=N`` in a trio server's environment: :func:`run` gives trio a
+#: clock N times slower (benchmarks.instructions, which runs servers under valgrind).
+CLOCK_SLOWDOWN = "BENCH_CLOCK_SLOWDOWN"
+
+
+class SlowClock(trio.abc.Clock):
+    """trio's clock, ``slowdown`` times slower.  Under valgrind a server runs about 50
+    times slower, so its timers (keepalives, the App's 50 ms ``Pumps`` looks, timeouts)
+    would fire 50 times more often per operation than at full speed; on this clock
+    they fire about as often as they would."""
+
+    def __init__(self, slowdown: float) -> None:
+        self.slowdown = slowdown
+        self.start = time.perf_counter()
+
+    def start_clock(self) -> None:
+        self.start = time.perf_counter()
+
+    def current_time(self) -> float:
+        return (time.perf_counter() - self.start) / self.slowdown
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return max(0.0, (deadline - self.current_time()) * self.slowdown)
+
+
+def run(main: Callable[..., Awaitable[object]], *args: object) -> None:
+    """``trio.run(main, *args)``, on a :class:`SlowClock` if ``BENCH_CLOCK_SLOWDOWN`` says so."""
+    slowdown = float(os.environ.get(CLOCK_SLOWDOWN) or 0)
+    trio.run(main, *args, clock=SlowClock(slowdown) if slowdown else None)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import trio
 from quart import websocket
 from quart_trio import QuartTrio
 
-from ._common import MESSAGE, parse_go, serve_on_hypercorn
+from ._common import MESSAGE, parse_go, run, serve_on_hypercorn
 
 app = QuartTrio(__name__)
 subscribers: set[Any] = set()
@@ -57,4 +56,4 @@ for view in (echo, sub, pub, idle):
     app.add_websocket(f"/{view.__name__}", view_func=view)
 
 if __name__ == "__main__":
-    trio.run(serve_on_hypercorn, app)
+    run(serve_on_hypercorn, app)

@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
-
-from ._common import MESSAGE, parse_go, serve_on_hypercorn
+from ._common import MESSAGE, parse_go, run, serve_on_hypercorn
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -91,4 +89,4 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(serve_on_hypercorn, app)
+    run(serve_on_hypercorn, app)

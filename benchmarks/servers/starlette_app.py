@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import trio
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ._common import MESSAGE, parse_go, serve_on_hypercorn
+from ._common import MESSAGE, parse_go, run, serve_on_hypercorn
 
 subscribers: set[WebSocket] = set()
 
@@ -69,4 +68,4 @@ app = Starlette(
 )
 
 if __name__ == "__main__":
-    trio.run(serve_on_hypercorn, app)
+    run(serve_on_hypercorn, app)

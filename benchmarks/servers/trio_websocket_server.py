@@ -11,7 +11,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from ._common import HOST, MESSAGE, announce, parse_go
+from ._common import HOST, MESSAGE, announce, parse_go, run
 
 subscribers: set[WebSocketConnection] = set()
 
@@ -58,4 +58,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)

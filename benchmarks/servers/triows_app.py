@@ -42,7 +42,7 @@ import trio
 import triows
 from triows import WebSocket
 
-from ._common import HOST, MESSAGE, announce, parse_go, serve_on_hypercorn, start_redis
+from ._common import HOST, MESSAGE, announce, parse_go, run, serve_on_hypercorn, start_redis
 
 #: ``--metrics``, read before the routes below are registered on the App.
 METRICS = "--metrics" in sys.argv[1:]
@@ -179,4 +179,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--metrics", action="store_true", help="App(metrics=True)")
     arguments = parser.parse_args()
-    trio.run(main, arguments.backend, arguments.fanout)
+    run(main, arguments.backend, arguments.fanout)

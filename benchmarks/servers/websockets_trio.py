@@ -8,7 +8,7 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.trio.server import Server, ServerConnection, serve
 
-from ._common import HOST, MESSAGE, announce, parse_go
+from ._common import HOST, MESSAGE, announce, parse_go, run
 
 subscribers: set[ServerConnection] = set()
 
@@ -56,4 +56,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    run(main)
