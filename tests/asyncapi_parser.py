@@ -103,21 +103,29 @@ def ensure_installed() -> None:
 def _install(digest: str, stamp: Path) -> None:
     """``npm ci`` in DIRECTORY, then the stamp (the caller holds INSTALL_LOCK)."""
     command = [_tool("npm"), "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
-    done = subprocess.run(
+    _output(
         command,
-        cwd=DIRECTORY,
-        capture_output=True,
-        text=True,
-        timeout=INSTALL_TIMEOUT,
-        check=False,
+        DIRECTORY,
+        INSTALL_TIMEOUT,
+        f"npm ci in {DIRECTORY} failed; the AsyncAPI validity tests need the npm "
+        "registry once per checkout",
+        with_stdout=True,
+    )
+    stamp.write_text(digest)
+
+
+def _output(
+    command: list[str], cwd: Path, timeout: float, failure: str, *, with_stdout: bool = False
+) -> str:
+    """Run ``command`` in ``cwd``: its standard output, or RuntimeError naming
+    ``failure``, the status and what it printed (stderr; stdout too if asked)."""
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(
-            f"npm ci in {DIRECTORY} failed with status {done.returncode}; the AsyncAPI "
-            f"validity tests need the npm registry once per checkout:\n"
-            f"{done.stdout}\n{done.stderr}"
-        )
-    stamp.write_text(digest)
+        printed = f"{done.stdout}\n{done.stderr}" if with_stdout else done.stderr
+        raise RuntimeError(f"{failure} (status {done.returncode}):\n{printed}")
+    return done.stdout
 
 
 def run_script(script: Path, *args: str) -> str:
@@ -131,19 +139,12 @@ def run_script(script: Path, *args: str) -> str:
     partial = RUN_DIRECTORY / f".{script.name}.{os.getpid()}"
     partial.write_bytes(script.read_bytes())
     partial.replace(copy)
-    done = subprocess.run(
+    return _output(
         [_tool("node"), str(copy), *args],
-        cwd=RUN_DIRECTORY,
-        capture_output=True,
-        text=True,
-        timeout=PARSE_TIMEOUT,
-        check=False,
+        RUN_DIRECTORY,
+        PARSE_TIMEOUT,
+        f"node {script.name} failed",
     )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"node {script.name} failed with status {done.returncode}:\n{done.stderr}"
-        )
-    return done.stdout
 
 
 def parse_documents(documents: dict[str, Any]) -> dict[str, ParseResult]:

@@ -204,6 +204,16 @@ class ASGITransport:
         if callback is not None:
             callback(code, reason)
 
+    def _returned(self) -> None:
+        """A call of the view is back from the server: a listed connection records
+        when; an unlisted one is listed once idle.  (``receive`` and ``send`` inline
+        this: the per-message path.)"""
+        self.busy -= 1
+        if self.listed is not None:
+            self.away_since = self.listed.generation
+        elif not self.busy:
+            self._back()
+
     def _back(self) -> None:
         """The view's last call left the server, and the connection is not listed:
         list it (unless a pump reads, or the client has gone: nothing more to read)."""
@@ -236,8 +246,7 @@ class ASGITransport:
                     self._left(int(event.get("code") or 1005), event.get("reason") or "")
                     raise self._departure()
         finally:
-            # Back from the server (inlined: the per-message path): a listed
-            # connection records when; an unlisted one is listed once idle.
+            # _returned(), inlined (the per-message path: one call less).
             self.busy -= 1
             if self.listed is not None:
                 self.away_since = self.listed.generation
@@ -257,8 +266,7 @@ class ASGITransport:
         except OSError:
             raise await self._after_failed_send() from None
         finally:
-            # Back from the server (inlined: the per-message path): a listed
-            # connection records when; an unlisted one is listed once idle.
+            # _returned(), inlined (the per-message path: one call less).
             self.busy -= 1
             if self.listed is not None:
                 self.away_since = self.listed.generation
@@ -284,11 +292,7 @@ class ASGITransport:
         except OSError:
             raise await self._after_failed_send() from None
         finally:
-            self.busy -= 1
-            if self.listed is not None:
-                self.away_since = self.listed.generation
-            elif not self.busy:
-                self._back()
+            self._returned()
 
     async def refuse(self, status: int, headers: RawHeaders, body: bytes) -> None:
         extensions = self.request.scope.get("extensions") or {}
